@@ -1,0 +1,116 @@
+"""The model registry: ``register_model``, ``get_model``, ``list_models`` and each entry's ``ModelSpec``."""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from deploykit.errors import DeployKitError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Published figures for a model, and the builder arguments they were measured with."""
+
+    params: int
+    gmacs: float
+    top1: float | None = None
+    source: str = "torchvision"
+    build_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What deploykit knows about a registered architecture."""
+
+    name: str
+    family: str
+    builder: Callable[..., nn.Module]
+    paper: str
+    input_size: int = 224
+    min_input_size: int = 32
+    num_classes: int = 1000
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    reference: Reference | None = None
+    torchvision_compatible: bool = False
+    has_aux_outputs: bool = False
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Default (C, H, W) input shape."""
+        return (3, self.input_size, self.input_size)
+
+
+_SPECS: dict[str, ModelSpec] = {}
+
+ALIASES = {
+    "mobilenet": "mobilenet_v2",
+    "resnet": "resnet50",
+    "inception": "inception_v3",
+    "inception_v1": "googlenet",
+    "vgg": "vgg16",
+    "densenet": "densenet121",
+    "squeezenet": "squeezenet1_1",
+    "efficientnet": "efficientnet_b0",
+    "mnasnet": "mnasnet1_0",
+    "resnext": "resnext50_32x4d",
+    "se_resnet": "se_resnet50",
+}
+
+
+def register_model(family: str, paper: str, **spec_fields: Any) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator that registers a builder function under its own name with a ModelSpec."""
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = builder.__name__
+        if name in _SPECS:
+            raise ValueError(f"model {name!r} is registered twice")
+        _SPECS[name] = ModelSpec(name=name, family=family, builder=builder, paper=paper, **spec_fields)
+        return builder
+
+    return decorate
+
+
+def resolve_name(name: str) -> str:
+    """Map an alias or differently-cased name to a registered name, or raise with suggestions."""
+    key = name.strip().lower().replace("-", "_")
+    key = ALIASES.get(key, key)
+    if key in _SPECS:
+        return key
+    candidates = list(_SPECS) + list(ALIASES)
+    close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; run `deploykit list` to see every model"
+    raise DeployKitError(f"unknown model {name!r}{hint}")
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The ModelSpec of a registered model or alias."""
+    return _SPECS[resolve_name(name)]
+
+
+def get_model(name: str, weights: str | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model; ``weights`` is a checkpoint path loaded strictly with ``weights_only=True``."""
+    spec = get_spec(name)
+    kwargs.setdefault("num_classes", spec.num_classes)
+    try:
+        model = spec.builder(**kwargs)
+    except TypeError as exc:
+        raise DeployKitError(f"cannot build {spec.name}: {exc}") from exc
+    if weights is not None:
+        from deploykit.models.weights import load_weights
+
+        load_weights(model, weights, spec.name)
+    return model
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Registered model names matching a shell-style pattern (``resnet*``), sorted."""
+    return sorted(name for name in _SPECS if fnmatch.fnmatch(name, pattern.lower()))
