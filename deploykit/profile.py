@@ -34,6 +34,11 @@ class Profile:
     def flops(self) -> int:
         return 2 * self.macs
 
+    @property
+    def inference_params(self) -> int:
+        """Parameters used in eval mode: excludes training-only stages such as auxiliary heads."""
+        return self.params - sum(stage.params for stage in self.stages if not stage.output_shape)
+
 
 def count_params(model: nn.Module) -> int:
     """Number of parameters (BatchNorm running statistics are buffers and do not count)."""

@@ -44,7 +44,7 @@ class AlexNet(nn.Module):
     family="alexnet",
     paper="ImageNet Classification with Deep Convolutional Neural Networks (2012)",
     min_input_size=64,
-    reference=Reference(params=61_100_840, gmacs=0.71, top1=56.52),
+    reference=Reference(params=61_100_840, gmacs=0.714, top1=56.52),
     torchvision_compatible=True,
 )
 def alexnet(num_classes: int = 1000, **kwargs) -> AlexNet:

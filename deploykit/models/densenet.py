@@ -88,12 +88,12 @@ def _register(params: int, gmacs: float, top1: float):
                           reference=Reference(params=params, gmacs=gmacs, top1=top1), torchvision_compatible=True)
 
 
-@_register(7_978_856, 2.83, 74.43)
+@_register(7_978_856, 2.834, 74.43)
 def densenet121(num_classes: int = 1000, **kwargs) -> DenseNet:
     return DenseNet(32, (6, 12, 24, 16), 64, num_classes=num_classes, **kwargs)
 
 
-@_register(28_681_000, 7.73, 77.14)
+@_register(28_681_000, 7.728, 77.14)
 def densenet161(num_classes: int = 1000, **kwargs) -> DenseNet:
     return DenseNet(48, (6, 12, 36, 24), 96, num_classes=num_classes, **kwargs)
 
@@ -103,6 +103,6 @@ def densenet169(num_classes: int = 1000, **kwargs) -> DenseNet:
     return DenseNet(32, (6, 12, 32, 32), 64, num_classes=num_classes, **kwargs)
 
 
-@_register(20_013_928, 4.29, 76.90)
+@_register(20_013_928, 4.291, 76.90)
 def densenet201(num_classes: int = 1000, **kwargs) -> DenseNet:
     return DenseNet(32, (6, 12, 48, 32), 64, num_classes=num_classes, **kwargs)

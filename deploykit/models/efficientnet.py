@@ -78,6 +78,6 @@ class EfficientNet(nn.Module):
 
 
 @register_model(family="nas", paper="EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks (2019)",
-                reference=Reference(params=5_288_548, gmacs=0.39, top1=77.69), torchvision_compatible=True)
+                reference=Reference(params=5_288_548, gmacs=0.386, top1=77.69), torchvision_compatible=True)
 def efficientnet_b0(num_classes: int = 1000, **kwargs) -> EfficientNet:
     return EfficientNet(1.0, 1.0, num_classes=num_classes, **kwargs)

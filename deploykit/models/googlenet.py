@@ -130,7 +130,7 @@ def transform_imagenet_input(x: torch.Tensor) -> torch.Tensor:
     family="inception",
     paper="Going Deeper with Convolutions (2014)",
     min_input_size=32,
-    reference=Reference(params=6_624_904, gmacs=1.50, top1=69.78, build_kwargs={"aux_logits": False}),
+    reference=Reference(params=6_624_904, gmacs=1.498, top1=69.78, build_kwargs={"aux_logits": False}),
     torchvision_compatible=True,
     has_aux_outputs=True,
 )

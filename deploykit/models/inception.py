@@ -180,7 +180,7 @@ class Inception3(nn.Module):
     paper="Rethinking the Inception Architecture for Computer Vision (2015)",
     input_size=299,
     min_input_size=75,
-    reference=Reference(params=27_161_264, gmacs=5.71, top1=77.29),
+    reference=Reference(params=27_161_264, gmacs=5.713, top1=77.29),
     torchvision_compatible=True,
     has_aux_outputs=True,
 )

@@ -81,6 +81,6 @@ class MNASNet(nn.Module):
 
 
 @register_model(family="nas", paper="MnasNet: Platform-Aware Neural Architecture Search for Mobile (2018)",
-                reference=Reference(params=4_383_312, gmacs=0.31, top1=73.46), torchvision_compatible=True)
+                reference=Reference(params=4_383_312, gmacs=0.314, top1=73.46), torchvision_compatible=True)
 def mnasnet1_0(num_classes: int = 1000, **kwargs) -> MNASNet:
     return MNASNet(1.0, num_classes=num_classes, **kwargs)

@@ -54,6 +54,6 @@ class MobileNetV2(nn.Module):
 
 
 @register_model(family="mobilenet", paper="MobileNetV2: Inverted Residuals and Linear Bottlenecks (2018)",
-                reference=Reference(params=3_504_872, gmacs=0.30, top1=71.88), torchvision_compatible=True)
+                reference=Reference(params=3_504_872, gmacs=0.301, top1=71.88), torchvision_compatible=True)
 def mobilenet_v2(num_classes: int = 1000, **kwargs) -> MobileNetV2:
     return MobileNetV2(num_classes=num_classes, **kwargs)

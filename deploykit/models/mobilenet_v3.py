@@ -91,13 +91,13 @@ class MobileNetV3(nn.Module):
 _PAPER = "Searching for MobileNetV3 (2019)"
 
 
-@register_model(family="mobilenet", paper=_PAPER, reference=Reference(params=5_483_032, gmacs=0.22, top1=74.04),
+@register_model(family="mobilenet", paper=_PAPER, reference=Reference(params=5_483_032, gmacs=0.217, top1=74.04),
                 torchvision_compatible=True)
 def mobilenet_v3_large(num_classes: int = 1000, width_mult: float = 1.0, **kwargs) -> MobileNetV3:
     return MobileNetV3(_config(width_mult, LARGE), make_divisible(1280 * width_mult), num_classes=num_classes, **kwargs)
 
 
-@register_model(family="mobilenet", paper=_PAPER, reference=Reference(params=2_542_856, gmacs=0.06, top1=67.67),
+@register_model(family="mobilenet", paper=_PAPER, reference=Reference(params=2_542_856, gmacs=0.057, top1=67.67),
                 torchvision_compatible=True)
 def mobilenet_v3_small(num_classes: int = 1000, width_mult: float = 1.0, **kwargs) -> MobileNetV3:
     return MobileNetV3(_config(width_mult, SMALL), make_divisible(1024 * width_mult), num_classes=num_classes, **kwargs)

@@ -17,13 +17,17 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class Reference:
-    """Published figures for a model, and the builder arguments they were measured with."""
+    """Published figures for a model, and the builder arguments they were measured with.
+
+    ``params_exact`` is False where the source rounds its parameter count (papers' "0.27M").
+    """
 
     params: int
     gmacs: float
     top1: float | None = None
     source: str = "torchvision"
     build_kwargs: dict[str, Any] = field(default_factory=dict)
+    params_exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -81,10 +85,11 @@ def register_model(family: str, paper: str, **spec_fields: Any) -> Callable[[Cal
 
 def resolve_name(name: str) -> str:
     """Map an alias or differently-cased name to a registered name, or raise with suggestions."""
-    key = name.strip().lower().replace("-", "_")
-    key = ALIASES.get(key, key)
-    if key in _SPECS:
-        return key
+    key = name.strip().lower()
+    for candidate in (key, key.replace("-", "_"), key.replace("-", "")):
+        candidate = ALIASES.get(candidate, candidate)
+        if candidate in _SPECS:
+            return candidate
     candidates = list(_SPECS) + list(ALIASES)
     close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else "; run `deploykit list` to see every model"

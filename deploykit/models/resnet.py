@@ -132,32 +132,32 @@ def _register(params: int, gmacs: float, top1: float, paper: str = "Deep Residua
                           torchvision_compatible=True)
 
 
-@_register(11_689_512, 1.81, 69.76)
+@_register(11_689_512, 1.814, 69.76)
 def resnet18(num_classes: int = 1000, **kwargs) -> ResNet:
     return ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes, **kwargs)
 
 
-@_register(21_797_672, 3.66, 73.31)
+@_register(21_797_672, 3.664, 73.31)
 def resnet34(num_classes: int = 1000, **kwargs) -> ResNet:
     return ResNet(BasicBlock, [3, 4, 6, 3], num_classes=num_classes, **kwargs)
 
 
-@_register(25_557_032, 4.09, 76.13)
+@_register(25_557_032, 4.089, 76.13)
 def resnet50(num_classes: int = 1000, **kwargs) -> ResNet:
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, **kwargs)
 
 
-@_register(44_549_160, 7.80, 77.37)
+@_register(44_549_160, 7.801, 77.37)
 def resnet101(num_classes: int = 1000, **kwargs) -> ResNet:
     return ResNet(Bottleneck, [3, 4, 23, 3], num_classes=num_classes, **kwargs)
 
 
-@_register(60_192_808, 11.51, 78.31)
+@_register(60_192_808, 11.514, 78.31)
 def resnet152(num_classes: int = 1000, **kwargs) -> ResNet:
     return ResNet(Bottleneck, [3, 8, 36, 3], num_classes=num_classes, **kwargs)
 
 
-@_register(68_883_240, 11.40, 78.47, paper="Wide Residual Networks (2016)")
+@_register(68_883_240, 11.398, 78.47, paper="Wide Residual Networks (2016)")
 def wide_resnet50_2(num_classes: int = 1000, **kwargs) -> ResNet:
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, width_per_group=128, **kwargs)
 
@@ -170,6 +170,6 @@ def resnext50_32x4d(num_classes: int = 1000, **kwargs) -> ResNet:
     return ResNet(Bottleneck, [3, 4, 6, 3], num_classes=num_classes, groups=32, width_per_group=4, **kwargs)
 
 
-@_register(88_791_336, 16.41, 79.31, paper=_RESNEXT_PAPER, family="resnext")
+@_register(88_791_336, 16.414, 79.31, paper=_RESNEXT_PAPER, family="resnext")
 def resnext101_32x8d(num_classes: int = 1000, **kwargs) -> ResNet:
     return ResNet(Bottleneck, [3, 4, 23, 3], num_classes=num_classes, groups=32, width_per_group=8, **kwargs)

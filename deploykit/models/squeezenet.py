@@ -63,13 +63,13 @@ class SqueezeNet(nn.Module):
 _PAPER = "SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size (2016)"
 
 
-@register_model(family="squeezenet", paper=_PAPER, reference=Reference(params=1_248_424, gmacs=0.82, top1=58.09),
+@register_model(family="squeezenet", paper=_PAPER, reference=Reference(params=1_248_424, gmacs=0.819, top1=58.09),
                 torchvision_compatible=True)
 def squeezenet1_0(num_classes: int = 1000, **kwargs) -> SqueezeNet:
     return SqueezeNet("1_0", num_classes=num_classes, **kwargs)
 
 
-@register_model(family="squeezenet", paper=_PAPER, reference=Reference(params=1_235_496, gmacs=0.35, top1=58.18),
+@register_model(family="squeezenet", paper=_PAPER, reference=Reference(params=1_235_496, gmacs=0.349, top1=58.18),
                 torchvision_compatible=True)
 def squeezenet1_1(num_classes: int = 1000, **kwargs) -> SqueezeNet:
     return SqueezeNet("1_1", num_classes=num_classes, **kwargs)

@@ -67,22 +67,22 @@ def _register(params: int, gmacs: float, top1: float):
     )
 
 
-@_register(132_863_336, 7.61, 69.02)
+@_register(132_863_336, 7.609, 69.02)
 def vgg11(num_classes: int = 1000, **kwargs) -> VGG:
     return _vgg("A", False, num_classes, **kwargs)
 
 
-@_register(132_868_840, 7.61, 70.37)
+@_register(132_868_840, 7.609, 70.37)
 def vgg11_bn(num_classes: int = 1000, **kwargs) -> VGG:
     return _vgg("A", True, num_classes, **kwargs)
 
 
-@_register(133_047_848, 11.31, 69.93)
+@_register(133_047_848, 11.308, 69.93)
 def vgg13(num_classes: int = 1000, **kwargs) -> VGG:
     return _vgg("B", False, num_classes, **kwargs)
 
 
-@_register(133_053_736, 11.31, 71.59)
+@_register(133_053_736, 11.308, 71.59)
 def vgg13_bn(num_classes: int = 1000, **kwargs) -> VGG:
     return _vgg("B", True, num_classes, **kwargs)
 
@@ -97,11 +97,11 @@ def vgg16_bn(num_classes: int = 1000, **kwargs) -> VGG:
     return _vgg("D", True, num_classes, **kwargs)
 
 
-@_register(143_667_240, 19.63, 72.38)
+@_register(143_667_240, 19.632, 72.38)
 def vgg19(num_classes: int = 1000, **kwargs) -> VGG:
     return _vgg("E", False, num_classes, **kwargs)
 
 
-@_register(143_678_248, 19.63, 74.22)
+@_register(143_678_248, 19.632, 74.22)
 def vgg19_bn(num_classes: int = 1000, **kwargs) -> VGG:
     return _vgg("E", True, num_classes, **kwargs)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pickle
 import re
-import zipfile
 from pathlib import Path
 
 import torch
@@ -26,7 +24,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise DeployKitError(f"checkpoint {path} does not exist; pass the path of a .pth/.pt file")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
+    except Exception as exc:  # torch.load raises many types on a bad file; all mean "not a readable checkpoint"
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DeployKitError(
             f"cannot read checkpoint {path}: {first_line[:200]}; it must be a PyTorch state_dict saved with torch.save"
@@ -50,6 +48,9 @@ def load_weights(model: nn.Module, path: str | Path, name: str) -> None:
     """Load a checkpoint into ``model`` strictly; any mismatch raises one readable DeployKitError."""
     state = read_state_dict(path)
     expected = model.state_dict()
+    for key in expected:  # checkpoints from before PyTorch 0.4 have no BatchNorm batch counters
+        if key.endswith("num_batches_tracked") and key not in state:
+            state[key] = expected[key]
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]
