@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 import torch
 from rich.console import Console
 from rich.table import Table
 
+from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess
 from deploykit.errors import DeployKitError
+from deploykit.export.onnx import DEFAULT_OPSET, load_onnx
+from deploykit.io import atomic_write_json
 from deploykit.models import get_model, get_spec, list_models
+from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD
+from deploykit.parity import Tolerances
 from deploykit.profile import profile_model
 
 console = Console()
@@ -86,6 +93,124 @@ def info_command(name: str, input_size: int | None) -> None:
         shape = "x".join(str(d) for d in stage.output_shape[1:]) if stage.output_shape else "-"
         table.add_row(stage.name, shape, f"{stage.params:,}", f"{stage.macs / 1e6:.1f}")
     console.print(table)
+
+
+def _tolerance_options(command):
+    """--rel-error/--min-cosine/--min-top1: the parity pass criteria, shared by export and compare."""
+    defaults = Tolerances()
+    command = click.option("--min-top1", type=click.FloatRange(0, 1), default=defaults.min_top1, show_default=True,
+                           help="Minimum top-1 agreement (fraction of inputs).")(command)
+    command = click.option("--min-cosine", type=click.FloatRange(-1, 1), default=defaults.min_cosine, show_default=True,
+                           help="Minimum cosine similarity of the logits, per input.")(command)
+    return click.option("--rel-error", type=click.FloatRange(min=0), default=defaults.rel_error, show_default=True,
+                        help="Maximum abs error, as a fraction of the reference logit range.")(command)
+
+
+@cli.command("export")
+@click.argument("name")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint (state_dict) to load; default: seeded random init.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploykit-out"), show_default=True,
+              help="Output folder; the export goes to OUT/NAME/.")
+@click.option("--opset", type=click.IntRange(min=18), default=DEFAULT_OPSET, show_default=True, help="ONNX opset.")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Fixed batch size.")
+@click.option("--dynamic-batch", is_flag=True, help="Export with a dynamic batch dimension instead of --batch.")
+@click.option("--input-size", nargs=2, type=click.IntRange(min=1), help="Input height and width (default: the model's).")
+@click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxslim when parity holds.")
+@_tolerance_options
+def export_command(name: str, weights: str | None, out: Path, opset: int, batch: int, dynamic_batch: bool,
+                   input_size: tuple[int, int] | None, simplify: bool, rel_error: float, min_cosine: float, min_top1: float) -> None:
+    """Export NAME to ONNX, verify it against PyTorch and write OUT/NAME/model.onnx + manifest.json."""
+    from deploykit.pipeline import ExportConfig, export
+
+    if dynamic_batch and batch != 1:
+        raise DeployKitError("--batch and --dynamic-batch exclude each other: a dynamic batch has no fixed size")
+    config = ExportConfig(
+        name=name, out=out, weights=weights, opset=opset, batch=batch, dynamic_batch=dynamic_batch,
+        input_size=_square(input_size), simplify=simplify, tolerances=Tolerances(rel_error, min_cosine, min_top1),
+    )
+    with console.status(f"exporting {name} to ONNX..."):
+        result = export(config)
+    size_mb = result.onnx_path.stat().st_size / 1e6
+    console.print(f"[green]wrote[/green] {result.onnx_path} ({size_mb:.1f} MB, exported in {result.export_seconds:.1f} s"
+                  f"{', simplified' if result.simplified else ''})")
+    console.print(f"parity vs PyTorch: {result.parity.summary()}")
+    for note in result.notes:
+        console.print(f"note: {note}")
+
+
+def _square(size: tuple[int, int] | None) -> int | None:
+    if not size:
+        return None
+    height, width = size
+    if height != width:
+        raise DeployKitError(f"deploykit handles square inputs only, got {height}x{width}; pass --input-size N N")
+    return height
+
+
+@cli.command("compare")
+@click.argument("a")
+@click.argument("b")
+@click.option("--input-size", type=click.IntRange(min=1), help="Square input size (default: from the model or manifest).")
+@click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CALIBRATION_DIR,
+              show_default="calibration/default", help="Folder of real images added to the random inputs.")
+@click.option("--no-images", is_flag=True, help="Compare on fixed-seed random inputs only.")
+@click.option("--per-layer", is_flag=True, help="Also compare every layer's output and name the first that diverges.")
+@click.option("--layer-tolerance", type=click.FloatRange(min=0), default=1e-3, show_default=True,
+              help="Per-layer limit: max abs error over the layer's max abs activation.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report as JSON.")
+@_tolerance_options
+def compare_command(a: str, b: str, input_size: int | None, images: Path, no_images: bool, per_layer: bool,
+                    layer_tolerance: float, json_path: Path | None, rel_error: float, min_cosine: float, min_top1: float) -> None:
+    """Compare outputs of A and B (a model name, NAME:CHECKPOINT, an .onnx file or an export folder).
+
+    Exits with code 1 when parity fails.
+    """
+    from deploykit.parity import compare_runners, first_divergent, parity_inputs, per_layer_diffs
+    from deploykit.sources import resolve_source
+
+    first, second = resolve_source(a, input_size), resolve_source(b, input_size)
+    fixed = {s.input_size for s in (first, second) if s.onnx_path is not None}
+    if len(fixed) == 1:  # a PyTorch side takes the size the ONNX side was exported at
+        first.input_size = second.input_size = fixed.pop()
+    if first.input_size != second.input_size:
+        raise DeployKitError(f"{a} takes {first.input_size}x{first.input_size} inputs but {b} takes "
+                             f"{second.input_size}x{second.input_size}; pass --input-size")
+    spec = first.spec or second.spec
+    preprocess = Preprocess.for_model(spec, first.input_size) if spec else Preprocess(first.input_size, first.input_size,
+                                                                                      IMAGENET_MEAN, IMAGENET_STD)
+    inputs = parity_inputs(preprocess, image_dir=None if no_images else images)
+    report = compare_runners(first.runner(), second.runner(), inputs, Tolerances(rel_error, min_cosine, min_top1))
+    console.print(f"{a} vs {b}: {report.summary()}")
+    payload = {"a": a, "b": b, "parity": report.as_dict()}
+    if per_layer:
+        torch_side, onnx_side = (first, second) if first.model is not None else (second, first)
+        if torch_side.model is None or onnx_side.onnx_path is None:
+            raise DeployKitError("--per-layer compares a PyTorch model with an ONNX file: give one of each")
+        diffs = per_layer_diffs(torch_side.model, load_onnx(onnx_side.onnx_path), inputs)
+        culprit = first_divergent(diffs, layer_tolerance)
+        _print_layers(diffs, culprit, layer_tolerance)
+        payload["layers"] = [d.as_dict() for d in diffs]
+        payload["first_divergent"] = culprit.name if culprit else None
+    if json_path:
+        atomic_write_json(json_path, payload)
+    if not report.passed or (per_layer and payload["first_divergent"]):
+        raise SystemExit(1)
+
+
+def _print_layers(diffs, culprit, tolerance: float) -> None:
+    table = Table(title=f"per-layer comparison ({len(diffs)} layers matched)", title_justify="left")
+    for column in ("layer", "type", "rel error", "max abs error"):
+        table.add_column(column, justify="left" if column in ("layer", "type") else "right")
+    shown = diffs if len(diffs) <= 40 else diffs[:20] + [d for d in diffs[20:] if d is culprit]
+    for diff in shown:
+        style = "bold red" if diff is culprit else None
+        table.add_row(diff.name, diff.kind, f"{diff.rel_error:.3g}", f"{diff.max_abs_error:.3g}", style=style)
+    console.print(table)
+    if culprit:
+        console.print(f"[bold red]first divergent layer:[/bold red] {culprit.name} ({culprit.kind}): "
+                      f"relative error {culprit.rel_error:.3g} > {tolerance:g}")
+    else:
+        console.print(f"every layer within {tolerance:g}")
 
 
 def main() -> None:

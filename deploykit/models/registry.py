@@ -7,6 +7,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from deploykit.errors import DeployKitError
@@ -101,12 +102,19 @@ def get_spec(name: str) -> ModelSpec:
     return _SPECS[resolve_name(name)]
 
 
-def get_model(name: str, weights: str | None = None, **kwargs: Any) -> nn.Module:
-    """Build a registered model; ``weights`` is a checkpoint path loaded strictly with ``weights_only=True``."""
+def get_model(name: str, weights: str | None = None, seed: int | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model.
+
+    ``weights`` is a checkpoint path, loaded strictly with ``weights_only=True``. ``seed`` makes the
+    random initialisation reproducible without touching the global RNG state.
+    """
     spec = get_spec(name)
     kwargs.setdefault("num_classes", spec.num_classes)
     try:
-        model = spec.builder(**kwargs)
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            model = spec.builder(**kwargs)
     except TypeError as exc:
         raise DeployKitError(f"cannot build {spec.name}: {exc}") from exc
     if weights is not None:

@@ -1,0 +1,65 @@
+"""Regenerate deploykit's default calibration and held-out image sets from bundled sample photos.
+
+The photos come from scikit-image's and scikit-learn's installed packages (no download), so the
+sets rebuild offline and byte-for-byte: ``pip install scikit-image scikit-learn`` then
+``python calibration/make_default_set.py``. See README.md in this folder for sources and licenses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).parent
+CROP = 256
+# Source photos are split by photo, so held-out crops never share a scene with calibration crops.
+CALIBRATION_SOURCES = ["astronaut", "chelsea", "coffee", "china", "camera", "hubble_deep_field", "retina"]
+HOLDOUT_SOURCES = ["rocket", "flower", "coins"]
+CROPS_PER_SOURCE = {"default": 10, "holdout": 11}
+
+
+def load_photo(name: str) -> Image.Image:
+    if name in ("china", "flower"):
+        from sklearn.datasets import load_sample_image
+
+        array = load_sample_image(f"{name}.jpg")
+    else:
+        from skimage import data
+
+        array = getattr(data, name)()
+    image = Image.fromarray(np.asarray(array))
+    return image.convert("RGB")
+
+
+def random_crops(image: Image.Image, count: int, rng: np.random.Generator) -> list[Image.Image]:
+    """Square crops covering 35-100% of the shorter side, some mirrored, resized to CROP x CROP."""
+    width, height = image.size
+    crops = []
+    for _ in range(count):
+        side = int(min(width, height) * rng.uniform(0.35, 1.0))
+        left = int(rng.integers(0, width - side + 1))
+        top = int(rng.integers(0, height - side + 1))
+        crop = image.crop((left, top, left + side, top + side)).resize((CROP, CROP), Image.Resampling.BICUBIC)
+        if rng.random() < 0.5:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        crops.append(crop)
+    return crops
+
+
+def main() -> None:
+    rng = np.random.default_rng(20261123)
+    for folder, sources in (("default", CALIBRATION_SOURCES), ("holdout", HOLDOUT_SOURCES)):
+        out = HERE / folder
+        out.mkdir(exist_ok=True)
+        for old in out.glob("*.jpg"):
+            old.unlink()
+        for source in sources:
+            for index, crop in enumerate(random_crops(load_photo(source), CROPS_PER_SOURCE[folder], rng)):
+                crop.save(out / f"{source}_{index:02d}.jpg", quality=90)
+        print(f"{out}: {len(list(out.glob('*.jpg')))} images")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Finding and loading image files: a flat folder or ImageNet-style class subfolders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from deploykit.data.preprocess import Preprocess
+from deploykit.errors import DeployKitError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CALIBRATION_DIR = _REPO_ROOT / "calibration" / "default"
+DEFAULT_HOLDOUT_DIR = _REPO_ROOT / "calibration" / "holdout"
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Every image file under ``folder`` (recursively), sorted; an error when there is none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DeployKitError(f"image folder {folder} does not exist or is not a folder")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise DeployKitError(f"no images (.jpg, .png, ...) in {folder}; point to a folder of images, flat or in class subfolders")
+    return paths
+
+
+def load_images(paths: list[Path], preprocess: Preprocess) -> np.ndarray:
+    """Load and preprocess images into one float32 (N, 3, H, W) batch."""
+    arrays = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                arrays.append(preprocess(image))
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DeployKitError(f"cannot read image {path}: {exc}; remove it or replace it with a valid image") from exc
+    return np.stack(arrays)

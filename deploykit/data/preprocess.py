@@ -1,0 +1,43 @@
+"""The one preprocessing pipeline (resize, center crop, normalize) every backend is fed with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from deploykit.models.registry import ModelSpec
+
+# torchvision's evaluation recipe crops 224 out of 256: the crop covers 87.5% of the resized image.
+CROP_FRACTION = 0.875
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize the shorter side to ``resize``, center-crop ``size`` x ``size``, scale to [0, 1], normalize."""
+
+    size: int
+    resize: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @classmethod
+    def for_model(cls, spec: ModelSpec, input_size: int | None = None) -> "Preprocess":
+        size = input_size or spec.input_size
+        # Tiny (CIFAR-scale) inputs are used whole, as CIFAR evaluation does.
+        resize = size if size <= 64 else int(round(size / CROP_FRACTION))
+        return cls(size=size, resize=resize, mean=spec.mean, std=spec.std)
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        """A PIL image to a float32 (3, size, size) array."""
+        image = image.convert("RGB")
+        width, height = image.size
+        scale = self.resize / min(width, height)
+        image = image.resize((max(self.size, round(width * scale)), max(self.size, round(height * scale))), Image.Resampling.BILINEAR)
+        width, height = image.size
+        left, top = (width - self.size) // 2, (height - self.size) // 2
+        image = image.crop((left, top, left + self.size, top + self.size))
+        array = np.asarray(image, dtype=np.float32) / 255.0
+        array = (array - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
+        return np.ascontiguousarray(array.transpose(2, 0, 1))

@@ -1,0 +1,1 @@
+"""Exporters: PyTorch to ONNX (and, with TensorRT installed, ONNX to an engine)."""

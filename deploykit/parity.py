@@ -1,0 +1,207 @@
+"""Output parity between two runners, and a per-layer report that finds the first divergent layer."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess, find_images, load_images
+from deploykit.runtime.base import Runner
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Pass criteria. ``rel_error``: max abs error over the reference logit range."""
+
+    rel_error: float = 1e-4
+    min_cosine: float = 0.9999
+    min_top1: float = 1.0
+    min_top5: float = 0.0
+
+
+@dataclass
+class ParityReport:
+    samples: int
+    max_abs_error: float
+    logit_range: float
+    rel_error: float
+    min_cosine: float
+    top1_agreement: float
+    top5_agreement: float
+    near_ties: int
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed}
+
+    def summary(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL (" + "; ".join(self.failures) + ")"
+        return (
+            f"{verdict}: {self.samples} inputs, max abs error {self.max_abs_error:.3g} "
+            f"({self.rel_error:.3g} of the logit range {self.logit_range:.3g}), min cosine {self.min_cosine:.6f}, "
+            f"top-1 agreement {self.top1_agreement:.1%}, top-5 {self.top5_agreement:.1%}"
+        )
+
+
+def compare_logits(reference: np.ndarray, candidate: np.ndarray, tolerances: Tolerances = Tolerances()) -> ParityReport:
+    """Compare two (N, classes) logit arrays.
+
+    A top-1 disagreement where the reference scores both classes within the allowed absolute error
+    is a near tie, not a disagreement: no backend can be asked to break ties finer than its tolerance.
+    """
+    if reference.shape != candidate.shape:
+        raise ValueError(f"output shapes differ: {reference.shape} vs {candidate.shape}")
+    reference = reference.astype(np.float64)
+    candidate = candidate.astype(np.float64)
+    diff = np.abs(reference - candidate)
+    logit_range = float(reference.max() - reference.min()) or 1.0
+    max_abs = float(diff.max())
+    allowed_abs = tolerances.rel_error * logit_range
+    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1)
+    cosine = np.where(norms > 0, np.sum(reference * candidate, axis=1) / np.maximum(norms, 1e-300), 1.0)
+    ref_top1 = reference.argmax(axis=1)
+    cand_top1 = candidate.argmax(axis=1)
+    rows = np.arange(len(reference))
+    exact = ref_top1 == cand_top1
+    tie = ~exact & (reference[rows, ref_top1] - reference[rows, cand_top1] <= allowed_abs)
+    k = min(5, reference.shape[1])
+    ref_top5 = np.argsort(-reference, axis=1)[:, :k]
+    cand_top5 = np.argsort(-candidate, axis=1)[:, :k]
+    top5 = np.mean([set(a) == set(b) for a, b in zip(ref_top5, cand_top5)])
+    report = ParityReport(
+        samples=len(reference), max_abs_error=max_abs, logit_range=logit_range, rel_error=max_abs / logit_range,
+        min_cosine=float(cosine.min()), top1_agreement=float(np.mean(exact | tie)), top5_agreement=float(top5),
+        near_ties=int(tie.sum()),
+    )
+    if report.rel_error > tolerances.rel_error:
+        report.failures.append(f"relative error {report.rel_error:.3g} > {tolerances.rel_error:g}")
+    if report.min_cosine < tolerances.min_cosine:
+        report.failures.append(f"cosine {report.min_cosine:.6f} < {tolerances.min_cosine:g}")
+    if report.top1_agreement < tolerances.min_top1:
+        report.failures.append(f"top-1 agreement {report.top1_agreement:.1%} < {tolerances.min_top1:.1%}")
+    if report.top5_agreement < tolerances.min_top5:
+        report.failures.append(f"top-5 agreement {report.top5_agreement:.1%} < {tolerances.min_top5:.1%}")
+    return report
+
+
+def parity_inputs(preprocess: Preprocess, random_count: int = 4, image_dir: Path | None = DEFAULT_CALIBRATION_DIR,
+                  image_count: int = 8, seed: int = 0) -> np.ndarray:
+    """Fixed-seed random inputs plus up to ``image_count`` real images (evenly spread over the folder)."""
+    rng = np.random.default_rng(seed)
+    shape = (random_count, 3, preprocess.size, preprocess.size)
+    batches = [rng.standard_normal(shape, dtype=np.float32)]
+    if image_dir is not None and Path(image_dir).is_dir() and image_count:
+        paths = find_images(image_dir)
+        picked = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, min(image_count, len(paths)))]
+        batches.append(load_images(picked, preprocess))
+    return np.concatenate(batches)
+
+
+def run_all(runner: Runner, inputs: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    """Run ``inputs`` through a loaded runner in batches.
+
+    The batch size is ``batch_size``, else the runner's fixed batch, else all inputs at once; a last
+    partial batch is padded with repeated inputs whose outputs are dropped.
+    """
+    step = batch_size or runner.input_metadata().shape[0] or len(inputs)
+    return np.concatenate([runner.infer(batch)[:count] for batch, count in padded_batches(inputs, step)])
+
+
+def padded_batches(inputs: np.ndarray, size: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield (batch, real count): batches of exactly ``size``, the last padded with repeated inputs."""
+    for start in range(0, len(inputs), size):
+        chunk = inputs[start : start + size]
+        yield (chunk[np.arange(size) % len(chunk)] if len(chunk) < size else chunk), len(chunk)
+
+
+def compare_runners(reference: Runner, candidate: Runner, inputs: np.ndarray, tolerances: Tolerances = Tolerances()) -> ParityReport:
+    """Run both runners on the same inputs (each in its own batch size) and compare their logits."""
+    with reference, candidate:
+        return compare_logits(run_all(reference, inputs), run_all(candidate, inputs), tolerances)
+
+
+@dataclass(frozen=True)
+class LayerDiff:
+    name: str
+    kind: str
+    rel_error: float
+    max_abs_error: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def per_layer_diffs(model: nn.Module, onnx_proto: onnx.ModelProto, inputs: np.ndarray) -> list[LayerDiff]:
+    """Compare every PyTorch module output with the ONNX tensor of the same name, in execution order.
+
+    ``rel_error`` is the max abs error over the max abs value of the PyTorch activation, the worst
+    over all inputs. Modules called more than once per forward (a shared ReLU) have no single output
+    and are skipped.
+    """
+    from deploykit.runtime.ort_runner import create_session
+
+    tensor_names = {out for node in onnx_proto.graph.node for out in node.output}
+    probe = onnx.ModelProto()
+    probe.CopyFrom(onnx_proto)
+    graph_input = probe.graph.input[0].type.tensor_type.shape.dim[0]
+    step = graph_input.dim_value or len(inputs)
+    worst: dict[str, LayerDiff] = {}
+    session = None
+    for chunk, _ in padded_batches(inputs, step):
+        activations, kinds = _torch_activations(model, chunk)
+        names = [name for name in activations if name in tensor_names]
+        if session is None:
+            existing = {o.name for o in probe.graph.output}
+            probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names if n not in existing)
+            session = create_session(probe.SerializeToString(), ["CPUExecutionProvider"])
+        output_names = [o.name for o in session.get_outputs()]
+        values = dict(zip(output_names, session.run(output_names, {session.get_inputs()[0].name: chunk})))
+        for name in names:
+            reference, candidate = activations[name], values.get(name)
+            if candidate is None or reference.shape != candidate.shape or not reference.size:
+                continue
+            max_abs = float(np.abs(reference - candidate.astype(np.float32)).max())
+            diff = LayerDiff(name, kinds[name], max_abs / (float(np.abs(reference).max()) or 1.0), max_abs)
+            if name not in worst or diff.rel_error > worst[name].rel_error:
+                worst[name] = diff
+    return list(worst.values())
+
+
+def first_divergent(diffs: list[LayerDiff], tolerance: float) -> LayerDiff | None:
+    return next((d for d in diffs if d.rel_error > tolerance), None)
+
+
+def _torch_activations(model: nn.Module, inputs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Outputs of every module called exactly once, in the order the modules finished."""
+    outputs: dict[str, np.ndarray] = {}
+    calls: dict[str, int] = {}
+    kinds: dict[str, str] = {}
+
+    def recorder(name: str):
+        def hook(module: nn.Module, args: tuple, output) -> None:
+            calls[name] = calls.get(name, 0) + 1
+            if isinstance(output, torch.Tensor):
+                outputs[name] = output.detach().float().numpy().copy()  # copy: in-place ops follow
+                kinds[name] = type(module).__name__
+
+        return hook
+
+    hooks = [module.register_forward_hook(recorder(name)) for name, module in model.named_modules() if name]
+    try:
+        with torch.inference_mode():
+            model.eval()(torch.from_numpy(inputs))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    once = {name: value for name, value in outputs.items() if calls[name] == 1}
+    return once, kinds

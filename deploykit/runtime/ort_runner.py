@@ -1,0 +1,63 @@
+"""Runs an ONNX file with ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from deploykit.errors import DeployKitError
+from deploykit.runtime.base import InputMetadata, Runner
+
+_ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+class OrtRunner(Runner):
+    """``model`` is an .onnx path or a serialized ModelProto."""
+
+    def __init__(self, model: str | Path | bytes, providers: list[str] | None = None, threads: int | None = None,
+                 name: str = "onnxruntime") -> None:
+        super().__init__(name)
+        self.model = model if isinstance(model, bytes) else Path(model)
+        self.providers = providers or ["CPUExecutionProvider"]
+        self.threads = threads
+        self.session = None
+
+    def load_impl(self) -> None:
+        self.session = create_session(self.model, self.providers, self.threads)
+
+    def input_metadata(self) -> InputMetadata:
+        (model_input,) = self.session.get_inputs()
+        shape = tuple(d if isinstance(d, int) else None for d in model_input.shape)
+        return InputMetadata(model_input.name, shape, np.dtype(_ORT_TYPES.get(model_input.type, np.float32)))
+
+    def infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        name = self.session.get_inputs()[0].name
+        return self.session.run(None, {name: batch})[0]
+
+    def close_impl(self) -> None:
+        self.session = None
+
+
+def create_session(model: str | Path | bytes, providers: list[str], threads: int | None = None):
+    """An InferenceSession, with unreadable files and missing providers as one-line user errors."""
+    import onnxruntime as ort
+
+    if not isinstance(model, bytes) and not Path(model).is_file():
+        raise DeployKitError(f"ONNX file {model} does not exist")
+    missing = [p for p in providers if p not in ort.get_available_providers()]
+    if missing:
+        raise DeployKitError(
+            f"onnxruntime has no {', '.join(missing)} here (available: {', '.join(ort.get_available_providers())}); "
+            "install onnxruntime-gpu (pip install 'deploykit[gpu]') on a machine with a GPU"
+        )
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        where = "the ONNX model" if isinstance(model, bytes) else f"ONNX file {model}"
+        first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise DeployKitError(f"onnxruntime cannot load {where}: {first_line}; re-export it with `deploykit export`") from exc

@@ -1,0 +1,84 @@
+"""Bad input to export and compare: one clear line, non-zero exit, nothing half-written."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from deploykit import DeployKitError
+from deploykit.cli import cli
+from deploykit.io import sha256_file
+from deploykit.models import get_model
+from deploykit.parity import Tolerances
+from deploykit.pipeline import ExportConfig, export
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_unknown_model_suggests_names(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "deploykit", "export", "resnet5O", "--out", str(tmp_path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "did you mean" in proc.stderr and "Traceback" not in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_unreadable_weights_write_nothing(tmp_path):
+    weights = tmp_path / "broken.pth"
+    weights.write_bytes(b"\x00garbage" * 100)
+    result = run("export", "resnet18", "--weights", str(weights), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "cannot read checkpoint" in result.output
+    assert not (tmp_path / "out" / "resnet18" / "model.onnx").exists()
+
+
+def test_output_folder_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = run("export", "cifar_resnet20", "--out", str(blocker / "sub"))
+    assert result.exit_code == 2 and "cannot create output folder" in result.output
+
+
+def test_failed_export_keeps_the_previous_good_one(tmp_path):
+    good = export(ExportConfig("cifar_resnet20", out=tmp_path))
+    before = sha256_file(good.onnx_path)
+    manifest_before = (good.folder / "manifest.json").read_text()
+    with pytest.raises(DeployKitError, match="does not match PyTorch, so nothing was written"):
+        export(ExportConfig("cifar_resnet20", out=tmp_path, tolerances=Tolerances(rel_error=0.0, min_cosine=1.0 + 1e-9)))
+    assert sha256_file(good.onnx_path) == before
+    assert (good.folder / "manifest.json").read_text() == manifest_before
+    assert sorted(p.name for p in good.folder.iterdir()) == ["manifest.json", "model.onnx"]
+
+
+def test_export_with_real_weights_records_their_hash(tmp_path):
+    weights = tmp_path / "w.pth"
+    torch.save(get_model("cifar_resnet20", seed=3).state_dict(), weights)
+    result = run("export", "cifar_resnet20", "--weights", str(weights), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert sha256_file(weights) in (tmp_path / "out" / "cifar_resnet20" / "manifest.json").read_text()
+
+
+def test_input_below_minimum_and_non_square_are_rejected(tmp_path):
+    assert "at least 75x75" in run("export", "inception_v3", "--input-size", "32", "32", "--out", str(tmp_path)).output
+    result = run("export", "resnet18", "--input-size", "64", "32", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "square inputs only" in result.output
+
+
+def test_batch_and_dynamic_batch_exclude_each_other(tmp_path):
+    result = run("export", "resnet18", "--batch", "4", "--dynamic-batch", "--out", str(tmp_path))
+    assert result.exit_code == 2 and "exclude each other" in result.output
+
+
+def test_corrupt_onnx_in_compare(tmp_path):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"\x08\x07garbage" * 50)
+    result = run("compare", "resnet18", str(bad))
+    assert result.exit_code == 2 and "not a readable ONNX file" in result.output
+
+
+def test_missing_onnx_and_bare_checkpoint_in_compare(tmp_path):
+    assert "does not exist" in run("compare", "resnet18", str(tmp_path / "nope.onnx")).output
+    result = run("compare", "resnet18", str(tmp_path / "weights.pth"))
+    assert result.exit_code == 2 and "write NAME:" in result.output
