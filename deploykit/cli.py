@@ -9,7 +9,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess
+from deploykit.compress.quantize import METHODS, TARGETS, QuantizeConfig
+from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess
 from deploykit.errors import DeployKitError
 from deploykit.export.onnx import DEFAULT_OPSET, load_onnx
 from deploykit.io import atomic_write_json
@@ -117,25 +118,58 @@ def _tolerance_options(command):
 @click.option("--input-size", nargs=2, type=click.IntRange(min=1), help="Input height and width (default: the model's).")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxslim when parity holds.")
 @_tolerance_options
+@click.option("--int8", is_flag=True, help="Also write a calibrated Q/DQ INT8 model (model.int8.onnx).")
+@click.option("--calib", type=click.Path(exists=False, path_type=Path), default=DEFAULT_CALIBRATION_DIR,
+              show_default="calibration/default", help="Calibration images (flat or class subfolders) or .npy/.npz arrays.")
+@click.option("--calib-size", type=click.IntRange(min=1), default=64, show_default=True, help="Calibration samples to use.")
+@click.option("--calib-method", type=click.Choice(METHODS), default="minmax", show_default=True, help="Range calibration method.")
+@click.option("--per-channel/--per-tensor", default=True, show_default=True, help="Weight quantization granularity.")
+@click.option("--exclude", multiple=True, help="Keep matching layers in FP32 (shell pattern over layer names; repeatable).")
+@click.option("--target", type=click.Choice(TARGETS), default="cpu", show_default=True,
+              help="cpu: uint8 activations (fast on x86); trt: symmetric int8 for TensorRT.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
+              help="INT8 vs FP32 top-1 agreement on held-out images; below it, sensitive layers fall back to FP32.")
+@click.option("--holdout", type=click.Path(path_type=Path), default=DEFAULT_HOLDOUT_DIR, show_default="calibration/holdout",
+              help="Held-out images (or .npy/.npz arrays) for the INT8 accuracy check; not used for calibration.")
 def export_command(name: str, weights: str | None, out: Path, opset: int, batch: int, dynamic_batch: bool,
-                   input_size: tuple[int, int] | None, simplify: bool, rel_error: float, min_cosine: float, min_top1: float) -> None:
-    """Export NAME to ONNX, verify it against PyTorch and write OUT/NAME/model.onnx + manifest.json."""
+                   input_size: tuple[int, int] | None, simplify: bool, rel_error: float, min_cosine: float, min_top1: float,
+                   int8: bool, calib: Path, calib_size: int, calib_method: str, per_channel: bool, exclude: tuple[str, ...],
+                   target: str, min_agreement: float, holdout: Path) -> None:
+    """Export NAME to ONNX (and INT8), verify it, and write OUT/NAME/model.onnx + manifest.json."""
     from deploykit.pipeline import ExportConfig, export
 
     if dynamic_batch and batch != 1:
         raise DeployKitError("--batch and --dynamic-batch exclude each other: a dynamic batch has no fixed size")
+    quantize = QuantizeConfig(calib=calib, calib_size=calib_size, method=calib_method, per_channel=per_channel,
+                              exclude=exclude, target=target, min_agreement=min_agreement, holdout=holdout) if int8 else None
     config = ExportConfig(
         name=name, out=out, weights=weights, opset=opset, batch=batch, dynamic_batch=dynamic_batch,
-        input_size=_square(input_size), simplify=simplify, tolerances=Tolerances(rel_error, min_cosine, min_top1),
+        input_size=_square(input_size), simplify=simplify, tolerances=Tolerances(rel_error, min_cosine, min_top1), int8=quantize,
     )
-    with console.status(f"exporting {name} to ONNX..."):
+    with console.status(f"exporting {name}..."):
         result = export(config)
     size_mb = result.onnx_path.stat().st_size / 1e6
     console.print(f"[green]wrote[/green] {result.onnx_path} ({size_mb:.1f} MB, exported in {result.export_seconds:.1f} s"
                   f"{', simplified' if result.simplified else ''})")
     console.print(f"parity vs PyTorch: {result.parity.summary()}")
+    if result.int8:
+        _print_int8(result.folder, result.int8)
     for note in result.notes:
-        console.print(f"note: {note}")
+        style = "bold red" if "SLOWER" in note else None
+        console.print(f"note: {note}", style=style)
+
+
+def _print_int8(folder: Path, int8: dict) -> None:
+    calibration, latency, agreement = int8["calibration"], int8["latency_ort_cpu"], int8["agreement_vs_fp32"]
+    path = folder / "model.int8.onnx"
+    console.print(f"[green]wrote[/green] {path} ({path.stat().st_size / 1e6:.1f} MB, {int8['qdq_nodes']} Q/DQ nodes, "
+                  f"{calibration['samples']} calibration samples, {calibration['method']}, cache {calibration['cache']})")
+    console.print(f"INT8 vs FP32 on {agreement['samples']} held-out images: top-1 agreement {agreement['top1_agreement']:.1%}, "
+                  f"min cosine {agreement['min_cosine']:.4f}")
+    for layer in int8["kept_fp32_by_fallback"]:
+        console.print(f"kept in FP32: {layer['output']} (adds {layer['error_jump']:.3f} relative activation error)")
+    console.print(f"ORT CPU latency, batch {latency['batch']}: FP32 {latency['fp32_ms']:.2f} ms, INT8 {latency['int8_ms']:.2f} ms "
+                  f"([bold]{latency['int8_speedup']:.2f}x[/bold])")
 
 
 def _square(size: tuple[int, int] | None) -> int | None:

@@ -55,20 +55,25 @@ def torch_to_onnx(model: nn.Module, input_shape: tuple[int, int, int, int], opse
 
 
 def name_tensors_by_module(proto: onnx.ModelProto) -> dict[str, str]:
-    """Rename each module's output tensor to the module's path; drop exporter metadata.
+    """Rename each module's output tensor to the module's path, and each node to ``module/OpType``.
 
     A module's output is the first output of the last node (in graph order) exported inside its
     scope. When several modules end on the same tensor, the outermost name wins (``layer1`` rather
-    than ``layer1.1.relu``). Graph inputs and outputs keep their names. Returns old -> new names.
+    than ``layer1.1.relu``). Graph inputs and outputs keep their names. Exporter metadata (with its
+    stack traces and local paths) is dropped. Returns old -> new tensor names.
     """
     graph = proto.graph
     last_output: dict[str, str] = {}
+    node_names: dict[str, int] = {}
     for node in graph.node:
         scopes = next((p.value for p in node.metadata_props if p.key == _SCOPES_KEY), None)
-        if scopes is None or not node.output:
-            continue
-        for module_path in _module_paths(scopes):
-            last_output[module_path] = node.output[0]
+        paths = _module_paths(scopes) if scopes else []
+        base = f"{paths[-1] if paths else 'graph'}/{node.op_type}"
+        node_names[base] = node_names.get(base, 0) + 1
+        node.name = base if node_names[base] == 1 else f"{base}_{node_names[base]}"
+        for module_path in paths:
+            if node.output:
+                last_output[module_path] = node.output[0]
     protected = {v.name for v in graph.input} | {v.name for v in graph.output}
     existing = _all_tensor_names(graph)
     renames: dict[str, str] = {}

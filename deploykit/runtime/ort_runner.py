@@ -61,3 +61,29 @@ def create_session(model: str | Path | bytes, providers: list[str], threads: int
         where = "the ONNX model" if isinstance(model, bytes) else f"ONNX file {model}"
         first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise DeployKitError(f"onnxruntime cannot load {where}: {first_line}; re-export it with `deploykit export`") from exc
+
+
+def run_with_intermediates(proto, names: list[str], inputs: np.ndarray, batch: int | None = None) -> dict[str, np.ndarray]:
+    """Run an ONNX model with extra graph outputs for the named intermediate tensors.
+
+    Returns {name: values over all inputs}; names the graph does not have are left out. Inputs run
+    in batches of the graph's fixed batch size (padded), or all at once when the batch is dynamic.
+    """
+    import onnx
+
+    from deploykit.parity import padded_batches
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    produced = {out for node in probe.graph.node for out in node.output}
+    existing = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names if n in produced and n not in existing)
+    session = create_session(probe.SerializeToString(), ["CPUExecutionProvider"])
+    wanted = [n for n in names if n in produced]
+    step = batch or probe.graph.input[0].type.tensor_type.shape.dim[0].dim_value or len(inputs)
+    chunks: dict[str, list[np.ndarray]] = {n: [] for n in wanted}
+    input_name = session.get_inputs()[0].name
+    for chunk, count in padded_batches(inputs, step):
+        for name, value in zip(wanted, session.run(wanted, {input_name: chunk})):
+            chunks[name].append(value[:count])
+    return {name: np.concatenate(values) for name, values in chunks.items()}

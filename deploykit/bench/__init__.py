@@ -1,0 +1,1 @@
+"""Benchmarks: latency statistics, accuracy, and the machine facts that go with every result."""

@@ -1,0 +1,52 @@
+"""Latency measurement: warm-up, then timed runs; p50/p90/p99 and throughput."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Milliseconds per call; ``throughput`` is samples per second at the measured batch size."""
+
+    batch: int
+    runs: int
+    warmup: int
+    mean_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    min_ms: float
+    throughput: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure_latency(call: Callable[[], object], batch: int = 1, warmup: int = 5, runs: int = 50,
+                    max_seconds: float | None = None, min_runs: int = 5) -> LatencyStats:
+    """Time ``call`` after ``warmup`` untimed calls.
+
+    Stops after ``runs`` timed calls, or earlier once ``max_seconds`` have passed and at least
+    ``min_runs`` calls were timed (so slow models finish in bounded time).
+    """
+    for _ in range(warmup):
+        call()
+    times = []
+    started = time.perf_counter()
+    while len(times) < runs:
+        begin = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - begin)
+        if max_seconds is not None and len(times) >= min_runs and time.perf_counter() - started > max_seconds:
+            break
+    ms = np.asarray(times) * 1e3
+    return LatencyStats(
+        batch=batch, runs=len(ms), warmup=warmup, mean_ms=float(ms.mean()),
+        p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)), p99_ms=float(np.percentile(ms, 99)),
+        min_ms=float(ms.min()), throughput=float(batch * 1e3 / ms.mean()),
+    )

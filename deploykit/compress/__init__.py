@@ -1,0 +1,1 @@
+"""Model compression passes: INT8 quantization (and, later, pruning and distillation)."""

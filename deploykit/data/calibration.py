@@ -1,0 +1,61 @@
+"""Sample sets for calibration and checks: a folder of images, or .npy/.npz arrays already preprocessed to (N, 3, H, W)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from deploykit.data.images import find_images, load_images
+from deploykit.data.preprocess import Preprocess
+from deploykit.errors import DeployKitError
+
+MIN_CALIBRATION_SAMPLES = 8
+ARRAY_SUFFIXES = {".npy", ".npz"}
+
+
+def load_samples(source: str | Path, preprocess: Preprocess, limit: int, purpose: str = "calibration") -> np.ndarray:
+    """Up to ``limit`` samples (spread evenly over the set) as float32 (N, 3, H, W), checked against the model's input."""
+    source = Path(source)
+    if source.suffix in ARRAY_SUFFIXES or (source.is_dir() and any(p.suffix in ARRAY_SUFFIXES for p in source.iterdir())):
+        samples = _load_arrays(source)
+        samples = samples[np.linspace(0, len(samples) - 1, min(limit, len(samples))).astype(int)] if len(samples) else samples
+    else:
+        paths = find_images(source)
+        picked = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, min(limit, len(paths)))]
+        samples = load_images(picked, preprocess)
+    expected = (3, preprocess.size, preprocess.size)
+    if samples.ndim != 4 or samples.shape[1:] != expected:
+        raise DeployKitError(
+            f"{purpose} data in {source} has shape {list(samples.shape)}, but the model takes "
+            f"[N, {', '.join(map(str, expected))}]; preprocess it to that shape or pass a folder of images"
+        )
+    if len(samples) < MIN_CALIBRATION_SAMPLES:
+        raise DeployKitError(f"only {len(samples)} {purpose} samples in {source}; at least {MIN_CALIBRATION_SAMPLES} are needed "
+                             "(a few hundred is better)")
+    return np.ascontiguousarray(samples, dtype=np.float32)
+
+
+def _load_arrays(source: Path) -> np.ndarray:
+    files = sorted(p for p in source.iterdir() if p.suffix in ARRAY_SUFFIXES) if source.is_dir() else [source]
+    if not files or not all(p.is_file() for p in files):
+        raise DeployKitError(f"{source} does not exist")
+    arrays = []
+    for path in files:
+        try:
+            loaded = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise DeployKitError(f"cannot read calibration array {path}: {exc}") from exc
+        arrays += [loaded[key] for key in loaded.files] if isinstance(loaded, np.lib.npyio.NpzFile) else [loaded]
+    try:
+        return np.concatenate([np.asarray(a, dtype=np.float32) for a in arrays])
+    except ValueError as exc:
+        raise DeployKitError(f"calibration arrays in {source} have different shapes: {exc}") from exc
+
+
+def calibration_hash(samples: np.ndarray) -> str:
+    """sha256 of the preprocessed samples: changes with the images, their order, size or preprocessing."""
+    digest = hashlib.sha256(str(samples.shape).encode())
+    digest.update(samples.tobytes())
+    return digest.hexdigest()

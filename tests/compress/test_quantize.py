@@ -1,0 +1,160 @@
+"""INT8 export: Q/DQ graphs that agree with FP32 on held-out real images, calibration cache, fallback."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from deploykit import DeployKitError
+from deploykit.cli import cli
+from deploykit.compress.quantize import QuantizeConfig
+from deploykit.data import DEFAULT_CALIBRATION_DIR, find_images
+from deploykit.pipeline import ExportConfig, export
+
+SIZE = 64
+# Tests that use the digits-trained models share one xdist worker, so each model is trained once.
+pytestmark = pytest.mark.xdist_group("digits")
+
+
+def int8_export(name, out, **quantize):
+    quantize.setdefault("calib_size", 16)
+    return export(ExportConfig(name, out=out, input_size=SIZE, int8=QuantizeConfig(**quantize)))
+
+
+def trained_int8_export(trained, out, **quantize):
+    quantize = {"calib": trained.calib, "holdout": trained.holdout, **quantize}
+    return export(ExportConfig(trained.name, out=out, weights=str(trained.weights), input_size=trained.size, dynamic_batch=True,
+                               model_kwargs=trained.model_kwargs, int8=QuantizeConfig(**quantize)))
+
+
+@pytest.mark.parametrize("name", ["cifar_resnet20", "googlenet"])  # residual, inception
+def test_trained_model_keeps_its_accuracy_in_int8(name, train_on_digits, tmp_path):
+    from deploykit.runtime import OrtRunner
+
+    trained = train_on_digits(name)
+    assert trained.fp32_accuracy > 0.4, "the model must have learnt something for agreement to mean anything"
+    result = trained_int8_export(trained, tmp_path)
+    int8 = result.int8
+    assert int8["agreement_vs_fp32"]["top1_agreement"] >= 0.99 and int8["agreement_vs_fp32"]["samples"] >= 200
+    path = result.folder / "model.int8.onnx"
+    graph = onnx.load(str(path)).graph
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node} and int8["qdq_nodes"] > 20
+    with OrtRunner(path) as runner:
+        int8_accuracy = float((runner.infer(trained.test_images).argmax(1) == trained.test_labels).mean())
+    assert int8_accuracy >= trained.fp32_accuracy - 0.01
+    manifest = json.loads((result.folder / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"model.onnx", "model.int8.onnx"}
+    assert manifest["int8"]["latency_ort_cpu"]["int8_ms"] > 0 and manifest["int8"]["settings"]["per_channel"] is True
+
+
+def test_depthwise_convolutions_are_quantized(train_on_digits, tmp_path):
+    """Structure only: a MobileNet trained for seconds has near-tied logits, so agreement is not judged here."""
+    result = trained_int8_export(train_on_digits("mobilenet_v1"), tmp_path, min_agreement=0.0)
+    graph = onnx.load(str(result.folder / "model.int8.onnx")).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    depthwise = [n for n in graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    assert depthwise and all(n.input[0] in dequantized and n.input[1] in dequantized for n in depthwise)
+
+
+def test_calibration_cache_is_reused_and_invalidated(tmp_path):
+    assert int8_export("cifar_resnet20", tmp_path).int8["calibration"]["cache"] == "computed"
+    assert int8_export("cifar_resnet20", tmp_path).int8["calibration"]["cache"] == "reused"
+    assert int8_export("cifar_resnet20", tmp_path, method="percentile").int8["calibration"]["cache"] == "computed"
+    assert int8_export("cifar_resnet20", tmp_path, calib_size=12).int8["calibration"]["cache"] == "computed"
+    assert len(list((tmp_path / "cifar_resnet20" / "calib-cache").iterdir())) == 3
+
+
+def test_trt_target_is_symmetric(tmp_path):
+    result = int8_export("cifar_resnet20", tmp_path, target="trt")
+    graph = onnx.load(str(result.folder / "model.int8.onnx")).graph
+    zero_points = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("zero_point")}
+    assert zero_points and all(z.dtype in (np.int8, np.int32) and not z.any() for z in zero_points.values())
+    assert any(z.dtype == np.int8 for z in zero_points.values())
+    assert result.int8["settings"]["activation_symmetric"] is True
+
+
+def test_exclude_keeps_layers_in_fp32(tmp_path):
+    result = int8_export("cifar_resnet20", tmp_path, exclude=("fc", "layer3.*"))
+    graph = onnx.load(str(result.folder / "model.int8.onnx")).graph
+    fc = next(n for n in graph.node if n.op_type == "Gemm")
+    weight_producers = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    assert fc.input[1] not in weight_producers
+    assert len(result.int8["excluded_by_user"]) > 3
+
+
+def test_fallback_keeps_sensitive_layers_and_says_which(trained_digits, tmp_path):
+    """Calibrating on a tenth of the real value range clips activations; the fallback must react."""
+    squeezed = tmp_path / "squeezed.npy"
+    np.save(squeezed, np.load(trained_digits.calib) * 0.1)
+    config = ExportConfig(trained_digits.name, out=tmp_path / "out", weights=str(trained_digits.weights), input_size=16,
+                          dynamic_batch=True, int8=QuantizeConfig(calib=squeezed, holdout=trained_digits.holdout,
+                                                                  min_agreement=0.99, max_fallback_layers=4))
+    try:
+        result = export(config)
+    except DeployKitError as exc:
+        assert "layer(s) kept in FP32 (" in str(exc) and "nothing was written" in str(exc)
+        assert not (tmp_path / "out" / trained_digits.name / "model.int8.onnx").exists()
+    else:
+        kept = result.int8["kept_fp32_by_fallback"]
+        assert kept and all(k["error_jump"] > 0 for k in kept)
+        assert result.int8["agreement_vs_fp32"]["top1_agreement"] >= 0.99
+
+
+def test_sensitivity_blames_the_layer_whose_input_range_is_wrong(trained_digits, tmp_path):
+    """With calibration at a tenth of the range, the input Q/DQ clips: the first conv adds the most error."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from deploykit.compress.quantize import layer_sensitivity
+
+    squeezed = tmp_path / "squeezed.npy"
+    np.save(squeezed, np.load(trained_digits.calib) * 0.1)
+    result = export(ExportConfig(trained_digits.name, out=tmp_path, weights=str(trained_digits.weights), input_size=16,
+                                 dynamic_batch=True, int8=QuantizeConfig(calib=squeezed, holdout=trained_digits.holdout,
+                                                                         min_agreement=0.0)))
+    quant_pre_process(str(result.onnx_path), str(tmp_path / "pre.onnx"))
+    ranked = layer_sensitivity(onnx.load(str(tmp_path / "pre.onnx")), onnx.load(str(result.folder / "model.int8.onnx")),
+                               trained_digits.test_images[:16], [])
+    assert ranked[0].node == "bn1/Conv" and ranked[0].error_jump > 0.3
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("empty", "no images"),
+    ("text_only", "no images"),
+    ("too_few", "only 3 calibration samples"),
+    ("wrong_shape", "has shape [10, 3, 16, 16], but the model takes [N, 3, 64, 64]"),
+    ("missing", "does not exist"),
+])
+def test_bad_calibration_data_fails_before_writing(setup, message, tmp_path):
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    if setup == "text_only":
+        (calib / "a.txt").write_text("hello")
+    elif setup == "too_few":
+        for path in find_images(DEFAULT_CALIBRATION_DIR)[:3]:
+            (calib / path.name).write_bytes(path.read_bytes())
+    elif setup == "wrong_shape":
+        calib = tmp_path / "arrays.npy"
+        np.save(calib, np.zeros((10, 3, 16, 16), np.float32))
+    elif setup == "missing":
+        calib = tmp_path / "nope"
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["export", "resnet18", "--int8", "--calib", str(calib), "--input-size", str(SIZE), str(SIZE),
+                                      "--out", str(out)])
+    assert result.exit_code == 2 and message in " ".join(result.output.split())
+    assert not out.exists() or not any(out.rglob("*.onnx"))
+
+
+def test_unknown_exclude_pattern_names_real_layers(tmp_path):
+    with pytest.raises(DeployKitError, match="matches no layer; layers are named like: .*layer1"):
+        int8_export("cifar_resnet20", tmp_path, exclude=("no_such_layer",))
+    assert not (tmp_path / "cifar_resnet20" / "model.int8.onnx").exists()
+
+
+def test_cli_prints_int8_summary(tmp_path):
+    result = CliRunner().invoke(cli, ["export", "cifar_resnet20", "--int8", "--calib-size", "16", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "model.int8.onnx" in text and "Q/DQ nodes" in text and "INT8 vs FP32" in text and "ORT CPU latency" in text
