@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -13,13 +14,15 @@ from deploykit.compress.quantize import METHODS, TARGETS, QuantizeConfig
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess
 from deploykit.errors import DeployKitError
 from deploykit.export.onnx import DEFAULT_OPSET, load_onnx
-from deploykit.io import atomic_write_json
+from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, get_preset
+from deploykit.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from deploykit.models import get_model, get_spec, list_models
 from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from deploykit.parity import Tolerances
 from deploykit.profile import profile_model
 
-console = Console()
+# Piped or captured output gets a wide console, so tables are not cut at 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160)
 
 
 class UserError(click.ClickException):
@@ -245,6 +248,125 @@ def _print_layers(diffs, culprit, tolerance: float) -> None:
                       f"relative error {culprit.rel_error:.3g} > {tolerance:g}")
     else:
         console.print(f"every layer within {tolerance:g}")
+
+
+@cli.command("bench")
+@click.argument("models", nargs=-1, required=True)
+@click.option("--engine", type=click.Choice(ENGINES), help="Backend (default torch, or the preset's).")
+@click.option("--device", type=click.Choice(DEVICES), help="cpu or cuda (default cpu, or the preset's).")
+@click.option("--precision", type=click.Choice(PRECISIONS), help="fp32, fp16 or int8 (default fp32, or the preset's).")
+@click.option("--batch", "batches", help="Comma-separated batch sizes, e.g. 1,8,32 (default 1, or the preset's).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (torch, ONNX Runtime, OpenVINO).")
+@click.option("--target", help="A deployment preset (see `deploykit bench --list-targets`).")
+@click.option("--presets", type=click.Path(dir_okay=False, path_type=Path), help="Extra presets (TOML file).")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Labelled folder (class subfolders) for accuracy.")
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs per batch size.")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed warm-up runs.")
+@click.option("--ort-provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), help="ONNX Runtime execution provider (default: --device).")
+@click.option("--channels-last", is_flag=True, help="torch: channels_last memory format.")
+@click.option("--compile", "compile_", is_flag=True, help="torch: torch.compile the model.")
+@click.option("--cuda-graphs", is_flag=True, help="torch: capture and replay a CUDA graph.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploykit-out"), show_default=True,
+              help="Where models given by name are exported.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as CSV.")
+@click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as a Markdown table.")
+def bench_command(models, engine, device, precision, batches, threads, target, presets, data, runs, warmup, ort_provider,
+                  channels_last, compile_, cuda_graphs, out, json_path, csv_path, md_path) -> None:
+    """Measure latency (p50/p90/p99), throughput, memory and accuracy of MODELS on one backend.
+
+    MODELS are registry names, NAME:CHECKPOINT, or folders written by `deploykit export`.
+    """
+    from deploykit.bench.machine import machine_info
+    from deploykit.bench.report import to_markdown
+    from deploykit.bench.run import BenchConfig, run_benchmark
+
+    preset = get_preset(target, presets) if target else None
+    config = BenchConfig(
+        engine=engine or (preset.engine if preset else "torch"), device=device or (preset.device if preset else "cpu"),
+        precision=precision or (preset.precision if preset else "fp32"),
+        batches=_batches(batches) if batches else (preset.batches if preset else (1,)),
+        threads=threads or (preset.threads if preset else None), runs=runs, warmup=warmup, data=data, out=out,
+        ort_provider=ort_provider, channels_last=channels_last, compile=compile_, cuda_graphs=cuda_graphs,
+        workspace_gb=(preset.workspace_gb if preset and preset.workspace_gb else 4.0),
+    )
+    rows = []
+    for model in models:
+        with console.status(f"benchmarking {model} on {config.engine} ({config.device}, {config.precision})..."):
+            rows += run_benchmark(model, config)
+    table = Table(title=f"{config.engine} on {config.device}, {config.precision}" + (f" (target {target})" if target else ""),
+                  title_justify="left")
+    for column in ("model", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "FP32 agree", "top-1", "peak RSS MB"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in rows:
+        top1 = f"{row['accuracy_top1']:.1%}" if "accuracy_top1" in row else "-"
+        table.add_row(row["model"], str(row["batch"]), f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}",
+                      f"{row['throughput']:.1f}", f"{row['agreement_top1']:.1%}", top1, f"{row['peak_rss_mb']:.0f}")
+    console.print(table)
+    payload = {"machine": machine_info(), "config": {"target": target, **{k: str(v) if isinstance(v, Path) else v
+                                                                          for k, v in config.__dict__.items()}}, "results": rows}
+    if json_path:
+        atomic_write_json(json_path, payload)
+    if csv_path:
+        atomic_write_bytes(csv_path, _csv(rows).encode())
+    if md_path:
+        atomic_write_bytes(md_path, to_markdown(rows).encode())
+
+
+def _batches(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError as exc:
+        raise DeployKitError(f"--batch takes comma-separated positive integers such as 1,8,32, got {text!r}") from exc
+    if not values or min(values) < 1:
+        raise DeployKitError(f"--batch takes comma-separated positive integers such as 1,8,32, got {text!r}")
+    return values
+
+
+def _csv(rows: list[dict]) -> str:
+    import csv
+    import io
+
+    columns = sorted({key for row in rows for key in row}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 999)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+@cli.command("report")
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploykit-report"), show_default=True,
+              help="Folder for report.md and pareto.png.")
+def report_command(results: tuple[Path, ...], out: Path) -> None:
+    """Merge benchmark JSON files into a Markdown table and an accuracy-vs-latency plot (Pareto front marked)."""
+    from deploykit.bench.report import load_results, plot, to_markdown
+
+    rows = load_results(list(results))
+    ensure_writable_dir(out)
+    atomic_write_bytes(out / "report.md", to_markdown(rows).encode())
+    plot(rows, out / "pareto.png")
+    console.print(f"[green]wrote[/green] {out / 'report.md'} and {out / 'pareto.png'} ({len(rows)} results)")
+
+
+@cli.command("build-engine")
+@click.argument("onnx_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", "engine_path", type=click.Path(dir_okay=False, path_type=Path), help="Engine file (default: beside the ONNX).")
+@click.option("--fp16", is_flag=True, help="Allow FP16 kernels (TensorRT 10).")
+@click.option("--min-batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--opt-batch", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--workspace-gb", type=click.FloatRange(min=0.1), default=4.0, show_default=True)
+@click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), help="Timing cache to reuse and update.")
+def build_engine_command(onnx_path, engine_path, fp16, min_batch, opt_batch, max_batch, workspace_gb, timing_cache) -> None:
+    """Build a TensorRT engine from an ONNX file (Q/DQ INT8 files build INT8 engines)."""
+    from deploykit.export.tensorrt import EngineConfig, build_engine
+
+    load_onnx(onnx_path)
+    engine_path = engine_path or onnx_path.with_suffix(".engine")
+    record = build_engine(onnx_path, engine_path, EngineConfig(fp16, min_batch, opt_batch, max_batch, workspace_gb, timing_cache))
+    console.print(f"[green]wrote[/green] {engine_path} (TensorRT {record['tensorrt']}, {record['gpu']}, sm {record['compute_capability']})")
 
 
 def main() -> None:

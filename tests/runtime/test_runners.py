@@ -40,3 +40,23 @@ def test_runner_must_be_loaded(model_and_onnx):
 def test_unavailable_provider_is_a_clear_error(model_and_onnx):
     with pytest.raises(DeployKitError, match="onnxruntime has no CUDAExecutionProvider here.*onnxruntime-gpu"):
         OrtRunner(model_and_onnx[1], providers=["CUDAExecutionProvider"]).load()
+
+
+def test_openvino_runs_the_same_onnx(model_and_onnx, tmp_path):
+    pytest.importorskip("openvino", reason="OpenVINO is an optional extra: pip install 'deploykit[openvino]'")
+    from deploykit.runtime.openvino_runner import OpenVinoRunner
+
+    path = tmp_path / "model.onnx"
+    path.write_bytes(model_and_onnx[1])
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    with OrtRunner(path) as ort_runner, OpenVinoRunner(path) as openvino_runner:
+        assert openvino_runner.input_metadata().shape == (2, 3, 32, 32)
+        np.testing.assert_allclose(openvino_runner.infer(x), ort_runner.infer(x), atol=1e-4)
+
+
+def test_openvino_refuses_a_missing_file(tmp_path):
+    pytest.importorskip("openvino", reason="OpenVINO is an optional extra: pip install 'deploykit[openvino]'")
+    from deploykit.runtime.openvino_runner import OpenVinoRunner
+
+    with pytest.raises(DeployKitError, match="does not exist"):
+        OpenVinoRunner(tmp_path / "nope.onnx").load()

@@ -1,0 +1,72 @@
+"""Deployment target presets: data in presets.toml, plus any file of the same shape a user passes."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploykit.errors import DeployKitError
+
+ENGINES = ("torch", "ort", "trt", "openvino")
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "fp16", "int8")
+BUILTIN_PRESETS = Path(__file__).with_name("presets.toml")
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    engine: str
+    device: str
+    precision: str
+    batches: tuple[int, ...]
+    threads: int | None = None
+    workspace_gb: float | None = None
+
+
+def load_presets(extra: Path | None = None) -> dict[str, Preset]:
+    """The built-in presets, updated with (and overridable by) those in ``extra``."""
+    presets = _parse(BUILTIN_PRESETS)
+    if extra is not None:
+        presets.update(_parse(Path(extra)))
+    return presets
+
+
+def get_preset(name: str, extra: Path | None = None) -> Preset:
+    presets = load_presets(extra)
+    if name not in presets:
+        raise DeployKitError(f"unknown target preset {name!r}; known: {', '.join(sorted(presets))}")
+    return presets[name]
+
+
+def _parse(path: Path) -> dict[str, Preset]:
+    if not path.is_file():
+        raise DeployKitError(f"preset file {path} does not exist")
+    try:
+        table = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise DeployKitError(f"preset file {path} is not valid TOML: {exc}") from exc
+    return {name: _validate(name, fields, path) for name, fields in table.items()}
+
+
+def _validate(name: str, fields: dict, path: Path) -> Preset:
+    where = f"preset {name!r} in {path}"
+    if not isinstance(fields, dict):
+        raise DeployKitError(f"{where} must be a table")
+    allowed = set(Preset.__dataclass_fields__) - {"name"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise DeployKitError(f"{where} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    for key, choices in (("engine", ENGINES), ("device", DEVICES), ("precision", PRECISIONS)):
+        if fields.get(key) not in choices:
+            raise DeployKitError(f"{where}: {key} must be one of {', '.join(choices)}, got {fields.get(key)!r}")
+    batches = fields.get("batches", [1])
+    if not isinstance(batches, list) or not batches or not all(isinstance(b, int) and b > 0 for b in batches):
+        raise DeployKitError(f"{where}: batches must be a non-empty list of positive integers")
+    threads = fields.get("threads")
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise DeployKitError(f"{where}: threads must be a positive integer")
+    return Preset(name=name, description=fields.get("description", ""), engine=fields["engine"], device=fields["device"],
+                  precision=fields["precision"], batches=tuple(batches), threads=threads, workspace_gb=fields.get("workspace_gb"))

@@ -1,0 +1,138 @@
+"""ONNX to a TensorRT engine, written against the TensorRT 10 and 11 Python APIs.
+
+INT8 is explicit quantization only: the engine is built from deploykit's Q/DQ ONNX (TensorRT 10
+deprecated and 11 removed implicit calibrators). TensorRT 11 networks are strongly typed, so FP16
+there comes from an FP16 ONNX, not a builder flag. Engines are tied to the TensorRT version and
+GPU that built them; ``engine.json`` beside the engine records both, and the runner refuses an
+engine built elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from deploykit.errors import DeployKitError
+from deploykit.io import atomic_write_bytes, atomic_write_json, sha256_file
+
+ENGINE_INFO_SUFFIX = ".json"
+
+
+def import_tensorrt():
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise DeployKitError("TensorRT is not installed; on a machine with an NVIDIA GPU run: pip install 'deploykit[tensorrt]'") from exc
+    return tensorrt
+
+
+def gpu_identity() -> dict:
+    """Name and compute capability of GPU 0, or a DeployKitError when there is none."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeployKitError("no CUDA GPU is visible (torch.cuda.is_available() is False); TensorRT needs an NVIDIA GPU and driver")
+    major, minor = torch.cuda.get_device_capability(0)
+    return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}"}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Options of ``deploykit build-engine``; batch sizes form the optimization profile of a dynamic input."""
+
+    fp16: bool = False
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 8
+    workspace_gb: float = 4.0
+    timing_cache: Path | None = None
+
+
+def build_engine(onnx_path: Path, engine_path: Path, config: EngineConfig) -> dict:
+    """Build and write ``engine_path`` plus its ``.json`` record; returns that record."""
+    trt = import_tensorrt()
+    identity = gpu_identity()
+    if not 1 <= config.min_batch <= config.opt_batch <= config.max_batch:
+        raise DeployKitError(f"batch profile must satisfy 1 <= min <= opt <= max, got {config.min_batch}/{config.opt_batch}/{config.max_batch}")
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(Path(onnx_path).read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise DeployKitError(f"TensorRT cannot parse {onnx_path}: {errors[:300]}")
+    builder_config = builder.create_builder_config()
+    builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gb * (1 << 30)))
+    has_qdq = any(network.get_layer(i).type == trt.LayerType.QUANTIZE for i in range(network.num_layers))
+    weakly_typed = hasattr(trt.BuilderFlag, "INT8")  # TensorRT 10; 11 is strongly typed and has no precision flags
+    if config.fp16:
+        if not weakly_typed:
+            raise DeployKitError("TensorRT 11 has no FP16 builder flag: build from an FP16 ONNX (strong typing) instead of --fp16")
+        builder_config.set_flag(trt.BuilderFlag.FP16)
+    if has_qdq and weakly_typed:
+        builder_config.set_flag(trt.BuilderFlag.INT8)
+    profiles = _add_profile(trt, builder, network, builder_config, config)
+    cache = _load_timing_cache(builder_config, config.timing_cache)
+    serialized = builder.build_serialized_network(network, builder_config)
+    if serialized is None:
+        raise DeployKitError(f"TensorRT could not build an engine from {onnx_path}; see the TensorRT log above")
+    atomic_write_bytes(engine_path, bytes(serialized))
+    if config.timing_cache is not None:
+        atomic_write_bytes(config.timing_cache, bytes(cache.serialize()))
+    record = {
+        "tensorrt": trt.__version__, **identity, "onnx": str(onnx_path), "onnx_sha256": sha256_file(Path(onnx_path)),
+        "engine_sha256": sha256_file(engine_path), "precision": {"fp16": config.fp16, "int8_qdq": has_qdq},
+        "profiles": profiles, "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+    }
+    atomic_write_json(engine_info_path(engine_path), record)
+    return record
+
+
+def _add_profile(trt, builder, network, builder_config, config: EngineConfig) -> dict:
+    profiles = {}
+    profile = builder.create_optimization_profile()
+    for index in range(network.num_inputs):
+        tensor = network.get_input(index)
+        shape = list(tensor.shape)
+        if shape[0] != -1:
+            continue
+        rest = shape[1:]
+        shapes = [(batch, *rest) for batch in (config.min_batch, config.opt_batch, config.max_batch)]
+        profile.set_shape(tensor.name, *shapes)
+        profiles[tensor.name] = {"min": shapes[0], "opt": shapes[1], "max": shapes[2]}
+    if profiles:
+        builder_config.add_optimization_profile(profile)
+    return profiles
+
+
+def _load_timing_cache(builder_config, path: Path | None):
+    data = Path(path).read_bytes() if path is not None and Path(path).is_file() else b""
+    cache = builder_config.create_timing_cache(data)
+    builder_config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache
+
+
+def engine_info_path(engine_path: Path) -> Path:
+    return Path(engine_path).with_suffix(Path(engine_path).suffix + ENGINE_INFO_SUFFIX)
+
+
+def check_engine_compatible(engine_path: Path) -> dict:
+    """Refuse an engine built by another TensorRT version or GPU (engines are not portable)."""
+    trt = import_tensorrt()
+    info_path = engine_info_path(engine_path)
+    if not Path(engine_path).is_file():
+        raise DeployKitError(f"engine {engine_path} does not exist; build it with `deploykit build-engine MODEL.onnx`")
+    if not info_path.is_file():
+        raise DeployKitError(f"engine {engine_path} has no {info_path.name}; rebuild it with `deploykit build-engine`")
+    record = json.loads(info_path.read_text())
+    identity = gpu_identity()
+    if record.get("tensorrt") != trt.__version__ or record.get("compute_capability") != identity["compute_capability"]:
+        raise DeployKitError(
+            f"engine {engine_path} was built by TensorRT {record.get('tensorrt')} for a {record.get('gpu')} "
+            f"(sm {record.get('compute_capability')}); this is TensorRT {trt.__version__} on a {identity['gpu']} "
+            f"(sm {identity['compute_capability']}). Rebuild it: deploykit build-engine {record.get('onnx', 'MODEL.onnx')}"
+        )
+    if sha256_file(Path(engine_path)) != record.get("engine_sha256"):
+        raise DeployKitError(f"engine {engine_path} does not match its record (changed or corrupt); rebuild it")
+    return record
