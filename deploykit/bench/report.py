@@ -7,7 +7,8 @@ from pathlib import Path
 
 from deploykit.errors import DeployKitError
 
-COLUMNS = [("model", "model"), ("engine", "engine"), ("device", "device"), ("precision", "precision"), ("batch", "batch"),
+COLUMNS = [("model", "model"), ("engine", "engine"), ("device", "device"), ("precision", "precision"),
+           ("variant", "variant"), ("batch", "batch"),
            ("p50_ms", "p50 ms"), ("p90_ms", "p90 ms"), ("p99_ms", "p99 ms"), ("throughput", "img/s"),
            ("agreement_top1", "FP32 agreement"), ("accuracy_top1", "top-1"), ("peak_rss_mb", "peak RSS MB")]
 
@@ -77,7 +78,8 @@ def plot(rows: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(8, 5))
     for row in rows:
         axes.scatter(row["p50_ms"], quality(row)[0], s=30)
-        axes.annotate(f"{row['model']} {row['engine']} {row['precision']} b{row['batch']}", (row["p50_ms"], quality(row)[0]),
+        variant = f" {row['variant']}" if row.get("variant", "default") != "default" else ""
+        axes.annotate(f"{row['model']} {row['engine']} {row['precision']}{variant} b{row['batch']}", (row["p50_ms"], quality(row)[0]),
                       fontsize=7, xytext=(3, 3), textcoords="offset points")
     front = pareto_front(rows)
     front_x, front_y = [r["p50_ms"] for r in front], [quality(r)[0] for r in front]

@@ -1,0 +1,128 @@
+"""`deploykit bench` and `deploykit report` end to end on the CPU; GPU and TensorRT where they exist."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from deploykit.cli import cli
+from deploykit.pipeline import ExportConfig, export
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def digits_export(train_on_digits, tmp_path_factory):
+    trained = train_on_digits("cifar_resnet20")
+    from deploykit.compress.quantize import QuantizeConfig
+
+    result = export(ExportConfig(trained.name, out=tmp_path_factory.mktemp("bench"), weights=str(trained.weights),
+                                 input_size=trained.size, dynamic_batch=True,
+                                 int8=QuantizeConfig(calib=trained.calib, holdout=trained.holdout)))
+    labelled = tmp_path_factory.mktemp("labelled")
+    # The digits' test images as a labelled folder: class subfolders 0..9 of PNGs, resized like any photo.
+    raw = np.load(trained.holdout)
+    for index, (image, label) in enumerate(zip(raw[:120], trained.test_labels[:120])):
+        pixels = ((image[0] - image[0].min()) / (np.ptp(image[0]) or 1) * 255).astype(np.uint8)
+        (labelled / str(label)).mkdir(exist_ok=True)
+        Image.fromarray(pixels).convert("RGB").save(labelled / str(label) / f"{index}.png")
+    return result.folder, labelled
+
+
+pytestmark = pytest.mark.xdist_group("digits")
+
+
+def test_bench_torch_writes_checked_json(tmp_path):
+    out = tmp_path / "torch.json"
+    result = run("bench", "cifar_resnet20", "--runs", 7, "--warmup", 2, "--batch", "1,3", "--json", out, "--csv", tmp_path / "t.csv")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    rows = payload["results"]
+    assert [r["batch"] for r in rows] == [1, 3] and all(r["runs"] == 7 and r["warmup"] == 2 for r in rows)
+    assert all(r["min_ms"] <= r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] for r in rows)
+    assert all(r["agreement_top1"] == 1.0 and r["peak_rss_mb"] > 0 for r in rows)
+    assert payload["machine"]["cores"] >= 1 and "torch" in payload["machine"]["versions"]
+    assert (tmp_path / "t.csv").read_text().splitlines()[0].startswith("model,")
+
+
+@pytest.mark.parametrize("engine, precision", [("ort", "fp32"), ("ort", "int8"), ("openvino", "int8")])
+def test_bench_onnx_backends_measure_accuracy_on_labelled_data(digits_export, engine, precision, tmp_path):
+    if engine == "openvino":
+        pytest.importorskip("openvino", reason="OpenVINO is an optional extra")
+    folder, labelled = digits_export
+    out = tmp_path / "r.json"
+    result = run("bench", folder, "--engine", engine, "--precision", precision, "--data", labelled, "--runs", 5, "--json", out)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())["results"]
+    assert row["accuracy_images"] == 120 and row["accuracy_top1"] > 0.8
+    assert row["agreement_top1"] >= 0.97 and row["engine"] == engine and row["precision"] == precision
+
+
+def test_bench_with_a_preset(digits_export, tmp_path):
+    folder, _ = digits_export
+    result = run("bench", folder, "--target", "edge-cpu-1t", "--runs", 5, "--json", tmp_path / "p.json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((tmp_path / "p.json").read_text())["results"]
+    assert (row["engine"], row["precision"], row["threads"], row["batch"]) == ("ort", "int8", 1, 1)
+
+
+def test_bench_then_report(digits_export, tmp_path):
+    folder, _ = digits_export
+    for engine, precision in (("torch", "fp32"), ("ort", "int8")):
+        assert run("bench", folder, "--engine", engine, "--precision", precision, "--runs", 5,
+                   "--json", tmp_path / f"{engine}.json").exit_code == 0
+    result = run("report", tmp_path / "torch.json", tmp_path / "ort.json", "--out", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "report" / "pareto.png").stat().st_size > 1000
+    assert "| cifar_resnet20 | ort |" in (tmp_path / "report" / "report.md").read_text()
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="checks the message shown where TensorRT is missing")
+def test_trt_without_tensorrt_is_one_clear_line(digits_export):
+    result = run("bench", digits_export[0], "--engine", "trt", "--precision", "int8")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == ["Error: TensorRT is not installed; on a machine with an NVIDIA GPU run: "
+                                                  "pip install 'deploykit[tensorrt]'"]
+
+
+def test_cuda_without_a_gpu_is_a_clear_error():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run("bench", "cifar_resnet20", "--device", "cuda", "--runs", 2)
+    assert result.exit_code == 2 and "no CUDA GPU is visible" in result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "no_such_model"], "unknown model"),
+    (["bench", "cifar_resnet20", "--batch", "1,x"], "comma-separated positive integers"),
+    (["bench", "cifar_resnet20", "--precision", "int8"], "torch engine runs fp32 or fp16"),
+    (["bench", "cifar_resnet20", "--target", "nowhere"], "unknown target preset"),
+])
+def test_bench_bad_input(args, message):
+    result = run(*args)
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_fixed_batch_artifact_refuses_other_batches(tmp_path):
+    export(ExportConfig("cifar_resnet20", out=tmp_path))
+    result = run("bench", tmp_path / "cifar_resnet20", "--engine", "ort", "--batch", "4", "--runs", 2)
+    assert result.exit_code == 2 and "--dynamic-batch" in result.output
+
+
+@pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT is not installed (GPU machines only)")
+def test_tensorrt_engine_matches_onnx_runtime(digits_export, tmp_path):
+    folder, labelled = digits_export
+    result = run("bench", folder, "--engine", "trt", "--precision", "int8", "--data", labelled, "--batch", "1,8", "--runs", 5,
+                 "--json", tmp_path / "trt.json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "trt.json").read_text())["results"]
+    assert all(r["agreement_top1"] >= 0.97 for r in rows)

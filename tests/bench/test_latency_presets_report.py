@@ -1,0 +1,88 @@
+import json
+import time
+
+import pytest
+
+from deploykit import DeployKitError
+from deploykit.bench.latency import measure_latency
+from deploykit.bench.presets import get_preset, load_presets
+from deploykit.bench.report import load_results, pareto_front, plot, to_markdown
+
+
+def test_latency_statistics_are_ordered_and_counted():
+    stats = measure_latency(lambda: time.sleep(0.001), batch=4, warmup=2, runs=15)
+    assert stats.runs == 15 and stats.warmup == 2 and stats.batch == 4
+    assert stats.min_ms <= stats.p50_ms <= stats.p90_ms <= stats.p99_ms
+    assert stats.p50_ms >= 1.0
+    assert stats.throughput == pytest.approx(4 * 1000 / stats.mean_ms)
+
+
+def test_latency_time_budget_stops_early_but_keeps_min_runs():
+    stats = measure_latency(lambda: time.sleep(0.02), runs=1000, warmup=0, max_seconds=0.05, min_runs=5)
+    assert 5 <= stats.runs < 20
+
+
+def test_builtin_presets_validate():
+    presets = load_presets()
+    assert {"server-gpu", "jetson-orin", "edge-cpu-1t", "edge-cpu-4t"} <= set(presets)
+    assert presets["edge-cpu-1t"].threads == 1 and presets["edge-cpu-1t"].batches == (1,)
+    assert presets["jetson-orin"].engine == "trt" and presets["jetson-orin"].workspace_gb <= 2
+
+
+def test_user_presets_add_and_override(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[pi5]\nengine = "ort"\ndevice = "cpu"\nprecision = "int8"\nbatches = [1]\nthreads = 4\n'
+                    '[edge-cpu-1t]\nengine = "openvino"\ndevice = "cpu"\nprecision = "fp32"\n')
+    assert get_preset("pi5", path).threads == 4
+    assert get_preset("edge-cpu-1t", path).engine == "openvino"
+
+
+@pytest.mark.parametrize("body, message", [
+    ('[x]\nengine = "tflite"\ndevice = "cpu"\nprecision = "fp32"\n', "engine must be one of"),
+    ('[x]\nengine = "ort"\ndevice = "cpu"\nprecision = "fp32"\nbatches = [0]\n', "positive integers"),
+    ('[x]\nengine = "ort"\ndevice = "cpu"\nprecision = "fp32"\ncolour = 1\n', "unknown keys"),
+    ("[x\n", "not valid TOML"),
+])
+def test_bad_presets_are_named(tmp_path, body, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(body)
+    with pytest.raises(DeployKitError, match=message):
+        load_presets(path)
+
+
+def test_unknown_preset_lists_known_ones():
+    with pytest.raises(DeployKitError, match="known: .*edge-cpu-1t"):
+        get_preset("edge-cpu-99t")
+
+
+def _result(model, engine, p50, agreement, accuracy=None):
+    row = {"model": model, "engine": engine, "device": "cpu", "precision": "fp32", "batch": 1, "p50_ms": p50, "p90_ms": p50,
+           "p99_ms": p50, "throughput": 1000 / p50, "agreement_top1": agreement, "peak_rss_mb": 100.0}
+    if accuracy is not None:
+        row["accuracy_top1"] = accuracy
+    return row
+
+
+def test_pareto_front_keeps_only_undominated_results():
+    rows = [_result("a", "ort", 10, 0.99), _result("b", "ort", 5, 0.95), _result("c", "ort", 20, 0.97), _result("d", "ort", 4, 0.99)]
+    assert [r["model"] for r in pareto_front(rows)] == ["d"]
+    rows.append(_result("e", "ort", 30, 1.0))
+    assert [r["model"] for r in pareto_front(rows)] == ["d", "e"]
+
+
+def test_report_merges_files_into_markdown_and_png(tmp_path):
+    for index, rows in enumerate([[_result("resnet18", "torch", 20.0, 1.0)], [_result("resnet18", "ort", 5.0, 0.99)]]):
+        (tmp_path / f"r{index}.json").write_text(json.dumps({"results": rows}))
+    rows = load_results([tmp_path / "r0.json", tmp_path / "r1.json"])
+    markdown = to_markdown(rows)
+    assert markdown.count("| resnet18 |") == 2 and "| * |" in markdown
+    plot(rows, tmp_path / "pareto.png")
+    assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_rejects_files_that_are_not_results(tmp_path):
+    (tmp_path / "x.json").write_text('{"something": 1}')
+    with pytest.raises(DeployKitError, match="no 'results' list"):
+        load_results([tmp_path / "x.json"])
+    with pytest.raises(DeployKitError, match="does not exist"):
+        load_results([tmp_path / "missing.json"])
