@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from deploykit.compress.prune import METHODS as PRUNE_METHODS
 from deploykit.compress.quantize import METHODS, TARGETS, QuantizeConfig
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess
 from deploykit.errors import DeployKitError
@@ -367,6 +369,91 @@ def build_engine_command(onnx_path, engine_path, fp16, min_batch, opt_batch, max
     engine_path = engine_path or onnx_path.with_suffix(".engine")
     record = build_engine(onnx_path, engine_path, EngineConfig(fp16, min_batch, opt_batch, max_batch, workspace_gb, timing_cache))
     console.print(f"[green]wrote[/green] {engine_path} (TensorRT {record['tensorrt']}, {record['gpu']}, sm {record['compute_capability']})")
+
+
+@cli.command("prune")
+@click.argument("name")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint to prune (default: seeded random init).")
+@click.option("--ratio", type=float, help="Fraction of channels to remove in each coupled group, in (0, 1).")
+@click.option("--target-macs", type=float, help="Prune until the model has at most this many GMACs.")
+@click.option("--method", type=click.Choice(PRUNE_METHODS), default="l2", show_default=True, help="Channel importance.")
+@click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers instead of per layer.")
+@click.option("--round-to", type=click.IntRange(min=1), help="Keep channel counts multiples of this (e.g. 8 for tensor cores).")
+@click.option("--input-size", type=click.IntRange(min=1), help="Square input size (default: the model's).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploykit-out/pruned"), show_default=True)
+def prune_command(name, weights, ratio, target_macs, method, global_pruning, round_to, input_size, out) -> None:
+    """Prune NAME's channels for real, export it to ONNX with parity, and compare size and latency."""
+    from deploykit.compress.prune import PruneConfig
+    from deploykit.compress.recipes import PRUNED, run_prune
+    from deploykit.manifest import write_manifest
+    from deploykit.pipeline import ExportConfig, export
+
+    spec = get_spec(name)
+    folder = out / spec.name
+    config = PruneConfig(ratio=ratio, target_macs=target_macs * 1e9 if target_macs else None, method=method,
+                         global_pruning=global_pruning, round_to=round_to)
+    with console.status(f"pruning {spec.name}..."):
+        report = run_prune(spec.name, weights, config, folder, input_size)
+    with console.status("exporting the pruned model to ONNX..."):
+        result = export(ExportConfig(spec.name, out=out, weights=str(folder / PRUNED), input_size=report["input_size"]))
+    write_manifest(folder, {"prune": report}, files=["model.onnx", PRUNED])
+    console.print(f"params {report['params_before']:,} -> {report['params_after']:,}, MACs {report['macs_before'] / 1e9:.3f} G -> "
+                  f"{report['macs_after'] / 1e9:.3f} G ({report['mac_reduction']:.0%} fewer)")
+    console.print(f"torch CPU latency, batch 1: {report['torch_cpu_ms_before']:.2f} ms -> {report['torch_cpu_ms_after']:.2f} ms "
+                  f"([bold]{report['speedup']:.2f}x[/bold])")
+    console.print(f"[green]wrote[/green] {folder / PRUNED} and {result.onnx_path}; parity vs PyTorch: {result.parity.summary()}")
+
+
+def _distill_options(command):
+    for option in reversed([
+        click.option("--data", required=True, help="'digits' (built in) or a folder of class subfolders."),
+        click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True),
+        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--input-size", type=click.IntRange(min=1), help="Square input size (default: the model's)."),
+        click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder."),
+        click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/last.pth if present."),
+    ]):
+        command = option(command)
+    return command
+
+
+@cli.command("distill")
+@click.option("--teacher", required=True, help="NAME:CHECKPOINT of the trained teacher.")
+@click.option("--student", required=True, help="NAME, NAME:CHECKPOINT or a folder written by `deploykit prune`.")
+@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True)
+@click.option("--alpha", type=click.FloatRange(0, 1), default=0.9, show_default=True, help="Weight of the soft (teacher) loss.")
+@_distill_options
+def distill_command(teacher, student, temperature, alpha, data, epochs, lr, batch_size, seed, input_size, out, resume) -> None:
+    """Distil a teacher into a student (Hinton KD). Under torchrun, trains with DistributedDataParallel."""
+    from deploykit.compress.distill import DistillConfig
+    from deploykit.compress.recipes import run_distill
+
+    config = DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, lr=lr, batch_size=batch_size, seed=seed)
+    _print_training(run_distill(student, teacher, data, config, out, input_size, resume))
+
+
+@cli.command("train")
+@click.argument("model")
+@_distill_options
+def train_command(model, data, epochs, lr, batch_size, seed, input_size, out, resume) -> None:
+    """Train MODEL (NAME, NAME:CHECKPOINT or a pruned folder) on labelled data, e.g. a teacher for distill."""
+    from deploykit.compress.distill import DistillConfig
+    from deploykit.compress.recipes import run_distill
+
+    config = DistillConfig(epochs=epochs, alpha=0.0, lr=lr, batch_size=batch_size, seed=seed)
+    _print_training(run_distill(model, None, data, config, out, input_size, resume))
+
+
+def _print_training(result: dict) -> None:
+    if result["world_size"] > 1 and os.environ.get("RANK", "0") != "0":
+        return
+    for record in result["history"]:
+        console.print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val top-1 {record['val_top1']:.2%}")
+    teacher = f", teacher {result['teacher_top1']:.2%}" if result["teacher_top1"] is not None else ""
+    console.print(f"val top-1: start {result['student_start_top1']:.2%} -> {result['history'][-1]['val_top1']:.2%}{teacher}")
+    console.print(f"[green]wrote[/green] {result['student']}")
 
 
 def main() -> None:

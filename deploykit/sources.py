@@ -34,7 +34,20 @@ class Source:
 
 
 def build_model(name: str, weights: str | None = None, **kwargs) -> nn.Module:
-    """A registry model in eval mode, from a checkpoint or reproducibly initialised."""
+    """A registry model in eval mode: from a checkpoint (plain or pruned), or reproducibly initialised."""
+    from deploykit.compress.pruned import apply_pruned_state, is_pruned_checkpoint, load_pruned
+
+    if weights and str(weights).endswith(".pth") and Path(weights).is_file():
+        try:
+            checkpoint = load_pruned(Path(weights))
+        except Exception:  # not loadable here; get_model reports it in one line
+            checkpoint = None
+        if is_pruned_checkpoint(checkpoint):
+            source = checkpoint["source"]
+            if source["name"] != get_spec(name).name:
+                raise DeployKitError(f"{weights} is a pruned {source['name']}, not a {get_spec(name).name}")
+            model = get_model(source["name"], seed=DEFAULT_SEED, **source.get("kwargs", {}))
+            return apply_pruned_state(model, checkpoint).eval()
     return get_model(name, weights=weights, seed=None if weights else DEFAULT_SEED, **kwargs).eval()
 
 

@@ -29,6 +29,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise DeployKitError(
             f"cannot read checkpoint {path}: {first_line[:200]}; it must be a PyTorch state_dict saved with torch.save"
         ) from exc
+    if isinstance(checkpoint, dict) and checkpoint.get("format", "").startswith("deploykit-pruned"):
+        raise DeployKitError(f"{path} is a pruned model: load it with deploykit.sources.build_model (or pass it as --weights)")
     for key in _WRAPPER_KEYS:
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]

@@ -1,0 +1,110 @@
+"""Structured channel pruning with torch-pruning: real, narrower layers, dependency-aware.
+
+torch-pruning's DependencyGraph keeps coupled channels together (residual adds, concatenations in
+Inception/DenseNet, grouped and depthwise convolutions, SE blocks), so the result is an ordinary,
+smaller nn.Module. The classifier's output layer is never pruned; auxiliary heads (GoogLeNet,
+Inception v3) are removed first, since they only exist for training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from deploykit.errors import DeployKitError
+from deploykit.profile import count_params, profile_model
+
+METHODS = ("l1", "l2", "taylor", "bn-scale")
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Either ``ratio`` (fraction of channels removed per layer group) or ``target_macs`` (absolute MACs)."""
+
+    ratio: float | None = None
+    target_macs: float | None = None
+    method: str = "l2"
+    global_pruning: bool = False
+    round_to: int | None = None
+    steps: int = 20
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    model: nn.Module
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+
+
+def prune_model(model: nn.Module, input_shape: tuple[int, int, int, int], config: PruneConfig, num_classes: int,
+                data: torch.Tensor | None = None) -> PruneResult:
+    """Prune ``model`` in place and return it with its size before and after.
+
+    ``data`` (a batch of real inputs) drives the Taylor importance; without it, random inputs do.
+    """
+    import torch_pruning as tp
+
+    _check(config)
+    _drop_aux_heads(model)
+    model.eval()
+    example = torch.randn(input_shape)
+    before = profile_model(model, input_shape)
+    importance = {
+        "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
+        "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
+        "taylor": lambda: tp.importance.GroupTaylorImportance(),
+        "bn-scale": lambda: tp.importance.BNScaleImportance(),
+    }[config.method]()
+    steps = config.steps if config.target_macs else 1
+    pruner = tp.pruner.MetaPruner(
+        model, example, importance=importance, global_pruning=config.global_pruning,
+        pruning_ratio=config.ratio if config.ratio else 0.95, iterative_steps=steps,
+        ignored_layers=classifier_layers(model, num_classes), round_to=config.round_to,
+    )
+    for _ in range(steps):
+        if config.method == "taylor":
+            _taylor_gradients(model, data if data is not None else torch.randn(8, *input_shape[1:]))
+        pruner.step()
+        if config.target_macs and profile_model(model, input_shape).macs <= config.target_macs:
+            break
+    model.zero_grad(set_to_none=True)
+    after = profile_model(model, input_shape)
+    if config.target_macs and after.macs > config.target_macs:
+        raise DeployKitError(f"could not reach {config.target_macs / 1e9:.3f} GMACs (got {after.macs / 1e9:.3f}); ask for fewer MACs less aggressively")
+    return PruneResult(model.eval(), before.params, count_params(model), before.macs, after.macs)
+
+
+def _check(config: PruneConfig) -> None:
+    if (config.ratio is None) == (config.target_macs is None):
+        raise DeployKitError("give exactly one of --ratio and --target-macs")
+    if config.ratio is not None and not 0 < config.ratio < 1:
+        raise DeployKitError(f"--ratio must be between 0 and 1 (exclusive), got {config.ratio}")
+    if config.target_macs is not None and config.target_macs <= 0:
+        raise DeployKitError(f"--target-macs must be positive, got {config.target_macs}")
+    if config.method not in METHODS:
+        raise DeployKitError(f"unknown pruning method {config.method!r}; choose one of {', '.join(METHODS)}")
+
+
+def classifier_layers(model: nn.Module, num_classes: int) -> list[nn.Module]:
+    """Layers whose outputs are the class scores (Linear or 1x1 Conv with num_classes outputs): never pruned."""
+    return [m for m in model.modules()
+            if (isinstance(m, nn.Linear) and m.out_features == num_classes) or (isinstance(m, nn.Conv2d) and m.out_channels == num_classes)]
+
+
+def _drop_aux_heads(model: nn.Module) -> None:
+    for name in ("aux1", "aux2", "AuxLogits"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
+    if hasattr(model, "aux_logits"):
+        model.aux_logits = False
+
+
+def _taylor_gradients(model: nn.Module, batch: torch.Tensor) -> None:
+    """Gradients for Taylor importance: of the log-probability of each input's predicted class."""
+    model.zero_grad(set_to_none=True)
+    logits = model(batch)
+    torch.log_softmax(logits, dim=1).max(dim=1).values.sum().backward()
