@@ -136,15 +136,31 @@ def _tolerance_options(command):
               help="INT8 vs FP32 top-1 agreement on held-out images; below it, sensitive layers fall back to FP32.")
 @click.option("--holdout", type=click.Path(path_type=Path), default=DEFAULT_HOLDOUT_DIR, show_default="calibration/holdout",
               help="Held-out images (or .npy/.npz arrays) for the INT8 accuracy check; not used for calibration.")
+@click.option("--prune", "prune_ratio", type=float, help="First prune this fraction of channels (see `deploykit prune`).")
+@click.option("--distill-from", "teacher", help="Then distil from this teacher (NAME:CHECKPOINT) on --data.")
+@click.option("--data", help="Training data for --distill-from or fine-tuning after --prune: a labelled folder or 'digits'.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Epochs of distillation/fine-tuning.")
 def export_command(name: str, weights: str | None, out: Path, opset: int, batch: int, dynamic_batch: bool,
                    input_size: tuple[int, int] | None, simplify: bool, rel_error: float, min_cosine: float, min_top1: float,
                    int8: bool, calib: Path, calib_size: int, calib_method: str, per_channel: bool, exclude: tuple[str, ...],
-                   target: str, min_agreement: float, holdout: Path) -> None:
-    """Export NAME to ONNX (and INT8), verify it, and write OUT/NAME/model.onnx + manifest.json."""
+                   target: str, min_agreement: float, holdout: Path, prune_ratio: float | None, teacher: str | None,
+                   data: str | None, epochs: int) -> None:
+    """Export NAME to ONNX (and INT8), verify it, and write OUT/NAME/model.onnx + manifest.json.
+
+    With --prune/--distill-from/--data the model is first pruned and distilled, each stage recorded in the manifest.
+    """
+    from deploykit.compress.recipes import prepare_weights
+    from deploykit.manifest import write_manifest
     from deploykit.pipeline import ExportConfig, export
 
     if dynamic_batch and batch != 1:
         raise DeployKitError("--batch and --dynamic-batch exclude each other: a dynamic batch has no fixed size")
+    stages: dict = {}
+    if prune_ratio is not None or teacher or data:
+        spec = get_spec(name)
+        with console.status(f"compressing {spec.name}..."):
+            weights, stages = prepare_weights(spec.name, weights, prune_ratio, teacher, data, epochs, out / spec.name / "stages",
+                                              _square(input_size))
     quantize = QuantizeConfig(calib=calib, calib_size=calib_size, method=calib_method, per_channel=per_channel,
                               exclude=exclude, target=target, min_agreement=min_agreement, holdout=holdout) if int8 else None
     config = ExportConfig(
@@ -153,6 +169,13 @@ def export_command(name: str, weights: str | None, out: Path, opset: int, batch:
     )
     with console.status(f"exporting {name}..."):
         result = export(config)
+    if stages:
+        write_manifest(result.folder, {"stages": stages}, files=[])
+        for stage, record in stages.items():
+            if stage == "prune":
+                console.print(f"pruned: MACs {record['macs_before'] / 1e9:.3f} G -> {record['macs_after'] / 1e9:.3f} G")
+            else:
+                console.print(f"{stage}: val top-1 {record['student_start_top1']:.2%} -> {record['history'][-1]['val_top1']:.2%}")
     size_mb = result.onnx_path.stat().st_size / 1e6
     console.print(f"[green]wrote[/green] {result.onnx_path} ({size_mb:.1f} MB, exported in {result.export_seconds:.1f} s"
                   f"{', simplified' if result.simplified else ''})")

@@ -94,7 +94,9 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: Dataset, config
     x, y = torch.from_numpy(data.train_images), torch.from_numpy(data.train_labels)
     for epoch in range(start_epoch, config.epochs):
         model.train()
-        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed + epoch))[rank::world]
+        # Every rank takes an equal shard of one shared permutation, so all run the same number of steps.
+        permutation = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed + epoch))
+        order = permutation[: len(x) - len(x) % world][rank::world]
         total, seen = 0.0, 0
         for begin in _progress(range(0, len(order), config.batch_size), f"epoch {epoch + 1}/{config.epochs}", rank):
             batch = order[begin : begin + config.batch_size]
@@ -105,6 +107,8 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: Dataset, config
             optimizer.step()
             schedule.step()
             total, seen = total + loss.item() * len(batch), seen + len(batch)
+        if world > 1:
+            _sync_buffers(student)
         record = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_top1": evaluate(student, data.val_images, data.val_labels)}
         history.append(record)
         if rank == 0:
@@ -152,6 +156,13 @@ def weights_digest(model: nn.Module) -> str:
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def _sync_buffers(model: nn.Module) -> None:
+    """Give every rank rank 0's BatchNorm statistics: DDP syncs gradients, but each rank's last
+    forward pass updated its running statistics on its own shard."""
+    for buffer in model.buffers():
+        torch.distributed.broadcast(buffer, src=0)
 
 
 def _save_checkpoint(path: Path, student, optimizer, schedule, epoch: int, history: list, config: DistillConfig, source: dict) -> None:

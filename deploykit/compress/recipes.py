@@ -111,3 +111,25 @@ def _save(path: Path, state: dict) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def prepare_weights(name: str, weights: str | None, prune_ratio: float | None, teacher: str | None, data: str | None,
+                    epochs: int, folder: Path, input_size: int | None = None) -> tuple[str | None, dict]:
+    """The export pipeline's compression stages: prune, then distil (or fine-tune) on ``data``.
+
+    Returns the weights to export and a record of each stage for the manifest.
+    """
+    if teacher and not data:
+        raise DeployKitError("--distill-from needs --data (a labelled folder or 'digits')")
+    stages: dict = {}
+    if prune_ratio is not None:
+        stages["prune"] = run_prune(name, weights, PruneConfig(ratio=prune_ratio), folder / "prune", input_size)
+        weights = str(folder / "prune" / PRUNED)
+    if data:
+        config = DistillConfig(epochs=epochs, alpha=0.9 if teacher else 0.0)
+        result = run_distill(f"{get_spec(name).name}:{weights}" if weights else name, teacher, data, config, folder / "distill",
+                             input_size)
+        stages["distill" if teacher else "train"] = {k: result[k] for k in ("history", "student_start_top1", "teacher_top1", "config")}
+        stages["distill" if teacher else "train"]["teacher"] = teacher
+        weights = result["student"]
+    return weights, stages

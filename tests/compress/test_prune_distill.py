@@ -1,0 +1,155 @@
+"""Pruning across the hard graph patterns, distillation on the real digits, DDP with two processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from deploykit import DeployKitError
+from deploykit.cli import cli
+from deploykit.compress.distill import DistillConfig, distill, evaluate, load_dataset
+from deploykit.compress.prune import PruneConfig, prune_model
+from deploykit.compress.recipes import PRUNED, run_distill, run_prune
+from deploykit.data import Preprocess
+from deploykit.models import get_spec
+from deploykit.pipeline import ExportConfig, export
+from deploykit.sources import build_model
+
+pytestmark = pytest.mark.xdist_group("digits")
+
+
+@pytest.mark.parametrize("name, size, classes", [
+    ("resnet18", 64, 1000),          # residual adds
+    ("mobilenet_v2", 64, 1000),      # depthwise
+    ("densenet121", 64, 1000),       # concatenation
+    ("resnext50_32x4d", 64, 1000),   # grouped convolutions
+    ("se_resnet50", 64, 1000),       # squeeze-and-excitation
+    ("googlenet", 64, 1000),         # inception concatenation, aux heads dropped
+])
+def test_pruning_gives_a_smaller_model_that_exports_with_parity(name, size, classes, tmp_path):
+    report = run_prune(name, None, PruneConfig(ratio=0.3, round_to=8), tmp_path / name, size)
+    assert report["macs_after"] < report["macs_before"] and report["params_after"] < report["params_before"]
+    model = build_model(name, str(tmp_path / name / PRUNED))
+    assert model(torch.randn(2, 3, size, size)).shape == (2, classes)
+    result = export(ExportConfig(name, out=tmp_path, weights=str(tmp_path / name / PRUNED), input_size=size))
+    assert result.parity.passed, result.parity.summary()
+
+
+def test_pruned_checkpoint_reloads_exactly_and_safely(tmp_path):
+    run_prune("cifar_resnet20", None, PruneConfig(ratio=0.5), tmp_path, 32)
+    original = build_model("cifar_resnet20")
+    x = torch.randn(3, 3, 32, 32)
+    a = build_model("cifar_resnet20", str(tmp_path / PRUNED))
+    b = build_model("cifar_resnet20", str(tmp_path / PRUNED))
+    assert torch.equal(a(x), b(x)) and not torch.allclose(a(x), original(x))
+    checkpoint = torch.load(tmp_path / PRUNED, weights_only=True)  # plain tensors and numbers
+    assert checkpoint["widths"]["layer1.0.conv1"]["out_channels"] == 8
+
+
+def test_target_macs_reaches_half(tmp_path):
+    model = build_model("cifar_resnet56")
+    result = prune_model(model, (1, 3, 32, 32), PruneConfig(target_macs=0.5 * 125.75e6, method="taylor"), 10)
+    assert result.macs_after <= 0.5 * result.macs_before and result.macs_after > 0.3 * result.macs_before
+
+
+def test_classifier_output_is_never_pruned():
+    model = build_model("squeezenet1_1")
+    prune_model(model, (1, 3, 64, 64), PruneConfig(ratio=0.5, method="l1"), 1000)
+    assert model.classifier[1].out_channels == 1000
+
+
+@pytest.mark.parametrize("config, message", [
+    (PruneConfig(ratio=1.0), "between 0 and 1"),
+    (PruneConfig(ratio=0.0), "between 0 and 1"),
+    (PruneConfig(), "exactly one of --ratio and --target-macs"),
+    (PruneConfig(ratio=0.5, method="random"), "unknown pruning method"),
+])
+def test_bad_prune_options(config, message):
+    with pytest.raises(DeployKitError, match=message):
+        prune_model(build_model("cifar_resnet20"), (1, 3, 32, 32), config, 10)
+
+
+def test_prune_cli_reports_sizes_latency_and_parity(tmp_path):
+    result = CliRunner().invoke(cli, ["prune", "cifar_resnet20", "--ratio", "0.5", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "MACs" in text and "torch CPU latency" in text and "PASS" in text
+    manifest = json.loads((tmp_path / "cifar_resnet20" / "manifest.json").read_text())
+    assert manifest["prune"]["mac_reduction"] > 0.5 and set(manifest["files"]) == {"model.onnx", PRUNED}
+
+
+def test_distillation_improves_the_student(train_on_digits, tmp_path):
+    teacher = train_on_digits("cifar_resnet20")
+    preprocess = Preprocess.for_model(get_spec("cifar_resnet20"), teacher.size)
+    data = load_dataset("digits", preprocess)
+    student = build_model("cifar_resnet20", width=8)
+    start = evaluate(student, data.val_images, data.val_labels)
+    result = distill(student, build_model("cifar_resnet20", str(teacher.weights)), data, DistillConfig(epochs=2, lr=0.1),
+                     tmp_path, {"name": "cifar_resnet20", "kwargs": {"width": 8}})
+    assert start < 0.3 and result["history"][-1]["val_top1"] > start + 0.3
+    assert (tmp_path / "student.pth").is_file() and (tmp_path / "last.pth").is_file()
+
+
+def test_interrupted_run_resumes_where_it_stopped(train_on_digits, tmp_path):
+    teacher = train_on_digits("cifar_resnet20")
+    args = ("cifar_resnet20", f"cifar_resnet20:{teacher.weights}", "digits")
+    first = run_distill(*args, DistillConfig(epochs=1, lr=0.1), tmp_path, input_size=16)
+    assert [r["epoch"] for r in first["history"]] == [1]
+    # Same run asked for 2 epochs: the checkpoint belongs to a different config, so it is refused...
+    with pytest.raises(DeployKitError, match="different run"):
+        run_distill(*args, DistillConfig(epochs=2, lr=0.1), tmp_path, input_size=16)
+    # ...while rerunning the same config after completion picks the finished state up instead of restarting.
+    again = run_distill(*args, DistillConfig(epochs=1, lr=0.1), tmp_path, input_size=16)
+    assert again["history"] == first["history"] and again["weights_sha256"] == first["weights_sha256"]
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("one_class", "at least 2 classes"),
+    ("empty", "at least 2 classes"),
+    ("mismatch", "predicts 1000 classes but the data has 10"),
+    ("no_teacher_weights", "a teacher needs trained weights"),
+])
+def test_bad_training_input(setup, message, tmp_path):
+    from PIL import Image
+
+    data = tmp_path / "data"
+    data.mkdir()
+    teacher = "cifar_resnet20:x.pth"
+    student = "cifar_resnet20"
+    if setup == "one_class":
+        (data / "cat").mkdir()
+        Image.new("RGB", (32, 32)).save(data / "cat" / "a.png")
+    elif setup == "mismatch":
+        data, student = "digits", "resnet18:" + str(_save_resnet18(tmp_path))
+    elif setup == "no_teacher_weights":
+        data, teacher = "digits", "cifar_resnet20"
+    with pytest.raises(DeployKitError, match=message):
+        run_distill(student, teacher, str(data), DistillConfig(epochs=1), tmp_path / "out", input_size=16)
+
+
+def _save_resnet18(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    torch.save(build_model("resnet18").state_dict(), path)
+    return path
+
+
+def test_two_process_ddp_run_agrees_on_weights(train_on_digits, tmp_path):
+    teacher = train_on_digits("cifar_resnet20")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "deploykit", "distill",
+         "--teacher", f"cifar_resnet20:{teacher.weights}", "--student", "cifar_resnet20", "--data", "digits", "--epochs", "1",
+         "--input-size", "16", "--out", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    digests = {line.split()[-1] for line in proc.stdout.splitlines() if "weights sha256" in line}
+    ranks = [line for line in proc.stdout.splitlines() if "weights sha256" in line]
+    assert len(ranks) == 2 and len(digests) == 1
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history["world_size"] == 2 and np.isfinite(history["history"][0]["train_loss"])
