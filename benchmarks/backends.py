@@ -80,7 +80,7 @@ def main() -> None:
               f"{args.runs} timed runs after 5 warm-up runs per row; p50/p90/p99 per batch; agreement is top-1 vs the "
               "FP32 PyTorch model on 32 held-out photos; seeded random weights.", ""]
     notes = [f"- skipped {s['model']} {s['engine']} {s['precision']}: {s['reason']}" for s in skipped]
-    (args.out / f"backends_{device}.md").write_text("\n".join(header) + to_markdown(rows) + ("\n" + "\n".join(notes) + "\n" if notes else ""))
+    (args.out / f"backends_{device}.md").write_text("\n".join(header) + "\n" + to_markdown(rows) + ("\n" + "\n".join(notes) + "\n" if notes else ""))
     plot(rows, args.out / f"backends_{device}.png")
     print(f"wrote {args.out / f'backends_{device}.md'}")
 

@@ -38,11 +38,12 @@ def quality(row: dict) -> tuple[float, str]:
 
 
 def pareto_front(rows: list[dict]) -> list[dict]:
-    """Rows no other row beats on both latency (lower) and quality (higher)."""
+    """Rows that no other row of the same model beats on both latency (lower) and quality (higher)."""
     front = []
     for row in rows:
         dominated = any(
-            other["p50_ms"] <= row["p50_ms"] and quality(other)[0] >= quality(row)[0]
+            other["model"] == row["model"]
+            and other["p50_ms"] <= row["p50_ms"] and quality(other)[0] >= quality(row)[0]
             and (other["p50_ms"] < row["p50_ms"] or quality(other)[0] > quality(row)[0])
             for other in rows
         )
@@ -82,9 +83,11 @@ def plot(rows: list[dict], path: Path) -> None:
         axes.annotate(f"{row['model']} {row['engine']} {row['precision']}{variant} b{row['batch']}", (row["p50_ms"], quality(row)[0]),
                       fontsize=7, xytext=(3, 3), textcoords="offset points")
     front = pareto_front(rows)
-    front_x, front_y = [r["p50_ms"] for r in front], [quality(r)[0] for r in front]
-    axes.step(front_x, front_y, where="post", color="crimson")
-    axes.scatter(front_x, front_y, s=140, facecolors="none", edgecolors="crimson", label="Pareto front")
+    for model in sorted({r["model"] for r in front}):
+        points = [r for r in front if r["model"] == model]
+        axes.step([r["p50_ms"] for r in points], [quality(r)[0] for r in points], where="post", color="crimson", alpha=0.6)
+    axes.scatter([r["p50_ms"] for r in front], [quality(r)[0] for r in front], s=140, facecolors="none", edgecolors="crimson",
+                 label="Pareto front (per model)")
     axes.set_xscale("log")
     axes.set_xlabel("p50 latency per batch (ms, log scale)")
     axes.set_ylabel(quality(rows[0])[1] if len({quality(r)[1] for r in rows}) == 1 else "top-1 (accuracy, else FP32 agreement)")

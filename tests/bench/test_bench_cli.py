@@ -36,7 +36,7 @@ def digits_export(train_on_digits, tmp_path_factory):
     return result.folder, labelled
 
 
-pytestmark = pytest.mark.xdist_group("digits")
+pytestmark = pytest.mark.xdist_group("digits-train")
 
 
 def test_bench_torch_writes_checked_json(tmp_path):

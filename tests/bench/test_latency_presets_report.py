@@ -64,10 +64,15 @@ def _result(model, engine, p50, agreement, accuracy=None):
 
 
 def test_pareto_front_keeps_only_undominated_results():
-    rows = [_result("a", "ort", 10, 0.99), _result("b", "ort", 5, 0.95), _result("c", "ort", 20, 0.97), _result("d", "ort", 4, 0.99)]
-    assert [r["model"] for r in pareto_front(rows)] == ["d"]
-    rows.append(_result("e", "ort", 30, 1.0))
-    assert [r["model"] for r in pareto_front(rows)] == ["d", "e"]
+    rows = [_result("m", e, p50, q) for e, p50, q in (("a", 10, 0.99), ("b", 5, 0.95), ("c", 20, 0.97), ("d", 4, 0.99))]
+    assert [r["engine"] for r in pareto_front(rows)] == ["d"]
+    rows.append(_result("m", "e", 30, 1.0))
+    assert [r["engine"] for r in pareto_front(rows)] == ["d", "e"]
+
+
+def test_pareto_front_is_per_model():
+    rows = [_result("m", "ort", 10, 0.99), _result("m", "torch", 20, 0.99), _result("m", "trt", 5, 0.98), _result("n", "torch", 50, 0.9)]
+    assert sorted((r["model"], r["engine"]) for r in pareto_front(rows)) == [("m", "ort"), ("m", "trt"), ("n", "torch")]
 
 
 def test_report_merges_files_into_markdown_and_png(tmp_path):

@@ -20,7 +20,7 @@ from deploykit.models import get_spec
 from deploykit.pipeline import ExportConfig, export
 from deploykit.sources import build_model
 
-pytestmark = pytest.mark.xdist_group("digits")
+pytestmark = pytest.mark.xdist_group("digits-train")
 
 
 @pytest.mark.parametrize("name, size, classes", [
