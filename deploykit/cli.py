@@ -286,7 +286,7 @@ def _print_layers(diffs, culprit, tolerance: float) -> None:
 @click.option("--presets", type=click.Path(dir_okay=False, path_type=Path), help="Extra presets (TOML file).")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Labelled folder (class subfolders) for accuracy.")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs per batch size.")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True, help="Untimed warm-up runs.")
+@click.option("--warmup", default="10", show_default=True, help="Untimed warm-up: a number of runs, or seconds such as 2s.")
 @click.option("--ort-provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), help="ONNX Runtime execution provider (default: --device).")
 @click.option("--channels-last", is_flag=True, help="torch: channels_last memory format.")
 @click.option("--compile", "compile_", is_flag=True, help="torch: torch.compile the model.")
@@ -311,7 +311,7 @@ def bench_command(models, engine, device, precision, batches, threads, target, p
         engine=engine or (preset.engine if preset else "torch"), device=device or (preset.device if preset else "cpu"),
         precision=precision or (preset.precision if preset else "fp32"),
         batches=_batches(batches) if batches else (preset.batches if preset else (1,)),
-        threads=threads or (preset.threads if preset else None), runs=runs, warmup=warmup, data=data, out=out,
+        threads=threads or (preset.threads if preset else None), runs=runs, **_warmup(warmup), data=data, out=out,
         ort_provider=ort_provider, channels_last=channels_last, compile=compile_, cuda_graphs=cuda_graphs,
         workspace_gb=(preset.workspace_gb if preset and preset.workspace_gb else 4.0),
     )
@@ -336,6 +336,20 @@ def bench_command(models, engine, device, precision, batches, threads, target, p
         atomic_write_bytes(csv_path, _csv(rows).encode())
     if md_path:
         atomic_write_bytes(md_path, to_markdown(rows).encode())
+
+
+def _warmup(text: str) -> dict:
+    """--warmup 10 (runs) or --warmup 2s (seconds)."""
+    try:
+        if text.endswith("s"):
+            seconds = float(text[:-1])
+            if seconds > 0:
+                return {"warmup": 0, "warmup_seconds": seconds}
+        elif int(text) >= 0:
+            return {"warmup": int(text)}
+    except ValueError:
+        pass
+    raise DeployKitError(f"--warmup takes a number of runs (10) or seconds (2s), got {text!r}")
 
 
 def _batches(text: str) -> tuple[int, ...]:

@@ -28,14 +28,18 @@ class LatencyStats:
 
 
 def measure_latency(call: Callable[[], object], batch: int = 1, warmup: int = 5, runs: int = 50,
-                    max_seconds: float | None = None, min_runs: int = 5) -> LatencyStats:
-    """Time ``call`` after ``warmup`` untimed calls.
+                    max_seconds: float | None = None, min_runs: int = 5, warmup_seconds: float | None = None) -> LatencyStats:
+    """Time ``call`` after ``warmup`` untimed calls (or untimed calls for ``warmup_seconds``).
 
     Stops after ``runs`` timed calls, or earlier once ``max_seconds`` have passed and at least
     ``min_runs`` calls were timed (so slow models finish in bounded time).
     """
-    for _ in range(warmup):
+    warm_until = time.perf_counter() + warmup_seconds if warmup_seconds else None
+    done = 0
+    while (warm_until is not None and time.perf_counter() < warm_until) or (warm_until is None and done < warmup):
         call()
+        done += 1
+    warmup = done
     times = []
     started = time.perf_counter()
     while len(times) < runs:

@@ -19,6 +19,7 @@ from deploykit.bench.latency import measure_latency
 from deploykit.compress.quantize import QuantizeConfig
 from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess
 from deploykit.errors import DeployKitError
+from deploykit.io import sha256_file
 from deploykit.manifest import read_manifest
 from deploykit.models import ModelSpec, get_spec
 from deploykit.parity import compare_logits, parity_inputs, run_all
@@ -40,6 +41,7 @@ class BenchConfig:
     threads: int | None = None
     runs: int = 50
     warmup: int = 10
+    warmup_seconds: float | None = None
     data: Path | None = None
     data_limit: int = 500
     out: Path = Path("deploykit-out")
@@ -98,7 +100,8 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
             if fixed is not None and batch != fixed:
                 raise DeployKitError(f"{runner.name} takes a fixed batch of {fixed}; export with --dynamic-batch to bench batch {batch}")
             x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
-            stats = measure_latency(lambda: runner.infer(x), batch=batch, warmup=config.warmup, runs=config.runs)
+            stats = measure_latency(lambda: runner.infer(x), batch=batch, warmup=config.warmup, runs=config.runs,
+                                    warmup_seconds=config.warmup_seconds)
             row = {
                 "model": spec.name, "subject": subject.label, "engine": config.engine, "device": config.device,
                 "precision": config.precision, "threads": config.threads or torch.get_num_threads(), "input": size,
@@ -140,11 +143,14 @@ def _make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
 
         return OpenVinoRunner(onnx_path, threads=config.threads, name=f"openvino-{config.precision}")
     if config.engine == "trt":
-        from deploykit.export.tensorrt import EngineConfig, build_engine, engine_info_path
+        from deploykit.export.tensorrt import EngineConfig, build_engine, check_engine_compatible
         from deploykit.runtime.trt_runner import TensorRTRunner
 
         engine_path = onnx_path.with_suffix(".engine")
-        if not engine_info_path(engine_path).is_file():
+        try:
+            if check_engine_compatible(engine_path)["onnx_sha256"] != sha256_file(onnx_path):
+                raise DeployKitError(f"{engine_path} was built from another version of {onnx_path.name}")
+        except DeployKitError:  # missing, stale, or built by another TensorRT/GPU: the ONNX is at hand, so rebuild
             build_engine(onnx_path, engine_path, EngineConfig(fp16=config.precision == "fp16", max_batch=max(config.batches),
                                                               workspace_gb=config.workspace_gb,
                                                               timing_cache=onnx_path.parent / "timing.cache"))

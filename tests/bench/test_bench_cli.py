@@ -106,6 +106,7 @@ def test_cuda_without_a_gpu_is_a_clear_error():
     (["bench", "cifar_resnet20", "--batch", "1,x"], "comma-separated positive integers"),
     (["bench", "cifar_resnet20", "--precision", "int8"], "torch engine runs fp32 or fp16"),
     (["bench", "cifar_resnet20", "--target", "nowhere"], "unknown target preset"),
+    (["bench", "cifar_resnet20", "--warmup", "soon"], "--warmup takes a number of runs"),
 ])
 def test_bench_bad_input(args, message):
     result = run(*args)

@@ -22,6 +22,11 @@ def test_latency_time_budget_stops_early_but_keeps_min_runs():
     assert 5 <= stats.runs < 20
 
 
+def test_warmup_can_be_given_in_seconds():
+    stats = measure_latency(lambda: time.sleep(0.005), runs=3, warmup_seconds=0.05)
+    assert stats.warmup >= 5 and stats.runs == 3
+
+
 def test_builtin_presets_validate():
     presets = load_presets()
     assert {"server-gpu", "jetson-orin", "edge-cpu-1t", "edge-cpu-4t"} <= set(presets)
