@@ -16,7 +16,7 @@ from deploykit.compress.quantize import METHODS, TARGETS, QuantizeConfig
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess
 from deploykit.errors import DeployKitError
 from deploykit.export.onnx import DEFAULT_OPSET, load_onnx
-from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, get_preset
+from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, get_preset, load_presets
 from deploykit.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from deploykit.models import get_model, get_spec, list_models
 from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD
@@ -282,7 +282,7 @@ def _print_layers(diffs, culprit, tolerance: float) -> None:
 @click.option("--precision", type=click.Choice(PRECISIONS), help="fp32, fp16 or int8 (default fp32, or the preset's).")
 @click.option("--batch", "batches", help="Comma-separated batch sizes, e.g. 1,8,32 (default 1, or the preset's).")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads (torch, ONNX Runtime, OpenVINO).")
-@click.option("--target", help="A deployment preset (see `deploykit bench --list-targets`).")
+@click.option("--target", help=f"A deployment preset: {', '.join(load_presets())}, or one from --presets.")
 @click.option("--presets", type=click.Path(dir_okay=False, path_type=Path), help="Extra presets (TOML file).")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Labelled folder (class subfolders) for accuracy.")
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs per batch size.")

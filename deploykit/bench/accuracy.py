@@ -16,7 +16,7 @@ def load_labelled_folder(folder: str | Path, preprocess: Preprocess, limit: int 
     folder = Path(folder)
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     if len(classes) < 2:
-        raise DeployKitError(f"{folder} must hold one subfolder of images per class (at least 2 classes) for accuracy")
+        raise DeployKitError(f"{folder} must hold one subfolder of images per class, at least 2 classes (ImageNet layout)")
     numeric = all(name.isdigit() for name in classes)
     paths, labels = [], []
     for index, name in enumerate(classes):

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from deploykit.models.layers import init_conv_bn_linear
-from deploykit.models.registry import Reference, register_model
+from deploykit.models.registry import register_model
 from deploykit.models.resnet import conv1x1, conv3x3
 
 
