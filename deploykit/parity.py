@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import onnx
@@ -12,7 +11,7 @@ import torch
 from torch import nn
 
 from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess, find_images, load_images
-from deploykit.runtime.base import Runner
+from deploykit.runtime.base import Runner, padded_batches
 
 
 @dataclass(frozen=True)
@@ -120,13 +119,6 @@ def run_all(runner: Runner, inputs: np.ndarray, batch_size: int | None = None) -
     """
     step = batch_size or runner.input_metadata().shape[0] or len(inputs)
     return np.concatenate([runner.infer(batch)[:count] for batch, count in padded_batches(inputs, step)])
-
-
-def padded_batches(inputs: np.ndarray, size: int) -> Iterator[tuple[np.ndarray, int]]:
-    """Yield (batch, real count): batches of exactly ``size``, the last padded with repeated inputs."""
-    for start in range(0, len(inputs), size):
-        chunk = inputs[start : start + size]
-        yield (chunk[np.arange(size) % len(chunk)] if len(chunk) < size else chunk), len(chunk)
 
 
 def compare_runners(reference: Runner, candidate: Runner, inputs: np.ndarray, tolerances: Tolerances = Tolerances()) -> ParityReport:

@@ -30,6 +30,7 @@ from deploykit.data.calibration import calibration_hash, load_samples
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
 from deploykit.parity import ParityReport, Tolerances, compare_logits, run_all
+from deploykit.runtime.base import padded_batches
 from deploykit.runtime.ort_runner import OrtRunner, run_with_intermediates
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -197,8 +198,6 @@ class _CalibrationReader:
     """onnxruntime's CalibrationDataReader over an array, with a progress bar while it is consumed."""
 
     def __init__(self, samples: np.ndarray, batch: int | None) -> None:
-        from deploykit.parity import padded_batches
-
         self.batches = [b for b, _ in padded_batches(samples, batch or 8)]
         self.index = 0
         self.progress = None

@@ -78,7 +78,7 @@ def run_distill(student_text: str, teacher_text: str | None, data_source: str, c
         teacher_name, _, teacher_weights = teacher_text.partition(":")
         if not teacher_weights:
             raise DeployKitError(f"a teacher needs trained weights: --teacher {teacher_name}:CHECKPOINT")
-        teacher = build_model(teacher_name, teacher_weights, **({"num_classes": data.num_classes}))
+        teacher = build_model(teacher_name, teacher_weights, num_classes=data.num_classes)
         _check_classes(teacher, data.num_classes, f"teacher {teacher_text}")
     start_top1 = evaluate(student, data.val_images, data.val_labels)
     teacher_top1 = evaluate(teacher, data.val_images, data.val_labels) if teacher is not None else None

@@ -7,6 +7,7 @@ runner is a context manager. Backends import their heavy libraries lazily, insid
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,3 +73,10 @@ class Runner(ABC):
 
     @abstractmethod
     def input_metadata(self) -> InputMetadata: ...
+
+
+def padded_batches(inputs: np.ndarray, size: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield (batch, real count): batches of exactly ``size``, the last padded with repeated inputs."""
+    for start in range(0, len(inputs), size):
+        chunk = inputs[start : start + size]
+        yield (chunk[np.arange(size) % len(chunk)] if len(chunk) < size else chunk), len(chunk)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from deploykit.errors import DeployKitError
-from deploykit.runtime.base import InputMetadata, Runner
+from deploykit.runtime.base import InputMetadata, Runner, padded_batches
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -70,8 +70,6 @@ def run_with_intermediates(proto, names: list[str], inputs: np.ndarray, batch: i
     in batches of the graph's fixed batch size (padded), or all at once when the batch is dynamic.
     """
     import onnx
-
-    from deploykit.parity import padded_batches
 
     probe = onnx.ModelProto()
     probe.CopyFrom(proto)
