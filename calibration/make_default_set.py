@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-HERE = Path(__file__).parent
+# The sets ship inside the package (package data), so an installed wheel has them too.
+SETS = Path(__file__).resolve().parents[1] / "deploykit" / "data" / "sets"
 CROP = 256
 # Source photos are split by photo, so held-out crops never share a scene with calibration crops.
 CALIBRATION_SOURCES = ["astronaut", "chelsea", "coffee", "china", "camera", "hubble_deep_field", "retina"]
 HOLDOUT_SOURCES = ["rocket", "flower", "coins"]
-CROPS_PER_SOURCE = {"default": 10, "holdout": 11}
+CROPS_PER_SOURCE = {"calibration": 10, "holdout": 11}
 
 
 def load_photo(name: str) -> Image.Image:
@@ -50,8 +51,8 @@ def random_crops(image: Image.Image, count: int, rng: np.random.Generator) -> li
 
 def main() -> None:
     rng = np.random.default_rng(20261123)
-    for folder, sources in (("default", CALIBRATION_SOURCES), ("holdout", HOLDOUT_SOURCES)):
-        out = HERE / folder
+    for folder, sources in (("calibration", CALIBRATION_SOURCES), ("holdout", HOLDOUT_SOURCES)):
+        out = SETS / folder
         out.mkdir(exist_ok=True)
         for old in out.glob("*.jpg"):
             old.unlink()

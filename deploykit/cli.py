@@ -7,21 +7,17 @@ import sys
 from pathlib import Path
 
 import click
-import torch
 from rich.console import Console
 from rich.table import Table
 
-from deploykit.compress.prune import METHODS as PRUNE_METHODS
-from deploykit.compress.quantize import METHODS, TARGETS, QuantizeConfig
+# Only light modules at the top: every command imports what it needs (torch, onnx, onnxruntime) itself,
+# so `deploykit --help` and `deploykit list` start at once.
+from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, get_preset, load_presets
+from deploykit.choices import CALIBRATION_METHODS, DEFAULT_OPSET, INT8_TARGETS, PRUNE_METHODS
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess
 from deploykit.errors import DeployKitError
-from deploykit.export.onnx import DEFAULT_OPSET, load_onnx
-from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, get_preset, load_presets
 from deploykit.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
-from deploykit.models import get_model, get_spec, list_models
-from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from deploykit.parity import Tolerances
-from deploykit.profile import profile_model
 
 # Piped or captured output gets a wide console, so tables are not cut at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -49,6 +45,10 @@ def cli() -> None:
 
 def _meta_model(name: str, **kwargs):
     """Build a registry model on the meta device: shapes only, no memory, no initialisation cost."""
+    import torch
+
+    from deploykit.models import get_model
+
     with torch.device("meta"):
         return get_model(name, **kwargs)
 
@@ -57,17 +57,16 @@ def _meta_model(name: str, **kwargs):
 @click.argument("pattern", default="*")
 def list_command(pattern: str) -> None:
     """List registered models matching PATTERN (shell-style, e.g. 'resnet*')."""
-    names = list_models(pattern)
-    if not names:
+    from deploykit.catalog import read_catalog
+
+    entries = read_catalog(pattern)
+    if not entries:
         raise DeployKitError(f"no model matches {pattern!r}; run `deploykit list` to see every model")
-    table = Table(title=f"{len(names)} models", title_justify="left")
+    table = Table(title=f"{len(entries)} models", title_justify="left")
     for column, justify in [("name", "left"), ("family", "left"), ("params (eval)", "right"), ("GMACs", "right"), ("input", "right")]:
         table.add_column(column, justify=justify)
-    with console.status("counting parameters and MACs..."):
-        for name in names:
-            spec = get_spec(name)
-            profile = profile_model(_meta_model(name), (1, *spec.input_shape))
-            table.add_row(name, spec.family, f"{profile.inference_params:,}", f"{profile.macs / 1e9:.2f}", f"{spec.input_size}x{spec.input_size}")
+    for entry in entries:
+        table.add_row(entry.name, entry.family, f"{entry.params:,}", f"{entry.macs / 1e9:.2f}", f"{entry.input_size}x{entry.input_size}")
     console.print(table)
 
 
@@ -76,6 +75,9 @@ def list_command(pattern: str) -> None:
 @click.option("--input-size", type=click.IntRange(min=1), help="Square input resolution (default: the model's own).")
 def info_command(name: str, input_size: int | None) -> None:
     """Show a model's spec and a per-stage summary: output shape, params, MACs."""
+    from deploykit.models import get_spec
+    from deploykit.profile import profile_model
+
     spec = get_spec(name)
     size = input_size or spec.input_size
     if size < spec.min_input_size:
@@ -92,12 +94,30 @@ def info_command(name: str, input_size: int | None) -> None:
         console.print(f"reference ({ref.source}): params {ref.params:,}, GMACs {ref.gmacs:.2f}{top1}")
     if spec.torchvision_compatible:
         console.print("state_dict matches torchvision's: its checkpoints load with strict=True")
+    _print_published_weights(spec.name)
     table = Table(title="stages", title_justify="left")
     for column, justify in [("stage", "left"), ("output", "left"), ("params", "right"), ("MMACs", "right")]:
         table.add_column(column, justify=justify)
     for stage in profile.stages:
         shape = "x".join(str(d) for d in stage.output_shape[1:]) if stage.output_shape else "-"
         table.add_row(stage.name, shape, f"{stage.params:,}", f"{stage.macs / 1e6:.1f}")
+    console.print(table)
+
+
+def _print_published_weights(name: str) -> None:
+    from deploykit.models.pretrained import published_weights
+
+    available = published_weights(name)
+    if not available:
+        console.print(f"no published pretrained weights for {name}: pass --weights PATH to a checkpoint of your own")
+        return
+    table = Table(title="pretrained weights (--weights TAG)", title_justify="left")
+    for column in ("tag", "top-1", "top-5", "eval resize/crop", "file"):
+        table.add_column(column, justify="right" if column.startswith("top") else "left")
+    for weights in available:
+        tag = f"{weights.tag} (DEFAULT)" if weights.default else weights.tag
+        table.add_row(tag, f"{weights.top1:.2f}", f"{weights.top5:.2f}", f"{weights.resize}/{weights.crop} {weights.interpolation}",
+                      weights.file_name)
     console.print(table)
 
 
@@ -114,7 +134,8 @@ def _tolerance_options(command):
 
 @cli.command("export")
 @click.argument("name")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint (state_dict) to load; default: seeded random init.")
+@click.option("--weights", help="Published weights (IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT, imagenet) or a checkpoint file; "
+              "default: seeded random init, for structure and latency only.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploykit-out"), show_default=True,
               help="Output folder; the export goes to OUT/NAME/.")
 @click.option("--opset", type=click.IntRange(min=18), default=DEFAULT_OPSET, show_default=True, help="ONNX opset.")
@@ -125,16 +146,26 @@ def _tolerance_options(command):
 @_tolerance_options
 @click.option("--int8", is_flag=True, help="Also write a calibrated Q/DQ INT8 model (model.int8.onnx).")
 @click.option("--calib", type=click.Path(exists=False, path_type=Path), default=DEFAULT_CALIBRATION_DIR,
-              show_default="calibration/default", help="Calibration images (flat or class subfolders) or .npy/.npz arrays.")
+              show_default="bundled photos", help="Calibration images (flat or class subfolders) or .npy/.npz arrays.")
 @click.option("--calib-size", type=click.IntRange(min=1), default=64, show_default=True, help="Calibration samples to use.")
-@click.option("--calib-method", type=click.Choice(METHODS), default="minmax", show_default=True, help="Range calibration method.")
+@click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), default="auto", show_default=True,
+              help="Activation ranges: mean of per-image min/max (robust), global min/max, onnxruntime's histograms, "
+              "or auto: whichever of the first two is closer to FP32 on the calibration images.")
+@click.option("--bias-correction/--no-bias-correction", default=True, show_default=True,
+              help="Fold each conv's mean weight-rounding error into its bias.")
 @click.option("--per-channel/--per-tensor", default=True, show_default=True, help="Weight quantization granularity.")
 @click.option("--exclude", multiple=True, help="Keep matching layers in FP32 (shell pattern over layer names; repeatable).")
-@click.option("--target", type=click.Choice(TARGETS), default="cpu", show_default=True,
+@click.option("--target", type=click.Choice(INT8_TARGETS), default="cpu", show_default=True,
               help="cpu: uint8 activations (fast on x86); trt: symmetric int8 for TensorRT.")
-@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
-              help="INT8 vs FP32 top-1 agreement on held-out images; below it, sensitive layers fall back to FP32.")
-@click.option("--holdout", type=click.Path(path_type=Path), default=DEFAULT_HOLDOUT_DIR, show_default="calibration/holdout",
+@click.option("--int8-min-cosine", type=click.FloatRange(-1, 1), default=0.98, show_default=True,
+              help="Gate without --val: mean logit cosine of INT8 vs FP32 on the held-out images.")
+@click.option("--int8-min-top5", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+              help="Gate without --val: share of held-out images whose FP32 top-1 is in the INT8 top-5.")
+@click.option("--val", type=click.Path(file_okay=False, path_type=Path),
+              help="Labelled folder (class subfolders): gate INT8 on its top-1 drop instead (--max-drop).")
+@click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="With --val: top-1 points INT8 may lose against FP32.")
+@click.option("--holdout", type=click.Path(path_type=Path), default=DEFAULT_HOLDOUT_DIR, show_default="bundled photos",
               help="Held-out images (or .npy/.npz arrays) for the INT8 accuracy check; not used for calibration.")
 @click.option("--prune", "prune_ratio", type=float, help="First prune this fraction of channels (see `deploykit prune`).")
 @click.option("--distill-from", "teacher", help="Then distil from this teacher (NAME:CHECKPOINT) on --data.")
@@ -142,15 +173,18 @@ def _tolerance_options(command):
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Epochs of distillation/fine-tuning.")
 def export_command(name: str, weights: str | None, out: Path, opset: int, batch: int, dynamic_batch: bool,
                    input_size: tuple[int, int] | None, simplify: bool, rel_error: float, min_cosine: float, min_top1: float,
-                   int8: bool, calib: Path, calib_size: int, calib_method: str, per_channel: bool, exclude: tuple[str, ...],
-                   target: str, min_agreement: float, holdout: Path, prune_ratio: float | None, teacher: str | None,
+                   int8: bool, calib: Path, calib_size: int, calib_method: str, bias_correction: bool, per_channel: bool,
+                   exclude: tuple[str, ...], target: str, int8_min_cosine: float, int8_min_top5: float, val: Path | None,
+                   max_drop: float, holdout: Path, prune_ratio: float | None, teacher: str | None,
                    data: str | None, epochs: int) -> None:
     """Export NAME to ONNX (and INT8), verify it, and write OUT/NAME/model.onnx + manifest.json.
 
     With --prune/--distill-from/--data the model is first pruned and distilled, each stage recorded in the manifest.
     """
+    from deploykit.compress.quantize import QuantizeConfig
     from deploykit.compress.recipes import prepare_weights
     from deploykit.manifest import write_manifest
+    from deploykit.models import get_spec
     from deploykit.pipeline import ExportConfig, export
 
     if dynamic_batch and batch != 1:
@@ -162,7 +196,8 @@ def export_command(name: str, weights: str | None, out: Path, opset: int, batch:
             weights, stages = prepare_weights(spec.name, weights, prune_ratio, teacher, data, epochs, out / spec.name / "stages",
                                               _square(input_size))
     quantize = QuantizeConfig(calib=calib, calib_size=calib_size, method=calib_method, per_channel=per_channel,
-                              exclude=exclude, target=target, min_agreement=min_agreement, holdout=holdout) if int8 else None
+                              bias_correction=bias_correction, exclude=exclude, target=target, holdout=holdout,
+                              min_cosine=int8_min_cosine, min_top5=int8_min_top5, val=val, max_drop=max_drop) if int8 else None
     config = ExportConfig(
         name=name, out=out, weights=weights, opset=opset, batch=batch, dynamic_batch=dynamic_batch,
         input_size=_square(input_size), simplify=simplify, tolerances=Tolerances(rel_error, min_cosine, min_top1), int8=quantize,
@@ -185,15 +220,27 @@ def export_command(name: str, weights: str | None, out: Path, opset: int, batch:
     for note in result.notes:
         style = "bold red" if "SLOWER" in note else None
         console.print(f"note: {note}", style=style)
+    if result.random_weights:
+        _warn_random_weights()
+
+
+def _warn_random_weights() -> None:
+    from deploykit.sources import RANDOM_WEIGHTS_WARNING
+
+    console.print(f"warning: {RANDOM_WEIGHTS_WARNING}", style="bold yellow")
 
 
 def _print_int8(folder: Path, int8: dict) -> None:
-    calibration, latency, agreement = int8["calibration"], int8["latency_ort_cpu"], int8["agreement_vs_fp32"]
+    calibration, latency, check = int8["calibration"], int8["latency_ort_cpu"], int8["check_vs_fp32"]
     path = folder / "model.int8.onnx"
     console.print(f"[green]wrote[/green] {path} ({path.stat().st_size / 1e6:.1f} MB, {int8['qdq_nodes']} Q/DQ nodes, "
-                  f"{calibration['samples']} calibration samples, {calibration['method']}, cache {calibration['cache']})")
-    console.print(f"INT8 vs FP32 on {agreement['samples']} held-out images: top-1 agreement {agreement['top1_agreement']:.1%}, "
-                  f"min cosine {agreement['min_cosine']:.4f}")
+                  f"{calibration['samples']} calibration samples, {calibration['method']}, cache {calibration['cache']}, "
+                  f"{int8['biases_corrected']} biases corrected)")
+    console.print(f"INT8 vs FP32 on {check['samples']} held-out images: mean cosine {check['mean_cosine']:.4f}, "
+                  f"FP32 top-1 in INT8 top-5 {check['fp32_top1_in_int8_top5']:.1%}, top-1 agreement {check['top1_agreement']:.1%}")
+    if check["fp32_top1"] is not None:
+        console.print(f"top-1 on {check['val_images']} labelled images: FP32 {check['fp32_top1']:.2%}, INT8 {check['int8_top1']:.2%} "
+                      f"(drop {check['drop_points']:.2f} points)")
     for layer in int8["kept_fp32_by_fallback"]:
         console.print(f"kept in FP32: {layer['output']} (adds {layer['error_jump']:.3f} relative activation error)")
     console.print(f"ORT CPU latency, batch {latency['batch']}: FP32 {latency['fp32_ms']:.2f} ms, INT8 {latency['int8_ms']:.2f} ms "
@@ -214,7 +261,7 @@ def _square(size: tuple[int, int] | None) -> int | None:
 @click.argument("b")
 @click.option("--input-size", type=click.IntRange(min=1), help="Square input size (default: from the model or manifest).")
 @click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CALIBRATION_DIR,
-              show_default="calibration/default", help="Folder of real images added to the random inputs.")
+              show_default="bundled photos", help="Folder of real images added to the random inputs.")
 @click.option("--no-images", is_flag=True, help="Compare on fixed-seed random inputs only.")
 @click.option("--per-layer", is_flag=True, help="Also compare every layer's output and name the first that diverges.")
 @click.option("--layer-tolerance", type=click.FloatRange(min=0), default=1e-3, show_default=True,
@@ -227,6 +274,8 @@ def compare_command(a: str, b: str, input_size: int | None, images: Path, no_ima
 
     Exits with code 1 when parity fails.
     """
+    from deploykit.export.onnx import load_onnx
+    from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD
     from deploykit.parity import compare_runners, first_divergent, parity_inputs, per_layer_diffs
     from deploykit.sources import resolve_source
 
@@ -243,6 +292,8 @@ def compare_command(a: str, b: str, input_size: int | None, images: Path, no_ima
     inputs = parity_inputs(preprocess, image_dir=None if no_images else images)
     report = compare_runners(first.runner(), second.runner(), inputs, Tolerances(rel_error, min_cosine, min_top1))
     console.print(f"{a} vs {b}: {report.summary()}")
+    if first.random_weights or second.random_weights:
+        _warn_random_weights()
     payload = {"a": a, "b": b, "parity": report.as_dict()}
     if per_layer:
         torch_side, onnx_side = (first, second) if first.model is not None else (second, first)
@@ -328,6 +379,8 @@ def bench_command(models, engine, device, precision, batches, threads, target, p
         table.add_row(row["model"], str(row["batch"]), f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}",
                       f"{row['throughput']:.1f}", f"{row['agreement_top1']:.1%}", top1, f"{row['peak_rss_mb']:.0f}")
     console.print(table)
+    if any(row["random_weights"] for row in rows):
+        _warn_random_weights()
     payload = {"machine": machine_info(), "config": {"target": target, **{k: str(v) if isinstance(v, Path) else v
                                                                           for k, v in config.__dict__.items()}}, "results": rows}
     if json_path:
@@ -400,6 +453,7 @@ def report_command(results: tuple[Path, ...], out: Path) -> None:
 @click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), help="Timing cache to reuse and update.")
 def build_engine_command(onnx_path, engine_path, fp16, min_batch, opt_batch, max_batch, workspace_gb, timing_cache) -> None:
     """Build a TensorRT engine from an ONNX file (Q/DQ INT8 files build INT8 engines)."""
+    from deploykit.export.onnx import load_onnx
     from deploykit.export.tensorrt import EngineConfig, build_engine
 
     load_onnx(onnx_path)
@@ -410,7 +464,7 @@ def build_engine_command(onnx_path, engine_path, fp16, min_batch, opt_batch, max
 
 @cli.command("prune")
 @click.argument("name")
-@click.option("--weights", type=click.Path(dir_okay=False), help="Checkpoint to prune (default: seeded random init).")
+@click.option("--weights", help="Published weights (IMAGENET1K_V1, DEFAULT, ...) or a checkpoint to prune (default: seeded random init).")
 @click.option("--ratio", type=float, help="Fraction of channels to remove in each coupled group, in (0, 1).")
 @click.option("--target-macs", type=float, help="Prune until the model has at most this many GMACs.")
 @click.option("--method", type=click.Choice(PRUNE_METHODS), default="l2", show_default=True, help="Channel importance.")
@@ -423,6 +477,7 @@ def prune_command(name, weights, ratio, target_macs, method, global_pruning, rou
     from deploykit.compress.prune import PruneConfig
     from deploykit.compress.recipes import PRUNED, run_prune
     from deploykit.manifest import write_manifest
+    from deploykit.models import get_spec
     from deploykit.pipeline import ExportConfig, export
 
     spec = get_spec(name)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import onnx
-import torch
-from torch import nn
 
 from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess, find_images, load_images
 from deploykit.runtime.base import Runner, padded_batches
+
+if TYPE_CHECKING:
+    import onnx
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,8 @@ def first_divergent(diffs: list[LayerDiff], tolerance: float) -> LayerDiff | Non
 
 def _torch_activations(model: nn.Module, inputs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Outputs of every module called exactly once, in the order the modules finished."""
+    import torch
+
     outputs: dict[str, np.ndarray] = {}
     calls: dict[str, int] = {}
     kinds: dict[str, str] = {}

@@ -15,13 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from deploykit.bench.latency import measure_latency
-from deploykit.compress.quantize import QuantizeConfig, load_quantization_data, quantize_int8
+from deploykit.compress.quantize import Int8GateError, QuantizeConfig, load_quantization_data, quantize_int8
 from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess
 from deploykit.errors import DeployKitError
-from deploykit.export.onnx import DEFAULT_OPSET, INPUT_NAME, OUTPUT_NAME, check_onnx, simplify_onnx, torch_to_onnx
+from deploykit.choices import DEFAULT_OPSET
+from deploykit.export.onnx import INPUT_NAME, OUTPUT_NAME, check_onnx, simplify_onnx, torch_to_onnx
 from deploykit.io import ensure_writable_dir, sha256_file
 from deploykit.manifest import write_manifest
 from deploykit.models import get_spec
+from deploykit.models.pretrained import PublishedWeights, find_weights, is_weights_tag, weights_file
 from deploykit.parity import ParityReport, Tolerances, compare_logits, compare_runners, parity_inputs, run_all
 from deploykit.runtime import OrtRunner, TorchRunner
 from deploykit.sources import DEFAULT_SEED, build_model
@@ -58,6 +60,7 @@ class ExportResult:
     export_seconds: float
     notes: list[str]
     int8: dict | None = None
+    random_weights: bool = False
 
 
 def export(config: ExportConfig) -> ExportResult:
@@ -68,9 +71,11 @@ def export(config: ExportConfig) -> ExportResult:
         raise DeployKitError(f"{spec.name} needs inputs of at least {spec.min_input_size}x{spec.min_input_size}, got {size}")
     if config.batch < 1:
         raise DeployKitError(f"--batch must be at least 1, got {config.batch}")
-    preprocess = Preprocess.for_model(spec, size)
+    published = find_weights(spec.name, config.weights) if is_weights_tag(config.weights) else None
+    preprocess = Preprocess.for_model(spec, size, published)
     quantization_data = load_quantization_data(config.int8, preprocess) if config.int8 else None
     folder = ensure_writable_dir(Path(config.out) / spec.name)
+    checkpoint = weights_file(spec.name, config.weights)  # published weights are fetched here, once
     model = build_model(spec.name, config.weights, **config.model_kwargs)
     started = time.perf_counter()
     proto = torch_to_onnx(model, (config.batch, 3, size, size), config.opset, config.dynamic_batch)
@@ -93,18 +98,24 @@ def export(config: ExportConfig) -> ExportResult:
     if config.dynamic_batch:
         notes.append(_check_batch_consistency(serialized, inputs))
 
+    gate_failure: Int8GateError | None = None
     with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as staging:
         staged = Path(staging) / ONNX_NAME
         staged.write_bytes(serialized)
         int8_entry = None
         if quantization_data is not None:
-            quantized = quantize_int8(staged, Path(staging) / INT8_NAME, *quantization_data, config.int8, folder / CALIBRATION_CACHE)
-            latency = compare_latency(staged, quantized.path, (1 if config.dynamic_batch else config.batch, 3, size, size))
-            if latency["int8_speedup"] < 1.0:
-                quantized.notes.append(f"INT8 IS SLOWER THAN FP32 on this CPU ({latency['int8_ms']:.2f} ms vs "
-                                       f"{latency['fp32_ms']:.2f} ms): deploy the FP32 model or another runtime")
-            int8_entry = {**quantized.manifest_entry(), "latency_ort_cpu": latency}
-            notes += quantized.notes
+            try:
+                quantized = quantize_int8(staged, Path(staging) / INT8_NAME, quantization_data, config.int8,
+                                          folder / CALIBRATION_CACHE, enforce_gate=checkpoint is not None)
+            except Int8GateError as exc:  # the FP32 export passed parity: it is still published
+                gate_failure = exc
+            else:
+                latency = compare_latency(staged, quantized.path, (1 if config.dynamic_batch else config.batch, 3, size, size))
+                if latency["int8_speedup"] < 1.0:
+                    quantized.notes.append(f"INT8 IS SLOWER THAN FP32 on this CPU ({latency['int8_ms']:.2f} ms vs "
+                                           f"{latency['fp32_ms']:.2f} ms): deploy the FP32 model or another runtime")
+                int8_entry = {**quantized.manifest_entry(), "latency_ort_cpu": latency}
+                notes += quantized.notes
         os.replace(staged, folder / ONNX_NAME)
         if int8_entry is not None:
             os.replace(Path(staging) / INT8_NAME, folder / INT8_NAME)
@@ -116,13 +127,13 @@ def export(config: ExportConfig) -> ExportResult:
         "model": {
             "name": spec.name, "family": spec.family, "num_classes": config.model_kwargs.get("num_classes", spec.num_classes),
             "builder_kwargs": config.model_kwargs,
-            "weights": {"path": str(config.weights), "sha256": sha256_file(Path(config.weights))} if config.weights
-            else {"path": None, "seed": DEFAULT_SEED},
+            "weights": _weights_record(checkpoint, published),
         },
         "input": {
             "name": INPUT_NAME, "output": OUTPUT_NAME, "layout": "NCHW", "dtype": "float32",
             "shape": ["batch" if config.dynamic_batch else config.batch, 3, size, size],
-            "mean": list(spec.mean), "std": list(spec.std), "resize": preprocess.resize,
+            "mean": list(preprocess.mean), "std": list(preprocess.std), "resize": preprocess.resize,
+            "interpolation": preprocess.interpolation,
         },
         "export": {"opset": config.opset, "exporter": "torch.onnx (dynamo)", "simplified": simplified,
                    "dynamic_batch": config.dynamic_batch, "seconds": round(export_seconds, 2), "notes": notes},
@@ -130,8 +141,23 @@ def export(config: ExportConfig) -> ExportResult:
     }
     if int8_entry:
         updates["int8"] = int8_entry
+    elif gate_failure is not None:
+        updates["int8"] = {"failed": str(gate_failure), "check_vs_fp32": gate_failure.check.as_dict()}
     write_manifest(folder, updates, files=files, fresh=True)
-    return ExportResult(folder, folder / ONNX_NAME, parity, simplified, export_seconds, notes, int8_entry)
+    if gate_failure is not None:
+        raise DeployKitError(f"{gate_failure} The FP32 export passed parity and was written to {folder / ONNX_NAME}; "
+                             f"no {INT8_NAME} was written")
+    return ExportResult(folder, folder / ONNX_NAME, parity, simplified, export_seconds, notes, int8_entry, checkpoint is None)
+
+
+def _weights_record(checkpoint: Path | None, published: PublishedWeights | None) -> dict:
+    if checkpoint is None:
+        return {"path": None, "seed": DEFAULT_SEED, "random": True}
+    record = {"path": str(checkpoint), "sha256": sha256_file(checkpoint), "random": False}
+    if published:
+        record |= {"tag": published.tag, "source": published.source, "url": published.url,
+                   "published_top1": published.top1, "published_top5": published.top5}
+    return record
 
 
 def compare_latency(fp32_path: Path, int8_path: Path, shape: tuple[int, ...], runs: int = 50) -> dict:

@@ -16,6 +16,8 @@ from deploykit.runtime import OrtRunner, Runner, TorchRunner
 # Without a checkpoint, registry models are built with this seed, so an export and a later
 # `deploykit compare NAME model.onnx` see the same random weights.
 DEFAULT_SEED = 0
+RANDOM_WEIGHTS_WARNING = ("random-init weights (no --weights): parity and accuracy figures mean nothing for them; "
+                          "pass --weights IMAGENET1K_V1 (or DEFAULT) or a checkpoint of your own")
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".safetensors"}
 
 
@@ -26,6 +28,7 @@ class Source:
     input_size: int
     model: nn.Module | None = None
     onnx_path: Path | None = None
+    random_weights: bool = False
 
     def runner(self) -> Runner:
         if self.model is not None:
@@ -68,7 +71,8 @@ def resolve_source(text: str, input_size: int | None = None) -> Source:
 
 def _torch_source(label: str, name: str, weights: str | None, input_size: int | None) -> Source:
     spec = get_spec(name)
-    return Source(label=label, spec=spec, input_size=input_size or spec.input_size, model=build_model(spec.name, weights))
+    return Source(label=label, spec=spec, input_size=input_size or spec.input_size, model=build_model(spec.name, weights),
+                  random_weights=not weights)
 
 
 def _onnx_source(path: Path, input_size: int | None) -> Source:
@@ -80,4 +84,6 @@ def _onnx_source(path: Path, input_size: int | None) -> Source:
     size = input_size or (dims[-1] if len(dims) == 4 else None) or manifest.get("input", {}).get("shape", [None])[-1]
     if not size:
         raise DeployKitError(f"{path} has a dynamic input size and no manifest; pass --input-size")
-    return Source(label=str(path), spec=spec, input_size=int(size), onnx_path=path)
+    weights = manifest.get("model", {}).get("weights", {})
+    return Source(label=str(path), spec=spec, input_size=int(size), onnx_path=path,
+                  random_weights=bool(weights.get("random", manifest and not weights.get("path"))))

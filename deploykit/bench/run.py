@@ -22,6 +22,7 @@ from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
 from deploykit.manifest import read_manifest
 from deploykit.models import ModelSpec, get_spec
+from deploykit.models.pretrained import find_weights, is_weights_tag
 from deploykit.parity import compare_logits, parity_inputs, run_all
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
 from deploykit.sources import build_model
@@ -68,7 +69,8 @@ def resolve_subject(text: str) -> Subject:
         manifest = read_manifest(path)
         if not manifest:
             raise DeployKitError(f"{path} has no manifest.json; give a model name or a folder written by `deploykit export`")
-        return Subject(text, get_spec(manifest["model"]["name"]), manifest["model"]["weights"].get("path"), path)
+        record = manifest["model"]["weights"]
+        return Subject(text, get_spec(manifest["model"]["name"]), record.get("tag") or record.get("path"), path)
     name, _, weights = text.partition(":")
     return Subject(text, get_spec(name), weights or None)
 
@@ -82,7 +84,8 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
     subject = resolve_subject(text)
     spec = subject.spec
     size = _input_size(subject)
-    preprocess = Preprocess.for_model(spec, size)
+    published = find_weights(spec.name, subject.weights) if is_weights_tag(subject.weights) else None
+    preprocess = Preprocess.for_model(spec, size, published)
     reference_model = build_model(spec.name, subject.weights)
     if config.data is not None:
         images, labels, _ = load_labelled_folder(config.data, preprocess, config.data_limit)
@@ -107,6 +110,7 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
                 "precision": config.precision, "threads": config.threads or torch.get_num_threads(), "input": size,
                 **stats.as_dict(), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "agreement_top1": agreement.top1_agreement, "agreement_min_cosine": agreement.min_cosine,
+                "random_weights": subject.weights is None,
             }
             if config.device == "cuda":
                 row["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)

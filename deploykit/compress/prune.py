@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from deploykit.choices import PRUNE_METHODS
 from deploykit.errors import DeployKitError
 from deploykit.profile import count_params, profile_model
 
-METHODS = ("l1", "l2", "taylor", "bn-scale")
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,8 @@ def _check(config: PruneConfig) -> None:
         raise DeployKitError(f"--ratio must be between 0 and 1 (exclusive), got {config.ratio}")
     if config.target_macs is not None and config.target_macs <= 0:
         raise DeployKitError(f"--target-macs must be positive, got {config.target_macs}")
-    if config.method not in METHODS:
-        raise DeployKitError(f"unknown pruning method {config.method!r}; choose one of {', '.join(METHODS)}")
+    if config.method not in PRUNE_METHODS:
+        raise DeployKitError(f"unknown pruning method {config.method!r}; choose one of {', '.join(PRUNE_METHODS)}")
 
 
 def classifier_layers(model: nn.Module, num_classes: int) -> list[nn.Module]:

@@ -1,13 +1,16 @@
-"""INT8 post-training quantization: calibrated, explicit Q/DQ ONNX via onnxruntime.quantization.
+"""INT8 post-training quantization: calibrated, explicit Q/DQ ONNX that onnxruntime runs fast and stays accurate.
 
-The fast path on CPU is ``quant_pre_process`` (shape inference + graph optimisation, so BatchNorm
-and friends are folded before Q/DQ nodes go in), per-channel symmetric int8 weights and asymmetric
-uint8 activations (the U8S8 kernels of VNNI CPUs; ``reduce_range`` on CPUs without VNNI, where
-U8S8 can saturate). For TensorRT both are symmetric int8, as its explicit quantization requires.
+The layout is onnxruntime's own QDQ (``quant_pre_process`` folds BatchNorm first; per-channel
+symmetric int8 weights; per-tensor uint8 activations on Conv outputs for ``--target cpu``, the
+layout its QLinearConv kernels fuse; symmetric int8 for TensorRT). Accuracy comes from what is
+fed into that layout, not from another layout: robust activation ranges (the mean of per-sample
+min/max, compress/calibrate.py) and bias correction of the rounded weights
+(compress/bias_correction.py).
 
-After quantizing, INT8 is compared with FP32 on held-out images; below the agreement threshold the
-most sensitive layers (largest jump in activation error across the layer) are kept in FP32, one
-at a time, until it passes or the fallback budget is spent.
+The result is checked against FP32 on held-out images (mean logit cosine, FP32 top-1 within INT8
+top-5, top-1 agreement), or, with a labelled ``val`` folder, by the drop in top-1 accuracy. Below
+the gate, the layers that add the most error, ranked once, are kept in FP32 in growing groups and
+re-quantized from the cached statistics.
 """
 
 from __future__ import annotations
@@ -25,18 +28,22 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from deploykit.choices import CALIBRATION_METHODS, INT8_TARGETS
+from deploykit.compress.bias_correction import correct_biases
+from deploykit.compress.calibrate import ROBUST_METHODS, ActivationStats, collect_stats, write_ort_ranges
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess
 from deploykit.data.calibration import calibration_hash, load_samples
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
-from deploykit.parity import ParityReport, Tolerances, compare_logits, run_all
+from deploykit.parity import run_all
 from deploykit.runtime.base import padded_batches
 from deploykit.runtime.ort_runner import OrtRunner, run_with_intermediates
 
-METHODS = ("minmax", "entropy", "percentile")
-TARGETS = ("cpu", "trt")
 WEIGHTED_OPS = {"Conv", "Gemm", "MatMul", "ConvTranspose"}
 HOLDOUT_LIMIT = 256
+VAL_LIMIT = 10_000
+SENSITIVITY_SAMPLES = 16
+SELECTION_SAMPLES = 32
 
 
 @dataclass(frozen=True)
@@ -45,12 +52,16 @@ class QuantizeConfig:
 
     calib: Path = DEFAULT_CALIBRATION_DIR
     calib_size: int = 64
-    method: str = "minmax"
+    method: str = "auto"
     per_channel: bool = True
+    bias_correction: bool = True
     exclude: tuple[str, ...] = ()
     target: str = "cpu"
-    min_agreement: float = 0.99
     holdout: Path = DEFAULT_HOLDOUT_DIR
+    min_cosine: float = 0.98  # mean logit cosine vs FP32 on held-out images (the gate without labels)
+    min_top5: float = 0.9  # share of held-out images whose FP32 top-1 is in the INT8 top-5 (likewise)
+    val: Path | None = None  # labelled folder: gate on the top-1 drop instead
+    max_drop: float = 1.0  # top-1 points INT8 may lose on ``val``
     max_fallback_layers: int = 10
 
 
@@ -64,22 +75,79 @@ class KeptLayer:
 
 
 @dataclass
+class Int8Check:
+    """INT8 against FP32: always on held-out images; on a labelled folder when one is given."""
+
+    samples: int
+    top1_agreement: float
+    fp32_top1_in_int8_top5: float
+    mean_cosine: float
+    min_cosine: float
+    finite: bool
+    val_images: int = 0
+    fp32_top1: float | None = None
+    int8_top1: float | None = None
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def drop_points(self) -> float | None:
+        return None if self.fp32_top1 is None else 100.0 * (self.fp32_top1 - self.int8_top1)
+
+    def summary(self) -> str:
+        text = (f"on {self.samples} held-out images: mean cosine {self.mean_cosine:.4f} (min {self.min_cosine:.4f}), "
+                f"FP32 top-1 in INT8 top-5 {self.fp32_top1_in_int8_top5:.1%}, top-1 agreement {self.top1_agreement:.1%}")
+        if self.fp32_top1 is not None:
+            text += (f"; on {self.val_images} labelled images: top-1 FP32 {self.fp32_top1:.2%}, INT8 {self.int8_top1:.2%} "
+                     f"(drop {self.drop_points:.2f} points)")
+        return text
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "passed": self.passed, "drop_points": self.drop_points}
+
+
+@dataclass
 class QuantizeResult:
     path: Path
-    agreement: ParityReport
+    check: Int8Check
     kept_fp32: list[KeptLayer]
     excluded: list[str]
     calibration: dict
     settings: dict
+    gate_applied: bool
     qdq_nodes: int = 0
+    biases_corrected: int = 0
     notes: list[str] = field(default_factory=list)
 
     def manifest_entry(self) -> dict:
         return {
             "settings": self.settings, "calibration": self.calibration, "excluded_by_user": self.excluded,
             "kept_fp32_by_fallback": [asdict(k) for k in self.kept_fp32], "qdq_nodes": self.qdq_nodes,
-            "agreement_vs_fp32": self.agreement.as_dict(), "notes": self.notes,
+            "biases_corrected": self.biases_corrected, "gate_applied": self.gate_applied,
+            "check_vs_fp32": self.check.as_dict(), "notes": self.notes,
         }
+
+
+class Int8GateError(DeployKitError):
+    """INT8 failed the accuracy gate even with the fallback; carries the figures of the best attempt."""
+
+    def __init__(self, message: str, check: Int8Check, kept: list[KeptLayer]) -> None:
+        super().__init__(message)
+        self.check = check
+        self.kept = kept
+
+
+@dataclass(frozen=True)
+class QuantizationData:
+    """Everything the quantizer reads, loaded and checked before any slow step."""
+
+    calibration: np.ndarray
+    holdout: np.ndarray
+    val_images: np.ndarray | None = None
+    val_labels: np.ndarray | None = None
 
 
 def has_vnni() -> bool:
@@ -89,63 +157,194 @@ def has_vnni() -> bool:
     return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
-def load_quantization_data(config: QuantizeConfig, preprocess: Preprocess) -> tuple[np.ndarray, np.ndarray]:
-    """Check the options and load (calibration samples, held-out images): done before any slow step."""
-    if config.method not in METHODS:
-        raise DeployKitError(f"unknown calibration method {config.method!r}; choose one of {', '.join(METHODS)}")
-    if config.target not in TARGETS:
-        raise DeployKitError(f"unknown target {config.target!r}; choose one of {', '.join(TARGETS)}")
+def load_quantization_data(config: QuantizeConfig, preprocess: Preprocess) -> QuantizationData:
+    """Check the options and load calibration, held-out and labelled images: done before any slow step."""
+    if config.method not in CALIBRATION_METHODS:
+        raise DeployKitError(f"unknown calibration method {config.method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
+    if config.target not in INT8_TARGETS:
+        raise DeployKitError(f"unknown target {config.target!r}; choose one of {', '.join(INT8_TARGETS)}")
     samples = load_samples(config.calib, preprocess, config.calib_size, "calibration")
-    return samples, load_samples(config.holdout, preprocess, HOLDOUT_LIMIT, "held-out")
+    holdout = load_samples(config.holdout, preprocess, HOLDOUT_LIMIT, "held-out")
+    if config.val is None:
+        return QuantizationData(samples, holdout)
+    from deploykit.bench.accuracy import load_labelled_folder
+
+    images, labels, _ = load_labelled_folder(config.val, preprocess, VAL_LIMIT)
+    return QuantizationData(samples, holdout, images, labels)
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, samples: np.ndarray, holdout: np.ndarray, config: QuantizeConfig,
-                  cache_dir: Path) -> QuantizeResult:
-    """Quantize ``fp32_path`` into ``out_path`` (moved into place when done), with the accuracy fallback.
+def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, config: QuantizeConfig, cache_dir: Path,
+                  enforce_gate: bool = True) -> QuantizeResult:
+    """Quantize ``fp32_path`` into ``out_path`` (moved into place when done), with the accuracy gate and fallback.
 
-    ``samples`` calibrate; ``holdout`` (images not used for calibration) checks INT8 against FP32.
+    ``enforce_gate=False`` (random weights, whose figures mean nothing) measures and reports but never refuses.
+    Raises Int8GateError when the gate is not met.
     """
     settings = _settings(config)
-    data_hash = calibration_hash(samples)
-    cache_key = f"{config.method}-{config.target}-{data_hash[:16]}-{sha256_file(fp32_path)[:16]}"
+    data_hash, model_hash = calibration_hash(data.calibration), sha256_file(fp32_path)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    cache_path = cache_dir / f"{cache_key}.json"
-    calibration = {
-        "source": str(config.calib), "samples": len(samples), "sha256": data_hash, "method": config.method,
-        "cache": "reused" if cache_path.is_file() else "computed", "cache_file": cache_path.name,
-    }
-
+    stats_path = cache_dir / f"stats-{data_hash[:16]}-{model_hash[:16]}.npz"
+    methods = ROBUST_METHODS if config.method == "auto" else (config.method,)
+    ranges = {m: cache_dir / f"{m}-{config.target}-{data_hash[:16]}-{model_hash[:16]}.json" for m in methods}
+    reused = stats_path.is_file() and all(path.is_file() for path in ranges.values())
+    calibration = {"source": str(config.calib), "samples": len(data.calibration), "sha256": data_hash, "method": config.method,
+                   "cache": "reused" if reused else "computed"}
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".quantize-") as workdir:
         pre_path = Path(workdir) / "preprocessed.onnx"
         _quiet(_pre_process, fp32_path, pre_path)
         pre_proto = onnx.load(str(pre_path))
         excluded = resolve_exclusions(pre_proto, config.exclude)
-        with OrtRunner(fp32_path) as fp32_runner:
-            fp32_logits = run_all(fp32_runner, holdout)
-        kept: list[KeptLayer] = []
+        stats = _statistics(pre_proto, pre_path, data.calibration, settings, stats_path, ranges)
         int8_path = Path(workdir) / "int8.onnx"
-        tolerances = Tolerances(rel_error=float("inf"), min_cosine=-1.0, min_top1=config.min_agreement, near_ties=False)
-        while True:
-            reader = _CalibrationReader(samples, _fixed_batch(pre_proto))
-            _quiet(_quantize, pre_path, int8_path, reader, settings, excluded + [k.node for k in kept], cache_path)
-            with OrtRunner(int8_path) as int8_runner:
-                agreement = compare_logits(fp32_logits, run_all(int8_runner, holdout), tolerances)
-            if agreement.passed or len(kept) >= config.max_fallback_layers:
-                break
-            ranked = layer_sensitivity(pre_proto, onnx.load(str(int8_path)), holdout[:16], excluded + [k.node for k in kept])
-            if not ranked:
-                break
-            kept.append(ranked[0])
-        if not agreement.passed:
-            raise DeployKitError(
-                f"INT8 top-1 agreement with FP32 is {agreement.top1_agreement:.1%} < {config.min_agreement:.1%} on "
-                f"{agreement.samples} held-out images even with {len(kept)} layer(s) kept in FP32 "
-                f"({', '.join(k.output for k in kept) or 'none'}); nothing was written. Calibrate on more or more "
-                "representative images (--calib), try --calib-method entropy/percentile, --exclude layers, or lower --min-agreement"
-            )
+        if len(methods) > 1:
+            method, scores = _choose_ranges(fp32_path, pre_path, pre_proto, int8_path, settings, excluded, ranges,
+                                            stats if config.bias_correction else None, data.calibration[:SELECTION_SAMPLES])
+            calibration |= {"chosen": method, "selection_mean_cosine": scores}
+        else:
+            method = methods[0]
+        ranges_path = ranges[method]
+        calibration["cache_file"] = ranges_path.name
+        with OrtRunner(fp32_path) as fp32_runner:
+            reference = _Logits(run_all(fp32_runner, data.holdout), _maybe_run(fp32_runner, data.val_images))
+
+        def attempt(kept: list[KeptLayer]) -> tuple[Int8Check, int]:
+            corrected = _build(pre_path, pre_proto, int8_path, settings, excluded + [k.node for k in kept], ranges_path,
+                               stats if config.bias_correction else None)
+            return _check(reference, int8_path, data, config), corrected
+
+        kept: list[KeptLayer] = []
+        check, corrected = attempt(kept)
+        if not check.passed and enforce_gate and config.max_fallback_layers:
+            ranked = layer_sensitivity(pre_proto, onnx.load(str(int8_path)), data.holdout[:SENSITIVITY_SAMPLES], excluded)
+            for count in _growing(min(config.max_fallback_layers, len(ranked))):
+                kept = ranked[:count]
+                check, corrected = attempt(kept)
+                if check.passed:
+                    break
+        if not check.passed and enforce_gate:
+            raise Int8GateError(
+                f"INT8 fails the accuracy gate ({'; '.join(check.failures)}) {check.summary()}, even with {len(kept)} "
+                f"layer(s) kept in FP32 ({', '.join(k.output for k in kept) or 'none'}). Calibrate on more, or more "
+                "representative, images (--calib DIR, a few hundred from your data), judge on labelled data (--val DIR), "
+                "keep layers in FP32 by hand (--exclude), or deploy the FP32 model", check, kept)
         qdq_nodes = sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in onnx.load(str(int8_path)).graph.node)
         os.replace(int8_path, out_path)
-    return QuantizeResult(out_path, agreement, kept, excluded, calibration, settings, qdq_nodes)
+    notes = [] if enforce_gate else [f"accuracy gate not applied (random weights): {'; '.join(check.failures) or 'passed'}"]
+    return QuantizeResult(out_path, check, kept, excluded, calibration, settings, enforce_gate, qdq_nodes, corrected, notes)
+
+
+@dataclass(frozen=True)
+class _Logits:
+    holdout: np.ndarray
+    val: np.ndarray | None
+
+
+def _maybe_run(runner: OrtRunner, images: np.ndarray | None) -> np.ndarray | None:
+    return None if images is None else run_all(runner, images)
+
+
+def _growing(limit: int) -> list[int]:
+    """1, 2, 4, 8, ... up to ``limit`` (included): few re-quantizations to reach the smallest set that passes."""
+    counts, count = [], 1
+    while count < limit:
+        counts.append(count)
+        count *= 2
+    return counts + [limit] if limit else []
+
+
+def _statistics(pre_proto: onnx.ModelProto, pre_path: Path, samples: np.ndarray, settings: dict, stats_path: Path,
+                ranges: dict[str, Path]) -> ActivationStats:
+    """Activation statistics, and each method's ranges file for onnxruntime, from the cache when it has them."""
+    stats = ActivationStats.load(stats_path) if stats_path.is_file() else collect_stats(pre_proto, samples)
+    if not stats_path.is_file():
+        stats.save(stats_path)
+    for method, path in ranges.items():
+        if path.is_file():
+            continue
+        if method in ROBUST_METHODS:
+            write_ort_ranges(stats.ranges(method), path)
+        else:  # onnxruntime's histogram calibrators (entropy, percentile) write the ranges themselves
+            scratch = path.with_name(f".{path.stem}.onnx")
+            reader = _CalibrationReader(samples, _fixed_batch(pre_proto))
+            _quiet(_quantize, pre_path, scratch, reader, {**settings, "calibrate_method": method}, [], path)
+            scratch.unlink(missing_ok=True)
+    return stats
+
+
+def _choose_ranges(fp32_path: Path, pre_path: Path, pre_proto: onnx.ModelProto, int8_path: Path, settings: dict,
+                   excluded: list[str], ranges: dict[str, Path], stats: ActivationStats | None,
+                   samples: np.ndarray) -> tuple[str, dict[str, float]]:
+    """The range method whose INT8 output is closest to FP32 on calibration samples (the held-out set stays unseen).
+
+    Robust ranges win on photos, where a few images stretch the extremes; global extremes win where
+    rare large activations carry the signal (strokes on a black background).
+    """
+    with OrtRunner(fp32_path) as runner:
+        reference = run_all(runner, samples)
+    scores = {}
+    for method, path in ranges.items():
+        _build(pre_path, pre_proto, int8_path, settings, excluded, path, stats)
+        with OrtRunner(int8_path) as runner:
+            scores[method] = round(_mean_cosine(reference, run_all(runner, samples)), 6)
+    return max(scores, key=scores.get), scores
+
+
+def _mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
+    return float(_cosines(reference.astype(np.float64), np.nan_to_num(candidate.astype(np.float64))).mean())
+
+
+def _cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Per-row cosine similarity; 0 where either row is all zeros."""
+    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1)
+    return np.where(norms > 0, np.sum(reference * candidate, axis=1) / np.maximum(norms, 1e-300), 0.0)
+
+
+def _build(pre_path: Path, pre_proto: onnx.ModelProto, out_path: Path, settings: dict, exclude: list[str], ranges_path: Path,
+           stats: ActivationStats | None) -> int:
+    """Quantize from the cached ranges, then bias-correct; the number of corrected convolutions."""
+    _quiet(_quantize, pre_path, out_path, None, settings, exclude, ranges_path)
+    if stats is None:
+        return 0
+    quantized = onnx.load(str(out_path))
+    corrected = correct_biases(pre_proto, quantized, stats.channel_means)
+    onnx.save(quantized, str(out_path))
+    return corrected
+
+
+def _check(reference: _Logits, int8_path: Path, data: QuantizationData, config: QuantizeConfig) -> Int8Check:
+    with OrtRunner(int8_path) as runner:
+        holdout = run_all(runner, data.holdout)
+        val = _maybe_run(runner, data.val_images)
+    return compare_int8(reference.holdout, holdout, config, reference.val, val, data.val_labels)
+
+
+def compare_int8(fp32: np.ndarray, int8: np.ndarray, config: QuantizeConfig, fp32_val: np.ndarray | None = None,
+                 int8_val: np.ndarray | None = None, labels: np.ndarray | None = None) -> Int8Check:
+    """The gate's figures and verdict. Non-finite INT8 outputs always fail."""
+    finite = bool(np.isfinite(int8).all() and (int8_val is None or np.isfinite(int8_val).all()))
+    reference, candidate = fp32.astype(np.float64), np.nan_to_num(int8.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    cosine = _cosines(reference, candidate)
+    ref_top1 = reference.argmax(axis=1)
+    top5 = np.argsort(-candidate, axis=1)[:, :min(5, candidate.shape[1])]
+    check = Int8Check(
+        samples=len(reference), top1_agreement=float(np.mean(ref_top1 == candidate.argmax(axis=1))),
+        fp32_top1_in_int8_top5=float(np.mean([label in row for label, row in zip(ref_top1, top5)])),
+        mean_cosine=float(cosine.mean()), min_cosine=float(cosine.min()), finite=finite,
+    )
+    if not finite:
+        check.failures.append("INT8 outputs contain NaN or inf")
+    if labels is not None:
+        check.val_images = len(labels)
+        check.fp32_top1 = float(np.mean(fp32_val.argmax(axis=1) == labels))
+        check.int8_top1 = float(np.mean(int8_val.argmax(axis=1) == labels))
+        if not check.drop_points <= config.max_drop:
+            check.failures.append(f"top-1 drop {check.drop_points:.2f} points > {config.max_drop:g}")
+        return check
+    if not check.mean_cosine >= config.min_cosine:
+        check.failures.append(f"mean cosine {check.mean_cosine:.4f} < {config.min_cosine:g}")
+    if not check.fp32_top1_in_int8_top5 >= config.min_top5:
+        check.failures.append(f"FP32 top-1 in INT8 top-5 {check.fp32_top1_in_int8_top5:.1%} < {config.min_top5:.0%}")
+    return check
 
 
 def _settings(config: QuantizeConfig) -> dict:
@@ -156,13 +355,15 @@ def _settings(config: QuantizeConfig) -> dict:
         "activation_type": "int8" if symmetric_activations else "uint8", "weight_type": "int8",
         "activation_symmetric": symmetric_activations, "weight_symmetric": True,
         "reduce_range": config.target == "cpu" and not has_vnni(), "calibrate_method": config.method,
+        "bias_correction": config.bias_correction,
     }
 
 
-def _quantize(pre_path: Path, out_path: Path, reader, settings: dict, exclude: list[str], cache_path: Path) -> None:
+def _quantize(pre_path: Path, out_path: Path, reader, settings: dict, exclude: list[str], ranges_path: Path) -> None:
+    """onnxruntime's quantize_static; with ``reader=None`` it takes the ranges from ``ranges_path``."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    methods = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
     extra = {"ActivationSymmetric": settings["activation_symmetric"], "WeightSymmetric": settings["weight_symmetric"]}
     if settings["calibrate_method"] == "percentile":
         extra["CalibPercentile"] = 99.999
@@ -170,8 +371,9 @@ def _quantize(pre_path: Path, out_path: Path, reader, settings: dict, exclude: l
         str(pre_path), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=settings["per_channel"],
         reduce_range=settings["reduce_range"],
         activation_type=QuantType.QInt8 if settings["activation_type"] == "int8" else QuantType.QUInt8,
-        weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=methods[settings["calibrate_method"]],
-        extra_options=extra, calibration_cache_path=str(cache_path),
+        weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+        calibrate_method=methods.get(settings["calibrate_method"], CalibrationMethod.MinMax),
+        extra_options=extra, calibration_cache_path=str(ranges_path),
     )
 
 

@@ -11,9 +11,10 @@ from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CALIBRATION_DIR = _REPO_ROOT / "calibration" / "default"
-DEFAULT_HOLDOUT_DIR = _REPO_ROOT / "calibration" / "holdout"
+# Package data (rebuilt by calibration/make_default_set.py), so an installed wheel has them too.
+_SETS = Path(__file__).resolve().parent / "sets"
+DEFAULT_CALIBRATION_DIR = _SETS / "calibration"
+DEFAULT_HOLDOUT_DIR = _SETS / "holdout"
 
 
 def find_images(folder: str | Path) -> list[Path]:

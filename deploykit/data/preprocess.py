@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from deploykit.models.registry import ModelSpec
+if TYPE_CHECKING:
+    from deploykit.models.pretrained import PublishedWeights
+    from deploykit.models.registry import ModelSpec
 
 # torchvision's evaluation recipe crops 224 out of 256: the crop covers 87.5% of the resized image.
 CROP_FRACTION = 0.875
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST}
 
 
 @dataclass(frozen=True)
@@ -21,10 +25,15 @@ class Preprocess:
     resize: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    interpolation: str = "bilinear"
 
     @classmethod
-    def for_model(cls, spec: ModelSpec, input_size: int | None = None) -> "Preprocess":
+    def for_model(cls, spec: ModelSpec, input_size: int | None = None, published: PublishedWeights | None = None) -> "Preprocess":
+        """The model's evaluation preprocessing; with published weights at their crop size, exactly their recipe."""
         size = input_size or spec.input_size
+        if published is not None and size == published.crop:
+            return cls(size=size, resize=published.resize, mean=published.mean, std=published.std,
+                       interpolation=published.interpolation)
         # Tiny (CIFAR-scale) inputs are used whole, as CIFAR evaluation does.
         resize = size if size <= 64 else int(round(size / CROP_FRACTION))
         return cls(size=size, resize=resize, mean=spec.mean, std=spec.std)
@@ -34,7 +43,7 @@ class Preprocess:
         image = image.convert("RGB")
         width, height = image.size
         scale = self.resize / min(width, height)
-        image = image.resize((max(self.size, round(width * scale)), max(self.size, round(height * scale))), Image.Resampling.BILINEAR)
+        image = image.resize((max(self.size, round(width * scale)), max(self.size, round(height * scale))), RESAMPLING[self.interpolation])
         width, height = image.size
         left, top = (width - self.size) // 2, (height - self.size) // 2
         image = image.crop((left, top, left + self.size, top + self.size))

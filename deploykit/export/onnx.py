@@ -18,11 +18,11 @@ import onnx
 import torch
 from torch import nn
 
+from deploykit.choices import DEFAULT_OPSET
 from deploykit.errors import DeployKitError
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-DEFAULT_OPSET = 18
 _SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 
 

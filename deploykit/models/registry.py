@@ -105,11 +105,17 @@ def get_spec(name: str) -> ModelSpec:
 def get_model(name: str, weights: str | None = None, seed: int | None = None, **kwargs: Any) -> nn.Module:
     """Build a registered model.
 
-    ``weights`` is a checkpoint path, loaded strictly with ``weights_only=True``. ``seed`` makes the
-    random initialisation reproducible without touching the global RNG state.
+    ``weights`` is a checkpoint path, loaded strictly with ``weights_only=True``, or the tag of
+    published weights (``IMAGENET1K_V1``, ``DEFAULT``), fetched once into torch's cache. ``seed``
+    makes the random initialisation reproducible without touching the global RNG state.
     """
+    from deploykit.models.pretrained import fetch_weights, find_weights, is_weights_tag
+
     spec = get_spec(name)
     kwargs.setdefault("num_classes", spec.num_classes)
+    published = find_weights(spec.name, weights) if is_weights_tag(weights) else None
+    for key, value in (published.build_kwargs if published else {}).items():
+        kwargs.setdefault(key, value)
     try:
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
@@ -120,7 +126,7 @@ def get_model(name: str, weights: str | None = None, seed: int | None = None, **
     if weights is not None:
         from deploykit.models.weights import load_weights
 
-        load_weights(model, weights, spec.name)
+        load_weights(model, fetch_weights(published) if published else weights, spec.name)
     return model
 
 

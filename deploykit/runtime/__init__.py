@@ -2,6 +2,14 @@
 
 from deploykit.runtime.base import InputMetadata, Runner
 from deploykit.runtime.ort_runner import OrtRunner
-from deploykit.runtime.torch_runner import TorchRunner
 
 __all__ = ["InputMetadata", "OrtRunner", "Runner", "TorchRunner"]
+
+
+def __getattr__(name: str):
+    """TorchRunner on first use, so that importing the ONNX side of deploykit does not import torch."""
+    if name == "TorchRunner":
+        from deploykit.runtime.torch_runner import TorchRunner
+
+        return TorchRunner
+    raise AttributeError(f"module 'deploykit.runtime' has no attribute {name!r}")

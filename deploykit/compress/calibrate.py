@@ -1,0 +1,100 @@
+"""Activation statistics for INT8: per-sample ranges of every tensor and per-channel means of conv inputs.
+
+One pass of the FP32 graph over the calibration samples collects both. Ranges are aggregated
+robustly by default: the mean over samples of each sample's min and max (``mean-minmax``, as NNCF
+estimates activation ranges), so one unusual image does not stretch a tensor's range and waste
+its 256 levels. ``minmax`` takes the extremes over all samples. The conv input means drive bias
+correction (compress/bias_correction.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from deploykit.runtime.base import padded_batches
+from deploykit.runtime.ort_runner import create_session
+
+ROBUST_METHODS = ("mean-minmax", "minmax")  # computed here; entropy and percentile are onnxruntime's histograms
+_CHUNK = 4
+
+
+@dataclass
+class ActivationStats:
+    """Per-sample (min, max) of every float tensor, and the per-channel mean of every conv input."""
+
+    sample_min: dict[str, np.ndarray]
+    sample_max: dict[str, np.ndarray]
+    channel_means: dict[str, np.ndarray]
+
+    def ranges(self, method: str) -> dict[str, tuple[float, float]]:
+        """(low, high) per tensor, always containing 0 as quantization needs."""
+        if method == "mean-minmax":
+            aggregate = {name: (float(self.sample_min[name].mean()), float(self.sample_max[name].mean())) for name in self.sample_min}
+        elif method == "minmax":
+            aggregate = {name: (float(self.sample_min[name].min()), float(self.sample_max[name].max())) for name in self.sample_min}
+        else:
+            raise ValueError(f"ranges for {method!r} come from onnxruntime's calibrator")
+        return {name: (min(low, 0.0), max(high, 0.0)) for name, (low, high) in aggregate.items()}
+
+    def save(self, path: Path) -> None:
+        arrays = {f"min/{k}": v for k, v in self.sample_min.items()} | {f"max/{k}": v for k, v in self.sample_max.items()}
+        arrays |= {f"mean/{k}": v for k, v in self.channel_means.items()}
+        with open(path, "wb") as out:
+            np.savez(out, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> ActivationStats:
+        stats = cls({}, {}, {})
+        with np.load(path, allow_pickle=False) as arrays:
+            for key in arrays.files:
+                kind, _, name = key.partition("/")
+                {"min": stats.sample_min, "max": stats.sample_max, "mean": stats.channel_means}[kind][name] = arrays[key]
+        return stats
+
+
+def collect_stats(proto: onnx.ModelProto, samples: np.ndarray) -> ActivationStats:
+    """Run the FP32 graph over ``samples`` with every tensor as an output; keep only the statistics."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(proto)
+    input_name = probe.graph.input[0].name
+    produced = [out for node in probe.graph.node for out in node.output if out]
+    existing = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in produced if n not in existing)
+    conv_inputs = {node.input[0] for node in probe.graph.node if node.op_type == "Conv"}
+    session = create_session(probe.SerializeToString(), ["CPUExecutionProvider"])
+    outputs = [o.name for o in session.get_outputs()]
+    step = probe.graph.input[0].type.tensor_type.shape.dim[0].dim_value or _CHUNK
+    lows: dict[str, list[np.ndarray]] = {}
+    highs: dict[str, list[np.ndarray]] = {}
+    sums: dict[str, np.ndarray] = {}
+    for chunk, count in padded_batches(samples, step):
+        values = dict(zip(outputs, session.run(outputs, {input_name: chunk})))
+        values[input_name] = chunk
+        for name, value in values.items():
+            if not np.issubdtype(value.dtype, np.floating) or value.ndim == 0 or value.shape[0] != len(chunk):
+                continue
+            flat = value[:count].reshape(count, -1)
+            if not flat.size:
+                continue
+            lows.setdefault(name, []).append(flat.min(axis=1))
+            highs.setdefault(name, []).append(flat.max(axis=1))
+            if name in conv_inputs and value.ndim == 4:
+                sums[name] = sums.get(name, 0.0) + value[:count].astype(np.float64).mean(axis=(2, 3)).sum(axis=0)
+    return ActivationStats(
+        sample_min={k: np.concatenate(v).astype(np.float32) for k, v in lows.items()},
+        sample_max={k: np.concatenate(v).astype(np.float32) for k, v in highs.items()},
+        channel_means={k: (v / len(samples)).astype(np.float32) for k, v in sums.items()},
+    )
+
+
+def write_ort_ranges(ranges: dict[str, tuple[float, float]], path: Path) -> None:
+    """Write ranges as onnxruntime's calibration cache, so quantize_static uses them and skips its own pass."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, save_tensors_data
+
+    data = {name: TensorData(lowest=np.array([low], np.float32), highest=np.array([high], np.float32))
+            for name, (low, high) in ranges.items()}
+    save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), path)

@@ -1,0 +1,156 @@
+"""Published pretrained weights: torchvision's ImageNet checkpoints by tag, fetched once into torch's cache.
+
+The table (``pretrained.json``: URL, file name, evaluation transforms, published accuracy) was read
+from torchvision's weight enums once, by ``tests/models/tools/read_torchvision_weights.py``; there is
+no torchvision dependency at run time. Files go where torchvision puts them,
+``$TORCH_HOME/hub/checkpoints/<file name>``, so a checkpoint a user already has is reused offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from deploykit.errors import DeployKitError
+
+TABLE_PATH = Path(__file__).with_name("pretrained.json")
+BASE_URL_ENV = "DEPLOYKIT_WEIGHTS_URL"  # replaces torchvision's base URL: mirrors, air-gapped sites
+DEFAULT_TAGS = {"DEFAULT", "IMAGENET"}  # both mean torchvision's default weights for the model
+_TAG = re.compile(r"^[A-Z0-9]+(_[A-Z0-9]+)*_V\d+$")
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.")  # torchvision's file names carry a sha256 prefix
+_CHUNK = 1 << 20
+DOWNLOAD_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class PublishedWeights:
+    """One published checkpoint, with the evaluation recipe its accuracy was measured with."""
+
+    model: str
+    tag: str
+    url: str
+    file_name: str
+    resize: int
+    crop: int
+    interpolation: str
+    top1: float
+    top5: float
+    default: bool
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    build_kwargs: dict = field(default_factory=dict)  # how torchvision builds the model for them (GoogLeNet: transform_input)
+    source: str = "torchvision"
+
+    @property
+    def sha256_prefix(self) -> str | None:
+        match = _HASH_IN_NAME.search(self.file_name)
+        return match.group(1) if match else None
+
+
+@cache
+def _table() -> dict[str, list[PublishedWeights]]:
+    rows = json.loads(TABLE_PATH.read_text())["weights"]
+    table: dict[str, list[PublishedWeights]] = {}
+    for row in rows:
+        row = {**row, "mean": tuple(row["mean"]), "std": tuple(row["std"])}
+        table.setdefault(row["model"], []).append(PublishedWeights(**row))
+    return table
+
+
+def published_weights(model: str) -> list[PublishedWeights]:
+    """Every published checkpoint of a registered model (empty when there is none)."""
+    return _table().get(model, [])
+
+
+def is_weights_tag(text: str | os.PathLike | None) -> bool:
+    """Whether ``--weights`` names published weights (IMAGENET1K_V1, DEFAULT, imagenet) rather than a file."""
+    if text is None or isinstance(text, os.PathLike) or os.sep in text or Path(text).exists():
+        return False
+    return text.upper() in DEFAULT_TAGS or bool(_TAG.match(text.upper()))
+
+
+def find_weights(model: str, tag: str) -> PublishedWeights:
+    """The published weights of ``model`` for ``tag``; a one-line error listing what exists otherwise."""
+    available = published_weights(model)
+    if not available:
+        raise DeployKitError(f"{model} has no published pretrained weights; pass --weights PATH to a checkpoint of your own")
+    wanted = tag.upper()
+    for weights in available:
+        if weights.tag == wanted or (wanted in DEFAULT_TAGS and weights.default):
+            return weights
+    tags = ", ".join(w.tag for w in available)
+    raise DeployKitError(f"{model} has no weights {tag!r}; published: {tags} (or DEFAULT)")
+
+
+def checkpoint_dir() -> Path:
+    """Where torch.hub and torchvision keep downloaded checkpoints."""
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "torch")
+    return Path(torch_home).expanduser() / "hub" / "checkpoints"
+
+
+def download_url(weights: PublishedWeights) -> str:
+    base = os.environ.get(BASE_URL_ENV)
+    return f"{base.rstrip('/')}/{weights.file_name}" if base else weights.url
+
+
+def fetch_weights(weights: PublishedWeights, progress: bool = True) -> Path:
+    """The local checkpoint file: reused when present, otherwise downloaded, hash-checked and written atomically."""
+    path = checkpoint_dir() / weights.file_name
+    if path.is_file():
+        return path
+    url = download_url(weights)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DeployKitError(f"cannot create {path.parent} for downloaded weights ({exc}); set TORCH_HOME to a writable folder") from exc
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{weights.file_name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            digest = _download(url, out, weights.file_name, progress)
+        expected = weights.sha256_prefix
+        if expected and not digest.startswith(expected):
+            raise DeployKitError(f"{url} sent a file whose sha256 starts with {digest[:len(expected)]}, not {expected} as its name "
+                                 f"says: corrupt or not the published checkpoint, so it was not kept; retry, or place the "
+                                 f"right file at {path}")
+        os.replace(temporary, path)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise DeployKitError(f"cannot download {url} ({reason}); offline, download it elsewhere and place it at {path}") from exc
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path
+
+
+def _download(url: str, out, label: str, progress: bool) -> str:
+    """Stream ``url`` into ``out`` with a progress bar; the sha256 hex digest of what arrived."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        columns = (TextColumn(f"downloading {label}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*columns, transient=True, disable=not progress) as bar:
+            task = bar.add_task("download", total=total)
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                digest.update(chunk)
+                bar.advance(task, len(chunk))
+    return digest.hexdigest()
+
+
+def weights_file(model: str, weights: str | os.PathLike | None) -> Path | None:
+    """What ``--weights`` names as a local file: a path as given, or published weights fetched by tag."""
+    if weights is None:
+        return None
+    if is_weights_tag(weights):
+        return fetch_weights(find_weights(model, str(weights)))
+    return Path(weights)
