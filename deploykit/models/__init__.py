@@ -8,6 +8,7 @@ from deploykit.models import (  # noqa: F401  (imported to register their builde
     cifar_resnet,
     densenet,
     efficientnet,
+    efficientnet_lite,
     googlenet,
     inception,
     mnasnet,

@@ -12,7 +12,7 @@ EXPECTED_ARCHITECTURES = {
     "resnext50_32x4d", "resnext101_32x8d", "se_resnet50", "se_resnext50_32x4d",
     "densenet121", "densenet161", "densenet169", "densenet201",
     "mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large",
-    "squeezenet1_0", "squeezenet1_1", "mnasnet1_0", "efficientnet_b0",
+    "squeezenet1_0", "squeezenet1_1", "mnasnet1_0", "efficientnet_b0", "efficientnet_lite0",
 }
 
 
