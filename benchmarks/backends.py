@@ -17,7 +17,7 @@ from pathlib import Path
 
 from deploykit.bench.machine import machine_info
 from deploykit.bench.report import plot, to_markdown
-from deploykit.bench.run import BenchConfig, run_benchmark
+from deploykit.recipes.bench import BenchConfig, run_benchmark
 from deploykit.errors import DeployKitError
 
 

@@ -23,13 +23,14 @@ from deploykit.bench.machine import machine_info
 from deploykit.compress.distill import DistillConfig
 from deploykit.compress.prune import PruneConfig
 from deploykit.compress.quantize import QuantizeConfig
-from deploykit.compress.recipes import PRUNED, run_distill, run_prune
-from deploykit.compress.train import accuracy
+from deploykit.manifest import PRUNED_NAME
+from deploykit.recipes.compress import run_distill, run_prune
+from deploykit.bench.accuracy import topk_accuracy
 from deploykit.data.digits import load_digits
-from deploykit.pipeline import ExportConfig, export
+from deploykit.recipes.export import ExportConfig, export
 from deploykit.profile import profile_model
 from deploykit.runtime import OrtRunner
-from deploykit.sources import build_model
+from deploykit.recipes.ref import build_model
 
 
 def latency(call, batch_input) -> float:
@@ -53,10 +54,10 @@ def main() -> None:
         prune = run_prune("cifar_resnet56", str(work / "teacher" / "student.pth"),
                           PruneConfig(target_macs=0.5 * 125.75e6, method="taylor"), work / "pruned")
         run_distill("cifar_resnet20", teacher, "digits", kd, work / "r20_kd")
-        run_distill(f"cifar_resnet56:{work / 'pruned' / PRUNED}", teacher, "digits", kd, work / "pruned_kd")
+        run_distill(f"cifar_resnet56:{work / 'pruned' / PRUNED_NAME}", teacher, "digits", kd, work / "pruned_kd")
         variants = {
             "teacher resnet56 (FP32)": ("cifar_resnet56", work / "teacher" / "student.pth", False),
-            "resnet56 pruned 50% MACs, no fine-tuning": ("cifar_resnet56", work / "pruned" / PRUNED, False),
+            "resnet56 pruned 50% MACs, no fine-tuning": ("cifar_resnet56", work / "pruned" / PRUNED_NAME, False),
             "resnet56 pruned + distilled": ("cifar_resnet56", work / "pruned_kd" / "student.pth", False),
             "resnet56 pruned + distilled + INT8": ("cifar_resnet56", work / "pruned_kd" / "student.pth", True),
             "resnet20 distilled": ("cifar_resnet20", work / "r20_kd" / "student.pth", False),
@@ -74,7 +75,7 @@ def main() -> None:
                                                              min_cosine=-1.0, min_top5=0.0) if int8 else None))
             onnx_path = result.folder / ("model.int8.onnx" if int8 else "model.onnx")
             with OrtRunner(onnx_path) as runner, torch.inference_mode():
-                top1 = accuracy(runner.infer(test.images), test.labels)
+                top1 = topk_accuracy(runner.infer(test.images), test.labels, 1)
                 row = {"variant": label, "macs": macs, "top1": round(100 * top1, 2),
                        "ort_b1_ms": round(latency(runner.infer, test.images[:1]), 3),
                        "ort_b32_ms": round(latency(runner.infer, test.images[:32]), 3)}

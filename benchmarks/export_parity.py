@@ -20,9 +20,9 @@ from deploykit.bench.latency import measure_latency
 from deploykit.bench.machine import machine_info
 from deploykit.errors import DeployKitError
 from deploykit.models import get_spec, list_models
-from deploykit.pipeline import ExportConfig, export
+from deploykit.recipes.export import ExportConfig, export
 from deploykit.runtime import OrtRunner, TorchRunner
-from deploykit.sources import build_model
+from deploykit.recipes.ref import build_model
 
 
 def bench_model(name: str, workdir: Path, max_seconds: float) -> dict:

@@ -32,12 +32,13 @@ import numpy as np
 from deploykit.bench.latency import measure_latency
 from deploykit.bench.machine import machine_info
 from deploykit.compress.quantize import HOLDOUT_LIMIT, QuantizeConfig, compare_int8, load_quantization_data, quantize_int8
-from deploykit.compress.train import accuracy, fit_classifier
+from deploykit.bench.accuracy import topk_accuracy
+from deploykit.compress.distill import train_classifier
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess, find_images, load_images
 from deploykit.data.calibration import load_samples
 from deploykit.data.digits import load_digits
 from deploykit.models import get_model, get_spec
-from deploykit.pipeline import ExportConfig, export
+from deploykit.recipes.export import ExportConfig, export
 from deploykit.runtime import OrtRunner
 from deploykit.runtime.openvino_runner import OpenVinoRunner, import_openvino
 
@@ -159,7 +160,7 @@ def bench_real(name: str, weights: Path, workdir: Path) -> dict:
     ort_ms = interleaved_p50_of(files, OrtRunner, x)
     openvino_ms = interleaved_p50_of({**files, "openvino_own_int8_nncf": openvino_own}, OpenVinoRunner, x)
     return {"model": name, "weights": str(weights.name), "calibration_images": len(calibration), "holdout_images": len(holdout),
-            "deploykit_export_with_int8_s": round(deploykit_s, 1), "deploykit_calibration": result.int8["calibration"],
+            "deploykit_export_with_int8_s": round(deploykit_s, 1), "deploykit_calibration": result.int8.calibration,
             "quality_vs_fp32": quality, "ort_p50_ms": {k: round(v, 3) for k, v in ort_ms.items()},
             "openvino_p50_ms": {k: round(v, 3) for k, v in openvino_ms.items()}}
 
@@ -190,14 +191,14 @@ def bench_digits_accuracy(workdir: Path, epochs: int) -> dict:
     import torch
 
     train, test = load_digits(size=32)
-    model = fit_classifier(get_model("cifar_resnet20", seed=0), train.images, train.labels, epochs=epochs, lr=0.1)
+    model = train_classifier(get_model("cifar_resnet20", seed=0), train.images, train.labels, epochs=epochs, lr=0.1)
     torch.save(model.state_dict(), workdir / "digits.pth")
     np.save(workdir / "calib.npy", train.images[:256])
     np.save(workdir / "holdout.npy", test.images)
     result = export(ExportConfig("cifar_resnet20", out=workdir / "digits", weights=str(workdir / "digits.pth"), dynamic_batch=True,
                                  int8=QuantizeConfig(calib=workdir / "calib.npy", calib_size=256, holdout=workdir / "holdout.npy")))
     with OrtRunner(result.onnx_path) as fp32, OrtRunner(result.folder / "model.int8.onnx") as int8:
-        fp32_top1, int8_top1 = accuracy(fp32.infer(test.images), test.labels), accuracy(int8.infer(test.images), test.labels)
+        fp32_top1, int8_top1 = topk_accuracy(fp32.infer(test.images), test.labels, 1), topk_accuracy(int8.infer(test.images), test.labels, 1)
     return {"model": "cifar_resnet20", "train_epochs": epochs, "test_images": len(test.labels),
             "fp32_top1": round(100 * fp32_top1, 2), "int8_top1": round(100 * int8_top1, 2),
             "drop_points": round(100 * (fp32_top1 - int8_top1), 2)}

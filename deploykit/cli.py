@@ -179,22 +179,15 @@ def export_command(name: str, weights: str | None, out: Path, opset: int, batch:
                    data: str | None, epochs: int) -> None:
     """Export NAME to ONNX (and INT8), verify it, and write OUT/NAME/model.onnx + manifest.json.
 
-    With --prune/--distill-from/--data the model is first pruned and distilled, each stage recorded in the manifest.
+    NAME is a registry name, NAME:CHECKPOINT, NAME:IMAGENET1K_V1 or a pruned folder. With
+    --prune/--distill-from/--data the model is first pruned and distilled, each stage recorded in the manifest.
     """
     from deploykit.compress.quantize import QuantizeConfig
-    from deploykit.compress.recipes import prepare_weights
-    from deploykit.manifest import write_manifest
-    from deploykit.models import get_spec
-    from deploykit.pipeline import ExportConfig, export
+    from deploykit.recipes.compress import Compression, compress_and_export
+    from deploykit.recipes.export import ExportConfig
 
     if dynamic_batch and batch != 1:
         raise DeployKitError("--batch and --dynamic-batch exclude each other: a dynamic batch has no fixed size")
-    stages: dict = {}
-    if prune_ratio is not None or teacher or data:
-        spec = get_spec(name)
-        with console.status(f"compressing {spec.name}..."):
-            weights, stages = prepare_weights(spec.name, weights, prune_ratio, teacher, data, epochs, out / spec.name / "stages",
-                                              _square(input_size))
     quantize = QuantizeConfig(calib=calib, calib_size=calib_size, method=calib_method, per_channel=per_channel,
                               bias_correction=bias_correction, exclude=exclude, target=target, holdout=holdout,
                               min_cosine=int8_min_cosine, min_top5=int8_min_top5, val=val, max_drop=max_drop) if int8 else None
@@ -203,48 +196,49 @@ def export_command(name: str, weights: str | None, out: Path, opset: int, batch:
         input_size=_square(input_size), simplify=simplify, tolerances=Tolerances(rel_error, min_cosine, min_top1), int8=quantize,
     )
     with console.status(f"exporting {name}..."):
-        result = export(config)
-    if stages:
-        write_manifest(result.folder, {"stages": stages}, files=[])
-        for stage, record in stages.items():
-            if stage == "prune":
-                console.print(f"pruned: MACs {record['macs_before'] / 1e9:.3f} G -> {record['macs_after'] / 1e9:.3f} G")
-            else:
-                console.print(f"{stage}: val top-1 {record['student_start_top1']:.2%} -> {record['history'][-1]['val_top1']:.2%}")
+        result = compress_and_export(config, Compression(prune_ratio, teacher, data, epochs))
+    for stage, record in result.stages.items():
+        if stage == "prune":
+            console.print(f"pruned: MACs {record['macs_before'] / 1e9:.3f} G -> {record['macs_after'] / 1e9:.3f} G")
+        else:
+            console.print(f"{stage}: val top-1 {record['student_start_top1']:.2%} -> {record['history'][-1]['val_top1']:.2%}")
     size_mb = result.onnx_path.stat().st_size / 1e6
     console.print(f"[green]wrote[/green] {result.onnx_path} ({size_mb:.1f} MB, exported in {result.export_seconds:.1f} s"
                   f"{', simplified' if result.simplified else ''})")
     console.print(f"parity vs PyTorch: {result.parity.summary()}")
     if result.int8:
-        _print_int8(result.folder, result.int8)
+        _print_int8(result)
     for note in result.notes:
-        style = "bold red" if "SLOWER" in note else None
-        console.print(f"note: {note}", style=style)
+        console.print(f"note: {note}")
+    if result.int8_slower:
+        latency = result.int8_latency
+        console.print(f"INT8 IS SLOWER THAN FP32 on this CPU ({latency.int8_ms:.2f} ms vs {latency.fp32_ms:.2f} ms): "
+                      "deploy the FP32 model or another runtime", style="bold red")
     if result.random_weights:
         _warn_random_weights()
 
 
 def _warn_random_weights() -> None:
-    from deploykit.sources import RANDOM_WEIGHTS_WARNING
+    from deploykit.recipes.ref import RANDOM_WEIGHTS_WARNING
 
     console.print(f"warning: {RANDOM_WEIGHTS_WARNING}", style="bold yellow")
 
 
-def _print_int8(folder: Path, int8: dict) -> None:
-    calibration, latency, check = int8["calibration"], int8["latency_ort_cpu"], int8["check_vs_fp32"]
-    path = folder / "model.int8.onnx"
-    console.print(f"[green]wrote[/green] {path} ({path.stat().st_size / 1e6:.1f} MB, {int8['qdq_nodes']} Q/DQ nodes, "
+def _print_int8(result) -> None:
+    int8, latency, check = result.int8, result.int8_latency, result.int8.check
+    calibration, path = int8.calibration, result.int8_path
+    console.print(f"[green]wrote[/green] {path} ({path.stat().st_size / 1e6:.1f} MB, {int8.qdq_nodes} Q/DQ nodes, "
                   f"{calibration['samples']} calibration samples, {calibration['method']}, cache {calibration['cache']}, "
-                  f"{int8['biases_corrected']} biases corrected)")
-    console.print(f"INT8 vs FP32 on {check['samples']} held-out images: mean cosine {check['mean_cosine']:.4f}, "
-                  f"FP32 top-1 in INT8 top-5 {check['fp32_top1_in_int8_top5']:.1%}, top-1 agreement {check['top1_agreement']:.1%}")
-    if check["fp32_top1"] is not None:
-        console.print(f"top-1 on {check['val_images']} labelled images: FP32 {check['fp32_top1']:.2%}, INT8 {check['int8_top1']:.2%} "
-                      f"(drop {check['drop_points']:.2f} points)")
-    for layer in int8["kept_fp32_by_fallback"]:
-        console.print(f"kept in FP32: {layer['output']} (adds {layer['error_jump']:.3f} relative activation error)")
-    console.print(f"ORT CPU latency, batch {latency['batch']}: FP32 {latency['fp32_ms']:.2f} ms, INT8 {latency['int8_ms']:.2f} ms "
-                  f"([bold]{latency['int8_speedup']:.2f}x[/bold])")
+                  f"{int8.biases_corrected} biases corrected)")
+    console.print(f"INT8 vs FP32 on {check.samples} held-out images: mean cosine {check.mean_cosine:.4f}, "
+                  f"FP32 top-1 in INT8 top-5 {check.fp32_top1_in_int8_top5:.1%}, top-1 agreement {check.top1_agreement:.1%}")
+    if check.fp32_top1 is not None:
+        console.print(f"top-1 on {check.val_images} labelled images: FP32 {check.fp32_top1:.2%}, INT8 {check.int8_top1:.2%} "
+                      f"(drop {check.drop_points:.2f} points)")
+    for layer in int8.kept_fp32:
+        console.print(f"kept in FP32: {layer.output} (adds {layer.error_jump:.3f} relative activation error)")
+    console.print(f"ORT CPU latency, batch {latency.batch}: FP32 {latency.fp32_ms:.2f} ms, INT8 {latency.int8_ms:.2f} ms "
+                  f"([bold]{latency.speedup:.2f}x[/bold])")
 
 
 def _square(size: tuple[int, int] | None) -> int | None:
@@ -270,43 +264,23 @@ def _square(size: tuple[int, int] | None) -> int | None:
 @_tolerance_options
 def compare_command(a: str, b: str, input_size: int | None, images: Path, no_images: bool, per_layer: bool,
                     layer_tolerance: float, json_path: Path | None, rel_error: float, min_cosine: float, min_top1: float) -> None:
-    """Compare outputs of A and B (a model name, NAME:CHECKPOINT, an .onnx file or an export folder).
+    """Compare outputs of A and B (a model name, NAME:CHECKPOINT, NAME:TAG, an .onnx file or an export folder).
 
     Exits with code 1 when parity fails.
     """
-    from deploykit.export.onnx import load_onnx
-    from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD
-    from deploykit.parity import compare_runners, first_divergent, parity_inputs, per_layer_diffs
-    from deploykit.sources import resolve_source
+    from deploykit.recipes.compare import CompareConfig, compare
 
-    first, second = resolve_source(a, input_size), resolve_source(b, input_size)
-    fixed = {s.input_size for s in (first, second) if s.onnx_path is not None}
-    if len(fixed) == 1:  # a PyTorch side takes the size the ONNX side was exported at
-        first.input_size = second.input_size = fixed.pop()
-    if first.input_size != second.input_size:
-        raise DeployKitError(f"{a} takes {first.input_size}x{first.input_size} inputs but {b} takes "
-                             f"{second.input_size}x{second.input_size}; pass --input-size")
-    spec = first.spec or second.spec
-    preprocess = Preprocess.for_model(spec, first.input_size) if spec else Preprocess(first.input_size, first.input_size,
-                                                                                      IMAGENET_MEAN, IMAGENET_STD)
-    inputs = parity_inputs(preprocess, image_dir=None if no_images else images)
-    report = compare_runners(first.runner(), second.runner(), inputs, Tolerances(rel_error, min_cosine, min_top1))
-    console.print(f"{a} vs {b}: {report.summary()}")
-    if first.random_weights or second.random_weights:
+    config = CompareConfig(input_size=input_size, images=None if no_images else images, per_layer=per_layer,
+                           layer_tolerance=layer_tolerance, tolerances=Tolerances(rel_error, min_cosine, min_top1))
+    result = compare(a, b, config)
+    console.print(f"{a} vs {b}: {result.parity.summary()}")
+    if result.random_weights:
         _warn_random_weights()
-    payload = {"a": a, "b": b, "parity": report.as_dict()}
-    if per_layer:
-        torch_side, onnx_side = (first, second) if first.model is not None else (second, first)
-        if torch_side.model is None or onnx_side.onnx_path is None:
-            raise DeployKitError("--per-layer compares a PyTorch model with an ONNX file: give one of each")
-        diffs = per_layer_diffs(torch_side.model, load_onnx(onnx_side.onnx_path), inputs)
-        culprit = first_divergent(diffs, layer_tolerance)
-        _print_layers(diffs, culprit, layer_tolerance)
-        payload["layers"] = [d.as_dict() for d in diffs]
-        payload["first_divergent"] = culprit.name if culprit else None
+    if result.layers is not None:
+        _print_layers(result.layers, result.first_divergent, layer_tolerance)
     if json_path:
-        atomic_write_json(json_path, payload)
-    if not report.passed or (per_layer and payload["first_divergent"]):
+        atomic_write_json(json_path, result.as_dict())
+    if not result.passed:
         raise SystemExit(1)
 
 
@@ -355,7 +329,7 @@ def bench_command(models, engine, device, precision, batches, threads, target, p
     """
     from deploykit.bench.machine import machine_info
     from deploykit.bench.report import to_markdown
-    from deploykit.bench.run import BenchConfig, run_benchmark
+    from deploykit.recipes.bench import BenchConfig, run_benchmark
 
     preset = get_preset(target, presets) if target else None
     config = BenchConfig(
@@ -475,25 +449,17 @@ def build_engine_command(onnx_path, engine_path, fp16, min_batch, opt_batch, max
 def prune_command(name, weights, ratio, target_macs, method, global_pruning, round_to, input_size, out) -> None:
     """Prune NAME's channels for real, export it to ONNX with parity, and compare size and latency."""
     from deploykit.compress.prune import PruneConfig
-    from deploykit.compress.recipes import PRUNED, run_prune
-    from deploykit.manifest import write_manifest
-    from deploykit.models import get_spec
-    from deploykit.pipeline import ExportConfig, export
+    from deploykit.recipes.compress import prune_and_export
 
-    spec = get_spec(name)
-    folder = out / spec.name
     config = PruneConfig(ratio=ratio, target_macs=target_macs * 1e9 if target_macs else None, method=method,
                          global_pruning=global_pruning, round_to=round_to)
-    with console.status(f"pruning {spec.name}..."):
-        report = run_prune(spec.name, weights, config, folder, input_size)
-    with console.status("exporting the pruned model to ONNX..."):
-        result = export(ExportConfig(spec.name, out=out, weights=str(folder / PRUNED), input_size=report["input_size"]))
-    write_manifest(folder, {"prune": report}, files=["model.onnx", PRUNED])
-    console.print(f"params {report['params_before']:,} -> {report['params_after']:,}, MACs {report['macs_before'] / 1e9:.3f} G -> "
-                  f"{report['macs_after'] / 1e9:.3f} G ({report['mac_reduction']:.0%} fewer)")
-    console.print(f"torch CPU latency, batch 1: {report['torch_cpu_ms_before']:.2f} ms -> {report['torch_cpu_ms_after']:.2f} ms "
-                  f"([bold]{report['speedup']:.2f}x[/bold])")
-    console.print(f"[green]wrote[/green] {folder / PRUNED} and {result.onnx_path}; parity vs PyTorch: {result.parity.summary()}")
+    with console.status(f"pruning {name}..."):
+        report, result = prune_and_export(name, weights, config, out, input_size)
+    console.print(f"params {report.params_before:,} -> {report.params_after:,}, MACs {report.macs_before / 1e9:.3f} G -> "
+                  f"{report.macs_after / 1e9:.3f} G ({report.mac_reduction:.0%} fewer)")
+    console.print(f"torch CPU latency, batch 1: {report.torch_cpu_ms_before:.2f} ms -> {report.torch_cpu_ms_after:.2f} ms "
+                  f"([bold]{report.speedup:.2f}x[/bold])")
+    console.print(f"[green]wrote[/green] {result.folder / 'pruned.pth'} and {result.onnx_path}; parity vs PyTorch: {result.parity.summary()}")
 
 
 def _distill_options(command):
@@ -512,7 +478,7 @@ def _distill_options(command):
 
 
 @cli.command("distill")
-@click.option("--teacher", required=True, help="NAME:CHECKPOINT of the trained teacher.")
+@click.option("--teacher", required=True, help="The trained teacher: NAME:CHECKPOINT, NAME:IMAGENET1K_V1 or an export folder.")
 @click.option("--student", required=True, help="NAME, NAME:CHECKPOINT or a folder written by `deploykit prune`.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True)
 @click.option("--alpha", type=click.FloatRange(0, 1), default=0.9, show_default=True, help="Weight of the soft (teacher) loss.")
@@ -520,7 +486,7 @@ def _distill_options(command):
 def distill_command(teacher, student, temperature, alpha, data, epochs, lr, batch_size, seed, input_size, out, resume) -> None:
     """Distil a teacher into a student (Hinton KD). Under torchrun, trains with DistributedDataParallel."""
     from deploykit.compress.distill import DistillConfig
-    from deploykit.compress.recipes import run_distill
+    from deploykit.recipes.compress import run_distill
 
     config = DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, lr=lr, batch_size=batch_size, seed=seed)
     _print_training(run_distill(student, teacher, data, config, out, input_size, resume))
@@ -532,20 +498,20 @@ def distill_command(teacher, student, temperature, alpha, data, epochs, lr, batc
 def train_command(model, data, epochs, lr, batch_size, seed, input_size, out, resume) -> None:
     """Train MODEL (NAME, NAME:CHECKPOINT or a pruned folder) on labelled data, e.g. a teacher for distill."""
     from deploykit.compress.distill import DistillConfig
-    from deploykit.compress.recipes import run_distill
+    from deploykit.recipes.compress import run_distill
 
     config = DistillConfig(epochs=epochs, alpha=0.0, lr=lr, batch_size=batch_size, seed=seed)
     _print_training(run_distill(model, None, data, config, out, input_size, resume))
 
 
-def _print_training(result: dict) -> None:
-    if result["world_size"] > 1 and os.environ.get("RANK", "0") != "0":
+def _print_training(result) -> None:
+    if result.world_size > 1 and os.environ.get("RANK", "0") != "0":
         return
-    for record in result["history"]:
+    for record in result.history:
         console.print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val top-1 {record['val_top1']:.2%}")
-    teacher = f", teacher {result['teacher_top1']:.2%}" if result["teacher_top1"] is not None else ""
-    console.print(f"val top-1: start {result['student_start_top1']:.2%} -> {result['history'][-1]['val_top1']:.2%}{teacher}")
-    console.print(f"[green]wrote[/green] {result['student']}")
+    teacher = f", teacher {result.teacher_top1:.2%}" if result.teacher_top1 is not None else ""
+    console.print(f"val top-1: start {result.student_start_top1:.2%} -> {result.history[-1]['val_top1']:.2%}{teacher}")
+    console.print(f"[green]wrote[/green] {result.student}")
 
 
 def main() -> None:

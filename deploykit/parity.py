@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess, find_images, load_images
+from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess, evenly_spaced, find_images, load_images
 from deploykit.runtime.base import Runner, padded_batches
 
 if TYPE_CHECKING:
@@ -107,9 +107,7 @@ def parity_inputs(preprocess: Preprocess, random_count: int = 4, image_dir: Path
     shape = (random_count, 3, preprocess.size, preprocess.size)
     batches = [rng.standard_normal(shape, dtype=np.float32)]
     if image_dir is not None and Path(image_dir).is_dir() and image_count:
-        paths = find_images(image_dir)
-        picked = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, min(image_count, len(paths)))]
-        batches.append(load_images(picked, preprocess))
+        batches.append(load_images(evenly_spaced(find_images(image_dir), image_count), preprocess))
     return np.concatenate(batches)
 
 

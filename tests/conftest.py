@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from deploykit.compress.train import fit_classifier
+from deploykit.compress.distill import train_classifier
 from deploykit.data.digits import load_digits
 from deploykit.models import get_model
 
@@ -45,7 +45,7 @@ def train_on_digits(tmp_path_factory):
             kwargs, size, epochs, lr = RECIPES[name]
             folder = tmp_path_factory.mktemp(f"digits_{name}")
             train_split, test = load_digits(size=size)
-            model = fit_classifier(get_model(name, seed=0, **kwargs), train_split.images, train_split.labels, epochs=epochs, lr=lr)
+            model = train_classifier(get_model(name, seed=0, **kwargs), train_split.images, train_split.labels, epochs=epochs, lr=lr)
             with torch.no_grad():
                 accuracy = float((model(torch.from_numpy(test.images)).argmax(1).numpy() == test.labels).mean())
             torch.save(model.state_dict(), folder / "weights.pth")

@@ -1,1 +1,1 @@
-"""Model compression passes: INT8 quantization (and, later, pruning and distillation)."""
+"""Model compression passes as functions: structured pruning, distillation and training, INT8 quantization."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,8 +20,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from deploykit.compress.pruned import pruned_state
+from deploykit.bench.accuracy import topk_accuracy
+from deploykit.data import load_labelled_folder
 from deploykit.errors import DeployKitError
+from deploykit.models.pruned import pruned_state
 from deploykit.io import atomic_write_bytes, atomic_write_json
 
 CHECKPOINT = "last.pth"
@@ -50,7 +53,6 @@ class Dataset:
 def load_dataset(source: str, preprocess, val_fraction: float = 0.1, seed: int = 0) -> Dataset:
     """``digits`` (the built-in real dataset at the model's input size) or a folder of class subfolders,
     split into train and validation (``val_fraction``, stratified by a fixed seed)."""
-    from deploykit.bench.accuracy import load_labelled_folder
     from deploykit.data.digits import NUM_CLASSES, load_digits
 
     if source == "digits":
@@ -142,12 +144,19 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, teacher: nn.Module | None,
 def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
     """Top-1 accuracy of ``model`` in eval mode (the model is left in eval mode)."""
     model.eval()
-    correct = 0
     with torch.inference_mode():
-        for begin in range(0, len(images), batch_size):
-            logits = model(torch.from_numpy(images[begin : begin + batch_size]))
-            correct += int((logits.argmax(1).numpy() == labels[begin : begin + batch_size]).sum())
-    return correct / len(images)
+        logits = [model(torch.from_numpy(images[begin : begin + batch_size])).numpy() for begin in range(0, len(images), batch_size)]
+    return topk_accuracy(np.concatenate(logits), labels, 1)
+
+
+def train_classifier(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int = 3, lr: float = 0.05,
+                     batch_size: int = 64, seed: int = 0) -> nn.Module:
+    """Supervised training on in-memory arrays, returned in eval mode: ``distill`` without a teacher or files to keep."""
+    data = Dataset(images, labels, images[:batch_size], labels[:batch_size], int(labels.max()) + 1)
+    config = DistillConfig(epochs=epochs, alpha=0.0, lr=lr, batch_size=batch_size, seed=seed)
+    with tempfile.TemporaryDirectory(prefix="deploykit-train-") as out:
+        distill(model, None, data, config, Path(out), {"in_memory": True}, resume=False)
+    return model.eval()
 
 
 def weights_digest(model: nn.Module) -> str:

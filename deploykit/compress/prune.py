@@ -15,6 +15,7 @@ from torch import nn
 
 from deploykit.choices import PRUNE_METHODS
 from deploykit.errors import DeployKitError
+from deploykit.models.layers import classifier_layer
 from deploykit.profile import count_params, profile_model
 
 
@@ -40,11 +41,12 @@ class PruneResult:
     macs_after: int
 
 
-def prune_model(model: nn.Module, input_shape: tuple[int, int, int, int], config: PruneConfig, num_classes: int,
+def prune_model(model: nn.Module, input_shape: tuple[int, int, int, int], config: PruneConfig,
                 data: torch.Tensor | None = None) -> PruneResult:
     """Prune ``model`` in place and return it with its size before and after.
 
-    ``data`` (a batch of real inputs) drives the Taylor importance; without it, random inputs do.
+    The classifier layer keeps its outputs (one per class); ``data`` (a batch of real inputs) drives the
+    Taylor importance, random inputs otherwise.
     """
     import torch_pruning as tp
 
@@ -63,7 +65,7 @@ def prune_model(model: nn.Module, input_shape: tuple[int, int, int, int], config
     pruner = tp.pruner.MetaPruner(
         model, example, importance=importance, global_pruning=config.global_pruning,
         pruning_ratio=config.ratio if config.ratio else 0.95, iterative_steps=steps,
-        ignored_layers=classifier_layers(model, num_classes), round_to=config.round_to,
+        ignored_layers=[classifier_layer(model)], round_to=config.round_to,
     )
     for _ in range(steps):
         if config.method == "taylor":
@@ -87,12 +89,6 @@ def _check(config: PruneConfig) -> None:
         raise DeployKitError(f"--target-macs must be positive, got {config.target_macs}")
     if config.method not in PRUNE_METHODS:
         raise DeployKitError(f"unknown pruning method {config.method!r}; choose one of {', '.join(PRUNE_METHODS)}")
-
-
-def classifier_layers(model: nn.Module, num_classes: int) -> list[nn.Module]:
-    """Layers whose outputs are the class scores (Linear or 1x1 Conv with num_classes outputs): never pruned."""
-    return [m for m in model.modules()
-            if (isinstance(m, nn.Linear) and m.out_features == num_classes) or (isinstance(m, nn.Conv2d) and m.out_channels == num_classes)]
 
 
 def _drop_aux_heads(model: nn.Module) -> None:

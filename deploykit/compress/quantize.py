@@ -15,13 +15,9 @@ re-quantized from the cached statistics.
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
-import io
-import logging
 import os
 import tempfile
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,10 +27,11 @@ import onnx
 from deploykit.choices import CALIBRATION_METHODS, INT8_TARGETS
 from deploykit.compress.bias_correction import correct_biases
 from deploykit.compress.calibrate import ROBUST_METHODS, ActivationStats, collect_stats, write_ort_ranges
-from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess
+from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
 from deploykit.data.calibration import calibration_hash, load_samples
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
+from deploykit.quiet import quiet
 from deploykit.parity import run_all
 from deploykit.runtime.base import padded_batches
 from deploykit.runtime.ort_runner import OrtRunner, run_with_intermediates
@@ -167,8 +164,6 @@ def load_quantization_data(config: QuantizeConfig, preprocess: Preprocess) -> Qu
     holdout = load_samples(config.holdout, preprocess, HOLDOUT_LIMIT, "held-out")
     if config.val is None:
         return QuantizationData(samples, holdout)
-    from deploykit.bench.accuracy import load_labelled_folder
-
     images, labels, _ = load_labelled_folder(config.val, preprocess, VAL_LIMIT)
     return QuantizationData(samples, holdout, images, labels)
 
@@ -385,15 +380,8 @@ def _pre_process(fp32_path: Path, pre_path: Path) -> None:
 
 def _quiet(function, *args) -> None:
     """Run an onnxruntime.quantization step without its log lines and warnings on the console."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            function(*args)
-    finally:
-        root.setLevel(level)
+    with quiet("onnxruntime"):
+        function(*args)
 
 
 class _CalibrationReader:

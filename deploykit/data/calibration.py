@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.data.images import find_images, load_images
+from deploykit.data.images import evenly_spaced, find_images, load_images
 from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 
@@ -20,11 +20,10 @@ def load_samples(source: str | Path, preprocess: Preprocess, limit: int, purpose
     source = Path(source)
     if source.suffix in ARRAY_SUFFIXES or (source.is_dir() and any(p.suffix in ARRAY_SUFFIXES for p in source.iterdir())):
         samples = _load_arrays(source)
-        samples = samples[np.linspace(0, len(samples) - 1, min(limit, len(samples))).astype(int)] if len(samples) else samples
+        samples = np.stack(evenly_spaced(samples, limit)) if len(samples) else samples
     else:
         paths = find_images(source)
-        picked = [paths[int(i)] for i in np.linspace(0, len(paths) - 1, min(limit, len(paths)))]
-        samples = load_images(picked, preprocess)
+        samples = load_images(evenly_spaced(paths, limit), preprocess)
     expected = (3, preprocess.size, preprocess.size)
     if samples.ndim != 4 or samples.shape[1:] != expected:
         raise DeployKitError(

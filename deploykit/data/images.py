@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -10,11 +12,19 @@ from PIL import Image, UnidentifiedImageError
 from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 
+T = TypeVar("T")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 # Package data (rebuilt by calibration/make_default_set.py), so an installed wheel has them too.
 _SETS = Path(__file__).resolve().parent / "sets"
 DEFAULT_CALIBRATION_DIR = _SETS / "calibration"
 DEFAULT_HOLDOUT_DIR = _SETS / "holdout"
+
+
+def evenly_spaced(items: Sequence[T], count: int | None) -> list[T]:
+    """Up to ``count`` items spread evenly over ``items`` (first and last included); all of them for None."""
+    if count is None or count >= len(items):
+        return list(items)
+    return [items[int(i)] for i in np.linspace(0, len(items) - 1, count)] if count > 0 else []
 
 
 def find_images(folder: str | Path) -> list[Path]:

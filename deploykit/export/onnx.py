@@ -8,10 +8,6 @@ reads well in Netron. The names survive simplification and Q/DQ quantization.
 from __future__ import annotations
 
 import ast
-import contextlib
-import io
-import logging
-import warnings
 from pathlib import Path
 
 import onnx
@@ -19,7 +15,8 @@ import torch
 from torch import nn
 
 from deploykit.choices import DEFAULT_OPSET
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, first_line
+from deploykit.quiet import quiet
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -33,22 +30,14 @@ def torch_to_onnx(model: nn.Module, input_shape: tuple[int, int, int, int], opse
     batch, channels, height, width = input_shape
     example = torch.randn(max(batch, 2) if dynamic_batch else batch, channels, height, width)
     dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
-    quiet = io.StringIO()
-    exporter_log = logging.getLogger("torch.onnx")
-    previous_level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            warnings.simplefilter("ignore")
+        with quiet("torch.onnx"):
             program = torch.onnx.export(
                 model, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
                 output_names=[OUTPUT_NAME], dynamic_shapes=dynamic_shapes, verbose=False,
             )
     except Exception as exc:  # the exporter raises many types; all mean "this model/shape did not export"
-        reason = str(exc).strip().splitlines()[0][:240] if str(exc).strip() else type(exc).__name__
-        raise DeployKitError(f"torch.onnx could not export the model at input {list(input_shape)}: {reason}") from exc
-    finally:
-        exporter_log.setLevel(previous_level)
+        raise DeployKitError(f"torch.onnx could not export the model at input {list(input_shape)}: {first_line(exc, 240)}") from exc
     proto = program.model_proto
     name_tensors_by_module(proto)
     return proto
@@ -109,15 +98,14 @@ def check_onnx(model: onnx.ModelProto | bytes) -> None:
     try:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise DeployKitError(f"the exported ONNX graph is invalid: {str(exc).strip().splitlines()[0][:240]}") from exc
+        raise DeployKitError(f"the exported ONNX graph is invalid: {first_line(exc, 240)}") from exc
 
 
 def simplify_onnx(proto: onnx.ModelProto) -> onnx.ModelProto:
     """Constant folding, dead-node removal and operator fusion with onnxslim."""
     import onnxslim
 
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet("onnxslim"):
         return onnxslim.slim(proto)
 
 

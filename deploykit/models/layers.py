@@ -113,3 +113,14 @@ def init_conv_bn_linear(model: nn.Module, linear_std: float | None = 0.01) -> No
         elif isinstance(module, nn.Linear) and linear_std is not None:
             nn.init.normal_(module.weight, 0, linear_std)
             nn.init.zeros_(module.bias)
+
+
+def classifier_layer(model: nn.Module) -> nn.Module:
+    """The layer that outputs the class scores: the last Linear or Conv2d in module order, in every registry model.
+
+    (Auxiliary heads of GoogLeNet/Inception come before it in the order, or are dropped for pruning.)
+    """
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if not layers:
+        raise ValueError("the model has no Linear or Conv2d layer")
+    return layers[-1]

@@ -55,6 +55,7 @@ class ModelSpec:
 
 
 _SPECS: dict[str, ModelSpec] = {}
+DEFAULT_BUILD_SEED = 0  # the weights a pruned checkpoint's architecture is built with before its own are loaded
 
 ALIASES = {
     "mobilenet": "mobilenet_v2",
@@ -103,31 +104,43 @@ def get_spec(name: str) -> ModelSpec:
 
 
 def get_model(name: str, weights: str | None = None, seed: int | None = None, **kwargs: Any) -> nn.Module:
-    """Build a registered model.
+    """Build a registered model, with weights in any format deploykit knows.
 
-    ``weights`` is a checkpoint path, loaded strictly with ``weights_only=True``, or the tag of
-    published weights (``IMAGENET1K_V1``, ``DEFAULT``), fetched once into torch's cache. ``seed``
-    makes the random initialisation reproducible without touching the global RNG state.
+    ``weights`` is the tag of published weights (``IMAGENET1K_V1``, ``DEFAULT``; fetched once into
+    torch's cache), a plain checkpoint (loaded strictly with ``weights_only=True``), or a pruned
+    checkpoint written by ``deploykit prune`` (the architecture narrowed to its widths). The file is
+    read once. ``seed`` makes a random initialisation reproducible without touching the global RNG.
     """
     from deploykit.models.pretrained import fetch_weights, find_weights, is_weights_tag
+    from deploykit.models.pruned import apply_pruned_state, check_pruned_checkpoint, is_pruned_checkpoint
+    from deploykit.models.weights import load_weights, read_checkpoint
 
     spec = get_spec(name)
     kwargs.setdefault("num_classes", spec.num_classes)
     published = find_weights(spec.name, weights) if is_weights_tag(weights) else None
+    path = fetch_weights(published) if published else weights
+    checkpoint = read_checkpoint(path) if path is not None else None
+    if is_pruned_checkpoint(checkpoint):
+        source = check_pruned_checkpoint(checkpoint, path)["source"]
+        if source["name"] != spec.name:
+            raise DeployKitError(f"{path} is a pruned {source['name']}, not a {spec.name}")
+        return apply_pruned_state(_build(spec, DEFAULT_BUILD_SEED, source.get("kwargs", {})), checkpoint)
     for key, value in (published.build_kwargs if published else {}).items():
         kwargs.setdefault(key, value)
+    model = _build(spec, seed, kwargs)
+    if checkpoint is not None:
+        load_weights(model, checkpoint, path, spec.name)
+    return model
+
+
+def _build(spec: ModelSpec, seed: int | None, kwargs: dict[str, Any]) -> nn.Module:
     try:
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            model = spec.builder(**kwargs)
+            return spec.builder(**kwargs)
     except TypeError as exc:
         raise DeployKitError(f"cannot build {spec.name}: {exc}") from exc
-    if weights is not None:
-        from deploykit.models.weights import load_weights
-
-        load_weights(model, fetch_weights(published) if published else weights, spec.name)
-    return model
 
 
 def list_models(pattern: str = "*") -> list[str]:

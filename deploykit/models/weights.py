@@ -1,4 +1,8 @@
-"""Loading checkpoints into registry models: safe unpickling, key remapping, readable mismatches."""
+"""Loading plain checkpoints into registry models: safe unpickling, key remapping, readable mismatches.
+
+Pruned checkpoints are in models/pruned.py, published weights in models/pretrained.py; ``get_model``
+tells them apart by content.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, first_line
 
 # DenseNet checkpoints from before PyTorch 0.4 name "norm1" as "norm.1" (torchvision remaps them too).
 _DENSENET_OLD_KEY = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$")
@@ -17,20 +21,20 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
 _SHOW = 5
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint with ``weights_only=True`` and return its flat state_dict."""
+def read_checkpoint(path: str | Path) -> object:
+    """Read a checkpoint file once, with ``weights_only=True`` (no code from the file runs)."""
     path = Path(path)
     if not path.is_file():
         raise DeployKitError(f"checkpoint {path} does not exist; pass the path of a .pth/.pt file")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types on a bad file; all mean "not a readable checkpoint"
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DeployKitError(
-            f"cannot read checkpoint {path}: {first_line[:200]}; it must be a PyTorch state_dict saved with torch.save"
-        ) from exc
-    if isinstance(checkpoint, dict) and checkpoint.get("format", "").startswith("deploykit-pruned"):
-        raise DeployKitError(f"{path} is a pruned model: load it with deploykit.sources.build_model (or pass it as --weights)")
+        raise DeployKitError(f"cannot read checkpoint {path}: {first_line(exc)}; "
+                             "it must be a PyTorch state_dict saved with torch.save") from exc
+
+
+def state_dict_of(checkpoint: object, path: str | Path) -> dict[str, torch.Tensor]:
+    """The flat state_dict in a checkpoint: unwrapped from training wrappers, keys remapped."""
     for key in _WRAPPER_KEYS:
         if isinstance(checkpoint, dict) and isinstance(checkpoint.get(key), dict):
             checkpoint = checkpoint[key]
@@ -46,9 +50,9 @@ def _remap_key(key: str) -> str:
     return match.group(1) + match.group(2) if match else key
 
 
-def load_weights(model: nn.Module, path: str | Path, name: str) -> None:
-    """Load a checkpoint into ``model`` strictly; any mismatch raises one readable DeployKitError."""
-    state = read_state_dict(path)
+def load_weights(model: nn.Module, checkpoint: object, path: str | Path, name: str) -> None:
+    """Load a checkpoint (as read by ``read_checkpoint``) into ``model`` strictly; any mismatch is one readable error."""
+    state = state_dict_of(checkpoint, path)
     expected = model.state_dict()
     for key in expected:  # checkpoints from before PyTorch 0.4 have no BatchNorm batch counters
         if key.endswith("num_batches_tracked") and key not in state:

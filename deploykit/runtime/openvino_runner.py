@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, first_line
 from deploykit.runtime.base import InputMetadata, Runner
 
 
@@ -47,8 +47,7 @@ class OpenVinoRunner(Runner):
         try:
             self.compiled = core.compile_model(core.read_model(str(self.path)), self.device, config)
         except RuntimeError as exc:
-            first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "unknown error"
-            raise DeployKitError(f"OpenVINO cannot load {self.path} on {self.device}: {first_line}") from exc
+            raise DeployKitError(f"OpenVINO cannot load {self.path} on {self.device}: {first_line(exc)}") from exc
         self.request = self.compiled.create_infer_request()
 
     def input_metadata(self) -> InputMetadata:

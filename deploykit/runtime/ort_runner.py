@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, first_line
 from deploykit.runtime.base import InputMetadata, Runner, padded_batches
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -59,8 +59,7 @@ def create_session(model: str | Path | bytes, providers: list[str], threads: int
         return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         where = "the ONNX model" if isinstance(model, bytes) else f"ONNX file {model}"
-        first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise DeployKitError(f"onnxruntime cannot load {where}: {first_line}; re-export it with `deploykit export`") from exc
+        raise DeployKitError(f"onnxruntime cannot load {where}: {first_line(exc)}; re-export it with `deploykit export`") from exc
 
 
 def run_with_intermediates(proto, names: list[str], inputs: np.ndarray, batch: int | None = None) -> dict[str, np.ndarray]:

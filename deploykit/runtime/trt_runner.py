@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from deploykit.errors import DeployKitError
-from deploykit.export.tensorrt import check_engine_compatible, import_tensorrt
+from deploykit.runtime.trt_engine import check_engine_compatible, import_tensorrt
 from deploykit.runtime.base import InputMetadata, Runner
 
 

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from deploykit.cli import cli
-from deploykit.pipeline import ExportConfig, export
+from deploykit.recipes.export import ExportConfig, export
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 

@@ -13,7 +13,7 @@ from deploykit.compress.quantize import QuantizeConfig, compare_int8
 from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess
 from deploykit.data.calibration import load_samples
 from deploykit.models import get_spec
-from deploykit.pipeline import ExportConfig, export
+from deploykit.recipes.export import ExportConfig, export
 from deploykit.runtime import OrtRunner
 
 CHECKPOINT = "mobilenet_v2-b0353104.pth"
@@ -91,7 +91,7 @@ def test_bias_correction_and_robust_ranges_help(real_int8, tmp_path):
     def cosine(**options):
         config = ExportConfig("mobilenet_v2", out=tmp_path, weights=str(weights),
                               int8=QuantizeConfig(min_cosine=-1.0, min_top5=0.0, **options))
-        return export(config).int8["check_vs_fp32"]["mean_cosine"]
+        return export(config).int8.check.mean_cosine
 
     best = cosine()
     assert cosine(bias_correction=False) < best and cosine(method="minmax") < best

@@ -14,11 +14,12 @@ from deploykit import DeployKitError
 from deploykit.cli import cli
 from deploykit.compress.distill import DistillConfig, distill, evaluate, load_dataset
 from deploykit.compress.prune import PruneConfig, prune_model
-from deploykit.compress.recipes import PRUNED, run_distill, run_prune
+from deploykit.manifest import PRUNED_NAME
+from deploykit.recipes.compress import run_distill, run_prune
 from deploykit.data import Preprocess
 from deploykit.models import get_spec
-from deploykit.pipeline import ExportConfig, export
-from deploykit.sources import build_model
+from deploykit.recipes.export import ExportConfig, export
+from deploykit.recipes.ref import build_model
 
 pytestmark = pytest.mark.xdist_group("digits-train")
 
@@ -33,10 +34,10 @@ pytestmark = pytest.mark.xdist_group("digits-train")
 ])
 def test_pruning_gives_a_smaller_model_that_exports_with_parity(name, size, classes, tmp_path):
     report = run_prune(name, None, PruneConfig(ratio=0.3, round_to=8), tmp_path / name, size)
-    assert report["macs_after"] < report["macs_before"] and report["params_after"] < report["params_before"]
-    model = build_model(name, str(tmp_path / name / PRUNED))
+    assert report.macs_after < report.macs_before and report.params_after < report.params_before
+    model = build_model(name, str(tmp_path / name / PRUNED_NAME))
     assert model(torch.randn(2, 3, size, size)).shape == (2, classes)
-    result = export(ExportConfig(name, out=tmp_path, weights=str(tmp_path / name / PRUNED), input_size=size))
+    result = export(ExportConfig(name, out=tmp_path, weights=str(tmp_path / name / PRUNED_NAME), input_size=size))
     assert result.parity.passed, result.parity.summary()
 
 
@@ -44,23 +45,30 @@ def test_pruned_checkpoint_reloads_exactly_and_safely(tmp_path):
     run_prune("cifar_resnet20", None, PruneConfig(ratio=0.5), tmp_path, 32)
     original = build_model("cifar_resnet20")
     x = torch.randn(3, 3, 32, 32)
-    a = build_model("cifar_resnet20", str(tmp_path / PRUNED))
-    b = build_model("cifar_resnet20", str(tmp_path / PRUNED))
+    a = build_model("cifar_resnet20", str(tmp_path / PRUNED_NAME))
+    b = build_model("cifar_resnet20", str(tmp_path / PRUNED_NAME))
     assert torch.equal(a(x), b(x)) and not torch.allclose(a(x), original(x))
-    checkpoint = torch.load(tmp_path / PRUNED, weights_only=True)  # plain tensors and numbers
+    checkpoint = torch.load(tmp_path / PRUNED_NAME, weights_only=True)  # plain tensors and numbers
     assert checkpoint["widths"]["layer1.0.conv1"]["out_channels"] == 8
 
 
 def test_target_macs_reaches_half(tmp_path):
     model = build_model("cifar_resnet56")
-    result = prune_model(model, (1, 3, 32, 32), PruneConfig(target_macs=0.5 * 125.75e6, method="taylor"), 10)
+    result = prune_model(model, (1, 3, 32, 32), PruneConfig(target_macs=0.5 * 125.75e6, method="taylor"))
     assert result.macs_after <= 0.5 * result.macs_before and result.macs_after > 0.3 * result.macs_before
 
 
 def test_classifier_output_is_never_pruned():
     model = build_model("squeezenet1_1")
-    prune_model(model, (1, 3, 64, 64), PruneConfig(ratio=0.5, method="l1"), 1000)
+    prune_model(model, (1, 3, 64, 64), PruneConfig(ratio=0.5, method="l1"))
     assert model.classifier[1].out_channels == 1000
+
+
+def test_layers_as_wide_as_the_class_count_are_still_pruned():
+    """With 64 classes, a ResNet's 64-wide convolutions are ordinary layers; only the classifier is kept."""
+    model = build_model("resnet18", num_classes=64)
+    prune_model(model, (1, 3, 64, 64), PruneConfig(ratio=0.5))
+    assert model.fc.out_features == 64 and model.conv1.out_channels == 32 and model.layer1[0].conv1.out_channels == 32
 
 
 @pytest.mark.parametrize("config, message", [
@@ -71,7 +79,7 @@ def test_classifier_output_is_never_pruned():
 ])
 def test_bad_prune_options(config, message):
     with pytest.raises(DeployKitError, match=message):
-        prune_model(build_model("cifar_resnet20"), (1, 3, 32, 32), config, 10)
+        prune_model(build_model("cifar_resnet20"), (1, 3, 32, 32), config)
 
 
 def test_prune_cli_reports_sizes_latency_and_parity(tmp_path):
@@ -80,7 +88,7 @@ def test_prune_cli_reports_sizes_latency_and_parity(tmp_path):
     text = " ".join(result.output.split())
     assert "MACs" in text and "torch CPU latency" in text and "PASS" in text
     manifest = json.loads((tmp_path / "cifar_resnet20" / "manifest.json").read_text())
-    assert manifest["prune"]["mac_reduction"] > 0.5 and set(manifest["files"]) == {"model.onnx", PRUNED}
+    assert manifest["prune"]["mac_reduction"] > 0.5 and set(manifest["files"]) == {"model.onnx", PRUNED_NAME}
 
 
 def test_distillation_improves_the_student(train_on_digits, tmp_path):
@@ -99,13 +107,13 @@ def test_interrupted_run_resumes_where_it_stopped(train_on_digits, tmp_path):
     teacher = train_on_digits("cifar_resnet20")
     args = ("cifar_resnet20", f"cifar_resnet20:{teacher.weights}", "digits")
     first = run_distill(*args, DistillConfig(epochs=1, lr=0.1), tmp_path, input_size=16)
-    assert [r["epoch"] for r in first["history"]] == [1]
+    assert [r["epoch"] for r in first.history] == [1]
     # Same run asked for 2 epochs: the checkpoint belongs to a different config, so it is refused...
     with pytest.raises(DeployKitError, match="different run"):
         run_distill(*args, DistillConfig(epochs=2, lr=0.1), tmp_path, input_size=16)
     # ...while rerunning the same config after completion picks the finished state up instead of restarting.
     again = run_distill(*args, DistillConfig(epochs=1, lr=0.1), tmp_path, input_size=16)
-    assert again["history"] == first["history"] and again["weights_sha256"] == first["weights_sha256"]
+    assert again.history == first.history and again.weights_sha256 == first.weights_sha256
 
 
 @pytest.mark.parametrize("setup, message", [

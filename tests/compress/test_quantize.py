@@ -11,7 +11,7 @@ from deploykit import DeployKitError
 from deploykit.cli import cli
 from deploykit.compress.quantize import QuantizeConfig
 from deploykit.data import DEFAULT_CALIBRATION_DIR, find_images
-from deploykit.pipeline import ExportConfig, export
+from deploykit.recipes.export import ExportConfig, export
 
 SIZE = 64
 # Tests that use the digits-trained models share one xdist worker, so each model is trained once.
@@ -37,11 +37,11 @@ def test_trained_model_keeps_its_accuracy_in_int8(name, train_on_digits, tmp_pat
     assert trained.fp32_accuracy > 0.4, "the model must have learnt something for agreement to mean anything"
     result = trained_int8_export(trained, tmp_path)
     int8 = result.int8
-    assert int8["check_vs_fp32"]["top1_agreement"] >= 0.99 and int8["check_vs_fp32"]["samples"] >= 200
-    assert int8["check_vs_fp32"]["mean_cosine"] >= 0.99 and int8["gate_applied"] and int8["biases_corrected"] > 10
+    assert int8.check.top1_agreement >= 0.99 and int8.check.samples >= 200
+    assert int8.check.mean_cosine >= 0.99 and int8.gate_applied and int8.biases_corrected > 10
     path = result.folder / "model.int8.onnx"
     graph = onnx.load(str(path)).graph
-    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node} and int8["qdq_nodes"] > 20
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in graph.node} and int8.qdq_nodes > 20
     with OrtRunner(path) as runner:
         int8_accuracy = float((runner.infer(trained.test_images).argmax(1) == trained.test_labels).mean())
     assert int8_accuracy >= trained.fp32_accuracy - 0.01
@@ -60,10 +60,10 @@ def test_depthwise_convolutions_are_quantized(train_on_digits, tmp_path):
 
 
 def test_calibration_cache_is_reused_and_invalidated(tmp_path):
-    assert int8_export("cifar_resnet20", tmp_path).int8["calibration"]["cache"] == "computed"
-    assert int8_export("cifar_resnet20", tmp_path).int8["calibration"]["cache"] == "reused"
-    assert int8_export("cifar_resnet20", tmp_path, method="percentile").int8["calibration"]["cache"] == "computed"
-    assert int8_export("cifar_resnet20", tmp_path, calib_size=12).int8["calibration"]["cache"] == "computed"
+    assert int8_export("cifar_resnet20", tmp_path).int8.calibration["cache"] == "computed"
+    assert int8_export("cifar_resnet20", tmp_path).int8.calibration["cache"] == "reused"
+    assert int8_export("cifar_resnet20", tmp_path, method="percentile").int8.calibration["cache"] == "computed"
+    assert int8_export("cifar_resnet20", tmp_path, calib_size=12).int8.calibration["cache"] == "computed"
     assert len(list((tmp_path / "cifar_resnet20" / "calib-cache").glob("*.json"))) == 5  # auto: 2 range files per key
 
 
@@ -73,7 +73,7 @@ def test_trt_target_is_symmetric(tmp_path):
     zero_points = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("zero_point")}
     assert zero_points and all(z.dtype in (np.int8, np.int32) and not z.any() for z in zero_points.values())
     assert any(z.dtype == np.int8 for z in zero_points.values())
-    assert result.int8["settings"]["activation_symmetric"] is True
+    assert result.int8.settings["activation_symmetric"] is True
 
 
 def test_exclude_keeps_layers_in_fp32(tmp_path):
@@ -82,7 +82,7 @@ def test_exclude_keeps_layers_in_fp32(tmp_path):
     fc = next(n for n in graph.node if n.op_type == "Gemm")
     weight_producers = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     assert fc.input[1] not in weight_producers
-    assert len(result.int8["excluded_by_user"]) > 3
+    assert len(result.int8.excluded) > 3
 
 
 def test_fallback_keeps_sensitive_layers_and_says_which(trained_digits, tmp_path):
@@ -100,9 +100,9 @@ def test_fallback_keeps_sensitive_layers_and_says_which(trained_digits, tmp_path
         assert (folder / "model.onnx").is_file() and not (folder / "model.int8.onnx").exists()
         assert json.loads((folder / "manifest.json").read_text())["int8"]["check_vs_fp32"]["passed"] is False
     else:
-        kept = result.int8["kept_fp32_by_fallback"]
-        assert kept and all(k["error_jump"] > 0 for k in kept)
-        assert result.int8["check_vs_fp32"]["mean_cosine"] >= 0.995
+        kept = result.int8.kept_fp32
+        assert kept and all(k.error_jump > 0 for k in kept)
+        assert result.int8.check.mean_cosine >= 0.995
 
 
 def test_sensitivity_blames_the_layer_whose_input_range_is_wrong(trained_digits, tmp_path):

@@ -11,10 +11,10 @@ from onnx import numpy_helper
 from deploykit.cli import cli
 from deploykit.export.onnx import load_onnx
 from deploykit.parity import first_divergent, parity_inputs, per_layer_diffs
-from deploykit.pipeline import ExportConfig, export
+from deploykit.recipes.export import ExportConfig, export
 from deploykit.data import Preprocess
 from deploykit.models import get_spec
-from deploykit.sources import build_model
+from deploykit.recipes.ref import build_model
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 
 from deploykit.io import sha256_file
 from deploykit.models import get_spec, list_models
-from deploykit.pipeline import ExportConfig, export
+from deploykit.recipes.export import ExportConfig, export
 
 # One model per family runs at its full input size; the rest at a small valid resolution.
 FULL_SIZE = {"alexnet", "vgg11", "googlenet", "resnet50", "preact_resnet18", "cifar_resnet20", "resnext50_32x4d",
@@ -42,7 +42,7 @@ def test_dynamic_batch_gives_same_outputs_at_batch_1_and_4(tmp_path):
     import torch
 
     from deploykit.runtime import OrtRunner
-    from deploykit.sources import build_model
+    from deploykit.recipes.ref import build_model
 
     result = export(ExportConfig("resnet18", out=tmp_path, input_size=64, dynamic_batch=True))
     assert any("batch 1 vs 4" in note for note in result.notes)

@@ -12,7 +12,7 @@ from deploykit.cli import cli
 from deploykit.io import sha256_file
 from deploykit.models import get_model
 from deploykit.parity import Tolerances
-from deploykit.pipeline import ExportConfig, export
+from deploykit.recipes.export import ExportConfig, export
 
 
 def run(*args):

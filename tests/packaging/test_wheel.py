@@ -44,19 +44,23 @@ def wheel_venv(tmp_path_factory) -> Path:
 pytestmark = pytest.mark.xdist_group("wheel")
 
 
+def without_pythonpath() -> dict:
+    """This environment minus PYTHONPATH, so only the wheel's venv decides what `import deploykit` finds."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 def test_wheel_ships_the_default_image_sets(wheel_venv):
     code = ("import deploykit, deploykit.data as d; print(deploykit.__file__); "
             "print(len(list(d.DEFAULT_CALIBRATION_DIR.glob('*.jpg'))), len(list(d.DEFAULT_HOLDOUT_DIR.glob('*.jpg'))))")
     lines = subprocess.run([wheel_venv / "bin" / "python", "-c", code], capture_output=True, text=True, check=True,
-                           cwd=wheel_venv).stdout.split("\n")
+                           cwd=wheel_venv, env=without_pythonpath()).stdout.split("\n")
     assert lines[0].startswith(str(wheel_venv)), f"imported {lines[0]}, not the wheel"
     assert lines[1] == "70 33"
 
 
 def test_installed_wheel_exports_int8_from_an_unrelated_folder(wheel_venv, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     proc = subprocess.run([wheel_venv / "bin" / "deploykit", "export", "mobilenet_v2", "--int8", "--input-size", "96", "96"],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+                          capture_output=True, text=True, cwd=tmp_path, env=without_pythonpath(), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "deploykit-out" / "mobilenet_v2" / "model.int8.onnx").is_file()
     assert "Traceback" not in proc.stderr

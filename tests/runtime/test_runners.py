@@ -4,7 +4,7 @@ import pytest
 from deploykit import DeployKitError
 from deploykit.export.onnx import torch_to_onnx
 from deploykit.runtime import OrtRunner, TorchRunner
-from deploykit.sources import build_model
+from deploykit.recipes.ref import build_model
 
 
 @pytest.fixture(scope="module")

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.bench.accuracy import load_labelled_folder, topk_accuracy
+from deploykit.bench.accuracy import topk_accuracy
 from deploykit.bench.latency import measure_latency
 from deploykit.compress.quantize import QuantizeConfig
-from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess
+from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
-from deploykit.manifest import read_manifest
-from deploykit.models import ModelSpec, get_spec
+from deploykit.manifest import INT8_NAME, ONNX_NAME, ExportFolder
 from deploykit.models.pretrained import find_weights, is_weights_tag
 from deploykit.parity import compare_logits, parity_inputs, run_all
+from deploykit.recipes.export import ExportConfig, export
+from deploykit.recipes.ref import ModelRef, parse_model_ref
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
-from deploykit.sources import build_model
 
 ORT_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
                  "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
@@ -55,24 +55,23 @@ class BenchConfig:
 
 @dataclass
 class Subject:
-    """What is benchmarked: its spec, weights, and the FP32/INT8 ONNX files once exported."""
+    """What is benchmarked: the model reference, and the export folder holding its ONNX files once exported."""
 
-    label: str
-    spec: ModelSpec
-    weights: str | None
+    ref: ModelRef
     folder: Path | None = None
+
+    @property
+    def spec(self):
+        return self.ref.spec
 
 
 def resolve_subject(text: str) -> Subject:
-    path = Path(text)
-    if path.is_dir():
-        manifest = read_manifest(path)
-        if not manifest:
-            raise DeployKitError(f"{path} has no manifest.json; give a model name or a folder written by `deploykit export`")
-        record = manifest["model"]["weights"]
-        return Subject(text, get_spec(manifest["model"]["name"]), record.get("tag") or record.get("path"), path)
-    name, _, weights = text.partition(":")
-    return Subject(text, get_spec(name), weights or None)
+    ref = parse_model_ref(text)
+    if ref.spec is None:
+        raise DeployKitError(f"{text} is an ONNX file with no manifest beside it; bench it from its export folder, "
+                             "or give NAME, NAME:CHECKPOINT or NAME:IMAGENET1K_V1")
+    folder = ref.onnx_path.parent if ref.manifest is not None and ref.onnx_path is not None else None
+    return Subject(ref, folder)
 
 
 def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
@@ -84,9 +83,9 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
     subject = resolve_subject(text)
     spec = subject.spec
     size = _input_size(subject)
-    published = find_weights(spec.name, subject.weights) if is_weights_tag(subject.weights) else None
+    published = find_weights(spec.name, subject.ref.weights) if is_weights_tag(subject.ref.weights) else None
     preprocess = Preprocess.for_model(spec, size, published)
-    reference_model = build_model(spec.name, subject.weights)
+    reference_model = subject.ref.build()
     if config.data is not None:
         images, labels, _ = load_labelled_folder(config.data, preprocess, config.data_limit)
     else:
@@ -106,11 +105,11 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
             stats = measure_latency(lambda: runner.infer(x), batch=batch, warmup=config.warmup, runs=config.runs,
                                     warmup_seconds=config.warmup_seconds)
             row = {
-                "model": spec.name, "subject": subject.label, "engine": config.engine, "device": config.device,
+                "model": spec.name, "subject": subject.ref.text, "engine": config.engine, "device": config.device,
                 "precision": config.precision, "threads": config.threads or torch.get_num_threads(), "input": size,
                 **stats.as_dict(), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "agreement_top1": agreement.top1_agreement, "agreement_min_cosine": agreement.min_cosine,
-                "random_weights": subject.weights is None,
+                "random_weights": subject.ref.random_weights,
             }
             if config.device == "cuda":
                 row["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -124,7 +123,7 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
 
 def _input_size(subject: Subject) -> int:
     if subject.folder is not None:
-        return int(read_manifest(subject.folder)["input"]["shape"][-1])
+        return ExportFolder(subject.folder).read().input.size
     return subject.spec.input_size
 
 
@@ -132,7 +131,7 @@ def _make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
     if config.engine == "torch":
         if config.precision == "int8":
             raise DeployKitError("the torch engine runs fp32 or fp16; INT8 runs on ort, openvino or trt")
-        model = build_model(subject.spec.name, subject.weights)
+        model = subject.ref.build()
         return TorchRunner(model, (3, size, size), device=config.device, precision=config.precision,
                            channels_last=config.channels_last, compile=config.compile, cuda_graphs=config.cuda_graphs,
                            name=f"torch-{config.device}-{config.precision}")
@@ -147,7 +146,8 @@ def _make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
 
         return OpenVinoRunner(onnx_path, threads=config.threads, name=f"openvino-{config.precision}")
     if config.engine == "trt":
-        from deploykit.export.tensorrt import EngineConfig, build_engine, check_engine_compatible
+        from deploykit.export.tensorrt import EngineConfig, build_engine
+        from deploykit.runtime.trt_engine import check_engine_compatible
         from deploykit.runtime.trt_runner import TensorRTRunner
 
         engine_path = onnx_path.with_suffix(".engine")
@@ -165,20 +165,18 @@ def _make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
 def _onnx_for(subject: Subject, config: BenchConfig) -> Path:
     """The ONNX file for the requested precision, exported (with a dynamic batch) when not at hand."""
     if config.engine == "trt":
-        from deploykit.export.tensorrt import gpu_identity, import_tensorrt
+        from deploykit.runtime.trt_engine import gpu_identity, import_tensorrt
 
         import_tensorrt()
         gpu_identity()
-    name = "model.int8.onnx" if config.precision == "int8" else "model.onnx"
+    name = INT8_NAME if config.precision == "int8" else ONNX_NAME
     if subject.folder is not None:
         path = subject.folder / name
         if not path.is_file():
             raise DeployKitError(f"{subject.folder} has no {name}; export it with `deploykit export {subject.spec.name}"
                                  f"{' --int8' if config.precision == 'int8' else ''} --dynamic-batch`")
         return path
-    from deploykit.pipeline import ExportConfig, export
-
     int8 = QuantizeConfig(target="trt" if config.engine == "trt" else "cpu") if config.precision == "int8" else None
-    result = export(ExportConfig(subject.spec.name, out=config.out, weights=subject.weights, dynamic_batch=True, int8=int8))
+    result = export(ExportConfig(subject.ref.text, out=config.out, dynamic_batch=True, int8=int8))
     subject.folder = result.folder
     return result.folder / name

@@ -1,7 +1,8 @@
 """The export recipe: build -> ONNX -> check -> simplify -> verify -> [INT8] -> write, with the manifest.
 
 Everything is staged in a temporary folder inside the output folder and moved into place only when
-every requested stage succeeded, so a failed export leaves the previous good one untouched.
+every requested stage succeeded, so a failed export leaves the previous good one untouched. When
+INT8 fails its accuracy gate the FP32 export, which passed parity, is still published.
 """
 
 from __future__ import annotations
@@ -15,27 +16,28 @@ from pathlib import Path
 import numpy as np
 
 from deploykit.bench.latency import measure_latency
-from deploykit.compress.quantize import Int8GateError, QuantizeConfig, load_quantization_data, quantize_int8
+from deploykit.choices import DEFAULT_OPSET
+from deploykit.compress.quantize import Int8GateError, QuantizeConfig, QuantizeResult, load_quantization_data, quantize_int8
 from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess
 from deploykit.errors import DeployKitError
-from deploykit.choices import DEFAULT_OPSET
 from deploykit.export.onnx import INPUT_NAME, OUTPUT_NAME, check_onnx, simplify_onnx, torch_to_onnx
 from deploykit.io import ensure_writable_dir, sha256_file
-from deploykit.manifest import write_manifest
-from deploykit.models import get_spec
+from deploykit.manifest import INT8_NAME, ONNX_NAME, ExportFolder, InputRecord, Manifest, ModelRecord, WeightsRecord
 from deploykit.models.pretrained import PublishedWeights, find_weights, is_weights_tag, weights_file
 from deploykit.parity import ParityReport, Tolerances, compare_logits, compare_runners, parity_inputs, run_all
+from deploykit.recipes.ref import DEFAULT_SEED, parse_model_ref
 from deploykit.runtime import OrtRunner, TorchRunner
-from deploykit.sources import DEFAULT_SEED, build_model
 
-ONNX_NAME = "model.onnx"
-INT8_NAME = "model.int8.onnx"
 CALIBRATION_CACHE = "calib-cache"
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """Options of ``deploykit export``; each maps to one command-line option."""
+    """Options of ``deploykit export``; each maps to one command-line option.
+
+    ``name`` is any model reference that names an architecture (``resnet50``, ``resnet50:ckpt.pth``,
+    ``resnet50:IMAGENET1K_V2``, a pruned folder); ``weights`` is ``--weights``.
+    """
 
     name: str
     out: Path = Path("deploykit-out")
@@ -51,32 +53,63 @@ class ExportConfig:
     model_kwargs: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LatencyComparison:
+    """FP32 and INT8 batch latency on ONNX Runtime CPU, measured back to back in one run."""
+
+    batch: int
+    fp32_ms: float
+    int8_ms: float
+
+    @property
+    def speedup(self) -> float:
+        return self.fp32_ms / self.int8_ms
+
+    def as_dict(self) -> dict:
+        return {"batch": self.batch, "fp32_ms": round(self.fp32_ms, 3), "int8_ms": round(self.int8_ms, 3),
+                "int8_speedup": round(self.speedup, 2)}
+
+
 @dataclass
 class ExportResult:
     folder: Path
-    onnx_path: Path
     parity: ParityReport
     simplified: bool
     export_seconds: float
     notes: list[str]
-    int8: dict | None = None
-    random_weights: bool = False
+    random_weights: bool
+    int8: QuantizeResult | None = None
+    int8_latency: LatencyComparison | None = None
+    stages: dict = field(default_factory=dict)  # compression stages run before the export (recipes.compress)
+
+    @property
+    def onnx_path(self) -> Path:
+        return ExportFolder(self.folder).onnx_path
+
+    @property
+    def int8_path(self) -> Path:
+        return ExportFolder(self.folder).int8_path
+
+    @property
+    def int8_slower(self) -> bool:
+        return self.int8_latency is not None and self.int8_latency.speedup < 1.0
 
 
 def export(config: ExportConfig) -> ExportResult:
     """Export a registry model to ONNX and write it only if it matches PyTorch within tolerance."""
-    spec = get_spec(config.name)
+    ref = parse_model_ref(config.name).with_weights(config.weights)
+    spec = ref.spec
     size = config.input_size or spec.input_size
     if size < spec.min_input_size:
         raise DeployKitError(f"{spec.name} needs inputs of at least {spec.min_input_size}x{spec.min_input_size}, got {size}")
     if config.batch < 1:
         raise DeployKitError(f"--batch must be at least 1, got {config.batch}")
-    published = find_weights(spec.name, config.weights) if is_weights_tag(config.weights) else None
+    published = find_weights(spec.name, ref.weights) if is_weights_tag(ref.weights) else None
     preprocess = Preprocess.for_model(spec, size, published)
     quantization_data = load_quantization_data(config.int8, preprocess) if config.int8 else None
-    folder = ensure_writable_dir(Path(config.out) / spec.name)
-    checkpoint = weights_file(spec.name, config.weights)  # published weights are fetched here, once
-    model = build_model(spec.name, config.weights, **config.model_kwargs)
+    folder = ExportFolder(ensure_writable_dir(Path(config.out) / spec.name))
+    checkpoint = weights_file(spec.name, ref.weights)  # published weights are fetched here, once
+    model = ref.build(**config.model_kwargs)
     started = time.perf_counter()
     proto = torch_to_onnx(model, (config.batch, 3, size, size), config.opset, config.dynamic_batch)
     export_seconds = time.perf_counter() - started
@@ -99,74 +132,64 @@ def export(config: ExportConfig) -> ExportResult:
         notes.append(_check_batch_consistency(serialized, inputs))
 
     gate_failure: Int8GateError | None = None
-    with tempfile.TemporaryDirectory(dir=folder, prefix=".export-") as staging:
+    quantized: QuantizeResult | None = None
+    latency: LatencyComparison | None = None
+    with tempfile.TemporaryDirectory(dir=folder.path, prefix=".export-") as staging:
         staged = Path(staging) / ONNX_NAME
         staged.write_bytes(serialized)
-        int8_entry = None
         if quantization_data is not None:
             try:
                 quantized = quantize_int8(staged, Path(staging) / INT8_NAME, quantization_data, config.int8,
-                                          folder / CALIBRATION_CACHE, enforce_gate=checkpoint is not None)
+                                          folder.path / CALIBRATION_CACHE, enforce_gate=checkpoint is not None)
             except Int8GateError as exc:  # the FP32 export passed parity: it is still published
                 gate_failure = exc
             else:
                 latency = compare_latency(staged, quantized.path, (1 if config.dynamic_batch else config.batch, 3, size, size))
-                if latency["int8_speedup"] < 1.0:
-                    quantized.notes.append(f"INT8 IS SLOWER THAN FP32 on this CPU ({latency['int8_ms']:.2f} ms vs "
-                                           f"{latency['fp32_ms']:.2f} ms): deploy the FP32 model or another runtime")
-                int8_entry = {**quantized.manifest_entry(), "latency_ort_cpu": latency}
                 notes += quantized.notes
-        os.replace(staged, folder / ONNX_NAME)
-        if int8_entry is not None:
-            os.replace(Path(staging) / INT8_NAME, folder / INT8_NAME)
-        elif (folder / INT8_NAME).exists():
-            (folder / INT8_NAME).unlink()  # quantized from an older FP32 export: stale
+        os.replace(staged, folder.onnx_path)
+        if quantized is not None:
+            os.replace(quantized.path, folder.int8_path)
+            quantized.path = folder.int8_path
+        elif folder.int8_path.exists():
+            folder.int8_path.unlink()  # quantized from an older FP32 export: stale
             notes.append(f"removed the stale {INT8_NAME} of the previous export")
-    files = [ONNX_NAME] + ([INT8_NAME] if int8_entry else [])
-    updates = {
-        "model": {
-            "name": spec.name, "family": spec.family, "num_classes": config.model_kwargs.get("num_classes", spec.num_classes),
-            "builder_kwargs": config.model_kwargs,
-            "weights": _weights_record(checkpoint, published),
-        },
-        "input": {
-            "name": INPUT_NAME, "output": OUTPUT_NAME, "layout": "NCHW", "dtype": "float32",
-            "shape": ["batch" if config.dynamic_batch else config.batch, 3, size, size],
-            "mean": list(preprocess.mean), "std": list(preprocess.std), "resize": preprocess.resize,
-            "interpolation": preprocess.interpolation,
-        },
+    sections = {
         "export": {"opset": config.opset, "exporter": "torch.onnx (dynamo)", "simplified": simplified,
                    "dynamic_batch": config.dynamic_batch, "seconds": round(export_seconds, 2), "notes": notes},
         "parity": {ONNX_NAME: {"reference": "pytorch", **parity.as_dict()}},
     }
-    if int8_entry:
-        updates["int8"] = int8_entry
+    if quantized is not None:
+        sections["int8"] = {**quantized.manifest_entry(), "latency_ort_cpu": latency.as_dict()}
     elif gate_failure is not None:
-        updates["int8"] = {"failed": str(gate_failure), "check_vs_fp32": gate_failure.check.as_dict()}
-    write_manifest(folder, updates, files=files, fresh=True)
+        sections["int8"] = {"failed": str(gate_failure), "check_vs_fp32": gate_failure.check.as_dict()}
+    record = ModelRecord(spec.name, spec.family, config.model_kwargs.get("num_classes", spec.num_classes),
+                         _weights_record(checkpoint, published), {**(ref.builder_kwargs or {}), **config.model_kwargs})
+    inputs_record = InputRecord(shape=["batch" if config.dynamic_batch else config.batch, 3, size, size],
+                                mean=list(preprocess.mean), std=list(preprocess.std), resize=preprocess.resize,
+                                interpolation=preprocess.interpolation, name=INPUT_NAME, output=OUTPUT_NAME)
+    folder.write(Manifest(record, inputs_record, sections=sections), [ONNX_NAME] + ([INT8_NAME] if quantized else []))
     if gate_failure is not None:
-        raise DeployKitError(f"{gate_failure} The FP32 export passed parity and was written to {folder / ONNX_NAME}; "
+        raise DeployKitError(f"{gate_failure} The FP32 export passed parity and was written to {folder.onnx_path}; "
                              f"no {INT8_NAME} was written")
-    return ExportResult(folder, folder / ONNX_NAME, parity, simplified, export_seconds, notes, int8_entry, checkpoint is None)
+    return ExportResult(folder.path, parity, simplified, export_seconds, notes, checkpoint is None, quantized, latency)
 
 
-def _weights_record(checkpoint: Path | None, published: PublishedWeights | None) -> dict:
+def _weights_record(checkpoint: Path | None, published: PublishedWeights | None) -> WeightsRecord:
     if checkpoint is None:
-        return {"path": None, "seed": DEFAULT_SEED, "random": True}
-    record = {"path": str(checkpoint), "sha256": sha256_file(checkpoint), "random": False}
-    if published:
-        record |= {"tag": published.tag, "source": published.source, "url": published.url,
-                   "published_top1": published.top1, "published_top5": published.top5}
-    return record
+        return WeightsRecord(seed=DEFAULT_SEED, random=True)
+    if published is None:
+        return WeightsRecord(path=str(checkpoint), sha256=sha256_file(checkpoint))
+    return WeightsRecord(path=str(checkpoint), sha256=sha256_file(checkpoint), tag=published.tag, source=published.source,
+                         url=published.url, published_top1=published.top1, published_top5=published.top5)
 
 
-def compare_latency(fp32_path: Path, int8_path: Path, shape: tuple[int, ...], runs: int = 50) -> dict:
+def compare_latency(fp32_path: Path, int8_path: Path, shape: tuple[int, ...], runs: int = 50) -> LatencyComparison:
     """Batch latency of the FP32 and INT8 files on ONNX Runtime CPU, measured back to back in this run."""
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     with OrtRunner(fp32_path) as fp32, OrtRunner(int8_path) as int8:
         fp32_ms = measure_latency(lambda: fp32.infer(x), batch=shape[0], runs=runs, max_seconds=5).p50_ms
         int8_ms = measure_latency(lambda: int8.infer(x), batch=shape[0], runs=runs, max_seconds=5).p50_ms
-    return {"batch": shape[0], "fp32_ms": round(fp32_ms, 3), "int8_ms": round(int8_ms, 3), "int8_speedup": round(fp32_ms / int8_ms, 2)}
+    return LatencyComparison(shape[0], fp32_ms, int8_ms)
 
 
 def _check_batch_consistency(serialized: bytes, inputs: np.ndarray) -> str:

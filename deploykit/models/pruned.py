@@ -7,10 +7,10 @@ layer to the saved widths and loads the tensors strictly.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
+
+from deploykit.errors import DeployKitError
 
 FORMAT = "deploykit-pruned/1"
 _WIDTH_ATTRIBUTES = {
@@ -34,9 +34,30 @@ def is_pruned_checkpoint(checkpoint: object) -> bool:
     return isinstance(checkpoint, dict) and checkpoint.get("format") == FORMAT
 
 
+def check_pruned_checkpoint(checkpoint: dict, path: object) -> dict:
+    """The pruned checkpoint if it is well-formed; a one-line error naming what is wrong otherwise."""
+    source, widths, state = checkpoint.get("source"), checkpoint.get("widths"), checkpoint.get("state_dict")
+    problems = []
+    if not isinstance(source, dict) or not isinstance(source.get("name"), str) or not isinstance(source.get("kwargs", {}), dict):
+        problems.append("no 'source' with the original model's name")
+    if not isinstance(widths, dict) or not all(isinstance(w, dict) and all(isinstance(v, int) for v in w.values())
+                                               for w in widths.values()):
+        problems.append("no 'widths' of integer layer sizes")
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        problems.append("no 'state_dict' of tensors")
+    if problems:
+        raise DeployKitError(f"{path} says it is a pruned checkpoint but has {', '.join(problems)}; prune again with `deploykit prune`")
+    return checkpoint
+
+
 def apply_pruned_state(model: nn.Module, checkpoint: dict) -> nn.Module:
     """Narrow ``model`` (freshly built from ``checkpoint['source']``) to the saved widths and load the weights."""
     modules = dict(model.named_modules())
+    unknown = [name for name in [*checkpoint["widths"], *(k.rpartition(".")[0] for k in checkpoint["state_dict"])]
+               if name not in modules]
+    if unknown:
+        raise DeployKitError(f"the pruned checkpoint names layers {checkpoint['source']['name']} does not have "
+                             f"({', '.join(sorted(set(unknown))[:5])}); prune again with `deploykit prune`")
     for name, attributes in checkpoint["widths"].items():
         for attr, value in attributes.items():
             setattr(modules[name], attr, value)
@@ -48,9 +69,9 @@ def apply_pruned_state(model: nn.Module, checkpoint: dict) -> nn.Module:
             module._parameters[tensor_name] = nn.Parameter(torch.empty_like(tensor), requires_grad=tensor.is_floating_point())
         elif tensor_name in module._buffers and module._buffers[tensor_name] is not None:
             module._buffers[tensor_name] = torch.empty_like(tensor)
-    model.load_state_dict(state, strict=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise DeployKitError(f"the pruned checkpoint does not fit {checkpoint['source']['name']}: {str(exc).splitlines()[0]}; "
+                             "prune again with `deploykit prune`") from exc
     return model
-
-
-def load_pruned(path: Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=True)

@@ -1,0 +1,99 @@
+"""`deploykit compare`: two models on the same inputs, and optionally layer by layer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess
+from deploykit.errors import DeployKitError
+from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD
+from deploykit.parity import LayerDiff, ParityReport, Tolerances, compare_runners, first_divergent, parity_inputs, per_layer_diffs
+from deploykit.recipes.ref import ModelRef, parse_model_ref
+from deploykit.runtime import OrtRunner, Runner, TorchRunner
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Options of ``deploykit compare``; each maps to one command-line option."""
+
+    input_size: int | None = None
+    images: Path | None = DEFAULT_CALIBRATION_DIR
+    per_layer: bool = False
+    layer_tolerance: float = 1e-3
+    tolerances: Tolerances = field(default_factory=Tolerances)
+
+
+@dataclass
+class CompareResult:
+    a: str
+    b: str
+    parity: ParityReport
+    random_weights: bool
+    layers: list[LayerDiff] | None = None
+    first_divergent: LayerDiff | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.parity.passed and self.first_divergent is None
+
+    def as_dict(self) -> dict:
+        payload = {"a": self.a, "b": self.b, "parity": self.parity.as_dict()}
+        if self.layers is not None:
+            payload["layers"] = [d.as_dict() for d in self.layers]
+            payload["first_divergent"] = self.first_divergent.name if self.first_divergent else None
+        return payload
+
+
+def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareResult:
+    """Run both references on the same inputs; an ONNX side runs on onnxruntime, a PyTorch side in eager mode."""
+    first, second = parse_model_ref(a), parse_model_ref(b)
+    size = _common_size(first, second, config.input_size)
+    spec = first.spec or second.spec
+    preprocess = Preprocess.for_model(spec, size) if spec else Preprocess(size, size, IMAGENET_MEAN, IMAGENET_STD)
+    inputs = parity_inputs(preprocess, image_dir=config.images)
+    report = compare_runners(_runner(first, size), _runner(second, size), inputs, config.tolerances)
+    result = CompareResult(a, b, report, first.random_weights or second.random_weights)
+    if config.per_layer:
+        from deploykit.export.onnx import load_onnx
+
+        torch_side, onnx_side = (first, second) if first.onnx_path is None else (second, first)
+        if torch_side.onnx_path is not None or onnx_side.onnx_path is None:
+            raise DeployKitError("--per-layer compares a PyTorch model with an ONNX file: give one of each")
+        result.layers = per_layer_diffs(torch_side.build(), load_onnx(onnx_side.onnx_path), inputs)
+        result.first_divergent = first_divergent(result.layers, config.layer_tolerance)
+    return result
+
+
+def _runner(ref: ModelRef, size: int) -> Runner:
+    if ref.onnx_path is not None:
+        return OrtRunner(ref.onnx_path, name=ref.text)
+    return TorchRunner(ref.build(), (3, size, size), name=ref.text)
+
+
+def _common_size(first: ModelRef, second: ModelRef, requested: int | None) -> int:
+    """The input size both sides take: as asked, else the ONNX side's, else the model's default."""
+    if requested:
+        return requested
+    sizes = {s for s in (_onnx_size(first), _onnx_size(second)) if s}
+    if len(sizes) > 1:
+        raise DeployKitError(f"{first.text} and {second.text} take inputs of different sizes {sorted(sizes)}; pass --input-size")
+    if sizes:
+        return sizes.pop()
+    spec = first.spec or second.spec
+    if spec is None:
+        raise DeployKitError("both sides have a dynamic input size and no manifest; pass --input-size")
+    return spec.input_size
+
+
+def _onnx_size(ref: ModelRef) -> int | None:
+    if ref.onnx_path is None:
+        return None
+    if ref.manifest is not None and ref.manifest.input is not None:
+        return ref.manifest.input.size
+    from deploykit.export.onnx import load_onnx
+
+    dims = [d.dim_value or None for d in load_onnx(ref.onnx_path).graph.input[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or not dims[-1]:
+        raise DeployKitError(f"{ref.text} has a dynamic input size and no manifest; pass --input-size")
+    return dims[-1]

@@ -1,0 +1,200 @@
+"""The compression workflows: prune (and export), distil or train, and export after compressing.
+
+Files in, files out: every step writes its checkpoint, and the export folder's manifest records
+each stage.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deploykit.bench.latency import measure_latency
+from deploykit.compress.distill import STUDENT, DistillConfig, distill, evaluate, load_dataset
+from deploykit.compress.prune import PruneConfig, prune_model
+from deploykit.data import Preprocess
+from deploykit.errors import DeployKitError
+from deploykit.io import atomic_write_bytes, ensure_writable_dir
+from deploykit.manifest import ONNX_NAME, PRUNED_NAME, ExportFolder
+from deploykit.models.layers import classifier_layer
+from deploykit.models.pruned import is_pruned_checkpoint, pruned_state
+from deploykit.recipes.export import ExportConfig, ExportResult, export
+from deploykit.recipes.ref import ModelRef, parse_model_ref
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """Sizes and measured torch CPU latency (batch 1) before and after pruning."""
+
+    config: PruneConfig
+    input_size: int
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    torch_cpu_ms_before: float
+    torch_cpu_ms_after: float
+
+    @property
+    def mac_reduction(self) -> float:
+        return 1 - self.macs_after / self.macs_before
+
+    @property
+    def speedup(self) -> float:
+        return self.torch_cpu_ms_before / self.torch_cpu_ms_after
+
+    def as_dict(self) -> dict:
+        config = self.config
+        return {"method": config.method, "ratio": config.ratio, "target_macs": config.target_macs, "global": config.global_pruning,
+                "round_to": config.round_to, **{k: v for k, v in asdict(self).items() if k != "config"},
+                "mac_reduction": round(self.mac_reduction, 4), "speedup": round(self.speedup, 2)}
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """A distillation (or, without a teacher, training) run: the student written, and its history."""
+
+    student: Path
+    history: list[dict]
+    student_start_top1: float
+    teacher_top1: float | None
+    world_size: int
+    weights_sha256: str
+    config: DistillConfig
+    data: str
+    teacher: str | None = None
+
+    def stage_record(self) -> dict:
+        return {"history": self.history, "student_start_top1": self.student_start_top1, "teacher_top1": self.teacher_top1,
+                "config": asdict(self.config), "teacher": self.teacher}
+
+
+@dataclass(frozen=True)
+class Compression:
+    """The compression stages ``deploykit export`` can run before exporting: prune, then distil or fine-tune."""
+
+    prune_ratio: float | None = None
+    teacher: str | None = None
+    data: str | None = None
+    epochs: int = 10
+
+    @property
+    def requested(self) -> bool:
+        return self.prune_ratio is not None or bool(self.teacher) or bool(self.data)
+
+
+def run_prune(reference: str, weights: str | None, config: PruneConfig, folder: Path, input_size: int | None = None) -> PruneReport:
+    """Prune the model ``reference`` names, save ``folder/pruned.pth``; sizes and latency before and after."""
+    ref = parse_model_ref(reference).with_weights(weights)
+    spec = ref.spec
+    size = input_size or spec.input_size
+    ensure_writable_dir(folder)
+    kwargs = {"aux_logits": False} if spec.has_aux_outputs else {}
+    original = ref.build(**kwargs)
+    model = ref.build(**kwargs)
+    num_classes = _classifier_outputs(model)
+    result = prune_model(model, (1, 3, size, size), config)
+    x = torch.randn(1, 3, size, size)
+    with torch.inference_mode():
+        before_ms = measure_latency(lambda: original(x), runs=30, max_seconds=10).p50_ms
+        after_ms = measure_latency(lambda: model(x), runs=30, max_seconds=10).p50_ms
+    source = {"name": spec.name, "kwargs": {**kwargs, "num_classes": num_classes}, "pruned": True, "weights": ref.weights}
+    _save(folder / PRUNED_NAME, pruned_state(model, source))
+    return PruneReport(config, size, result.params_before, result.params_after, result.macs_before, result.macs_after,
+                       round(before_ms, 3), round(after_ms, 3))
+
+
+def prune_and_export(reference: str, weights: str | None, config: PruneConfig, out: Path,
+                     input_size: int | None = None) -> tuple[PruneReport, ExportResult]:
+    """``deploykit prune``: prune, then export the pruned model with parity into the same folder."""
+    name = parse_model_ref(reference).name
+    folder = Path(out) / name
+    report = run_prune(reference, weights, config, folder, input_size)
+    result = export(ExportConfig(f"{name}:{folder / PRUNED_NAME}", out=out, input_size=report.input_size))
+    ExportFolder(folder).update({"prune": report.as_dict()}, files=[ONNX_NAME, PRUNED_NAME])
+    return report, result
+
+
+def run_distill(student: str, teacher: str | None, data_source: str, config: DistillConfig, out: Path,
+                input_size: int | None = None, resume: bool = True) -> TrainingResult:
+    """Distil (or, without a teacher, train) the ``student`` reference on ``data_source``; writes ``out/student.pth``."""
+    student_ref = parse_model_ref(student)
+    spec = student_ref.spec
+    if spec is None:
+        raise DeployKitError(f"the student {student} is an ONNX file; give NAME, NAME:CHECKPOINT or a pruned folder")
+    size = input_size or spec.input_size
+    data = load_dataset(data_source, Preprocess.for_model(spec, size), seed=config.seed)
+    if len(np.unique(data.train_labels)) < 2:
+        raise DeployKitError(f"{data_source} has a single class; training needs at least two")
+    kwargs = {} if student_ref.weights else {"num_classes": data.num_classes, **({"aux_logits": False} if spec.has_aux_outputs else {})}
+    model = student_ref.build(**kwargs)
+    _check_classes(model, data.num_classes, f"student {student}")
+    teacher_model = _teacher(teacher, data.num_classes) if teacher else None
+    start_top1 = evaluate(model, data.val_images, data.val_labels)
+    teacher_top1 = evaluate(teacher_model, data.val_images, data.val_labels) if teacher_model is not None else None
+    ensure_writable_dir(Path(out))
+    source = {"name": spec.name, "kwargs": kwargs, "pruned": _is_pruned(student_ref), "weights": student_ref.weights}
+    result = distill(model, teacher_model, data, config, Path(out), source, resume=resume)
+    return TrainingResult(Path(out) / STUDENT, result["history"], start_top1, teacher_top1, result["world_size"],
+                          result["weights_sha256"], config, data_source, teacher)
+
+
+def compress_and_export(config: ExportConfig, compression: Compression = Compression()) -> ExportResult:
+    """``deploykit export``: the requested compression stages, then the export, each stage in the manifest."""
+    if compression.teacher and not compression.data:
+        raise DeployKitError("--distill-from needs --data (a labelled folder or 'digits')")
+    if not compression.requested:
+        return export(config)
+    ref = parse_model_ref(config.name).with_weights(config.weights)
+    stages_folder = Path(config.out) / ref.name / "stages"
+    stages: dict = {}
+    reference = config.name if config.weights is None else f"{ref.name}:{config.weights}"
+    if compression.prune_ratio is not None:
+        report = run_prune(reference, None, PruneConfig(ratio=compression.prune_ratio), stages_folder / "prune", config.input_size)
+        stages["prune"] = report.as_dict()
+        reference = f"{ref.name}:{stages_folder / 'prune' / PRUNED_NAME}"
+    if compression.data:
+        training = DistillConfig(epochs=compression.epochs, alpha=0.9 if compression.teacher else 0.0)
+        result = run_distill(reference, compression.teacher, compression.data, training, stages_folder / "distill", config.input_size)
+        stages["distill" if compression.teacher else "train"] = result.stage_record()
+        reference = f"{ref.name}:{result.student}"
+    exported = export(replace(config, name=reference, weights=None))
+    ExportFolder(exported.folder).update({"stages": stages})
+    exported.stages = stages
+    return exported
+
+
+def _teacher(reference: str, num_classes: int) -> torch.nn.Module:
+    ref = parse_model_ref(reference)
+    if ref.spec is None or ref.weights is None:
+        raise DeployKitError(f"a teacher needs trained weights: --teacher NAME:CHECKPOINT or NAME:IMAGENET1K_V1, got {reference}")
+    teacher = ref.build(num_classes=num_classes)
+    _check_classes(teacher, num_classes, f"teacher {reference}")
+    return teacher
+
+
+def _check_classes(model: torch.nn.Module, num_classes: int, what: str) -> None:
+    outputs = _classifier_outputs(model)
+    if outputs != num_classes:
+        raise DeployKitError(f"{what} predicts {outputs} classes but the data has {num_classes}")
+
+
+def _classifier_outputs(model: torch.nn.Module) -> int:
+    layer = classifier_layer(model)
+    return layer.out_features if isinstance(layer, torch.nn.Linear) else layer.out_channels
+
+
+def _is_pruned(ref: ModelRef) -> bool:
+    from deploykit.models.weights import read_checkpoint
+
+    return ref.weights is not None and Path(ref.weights).is_file() and is_pruned_checkpoint(read_checkpoint(ref.weights))
+
+
+def _save(path: Path, state: dict) -> None:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())

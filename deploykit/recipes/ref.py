@@ -1,0 +1,135 @@
+"""What a user names as a model, parsed once: the parser behind every command's model argument.
+
+A reference is one of:
+- a registry name or alias (``resnet50``, ``mobilenet``): seeded random weights;
+- ``NAME:CHECKPOINT`` (a plain or pruned checkpoint file) or ``NAME:TAG`` (published weights, ``IMAGENET1K_V1``);
+- an ``.onnx`` file (with the manifest beside it, when there is one);
+- a folder written by ``deploykit export`` or ``deploykit prune``.
+
+A text is a path when it contains a separator, or names something that exists and is no registry
+name; a bare word that is both a registry name and an existing file or folder is refused as ambiguous.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deploykit.errors import DeployKitError
+from deploykit.manifest import ExportFolder, Manifest
+from deploykit.models import ModelSpec, get_spec, resolve_name
+from deploykit.models.pretrained import is_weights_tag
+
+if TYPE_CHECKING:
+    from torch import nn
+
+# Without weights, registry models are built with this seed, so an export and a later
+# `deploykit compare NAME model.onnx` see the same random weights.
+DEFAULT_SEED = 0
+CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".safetensors"}
+RANDOM_WEIGHTS_WARNING = ("random-init weights (no --weights): parity and accuracy figures mean nothing for them; "
+                          "pass --weights IMAGENET1K_V1 (or DEFAULT) or a checkpoint of your own")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed model reference: an architecture with weights, an ONNX file, or both (an export folder)."""
+
+    text: str
+    spec: ModelSpec | None  # None for an ONNX file with no manifest
+    weights: str | None = None  # checkpoint path or published tag; None: seeded random init
+    onnx_path: Path | None = None
+    manifest: Manifest | None = None
+    builder_kwargs: dict | None = None
+
+    @property
+    def has_torch(self) -> bool:
+        return self.spec is not None and (self.onnx_path is None or self.manifest is not None)
+
+    @property
+    def random_weights(self) -> bool:
+        if self.manifest is not None:
+            return self.manifest.model.weights.random
+        return self.spec is not None and self.weights is None
+
+    @property
+    def name(self) -> str:
+        if self.spec is None:
+            raise DeployKitError(f"{self.text} is an ONNX file with no manifest: this command needs a PyTorch model; "
+                                 "give NAME, NAME:CHECKPOINT or NAME:IMAGENET1K_V1")
+        return self.spec.name
+
+    def with_weights(self, weights: str | None) -> ModelRef:
+        """The same architecture with ``--weights`` applied (a reference that names weights keeps them unless given)."""
+        if weights is None:
+            return self
+        if self.weights is not None and self.weights != weights:
+            raise DeployKitError(f"{self.text} already names its weights; drop --weights {weights} or name the model alone")
+        return ModelRef(self.text, self.spec, weights, self.onnx_path, self.manifest, self.builder_kwargs)
+
+    def build(self, **kwargs) -> nn.Module:
+        """The PyTorch model in eval mode: from its checkpoint or tag, or reproducibly initialised."""
+        from deploykit.models import get_model
+
+        name = self.name
+        kwargs = {**(self.builder_kwargs or {}), **kwargs}
+        return get_model(name, weights=self.weights, seed=None if self.weights else DEFAULT_SEED, **kwargs).eval()
+
+
+def parse_model_ref(text: str) -> ModelRef:
+    """Turn a command-line model reference into a ModelRef (nothing is built or loaded yet)."""
+    text = str(text)
+    name, colon, rest = text.partition(":")
+    if colon and not Path(text).exists() and _is_registry_name(name):
+        if not rest:
+            raise DeployKitError(f"{text}: name the weights after the colon, e.g. {name}:IMAGENET1K_V1 or {name}:model.pth")
+        if not is_weights_tag(rest) and not Path(rest).is_file():
+            raise DeployKitError(f"checkpoint {rest} does not exist; pass a checkpoint file or a published tag such as IMAGENET1K_V1")
+        return ModelRef(text, get_spec(name), rest)
+    path = Path(text)
+    if os.sep in text or text.endswith((".onnx", *CHECKPOINT_SUFFIXES)) or (path.exists() and not _is_registry_name(text)):
+        return _path_ref(text, path)
+    if path.exists():
+        raise DeployKitError(f"{text!r} is both a registry model and a file or folder here; write ./{text} for the path, "
+                             f"or {text}:DEFAULT / {text}:CHECKPOINT for the model")
+    return ModelRef(text, get_spec(text))
+
+
+def _path_ref(text: str, path: Path) -> ModelRef:
+    if path.suffix in CHECKPOINT_SUFFIXES:
+        raise DeployKitError(f"a checkpoint needs its architecture: write NAME:{text}, e.g. resnet50:{text}")
+    if not path.exists():
+        raise DeployKitError(f"{text} does not exist; give a model name, NAME:CHECKPOINT, an .onnx file or an export folder")
+    if path.is_dir():
+        folder = ExportFolder(path)
+        manifest = folder.read()
+        spec = get_spec(manifest.model.name)
+        kwargs = dict(manifest.model.builder_kwargs)
+        if folder.pruned_path.is_file():  # written by `deploykit prune`: the pruned checkpoint is the model
+            return ModelRef(text, spec, str(folder.pruned_path), folder.onnx_path if folder.onnx_path.is_file() else None,
+                            manifest, kwargs)
+        if not folder.onnx_path.is_file():
+            raise DeployKitError(f"{path} has a manifest but no {folder.onnx_path.name}; export again")
+        return ModelRef(text, spec, manifest.model.weights.reference, folder.onnx_path, manifest, kwargs)
+    folder = ExportFolder(path.parent)
+    manifest = folder.read() if folder.exists() else None
+    if manifest is not None and path.name not in manifest.files:
+        manifest = None  # a file the folder's manifest does not describe
+    spec = get_spec(manifest.model.name) if manifest else None
+    weights = manifest.model.weights.reference if manifest else None
+    return ModelRef(text, spec, weights, path, manifest, dict(manifest.model.builder_kwargs) if manifest else None)
+
+
+def _is_registry_name(text: str) -> bool:
+    try:
+        resolve_name(text)
+    except DeployKitError:
+        return False
+    return True
+
+
+def build_model(reference: str, weights: str | None = None, **kwargs) -> nn.Module:
+    """The PyTorch model a reference names (with ``--weights`` applied), in eval mode."""
+    return parse_model_ref(reference).with_weights(weights).build(**kwargs)
