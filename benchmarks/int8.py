@@ -148,12 +148,12 @@ def bench_real(name: str, weights: Path, workdir: Path) -> dict:
     quality = {}
     with OrtRunner(fp32) as runner:
         reference = np.concatenate([runner.infer(s[None]) for s in holdout])
-    for name, path in [*files.items(), ("openvino_own_int8_nncf", openvino_own)]:
+    for quantizer, path in [*files.items(), ("openvino_own_int8_nncf", openvino_own)]:
         runner_type = OpenVinoRunner if path.suffix == ".xml" else OrtRunner
         with runner_type(path) as runner:
             logits = np.concatenate([runner.infer(s[None]) for s in holdout])
         check = compare_int8(reference, logits, QuantizeConfig())
-        quality[name] = {"mean_cosine": round(check.mean_cosine, 4), "min_cosine": round(check.min_cosine, 4),
+        quality[quantizer] = {"mean_cosine": round(check.mean_cosine, 4), "min_cosine": round(check.min_cosine, 4),
                          "top1_agreement": f"{round(check.top1_agreement * check.samples)}/{check.samples}",
                          "fp32_top1_in_int8_top5": round(check.fp32_top1_in_int8_top5, 3)}
     x = np.random.default_rng(0).standard_normal((1, *spec.input_shape), dtype=np.float32)

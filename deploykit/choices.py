@@ -7,3 +7,5 @@ CALIBRATION_METHODS = ("auto", "mean-minmax", "minmax", "entropy", "percentile")
 INT8_TARGETS = ("cpu", "trt")
 PRUNE_METHODS = ("l1", "l2", "taylor", "bn-scale")
 DEFAULT_OPSET = 18
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -13,7 +13,7 @@ from rich.table import Table
 # Only light modules at the top: every command imports what it needs (torch, onnx, onnxruntime) itself,
 # so `deploykit --help` and `deploykit list` start at once.
 from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, get_preset, load_presets
-from deploykit.choices import CALIBRATION_METHODS, DEFAULT_OPSET, INT8_TARGETS, PRUNE_METHODS
+from deploykit.choices import CALIBRATION_METHODS, DEFAULT_OPSET, IMAGENET_MEAN, IMAGENET_STD, INT8_TARGETS, PRUNE_METHODS
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess
 from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
@@ -21,6 +21,7 @@ from deploykit.parity import Tolerances
 
 # Piped or captured output gets a wide console, so tables are not cut at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
+MAX_INPUT_SIZE = 4096
 
 
 class UserError(click.ClickException):
@@ -132,8 +133,23 @@ def _tolerance_options(command):
                         help="Maximum abs error, as a fraction of the reference logit range.")(command)
 
 
+def _foreign_onnx_options(command):
+    """--input-size/--mean/--std: preprocessing for an ONNX file with no manifest (ImageNet defaults)."""
+    for option in reversed([
+        click.option("--input-size", type=click.IntRange(min=1, max=MAX_INPUT_SIZE),
+                     help="Square input size of an ONNX file with a dynamic size and no manifest."),
+        click.option("--mean", nargs=3, type=float, default=IMAGENET_MEAN, show_default=True,
+                     help="Per-channel mean for an ONNX file with no manifest."),
+        click.option("--std", nargs=3, type=float, default=IMAGENET_STD, show_default=True,
+                     help="Per-channel std for an ONNX file with no manifest."),
+    ]):
+        command = option(command)
+    return command
+
+
 @cli.command("export")
-@click.argument("name")
+@click.argument("name", required=False)
+@click.option("--module", "module", help="Export your own nn.Module instead: path/to/file.py:function (called with no arguments).")
 @click.option("--weights", help="Published weights (IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT, imagenet) or a checkpoint file; "
               "default: seeded random init, for structure and latency only.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploykit-out"), show_default=True,
@@ -143,6 +159,8 @@ def _tolerance_options(command):
 @click.option("--dynamic-batch", is_flag=True, help="Export with a dynamic batch dimension instead of --batch.")
 @click.option("--input-size", nargs=2, type=click.IntRange(min=1), help="Input height and width (default: the model's).")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxslim when parity holds.")
+@click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (float16 weights and compute), checked against PyTorch.")
+@click.option("--fp16-io", is_flag=True, help="With --fp16: float16 graph inputs and outputs too (default float32).")
 @_tolerance_options
 @click.option("--int8", is_flag=True, help="Also write a calibrated Q/DQ INT8 model (model.int8.onnx).")
 @click.option("--calib", type=click.Path(exists=False, path_type=Path), default=DEFAULT_CALIBRATION_DIR,
@@ -171,8 +189,8 @@ def _tolerance_options(command):
 @click.option("--distill-from", "teacher", help="Then distil from this teacher (NAME:CHECKPOINT) on --data.")
 @click.option("--data", help="Training data for --distill-from or fine-tuning after --prune: a labelled folder or 'digits'.")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Epochs of distillation/fine-tuning.")
-def export_command(name: str, weights: str | None, out: Path, opset: int, batch: int, dynamic_batch: bool,
-                   input_size: tuple[int, int] | None, simplify: bool, rel_error: float, min_cosine: float, min_top1: float,
+def export_command(name: str | None, module: str | None, weights: str | None, out: Path, opset: int, batch: int, dynamic_batch: bool,
+                   input_size: tuple[int, int] | None, simplify: bool, fp16: bool, fp16_io: bool, rel_error: float, min_cosine: float, min_top1: float,
                    int8: bool, calib: Path, calib_size: int, calib_method: str, bias_correction: bool, per_channel: bool,
                    exclude: tuple[str, ...], target: str, int8_min_cosine: float, int8_min_top5: float, val: Path | None,
                    max_drop: float, holdout: Path, prune_ratio: float | None, teacher: str | None,
@@ -194,8 +212,9 @@ def export_command(name: str, weights: str | None, out: Path, opset: int, batch:
     config = ExportConfig(
         name=name, out=out, weights=weights, opset=opset, batch=batch, dynamic_batch=dynamic_batch,
         input_size=_square(input_size), simplify=simplify, tolerances=Tolerances(rel_error, min_cosine, min_top1), int8=quantize,
+        fp16=fp16 or fp16_io, fp16_io=fp16_io, module=module,
     )
-    with console.status(f"exporting {name}..."):
+    with console.status(f"exporting {name or module}..."):
         result = compress_and_export(config, Compression(prune_ratio, teacher, data, epochs))
     for stage, record in result.stages.items():
         if stage == "prune":
@@ -206,6 +225,8 @@ def export_command(name: str, weights: str | None, out: Path, opset: int, batch:
     console.print(f"[green]wrote[/green] {result.onnx_path} ({size_mb:.1f} MB, exported in {result.export_seconds:.1f} s"
                   f"{', simplified' if result.simplified else ''})")
     console.print(f"parity vs PyTorch: {result.parity.summary()}")
+    if result.fp16_parity:
+        console.print(f"[green]wrote[/green] {result.folder / 'model.fp16.onnx'}; FP16 vs PyTorch FP32: {result.fp16_parity.summary()}")
     if result.int8:
         _print_int8(result)
     for note in result.notes:
@@ -321,11 +342,12 @@ def _print_layers(diffs, culprit, tolerance: float) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as JSON.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as CSV.")
 @click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as a Markdown table.")
+@_foreign_onnx_options
 def bench_command(models, engine, device, precision, batches, threads, target, presets, data, runs, warmup, ort_provider,
-                  channels_last, compile_, cuda_graphs, out, json_path, csv_path, md_path) -> None:
+                  channels_last, compile_, cuda_graphs, out, json_path, csv_path, md_path, input_size, mean, std) -> None:
     """Measure latency (p50/p90/p99), throughput, memory and accuracy of MODELS on one backend.
 
-    MODELS are registry names, NAME:CHECKPOINT, or folders written by `deploykit export`.
+    MODELS are model references: NAME, NAME:CHECKPOINT, NAME:TAG, export folders, or any ONNX classifier file.
     """
     from deploykit.bench.machine import machine_info
     from deploykit.bench.report import to_markdown
@@ -338,6 +360,7 @@ def bench_command(models, engine, device, precision, batches, threads, target, p
         batches=_batches(batches) if batches else (preset.batches if preset else (1,)),
         threads=threads or (preset.threads if preset else None), runs=runs, **_warmup(warmup), data=data, out=out,
         ort_provider=ort_provider, channels_last=channels_last, compile=compile_, cuda_graphs=cuda_graphs,
+        input_size=input_size, mean=mean, std=std,
         workspace_gb=(preset.workspace_gb if preset and preset.workspace_gb else 4.0),
     )
     rows = []
@@ -351,7 +374,8 @@ def bench_command(models, engine, device, precision, batches, threads, target, p
     for row in rows:
         top1 = f"{row['accuracy_top1']:.1%}" if "accuracy_top1" in row else "-"
         table.add_row(row["model"], str(row["batch"]), f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}",
-                      f"{row['throughput']:.1f}", f"{row['agreement_top1']:.1%}", top1, f"{row['peak_rss_mb']:.0f}")
+                      f"{row['throughput']:.1f}", "-" if row["agreement_top1"] is None else f"{row['agreement_top1']:.1%}", top1,
+                      f"{row['peak_rss_mb']:.0f}")
     console.print(table)
     if any(row["random_weights"] for row in rows):
         _warn_random_weights()
@@ -399,6 +423,37 @@ def _csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+@cli.command("eval")
+@click.argument("model")
+@click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Labelled folder: one subfolder per class (ImageNet synsets n01440764..., class indices, or names).")
+@click.option("--engine", type=click.Choice(ENGINES), default="ort", show_default=True, help="Backend to evaluate on.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
+@click.option("--workers", type=click.IntRange(0, 16), default=2, show_default=True, help="DataLoader worker processes.")
+@click.option("--limit", type=click.IntRange(min=1), help="Evaluate on this many images, spread over the folder (default: all).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploykit-out"), show_default=True,
+              help="Where models given by name are exported.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the result as JSON.")
+@_foreign_onnx_options
+def eval_command(model, data, engine, precision, batch_size, workers, limit, out, json_path, input_size, mean, std) -> None:
+    """Top-1/top-5 of MODEL (any model reference, or any ONNX classifier) on a labelled folder, streamed."""
+    from deploykit.recipes.eval import EvalConfig, evaluate
+
+    config = EvalConfig(data=data, engine=engine, precision=precision, batch_size=batch_size, workers=workers, limit=limit,
+                        input_size=input_size, mean=tuple(mean), std=tuple(std), out=out)
+    result = evaluate(model, config)
+    table = Table(title=f"{result.model} on {result.engine} ({result.precision})", title_justify="left")
+    for column in ("images", "top-1", "top-5", "classes by", "seconds"):
+        table.add_column(column, justify="right")
+    table.add_row(str(result.images), f"{result.top1:.2%}", f"{result.top5:.2%}", result.class_rule, f"{result.seconds:.1f}")
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}", style="yellow")
+    if json_path:
+        atomic_write_json(json_path, result.as_dict())
 
 
 @cli.command("report")

@@ -24,6 +24,7 @@ from deploykit.io import atomic_write_json, sha256_file
 MANIFEST_NAME = "manifest.json"
 ONNX_NAME = "model.onnx"
 INT8_NAME = "model.int8.onnx"
+FP16_NAME = "model.fp16.onnx"
 PRUNED_NAME = "pruned.pth"
 _TRACKED_PACKAGES = ("deploykit", "torch", "onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt")
 
@@ -128,6 +129,10 @@ class ExportFolder:
     @property
     def int8_path(self) -> Path:
         return self.path / INT8_NAME
+
+    @property
+    def fp16_path(self) -> Path:
+        return self.path / FP16_NAME
 
     @property
     def pruned_path(self) -> Path:

@@ -159,6 +159,37 @@ def per_layer_diffs(model: nn.Module, onnx_proto: onnx.ModelProto, inputs: np.nd
     return diffs
 
 
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear", "Cast"}
+
+
+def onnx_layer_diffs(reference: onnx.ModelProto, candidate: onnx.ModelProto, inputs: np.ndarray) -> list[LayerDiff]:
+    """Compare two ONNX graphs tensor by tensor: the tensors both produce under the same name, in the reference's order.
+
+    Tensors made only by Q/DQ or Cast nodes (the quantizer's and the FP16 converter's plumbing) are skipped, and so
+    is a name whose producing operator differs (the quantizer folds a ReLU into the Conv before it and gives the Conv
+    output the ReLU's name), so an FP32 graph pairs with its own Q/DQ INT8 or FP16 version on the layers they share.
+    """
+    from deploykit.runtime.ort_runner import run_with_intermediates
+
+    def produced(graph: onnx.GraphProto) -> dict[str, str]:
+        return {out: node.op_type for node in graph.node if node.op_type not in QDQ_OPS for out in node.output if out}
+
+    ours, theirs = produced(reference.graph), produced(candidate.graph)
+    shared = [name for name in ours if theirs.get(name) == ours[name]]
+    expected = run_with_intermediates(reference, shared, inputs)
+    actual = run_with_intermediates(candidate, shared, inputs)
+    diffs = []
+    for name in shared:
+        if name not in expected or name not in actual or expected[name].shape != actual[name].shape:
+            continue
+        ref, got = expected[name].astype(np.float32), actual[name].astype(np.float32)
+        if not ref.size or not np.issubdtype(expected[name].dtype, np.floating):
+            continue
+        max_abs = float(np.abs(ref - got).max())
+        diffs.append(LayerDiff(name, ours[name], max_abs / (float(np.abs(ref).max()) or 1.0), max_abs))
+    return diffs
+
+
 def first_divergent(diffs: list[LayerDiff], tolerance: float) -> LayerDiff | None:
     return next((d for d in diffs if d.rel_error > tolerance), None)
 

@@ -10,10 +10,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
 from deploykit.errors import DeployKitError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

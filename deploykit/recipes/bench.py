@@ -8,7 +8,6 @@ accuracy when a labelled folder is given.
 
 from __future__ import annotations
 
-import resource
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,17 +15,21 @@ import numpy as np
 
 from deploykit.bench.accuracy import topk_accuracy
 from deploykit.bench.latency import measure_latency
+from deploykit.bench.memory import peak_rss_mb, reset_peak_rss
 from deploykit.compress.quantize import QuantizeConfig
 from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
+from deploykit.data.preprocess import CROP_FRACTION
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
-from deploykit.manifest import INT8_NAME, ONNX_NAME, ExportFolder
+from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder
 from deploykit.models.pretrained import find_weights, is_weights_tag
+from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
 from deploykit.parity import compare_logits, parity_inputs, run_all
 from deploykit.recipes.export import ExportConfig, export
 from deploykit.recipes.ref import ModelRef, parse_model_ref
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
 
+BENCH_EXPORTS = ".bench-exports"  # OUT/.bench-exports/<key>/NAME: what bench exported for itself
 ORT_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
                  "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
 
@@ -51,6 +54,9 @@ class BenchConfig:
     compile: bool = False
     cuda_graphs: bool = False
     workspace_gb: float = 4.0
+    input_size: int | None = None  # for an ONNX file with no manifest
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
 
 @dataclass
@@ -64,14 +70,52 @@ class Subject:
     def spec(self):
         return self.ref.spec
 
+    @property
+    def foreign_onnx(self) -> bool:
+        """An ONNX file deploykit did not make: no manifest, no PyTorch model to compare with."""
+        return self.ref.spec is None
 
-def resolve_subject(text: str) -> Subject:
+    def input_size(self, requested: int | None = None) -> int:
+        if self.folder is not None and not self.foreign_onnx:
+            return ExportFolder(self.folder).read().input.size
+        if self.foreign_onnx:
+            dims = _onnx_input_dims(self.ref.onnx_path)
+            if dims[-1] is None and not requested:
+                raise DeployKitError(f"{self.ref.text} has a dynamic input size and no manifest; pass --input-size")
+            return requested or dims[-1]
+        return requested or self.spec.input_size
+
+    def num_outputs(self) -> int:
+        """Classes the ONNX file predicts (its output's last dimension)."""
+        from deploykit.export.onnx import load_onnx
+
+        dims = [d.dim_value or None for d in load_onnx(self.ref.onnx_path).graph.output[0].type.tensor_type.shape.dim]
+        if len(dims) != 2 or not dims[1]:
+            raise DeployKitError(f"{self.ref.text} does not output [N, classes] logits (output shape {dims})")
+        return dims[1]
+
+
+def resolve_subject(text: str, allow_bare_onnx: bool = False) -> Subject:
     ref = parse_model_ref(text)
-    if ref.spec is None:
+    if ref.spec is None and not allow_bare_onnx:
         raise DeployKitError(f"{text} is an ONNX file with no manifest beside it; bench it from its export folder, "
                              "or give NAME, NAME:CHECKPOINT or NAME:IMAGENET1K_V1")
     folder = ref.onnx_path.parent if ref.manifest is not None and ref.onnx_path is not None else None
     return Subject(ref, folder)
+
+
+def _onnx_input_dims(path: Path) -> list[int | None]:
+    from deploykit.export.onnx import load_onnx
+
+    graph = load_onnx(path).graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise DeployKitError(f"{path} has {len(inputs)} inputs; deploykit runs image classifiers with one NCHW input")
+    dims = [d.dim_value or None for d in inputs[0].type.tensor_type.shape.dim]
+    if len(dims) != 4 or dims[1] not in (3, None):
+        raise DeployKitError(f"{path} takes input of shape {dims}, not NCHW images [N, 3, H, W]")
+    return dims
 
 
 def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
@@ -80,36 +124,38 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    subject = resolve_subject(text)
-    spec = subject.spec
-    size = _input_size(subject)
-    published = find_weights(spec.name, subject.ref.weights) if is_weights_tag(subject.ref.weights) else None
-    preprocess = Preprocess.for_model(spec, size, published)
-    reference_model = subject.ref.build()
+    subject = resolve_subject(text, allow_bare_onnx=True)
+    size = subject.input_size(config.input_size)
+    preprocess = subject_preprocess(subject, size, config.mean, config.std)
     if config.data is not None:
         images, labels, _ = load_labelled_folder(config.data, preprocess, config.data_limit)
     else:
         images, labels = parity_inputs(preprocess, random_count=0, image_dir=DEFAULT_HOLDOUT_DIR, image_count=32), None
-    with TorchRunner(reference_model, (3, size, size)) as reference:
-        reference_logits = run_all(reference, images, batch_size=16)
-    runner = _make_runner(subject, config, size)
+    reference_logits = None
+    if not subject.foreign_onnx:  # a foreign ONNX file has no PyTorch model to agree with
+        with TorchRunner(subject.ref.build(), (3, size, size)) as reference:
+            reference_logits = run_all(reference, images, batch_size=16)
+    runner = make_runner(subject, config, size)  # may export first: the memory peak below starts after it
     rows = []
     with runner:
         fixed = runner.input_metadata().shape[0]
         logits = run_all(runner, images)
-        agreement = compare_logits(reference_logits, logits)
+        agreement = compare_logits(reference_logits, logits) if reference_logits is not None else None
         for batch in config.batches:
             if fixed is not None and batch != fixed:
                 raise DeployKitError(f"{runner.name} takes a fixed batch of {fixed}; export with --dynamic-batch to bench batch {batch}")
             x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
+            reset_peak_rss()
             stats = measure_latency(lambda: runner.infer(x), batch=batch, warmup=config.warmup, runs=config.runs,
                                     warmup_seconds=config.warmup_seconds)
             row = {
-                "model": spec.name, "subject": subject.ref.text, "engine": config.engine, "device": config.device,
-                "precision": config.precision, "threads": config.threads or torch.get_num_threads(), "input": size,
-                **stats.as_dict(), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "agreement_top1": agreement.top1_agreement, "agreement_min_cosine": agreement.min_cosine,
-                "random_weights": subject.ref.random_weights,
+                "model": subject.spec.name if subject.spec else Path(text).name, "subject": subject.ref.text,
+                "engine": config.engine, "device": config.device, "precision": config.precision,
+                "threads": config.threads or torch.get_num_threads(), "input": size, **stats.as_dict(),
+                "peak_rss_mb": peak_rss_mb(),
+                "agreement_top1": agreement.top1_agreement if agreement else None,
+                "agreement_min_cosine": agreement.min_cosine if agreement else None,
+                "random_weights": subject.ref.random_weights, "preprocessing": "options" if subject.foreign_onnx else "manifest",
             }
             if config.device == "cuda":
                 row["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
@@ -121,13 +167,21 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
     return rows
 
 
-def _input_size(subject: Subject) -> int:
-    if subject.folder is not None:
-        return ExportFolder(subject.folder).read().input.size
-    return subject.spec.input_size
+def subject_preprocess(subject: Subject, size: int, mean: tuple, std: tuple) -> Preprocess:
+    """The model's own preprocessing (its published recipe when it has one), or, for a foreign ONNX file, the options'."""
+    manifest = subject.ref.manifest
+    if subject.foreign_onnx and manifest is not None and manifest.input is not None:  # a user's module exported by deploykit
+        record = manifest.input
+        return Preprocess(size, record.resize, tuple(record.mean), tuple(record.std), record.interpolation)
+    if subject.foreign_onnx:
+        return Preprocess(size, size if size <= 64 else round(size / CROP_FRACTION), tuple(mean), tuple(std))
+    weights = subject.ref.weights
+    published = find_weights(subject.spec.name, weights) if is_weights_tag(weights) else None
+    return Preprocess.for_model(subject.spec, size, published)
 
 
-def _make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
+def make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
+    """The runner for ``config.engine`` and precision: the PyTorch model, or the matching ONNX file (exported when not at hand)."""
     if config.engine == "torch":
         if config.precision == "int8":
             raise DeployKitError("the torch engine runs fp32 or fp16; INT8 runs on ort, openvino or trt")
@@ -169,14 +223,57 @@ def _onnx_for(subject: Subject, config: BenchConfig) -> Path:
 
         import_tensorrt()
         gpu_identity()
-    name = INT8_NAME if config.precision == "int8" else ONNX_NAME
+    name = {"int8": INT8_NAME, "fp16": FP16_NAME}.get(config.precision, ONNX_NAME)
+    if subject.foreign_onnx:
+        if config.precision != "fp32":
+            raise DeployKitError(f"{subject.ref.text} is one ONNX file and runs as it is; drop --precision {config.precision}")
+        return subject.ref.onnx_path
     if subject.folder is not None:
         path = subject.folder / name
         if not path.is_file():
-            raise DeployKitError(f"{subject.folder} has no {name}; export it with `deploykit export {subject.spec.name}"
-                                 f"{' --int8' if config.precision == 'int8' else ''} --dynamic-batch`")
+            flag = {"int8": " --int8", "fp16": " --fp16"}.get(config.precision, "")
+            raise DeployKitError(f"{subject.folder} has no {name}; export it with `deploykit export {subject.spec.name}{flag} "
+                                 "--dynamic-batch`")
         return path
-    int8 = QuantizeConfig(target="trt" if config.engine == "trt" else "cpu") if config.precision == "int8" else None
-    result = export(ExportConfig(subject.ref.text, out=config.out, dynamic_batch=True, int8=int8))
-    subject.folder = result.folder
-    return result.folder / name
+    folder = _matching_export(subject, config, name)
+    if folder is None:  # exported into bench's own folder: another command's files are never replaced
+        int8 = QuantizeConfig(target="trt" if config.engine == "trt" else "cpu") if config.precision == "int8" else None
+        result = export(ExportConfig(subject.ref.text, out=config.out / BENCH_EXPORTS / _export_key(subject), dynamic_batch=True,
+                                     int8=int8, fp16=config.precision == "fp16"))
+        folder = result.folder
+    subject.folder = folder
+    return folder / name
+
+
+def _matching_export(subject: Subject, config: BenchConfig, name: str) -> Path | None:
+    """An earlier export of this very model (name, weights, default input size, dynamic batch) that holds ``name``."""
+    spec = subject.spec
+    candidates = [config.out / spec.name, *sorted((config.out / BENCH_EXPORTS).glob(f"*/{spec.name}"))]
+    for candidate in candidates:
+        folder = ExportFolder(candidate)
+        if not folder.exists() or not (candidate / name).is_file():
+            continue
+        manifest = folder.read()
+        int8 = manifest.sections.get("int8", {}).get("settings", {})
+        if (manifest.model.name == spec.name and _same_weights(manifest.model.weights, subject.ref.weights, spec.name)
+                and manifest.input.size == spec.input_size and manifest.input.dynamic_batch
+                and (name != INT8_NAME or int8.get("target") == ("trt" if config.engine == "trt" else "cpu"))):
+            return candidate
+    return None
+
+
+def _same_weights(record, weights: str | None, model: str) -> bool:
+    if weights is None:
+        return record.random
+    if is_weights_tag(weights):
+        return record.tag == find_weights(model, weights).tag
+    return record.sha256 is not None and Path(weights).is_file() and record.sha256 == sha256_file(Path(weights))
+
+
+def _export_key(subject: Subject) -> str:
+    """A folder name for bench's own export of this model and weights."""
+    import hashlib
+
+    weights = subject.ref.weights
+    identity = "random" if weights is None else weights.upper() if is_weights_tag(weights) else sha256_file(Path(weights))
+    return hashlib.sha256(f"{subject.spec.name}|{identity}".encode()).hexdigest()[:12]

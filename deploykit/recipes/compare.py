@@ -7,8 +7,9 @@ from pathlib import Path
 
 from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess
 from deploykit.errors import DeployKitError
-from deploykit.models.registry import IMAGENET_MEAN, IMAGENET_STD
-from deploykit.parity import LayerDiff, ParityReport, Tolerances, compare_runners, first_divergent, parity_inputs, per_layer_diffs
+from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
+from deploykit.parity import (LayerDiff, ParityReport, Tolerances, compare_runners, first_divergent, onnx_layer_diffs, parity_inputs,
+                              per_layer_diffs)
 from deploykit.recipes.ref import ModelRef, parse_model_ref
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
 
@@ -57,10 +58,13 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
     if config.per_layer:
         from deploykit.export.onnx import load_onnx
 
-        torch_side, onnx_side = (first, second) if first.onnx_path is None else (second, first)
-        if torch_side.onnx_path is not None or onnx_side.onnx_path is None:
-            raise DeployKitError("--per-layer compares a PyTorch model with an ONNX file: give one of each")
-        result.layers = per_layer_diffs(torch_side.build(), load_onnx(onnx_side.onnx_path), inputs)
+        if first.onnx_path is not None and second.onnx_path is not None:
+            result.layers = onnx_layer_diffs(load_onnx(first.onnx_path), load_onnx(second.onnx_path), inputs)
+        else:
+            torch_side, onnx_side = (first, second) if first.onnx_path is None else (second, first)
+            if onnx_side.onnx_path is None:
+                raise DeployKitError("--per-layer compares with an ONNX file: give at least one .onnx file or export folder")
+            result.layers = per_layer_diffs(torch_side.build(), load_onnx(onnx_side.onnx_path), inputs)
         result.first_divergent = first_divergent(result.layers, config.layer_tolerance)
     return result
 

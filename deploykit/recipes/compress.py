@@ -149,6 +149,8 @@ def compress_and_export(config: ExportConfig, compression: Compression = Compres
         raise DeployKitError("--distill-from needs --data (a labelled folder or 'digits')")
     if not compression.requested:
         return export(config)
+    if config.module:
+        raise DeployKitError("--prune/--distill-from/--data work on registry models; export your --module as it is")
     ref = parse_model_ref(config.name).with_weights(config.weights)
     stages_folder = Path(config.out) / ref.name / "stages"
     stages: dict = {}

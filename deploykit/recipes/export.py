@@ -21,14 +21,16 @@ from deploykit.compress.quantize import Int8GateError, QuantizeConfig, QuantizeR
 from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess
 from deploykit.errors import DeployKitError
 from deploykit.export.onnx import INPUT_NAME, OUTPUT_NAME, check_onnx, simplify_onnx, torch_to_onnx
-from deploykit.io import ensure_writable_dir, sha256_file
-from deploykit.manifest import INT8_NAME, ONNX_NAME, ExportFolder, InputRecord, Manifest, ModelRecord, WeightsRecord
+from deploykit.io import atomic_write_bytes, ensure_writable_dir, sha256_file
+from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder, InputRecord, Manifest, ModelRecord, WeightsRecord
 from deploykit.models.pretrained import PublishedWeights, find_weights, is_weights_tag, weights_file
 from deploykit.parity import ParityReport, Tolerances, compare_logits, compare_runners, parity_inputs, run_all
-from deploykit.recipes.ref import DEFAULT_SEED, parse_model_ref
+from deploykit.recipes.ref import DEFAULT_SEED, module_ref, parse_model_ref
 from deploykit.runtime import OrtRunner, TorchRunner
 
 CALIBRATION_CACHE = "calib-cache"
+# float16 keeps about 3 significant digits: logits within 2% of their range, near ties forgiven
+FP16_TOLERANCES = Tolerances(rel_error=2e-2, min_cosine=0.999, min_top1=1.0, near_ties=True)
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class ExportConfig:
     ``resnet50:IMAGENET1K_V2``, a pruned folder); ``weights`` is ``--weights``.
     """
 
-    name: str
+    name: str | None = None
     out: Path = Path("deploykit-out")
     weights: str | None = None
     opset: int = DEFAULT_OPSET
@@ -50,7 +52,10 @@ class ExportConfig:
     tolerances: Tolerances = field(default_factory=Tolerances)
     parity_images: Path | None = DEFAULT_CALIBRATION_DIR
     int8: QuantizeConfig | None = None
+    fp16: bool = False
+    fp16_io: bool = False
     model_kwargs: dict = field(default_factory=dict)
+    module: str | None = None  # path/to/file.py:function, the user's own nn.Module, instead of ``name``
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,7 @@ class ExportResult:
     export_seconds: float
     notes: list[str]
     random_weights: bool
+    fp16_parity: ParityReport | None = None
     int8: QuantizeResult | None = None
     int8_latency: LatencyComparison | None = None
     stages: dict = field(default_factory=dict)  # compression stages run before the export (recipes.compress)
@@ -97,7 +103,9 @@ class ExportResult:
 
 def export(config: ExportConfig) -> ExportResult:
     """Export a registry model to ONNX and write it only if it matches PyTorch within tolerance."""
-    ref = parse_model_ref(config.name).with_weights(config.weights)
+    if (config.name is None) == (config.module is None):
+        raise DeployKitError("give a model NAME or --module path/to/file.py:function, not both or neither")
+    ref = module_ref(config.module) if config.module else parse_model_ref(config.name).with_weights(config.weights)
     spec = ref.spec
     size = config.input_size or spec.input_size
     if size < spec.min_input_size:
@@ -108,7 +116,7 @@ def export(config: ExportConfig) -> ExportResult:
     preprocess = Preprocess.for_model(spec, size, published)
     quantization_data = load_quantization_data(config.int8, preprocess) if config.int8 else None
     folder = ExportFolder(ensure_writable_dir(Path(config.out) / spec.name))
-    checkpoint = weights_file(spec.name, ref.weights)  # published weights are fetched here, once
+    checkpoint = Path(config.module.rpartition(":")[0]) if config.module else weights_file(spec.name, ref.weights)
     model = ref.build(**config.model_kwargs)
     started = time.perf_counter()
     proto = torch_to_onnx(model, (config.batch, 3, size, size), config.opset, config.dynamic_batch)
@@ -130,6 +138,7 @@ def export(config: ExportConfig) -> ExportResult:
         raise DeployKitError(f"the ONNX export of {spec.name} does not match PyTorch, so nothing was written: {parity.summary()}")
     if config.dynamic_batch:
         notes.append(_check_batch_consistency(serialized, inputs))
+    fp16, fp16_parity = _fp16(serialized, reference, inputs, config.fp16_io) if config.fp16 else (None, None)
 
     gate_failure: Int8GateError | None = None
     quantized: QuantizeResult | None = None
@@ -147,6 +156,11 @@ def export(config: ExportConfig) -> ExportResult:
                 latency = compare_latency(staged, quantized.path, (1 if config.dynamic_batch else config.batch, 3, size, size))
                 notes += quantized.notes
         os.replace(staged, folder.onnx_path)
+        if fp16 is not None:
+            atomic_write_bytes(folder.fp16_path, fp16)
+        elif folder.fp16_path.exists():
+            folder.fp16_path.unlink()  # converted from an older FP32 export: stale
+            notes.append(f"removed the stale {FP16_NAME} of the previous export")
         if quantized is not None:
             os.replace(quantized.path, folder.int8_path)
             quantized.path = folder.int8_path
@@ -158,6 +172,9 @@ def export(config: ExportConfig) -> ExportResult:
                    "dynamic_batch": config.dynamic_batch, "seconds": round(export_seconds, 2), "notes": notes},
         "parity": {ONNX_NAME: {"reference": "pytorch", **parity.as_dict()}},
     }
+    if fp16_parity is not None:
+        sections["parity"][FP16_NAME] = {"reference": "pytorch fp32", "io": "float16" if config.fp16_io else "float32",
+                                         **fp16_parity.as_dict()}
     if quantized is not None:
         sections["int8"] = {**quantized.manifest_entry(), "latency_ort_cpu": latency.as_dict()}
     elif gate_failure is not None:
@@ -167,11 +184,26 @@ def export(config: ExportConfig) -> ExportResult:
     inputs_record = InputRecord(shape=["batch" if config.dynamic_batch else config.batch, 3, size, size],
                                 mean=list(preprocess.mean), std=list(preprocess.std), resize=preprocess.resize,
                                 interpolation=preprocess.interpolation, name=INPUT_NAME, output=OUTPUT_NAME)
-    folder.write(Manifest(record, inputs_record, sections=sections), [ONNX_NAME] + ([INT8_NAME] if quantized else []))
+    files = [ONNX_NAME] + ([FP16_NAME] if fp16 is not None else []) + ([INT8_NAME] if quantized else [])
+    folder.write(Manifest(record, inputs_record, sections=sections), files)
     if gate_failure is not None:
         raise DeployKitError(f"{gate_failure} The FP32 export passed parity and was written to {folder.onnx_path}; "
                              f"no {INT8_NAME} was written")
-    return ExportResult(folder.path, parity, simplified, export_seconds, notes, checkpoint is None, quantized, latency)
+    return ExportResult(folder.path, parity, simplified, export_seconds, notes, checkpoint is None, fp16_parity, quantized, latency)
+
+
+def _fp16(serialized: bytes, reference: TorchRunner, inputs: np.ndarray, fp16_io: bool) -> tuple[bytes, ParityReport]:
+    """The FP16 file and its parity against PyTorch FP32; a one-line error when FP16 is too far off."""
+    import onnx
+
+    from deploykit.export.fp16 import to_fp16
+
+    converted = to_fp16(onnx.load_from_string(serialized), fp16_io=fp16_io).SerializeToString()
+    parity = compare_runners(reference, OrtRunner(converted), inputs, FP16_TOLERANCES)
+    if not parity.passed:
+        raise DeployKitError(f"the FP16 model does not match PyTorch FP32 within FP16 tolerances, so nothing was written: "
+                             f"{parity.summary()}")
+    return converted, parity
 
 
 def _weights_record(checkpoint: Path | None, published: PublishedWeights | None) -> WeightsRecord:

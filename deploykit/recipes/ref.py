@@ -13,11 +13,12 @@ name; a bare word that is both a registry name and an existing file or folder is
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, first_line
 from deploykit.manifest import ExportFolder, Manifest
 from deploykit.models import ModelSpec, get_spec, resolve_name
 from deploykit.models.pretrained import is_weights_tag
@@ -43,6 +44,7 @@ class ModelRef:
     onnx_path: Path | None = None
     manifest: Manifest | None = None
     builder_kwargs: dict | None = None
+    factory: Callable[[], nn.Module] | None = None  # a user's own module (``--module file.py:function``)
 
     @property
     def has_torch(self) -> bool:
@@ -50,6 +52,8 @@ class ModelRef:
 
     @property
     def random_weights(self) -> bool:
+        if self.factory is not None:
+            return False  # the user's module brings its own weights
         if self.manifest is not None:
             return self.manifest.model.weights.random
         return self.spec is not None and self.weights is None
@@ -67,12 +71,16 @@ class ModelRef:
             return self
         if self.weights is not None and self.weights != weights:
             raise DeployKitError(f"{self.text} already names its weights; drop --weights {weights} or name the model alone")
+        if self.factory is not None:
+            raise DeployKitError("--weights does not apply to --module: the function builds the model with its weights")
         return ModelRef(self.text, self.spec, weights, self.onnx_path, self.manifest, self.builder_kwargs)
 
     def build(self, **kwargs) -> nn.Module:
         """The PyTorch model in eval mode: from its checkpoint or tag, or reproducibly initialised."""
         from deploykit.models import get_model
 
+        if self.factory is not None:
+            return _call_factory(self.factory, self.text).eval()
         name = self.name
         kwargs = {**(self.builder_kwargs or {}), **kwargs}
         return get_model(name, weights=self.weights, seed=None if self.weights else DEFAULT_SEED, **kwargs).eval()
@@ -97,6 +105,49 @@ def parse_model_ref(text: str) -> ModelRef:
     return ModelRef(text, get_spec(text))
 
 
+def module_ref(text: str) -> ModelRef:
+    """``path/to/file.py:function``: the user's own ``nn.Module``, built by calling ``function()`` (no arguments)."""
+    import importlib.util
+
+    from torch import nn
+
+    from deploykit.models import ModelSpec
+    from deploykit.models.layers import classifier_layer
+
+    path, _, function = str(text).rpartition(":")
+    if not path.endswith(".py") or not function:
+        raise DeployKitError(f"--module takes path/to/file.py:function, got {text!r}")
+    if not Path(path).is_file():
+        raise DeployKitError(f"--module: {path} does not exist")
+    spec = importlib.util.spec_from_file_location(f"deploykit_user_module_{Path(path).stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's code: any error is theirs to fix, reported in one line
+        raise DeployKitError(f"--module: importing {path} failed: {type(exc).__name__}: {first_line(exc)}") from exc
+    factory = getattr(module, function, None)
+    if not callable(factory):
+        raise DeployKitError(f"--module: {path} has no function {function!r}")
+    model = _call_factory(factory, text)
+    head = classifier_layer(model) if any(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules()) else None
+    classes = head.out_features if isinstance(head, nn.Linear) else head.out_channels if head is not None else 1000
+    model_spec = ModelSpec(name=function, family="custom", builder=factory, paper=f"user module {path}", min_input_size=1,
+                           num_classes=classes)
+    return ModelRef(text, model_spec, factory=factory)
+
+
+def _call_factory(factory: Callable, text: str) -> nn.Module:
+    from torch import nn
+
+    try:
+        model = factory()
+    except Exception as exc:  # the user's code
+        raise DeployKitError(f"--module: calling {text}() failed: {type(exc).__name__}: {first_line(exc)}") from exc
+    if not isinstance(model, nn.Module):
+        raise DeployKitError(f"--module: {text}() returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
 def _path_ref(text: str, path: Path) -> ModelRef:
     if path.suffix in CHECKPOINT_SUFFIXES:
         raise DeployKitError(f"a checkpoint needs its architecture: write NAME:{text}, e.g. resnet50:{text}")
@@ -105,7 +156,7 @@ def _path_ref(text: str, path: Path) -> ModelRef:
     if path.is_dir():
         folder = ExportFolder(path)
         manifest = folder.read()
-        spec = get_spec(manifest.model.name)
+        spec = _registered_spec(manifest)
         kwargs = dict(manifest.model.builder_kwargs)
         if folder.pruned_path.is_file():  # written by `deploykit prune`: the pruned checkpoint is the model
             return ModelRef(text, spec, str(folder.pruned_path), folder.onnx_path if folder.onnx_path.is_file() else None,
@@ -117,9 +168,14 @@ def _path_ref(text: str, path: Path) -> ModelRef:
     manifest = folder.read() if folder.exists() else None
     if manifest is not None and path.name not in manifest.files:
         manifest = None  # a file the folder's manifest does not describe
-    spec = get_spec(manifest.model.name) if manifest else None
+    spec = _registered_spec(manifest) if manifest else None
     weights = manifest.model.weights.reference if manifest else None
     return ModelRef(text, spec, weights, path, manifest, dict(manifest.model.builder_kwargs) if manifest else None)
+
+
+def _registered_spec(manifest: Manifest) -> ModelSpec | None:
+    """The registry spec of an exported model; None for a user's own module (family "custom"), known by its ONNX file alone."""
+    return None if manifest.model.family == "custom" else get_spec(manifest.model.name)
 
 
 def _is_registry_name(text: str) -> bool:

@@ -24,7 +24,7 @@ class InputMetadata:
     dtype: np.dtype
 
     def check(self, batch: np.ndarray, runner: str) -> None:
-        if batch.dtype != self.dtype:
+        if batch.dtype != self.dtype and not (batch.dtype == np.float32 and self.dtype == np.float16):
             raise DeployKitError(f"{runner} expects {self.dtype} input, got {batch.dtype}")
         if len(batch.shape) != len(self.shape) or any(want is not None and want != got for want, got in zip(self.shape, batch.shape)):
             wanted = "x".join("N" if d is None else str(d) for d in self.shape)
@@ -48,8 +48,10 @@ class Runner(ABC):
         """Run one float32 NCHW batch and return the logits as a numpy array."""
         if not self.is_loaded:
             raise RuntimeError(f"runner {self.name} used before load()")
-        self.input_metadata().check(batch, self.name)
-        return self.infer_impl(batch)
+        metadata = self.input_metadata()
+        metadata.check(batch, self.name)
+        logits = self.infer_impl(batch.astype(metadata.dtype, copy=False))  # float16 models take a cast batch
+        return logits if logits.dtype == np.float32 else logits.astype(np.float32)
 
     def close(self) -> None:
         if self.is_loaded:

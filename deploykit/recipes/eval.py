@@ -1,0 +1,99 @@
+"""`deploykit eval`: top-1/top-5 of a model on any runner, streamed over a labelled image folder.
+
+Images are decoded and preprocessed in DataLoader worker processes and never held all at once,
+so a folder of any size (ImageNet's 50,000 validation images) runs in bounded memory.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deploykit.data import LabelledImages, evenly_spaced
+from deploykit.errors import DeployKitError
+from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
+from deploykit.parity import run_all
+from deploykit.recipes.bench import BenchConfig, make_runner, resolve_subject, subject_preprocess
+
+MAX_WORKERS = 16
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Options of ``deploykit eval``; each maps to one command-line option."""
+
+    data: Path
+    engine: str = "ort"
+    precision: str = "fp32"
+    batch_size: int = 32
+    workers: int = 2
+    limit: int | None = None
+    input_size: int | None = None  # for an ONNX file with no manifest
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    out: Path = Path("deploykit-out")
+
+
+@dataclass
+class EvalResult:
+    model: str
+    engine: str
+    precision: str
+    images: int
+    top1: float
+    top5: float
+    class_rule: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def evaluate(reference: str, config: EvalConfig) -> EvalResult:
+    """Stream ``config.data`` through the runner and count top-1/top-5 hits."""
+    from torch.utils.data import DataLoader, Subset
+
+    if not 0 <= config.workers <= MAX_WORKERS or config.batch_size < 1:
+        raise DeployKitError(f"--workers must be 0..{MAX_WORKERS} and --batch-size at least 1")
+    subject = resolve_subject(reference, allow_bare_onnx=True)
+    notes: list[str] = []
+    size = subject.input_size(config.input_size)
+    preprocess = subject_preprocess(subject, size, config.mean, config.std)
+    if subject.foreign_onnx:
+        notes.append(f"{reference} has no manifest: preprocessing from options (input {size}, mean {config.mean}, "
+                     f"std {config.std}; ImageNet defaults unless given)")
+        num_classes = subject.num_outputs()
+    else:
+        num_classes = subject.ref.manifest.model.num_classes if subject.ref.manifest else subject.spec.num_classes
+    dataset = LabelledImages(config.data, preprocess, num_classes)
+    if dataset.mapping.warning:
+        notes.append(dataset.mapping.warning)
+    indices = evenly_spaced(range(len(dataset)), config.limit)
+    loader = DataLoader(Subset(dataset, indices), batch_size=config.batch_size, num_workers=config.workers)
+    bench = BenchConfig(engine=config.engine, precision=config.precision, out=config.out, batches=(config.batch_size,))
+    started = time.perf_counter()
+    top1 = top5 = seen = 0
+    with make_runner(subject, bench, size) as runner:
+        for images, labels in _progress(loader, len(indices)):
+            logits = run_all(runner, images.numpy())
+            top = np.argsort(-logits, axis=1)[:, :5]
+            labels = labels.numpy()
+            top1 += int((top[:, 0] == labels).sum())
+            top5 += int((top == labels[:, None]).any(axis=1).sum())
+            seen += len(labels)
+    return EvalResult(subject.ref.text, config.engine, config.precision, seen, top1 / seen, top5 / seen, dataset.mapping.rule,
+                      round(time.perf_counter() - started, 2), notes)
+
+
+def _progress(loader, total: int):
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task(f"evaluating {total} images", total=total)
+        for images, labels in loader:
+            yield images, labels
+            bar.advance(task, len(labels))

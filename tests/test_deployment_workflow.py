@@ -1,0 +1,159 @@
+"""FP16 files, ONNX files deploykit did not make, `deploykit eval`, and exports that bench leaves alone."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from deploykit.cli import cli
+from deploykit.data import class_mapping, imagenet_synsets
+from deploykit.data.digits import load_digits
+from deploykit.recipes.ref import build_model
+
+pytestmark = pytest.mark.xdist_group("digits-train")
+
+
+def run(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result, " ".join(result.output.split())
+
+
+@pytest.fixture(scope="module")
+def trained(train_on_digits, tmp_path_factory):
+    """A digits-trained cifar_resnet20, its labelled test folder (class subfolders 0..9), and a foreign ONNX copy of it."""
+    model = train_on_digits("cifar_resnet20")
+    root = tmp_path_factory.mktemp("workflow")
+    labelled = root / "labelled"
+    _, test = load_digits(size=model.size)
+    for index, (image, label) in enumerate(zip(test.images[:200], test.labels[:200])):
+        pixels = (np.clip(image.transpose(1, 2, 0) * 0.25 + 0.5, 0, 1) * 255).astype(np.uint8)
+        (labelled / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).save(labelled / str(label) / f"{index}.png")
+    # A file deploykit did not make: the legacy TorchScript exporter, another input name, a dynamic batch.
+    foreign = root / "foreign.onnx"
+    net = build_model("cifar_resnet20", str(model.weights))
+    torch.onnx.export(net, (torch.randn(1, 3, model.size, model.size),), str(foreign), dynamo=False, input_names=["pixels"],
+                      output_names=["scores"], dynamic_axes={"pixels": {0: "n"}})
+    return model, labelled, foreign
+
+
+def test_fp16_export_writes_a_checked_float16_file(trained, tmp_path):
+    model, _, _ = trained
+    result, text = run("export", f"cifar_resnet20:{model.weights}", "--fp16", "--dynamic-batch", "--out", tmp_path)
+    assert result.exit_code == 0, text
+    folder = tmp_path / "cifar_resnet20"
+    graph = onnx.load(str(folder / "model.fp16.onnx")).graph
+    weights = [i for i in graph.initializer if i.dims and len(i.dims) == 4]
+    assert weights and all(i.data_type == onnx.TensorProto.FLOAT16 for i in weights)
+    assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 I/O by default
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["parity"]["model.fp16.onnx"]["passed"] and "model.fp16.onnx" in manifest["files"]
+    assert "FP16 vs PyTorch FP32: PASS" in text
+
+
+def test_fp16_io_and_bench_fp16_runs_the_fp16_file(trained, tmp_path):
+    model, _, _ = trained
+    assert run("export", f"cifar_resnet20:{model.weights}", "--fp16-io", "--dynamic-batch", "--out", tmp_path)[0].exit_code == 0
+    folder = tmp_path / "cifar_resnet20"
+    assert onnx.load(str(folder / "model.fp16.onnx")).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    result, text = run("bench", folder, "--engine", "ort", "--precision", "fp16", "--runs", 3, "--warmup", 1,
+                       "--json", tmp_path / "fp16.json")
+    assert result.exit_code == 0, text
+    row = json.loads((tmp_path / "fp16.json").read_text())["results"][0]
+    assert row["precision"] == "fp16" and row["agreement_top1"] > 0.9
+
+
+def test_bench_compare_and_eval_take_a_foreign_onnx(trained, tmp_path):
+    model, labelled, foreign = trained
+    result, text = run("bench", foreign, "--engine", "ort", "--runs", 3, "--warmup", 1, "--input-size", model.size,
+                       "--json", tmp_path / "b.json")
+    assert result.exit_code == 0, text
+    row = json.loads((tmp_path / "b.json").read_text())["results"][0]
+    assert row["agreement_top1"] is None and row["preprocessing"] == "options"
+    result, text = run("compare", f"cifar_resnet20:{model.weights}", foreign, "--input-size", model.size)
+    assert result.exit_code == 0 and "PASS" in text, text
+    result, text = run("eval", foreign, "--data", labelled, "--input-size", model.size, "--workers", 0,
+                       "--mean", 0.5, 0.5, 0.5, "--std", 0.25, 0.25, 0.25, "--json", tmp_path / "e.json")
+    assert result.exit_code == 0, text
+    evaluation = json.loads((tmp_path / "e.json").read_text())
+    assert evaluation["images"] == 200 and evaluation["class_rule"] == "integers"
+    assert evaluation["top1"] >= model.fp32_accuracy - 0.1  # digits preprocessing given by hand: about the trained accuracy
+    assert any("no manifest: preprocessing from options" in note for note in evaluation["notes"])
+
+
+def test_eval_streams_every_image_on_each_runner(trained, tmp_path):
+    model, labelled, _ = trained
+    assert run("export", f"cifar_resnet20:{model.weights}", "--input-size", model.size, model.size, "--int8", "--dynamic-batch", "--out", tmp_path,
+               "--calib", model.calib, "--holdout", model.holdout)[0].exit_code == 0
+    folder = tmp_path / "cifar_resnet20"
+    figures = {}
+    for engine, precision in [("torch", "fp32"), ("ort", "fp32"), ("ort", "int8"), ("openvino", "fp32")]:
+        result, text = run("eval", folder, "--data", labelled, "--engine", engine, "--precision", precision, "--workers", 2,
+                           "--batch-size", 16, "--json", tmp_path / f"{engine}-{precision}.json")
+        assert result.exit_code == 0, text
+        figures[engine, precision] = json.loads((tmp_path / f"{engine}-{precision}.json").read_text())
+        assert figures[engine, precision]["images"] == 200
+    assert figures["torch", "fp32"]["top1"] == pytest.approx(figures["ort", "fp32"]["top1"], abs=0.01)
+    assert figures["ort", "int8"]["top1"] >= figures["ort", "fp32"]["top1"] - 0.05
+
+
+def test_onnx_to_onnx_per_layer_pairs_fp32_with_its_int8_and_fp16(trained, tmp_path):
+    model, _, _ = trained
+    assert run("export", f"cifar_resnet20:{model.weights}", "--input-size", model.size, model.size, "--int8", "--fp16", "--out", tmp_path, "--calib", model.calib,
+               "--holdout", model.holdout)[0].exit_code == 0
+    folder = tmp_path / "cifar_resnet20"
+    for other in ("model.int8.onnx", "model.fp16.onnx"):
+        result, text = run("compare", folder / "model.onnx", folder / other, "--per-layer", "--layer-tolerance", 1.0,
+                           "--rel-error", 1.0, "--min-cosine", 0.9, "--min-top1", 0.5, "--json", tmp_path / "l.json")
+        assert result.exit_code == 0, text
+        layers = json.loads((tmp_path / "l.json").read_text())["layers"]
+        assert len(layers) >= 10 and {"Conv"} <= {layer["kind"] for layer in layers}
+        assert not any("QuantizeLinear" in layer["name"] or "DequantizeLinear" in layer["name"] for layer in layers)
+
+
+def test_export_of_a_users_own_module(tmp_path):
+    source = tmp_path / "net.py"
+    source.write_text("import torch\n\ndef tiny():\n    torch.manual_seed(0)\n"
+                      "    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),"
+                      " torch.nn.Flatten(), torch.nn.Linear(8, 5))\n")
+    result, text = run("export", "--module", f"{source}:tiny", "--input-size", 32, 32, "--out", tmp_path)
+    assert result.exit_code == 0 and "PASS" in text, text
+    manifest = json.loads((tmp_path / "tiny" / "manifest.json").read_text())
+    assert manifest["model"]["family"] == "custom" and manifest["model"]["num_classes"] == 5
+    result, text = run("bench", tmp_path / "tiny" / "model.onnx", "--engine", "ort", "--runs", 2, "--warmup", 0)
+    assert result.exit_code == 0, text
+    result, text = run("export", "--module", f"{source}:missing", "--out", tmp_path)
+    assert result.exit_code == 2 and "has no function 'missing'" in text
+
+
+def test_bench_reuses_a_matching_export_and_never_replaces_one(trained, tmp_path):
+    model, _, _ = trained
+    reference = f"cifar_resnet20:{model.weights}"
+    assert run("export", reference, "--dynamic-batch", "--fp16", "--out", tmp_path)[0].exit_code == 0  # the model's own size
+    folder = tmp_path / "cifar_resnet20"
+    before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
+    for precision in ("fp32", "fp16"):
+        result, text = run("bench", reference, "--engine", "ort", "--precision", precision, "--runs", 2, "--warmup", 0,
+                           "--out", tmp_path)
+        assert result.exit_code == 0, text
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()} == before  # reused, untouched
+    assert not (tmp_path / ".bench-exports").exists()
+    # another model's weights: bench exports into its own folder, and the user's export stays as it was
+    result, text = run("bench", "cifar_resnet20", "--engine", "ort", "--runs", 2, "--warmup", 0, "--out", tmp_path)
+    assert result.exit_code == 0, text
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()} == before
+    assert list((tmp_path / ".bench-exports").glob("*/cifar_resnet20/model.onnx"))
+
+
+def test_class_folders_map_by_synset_integer_or_sorted_name():
+    synsets = imagenet_synsets()
+    assert len(synsets) == 1000 and synsets[0] == "n01440764" and synsets[999] == "n15075141"
+    by_synset = class_mapping(["n01443537", "n01440764"], 1000)
+    assert by_synset.rule == "synsets" and by_synset.index == {"n01443537": 1, "n01440764": 0}
+    assert class_mapping(["3", "7"], 10).index == {"3": 3, "7": 7}
+    named = class_mapping(["cat", "dog"], 10)
+    assert named.rule == "sorted" and named.index == {"cat": 0, "dog": 1} and "2 class folders but the model has 10" in named.warning
