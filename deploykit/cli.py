@@ -18,6 +18,7 @@ from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preproc
 from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from deploykit.parity import Tolerances
+from deploykit.progress import live, stage
 
 # Piped or captured output gets a wide console, so tables are not cut at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -99,9 +100,9 @@ def info_command(name: str, input_size: int | None) -> None:
     table = Table(title="stages", title_justify="left")
     for column, justify in [("stage", "left"), ("output", "left"), ("params", "right"), ("MMACs", "right")]:
         table.add_column(column, justify=justify)
-    for stage in profile.stages:
-        shape = "x".join(str(d) for d in stage.output_shape[1:]) if stage.output_shape else "-"
-        table.add_row(stage.name, shape, f"{stage.params:,}", f"{stage.macs / 1e6:.1f}")
+    for summary in profile.stages:
+        shape = "x".join(str(d) for d in summary.output_shape[1:]) if summary.output_shape else "-"
+        table.add_row(summary.name, shape, f"{summary.params:,}", f"{summary.macs / 1e6:.1f}")
     console.print(table)
 
 
@@ -214,13 +215,13 @@ def export_command(name: str | None, module: str | None, weights: str | None, ou
         input_size=_square(input_size), simplify=simplify, tolerances=Tolerances(rel_error, min_cosine, min_top1), int8=quantize,
         fp16=fp16 or fp16_io, fp16_io=fp16_io, module=module,
     )
-    with console.status(f"exporting {name or module}..."):
+    with live(), stage(f"export {name or module}"):
         result = compress_and_export(config, Compression(prune_ratio, teacher, data, epochs))
-    for stage, record in result.stages.items():
-        if stage == "prune":
+    for step, record in result.stages.items():
+        if step == "prune":
             console.print(f"pruned: MACs {record['macs_before'] / 1e9:.3f} G -> {record['macs_after'] / 1e9:.3f} G")
         else:
-            console.print(f"{stage}: val top-1 {record['student_start_top1']:.2%} -> {record['history'][-1]['val_top1']:.2%}")
+            console.print(f"{step}: val top-1 {record['student_start_top1']:.2%} -> {record['history'][-1]['val_top1']:.2%}")
     size_mb = result.onnx_path.stat().st_size / 1e6
     console.print(f"[green]wrote[/green] {result.onnx_path} ({size_mb:.1f} MB, exported in {result.export_seconds:.1f} s"
                   f"{', simplified' if result.simplified else ''})")
@@ -337,6 +338,7 @@ def _print_layers(diffs, culprit, tolerance: float) -> None:
 @click.option("--channels-last", is_flag=True, help="torch: channels_last memory format.")
 @click.option("--compile", "compile_", is_flag=True, help="torch: torch.compile the model.")
 @click.option("--cuda-graphs", is_flag=True, help="torch: capture and replay a CUDA graph.")
+@click.option("--no-data-transfers", is_flag=True, help="trt: time the engine alone, input kept on the GPU (trtexec's --noDataTransfers).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploykit-out"), show_default=True,
               help="Where models given by name are exported.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as JSON.")
@@ -344,7 +346,8 @@ def _print_layers(diffs, culprit, tolerance: float) -> None:
 @click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as a Markdown table.")
 @_foreign_onnx_options
 def bench_command(models, engine, device, precision, batches, threads, target, presets, data, runs, warmup, ort_provider,
-                  channels_last, compile_, cuda_graphs, out, json_path, csv_path, md_path, input_size, mean, std) -> None:
+                  channels_last, compile_, cuda_graphs, no_data_transfers, out, json_path, csv_path, md_path, input_size, mean,
+                  std) -> None:
     """Measure latency (p50/p90/p99), throughput, memory and accuracy of MODELS on one backend.
 
     MODELS are model references: NAME, NAME:CHECKPOINT, NAME:TAG, export folders, or any ONNX classifier file.
@@ -360,17 +363,17 @@ def bench_command(models, engine, device, precision, batches, threads, target, p
         batches=_batches(batches) if batches else (preset.batches if preset else (1,)),
         threads=threads or (preset.threads if preset else None), runs=runs, **_warmup(warmup), data=data, out=out,
         ort_provider=ort_provider, channels_last=channels_last, compile=compile_, cuda_graphs=cuda_graphs,
-        input_size=input_size, mean=mean, std=std,
+        input_size=input_size, mean=mean, std=std, no_data_transfers=no_data_transfers,
         workspace_gb=(preset.workspace_gb if preset and preset.workspace_gb else 4.0),
     )
     rows = []
     for model in models:
-        with console.status(f"benchmarking {model} on {config.engine} ({config.device}, {config.precision})..."):
+        with live(), stage(f"benchmarking {model} on {config.engine} ({config.device}, {config.precision})"):
             rows += run_benchmark(model, config)
     table = Table(title=f"{config.engine} on {config.device}, {config.precision}" + (f" (target {target})" if target else ""),
                   title_justify="left")
     for column in ("model", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "FP32 agree", "top-1", "peak RSS MB"):
-        table.add_column(column, justify="left" if column == "model" else "right")
+        table.add_column(column, justify="left" if column == "model" else "right", no_wrap=column == "model")
     for row in rows:
         top1 = f"{row['accuracy_top1']:.1%}" if "accuracy_top1" in row else "-"
         table.add_row(row["model"], str(row["batch"]), f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}",
@@ -444,7 +447,8 @@ def eval_command(model, data, engine, precision, batch_size, workers, limit, out
 
     config = EvalConfig(data=data, engine=engine, precision=precision, batch_size=batch_size, workers=workers, limit=limit,
                         input_size=input_size, mean=tuple(mean), std=tuple(std), out=out)
-    result = evaluate(model, config)
+    with live():
+        result = evaluate(model, config)
     table = Table(title=f"{result.model} on {result.engine} ({result.precision})", title_justify="left")
     for column in ("images", "top-1", "top-5", "classes by", "seconds"):
         table.add_column(column, justify="right")
@@ -508,7 +512,7 @@ def prune_command(name, weights, ratio, target_macs, method, global_pruning, rou
 
     config = PruneConfig(ratio=ratio, target_macs=target_macs * 1e9 if target_macs else None, method=method,
                          global_pruning=global_pruning, round_to=round_to)
-    with console.status(f"pruning {name}..."):
+    with live(), stage(f"pruning {name}"):
         report, result = prune_and_export(name, weights, config, out, input_size)
     console.print(f"params {report.params_before:,} -> {report.params_after:,}, MACs {report.macs_before / 1e9:.3f} G -> "
                   f"{report.macs_after / 1e9:.3f} G ({report.mac_reduction:.0%} fewer)")
@@ -544,7 +548,8 @@ def distill_command(teacher, student, temperature, alpha, data, epochs, lr, batc
     from deploykit.recipes.compress import run_distill
 
     config = DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, lr=lr, batch_size=batch_size, seed=seed)
-    _print_training(run_distill(student, teacher, data, config, out, input_size, resume))
+    with live():
+        _print_training(run_distill(student, teacher, data, config, out, input_size, resume, on_epoch=_print_epoch))
 
 
 @cli.command("train")
@@ -556,14 +561,17 @@ def train_command(model, data, epochs, lr, batch_size, seed, input_size, out, re
     from deploykit.recipes.compress import run_distill
 
     config = DistillConfig(epochs=epochs, alpha=0.0, lr=lr, batch_size=batch_size, seed=seed)
-    _print_training(run_distill(model, None, data, config, out, input_size, resume))
+    with live():
+        _print_training(run_distill(model, None, data, config, out, input_size, resume, on_epoch=_print_epoch))
+
+
+def _print_epoch(record: dict) -> None:
+    console.print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val top-1 {record['val_top1']:.2%}")
 
 
 def _print_training(result) -> None:
     if result.world_size > 1 and os.environ.get("RANK", "0") != "0":
         return
-    for record in result.history:
-        console.print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val top-1 {record['val_top1']:.2%}")
     teacher = f", teacher {result.teacher_top1:.2%}" if result.teacher_top1 is not None else ""
     console.print(f"val top-1: start {result.student_start_top1:.2%} -> {result.history[-1]['val_top1']:.2%}{teacher}")
     console.print(f"[green]wrote[/green] {result.student}")

@@ -157,3 +157,31 @@ def test_class_folders_map_by_synset_integer_or_sorted_name():
     assert class_mapping(["3", "7"], 10).index == {"3": 3, "7": 7}
     named = class_mapping(["cat", "dog"], 10)
     assert named.rule == "sorted" and named.index == {"cat": 0, "dog": 1} and "2 class folders but the model has 10" in named.warning
+
+
+def test_long_steps_report_stages_inside_one_display(tmp_path):
+    """Calibration, download and training bars join the command's display instead of fighting it (rich allows one)."""
+    result, text = run("export", "cifar_resnet20", "--int8", "--calib-method", "percentile", "--calib-size", 16, "--out", tmp_path)
+    assert result.exit_code == 0, text
+
+
+def test_training_reports_each_epoch_as_it_ends(tmp_path):
+    from deploykit.compress.distill import DistillConfig
+    from deploykit.recipes.compress import run_distill
+
+    seen = []
+    result = run_distill("cifar_resnet20", None, "digits", DistillConfig(epochs=2, lr=0.1), tmp_path, input_size=16,
+                         on_epoch=lambda record: seen.append((record["epoch"], len(seen))))
+    assert seen == [(1, 0), (2, 1)] and [r["epoch"] for r in result.history] == [1, 2]
+
+
+def test_report_draws_one_series_per_batch_size(tmp_path):
+    from deploykit.bench.report import plot
+
+    rows = [{"model": "m", "engine": e, "precision": "fp32", "batch": b, "p50_ms": ms, "agreement_top1": q}
+            for e, b, ms, q in [("ort", 1, 2.0, 1.0), ("ort", 8, 8.0, 1.0), ("torch", 1, 5.0, 0.9), ("torch", 8, 24.0, 0.9)]]
+    plot(rows, tmp_path / "pareto.png", title="t")
+    assert (tmp_path / "pareto.png").stat().st_size > 10_000
+    from deploykit.bench.report import pareto_front
+
+    assert [(r["engine"], r["batch"]) for r in pareto_front(rows)] == [("ort", 8)]  # 1 ms per image beats 2 ms at batch 1

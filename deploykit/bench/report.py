@@ -38,18 +38,18 @@ def quality(row: dict) -> tuple[float, str]:
 
 
 def pareto_front(rows: list[dict]) -> list[dict]:
-    """Rows that no other row of the same model beats on both latency (lower) and quality (higher)."""
+    """Rows that no other row of the same model beats on both latency per image (lower) and quality (higher)."""
     front = []
     for row in rows:
         dominated = any(
             other["model"] == row["model"]
-            and other["p50_ms"] <= row["p50_ms"] and quality(other)[0] >= quality(row)[0]
-            and (other["p50_ms"] < row["p50_ms"] or quality(other)[0] > quality(row)[0])
+            and _per_image_ms(other) <= _per_image_ms(row) and quality(other)[0] >= quality(row)[0]
+            and (_per_image_ms(other) < _per_image_ms(row) or quality(other)[0] > quality(row)[0])
             for other in rows
         )
         if not dominated:
             front.append(row)
-    return sorted(front, key=lambda r: r["p50_ms"])
+    return sorted(front, key=_per_image_ms)
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -69,31 +69,64 @@ def _cell(value) -> str:
     return str(value)
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    """Quality vs p50 latency, one point per result, the Pareto front drawn as a step line."""
+def plot(rows: list[dict], path: Path, title: str | None = None) -> None:
+    """Quality vs p50 latency per image: one series per batch size, each point labelled, the Pareto front per model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
-    figure, axes = plt.subplots(figsize=(8, 5))
-    for row in rows:
-        axes.scatter(row["p50_ms"], quality(row)[0], s=30)
-        variant = f" {row['variant']}" if row.get("variant", "default") != "default" else ""
-        axes.annotate(f"{row['model']} {row['engine']} {row['precision']}{variant} b{row['batch']}", (row["p50_ms"], quality(row)[0]),
-                      fontsize=7, xytext=(3, 3), textcoords="offset points")
+    figure, axes = plt.subplots(figsize=(11, 6))
+    markers = "osD^vP*X"
+    for index, batch in enumerate(sorted({row["batch"] for row in rows})):
+        series = [row for row in rows if row["batch"] == batch]
+        axes.scatter([_per_image_ms(r) for r in series], [quality(r)[0] for r in series], s=40, marker=markers[index % len(markers)],
+                     label=f"batch {batch}", zorder=3)
+    _label_points(axes, rows)
     front = pareto_front(rows)
     for model in sorted({r["model"] for r in front}):
-        points = [r for r in front if r["model"] == model]
-        axes.step([r["p50_ms"] for r in points], [quality(r)[0] for r in points], where="post", color="crimson", alpha=0.6)
-    axes.scatter([r["p50_ms"] for r in front], [quality(r)[0] for r in front], s=140, facecolors="none", edgecolors="crimson",
-                 label="Pareto front (per model)")
+        points = sorted((r for r in front if r["model"] == model), key=_per_image_ms)
+        axes.step([_per_image_ms(r) for r in points], [quality(r)[0] for r in points], where="post", color="crimson", alpha=0.5,
+                  zorder=2)
+    axes.scatter([_per_image_ms(r) for r in front], [quality(r)[0] for r in front], s=160, facecolors="none", edgecolors="crimson",
+                 label="Pareto front (per model)", zorder=4)
     axes.set_xscale("log")
-    axes.set_xlabel("p50 latency per batch (ms, log scale)")
+    axes.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    axes.margins(y=0.15)
+    axes.set_xlabel("p50 latency per image (ms, log scale)")
     axes.set_ylabel(quality(rows[0])[1] if len({quality(r)[1] for r in rows}) == 1 else "top-1 (accuracy, else FP32 agreement)")
-    axes.legend()
-    axes.grid(alpha=0.3)
+    axes.set_title(title or f"{quality(rows[0])[1]} against latency per image, {len(rows)} results "
+                            f"({', '.join(sorted({r['model'] for r in rows}))})")
+    axes.legend(loc="lower right", fontsize=8)
+    axes.grid(alpha=0.3, which="both")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def _per_image_ms(row: dict) -> float:
+    return row["p50_ms"] / row["batch"]
+
+
+def _label_points(axes, rows: list[dict]) -> None:
+    """A number beside each point and a key of numbered labels beside the plot, so that no two labels overlap."""
+    import math
+
+    placed: list[tuple[float, float, int]] = []  # (log10 x, y, vertical slot) of each number
+    key = []
+    ordered = sorted(rows, key=lambda r: (r["model"], r["engine"], r["precision"], r["batch"]))
+    y_span = (max(quality(r)[0] for r in rows) - min(quality(r)[0] for r in rows)) or 1.0
+    for number, row in enumerate(ordered, start=1):
+        x, y = _per_image_ms(row), quality(row)[0]
+        slot = 0
+        while any(abs(math.log10(x) - px) < 0.04 and abs(y - py) < 0.02 * y_span and slot == ps for px, py, ps in placed):
+            slot += 1
+        placed.append((math.log10(x), y, slot))
+        axes.annotate(str(number), (x, y), fontsize=7, xytext=(3, 3 + 8 * slot), textcoords="offset points")
+        variant = f" {row['variant']}" if row.get("variant", "default") != "default" else ""
+        key.append(f"{number:>2} {row['model']} {row['engine']} {row['precision']}{variant} b{row['batch']}")
+    axes.text(1.02, 1.0, "\n".join(key), transform=axes.transAxes, fontsize=7, va="top", family="monospace")

@@ -56,7 +56,7 @@ class ActivationStats:
         return stats
 
 
-def collect_stats(proto: onnx.ModelProto, samples: np.ndarray) -> ActivationStats:
+def collect_stats(proto: onnx.ModelProto, samples: np.ndarray, advance=lambda n: None) -> ActivationStats:
     """Run the FP32 graph over ``samples`` with every tensor as an output; keep only the statistics."""
     probe = onnx.ModelProto()
     probe.CopyFrom(proto)
@@ -73,6 +73,7 @@ def collect_stats(proto: onnx.ModelProto, samples: np.ndarray) -> ActivationStat
     sums: dict[str, np.ndarray] = {}
     for chunk, count in padded_batches(samples, step):
         values = dict(zip(outputs, session.run(outputs, {input_name: chunk})))
+        advance(count)
         values[input_name] = chunk
         for name, value in values.items():
             if not np.issubdtype(value.dtype, np.floating) or value.ndim == 0 or value.shape[0] != len(chunk):

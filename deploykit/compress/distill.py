@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from deploykit.bench.accuracy import topk_accuracy
 from deploykit.data import load_labelled_folder
 from deploykit.errors import DeployKitError
 from deploykit.models.pruned import pruned_state
+from deploykit.progress import stage
 from deploykit.io import atomic_write_bytes, atomic_write_json
 
 CHECKPOINT = "last.pth"
@@ -68,8 +70,11 @@ def load_dataset(source: str, preprocess, val_fraction: float = 0.1, seed: int =
 
 
 def distill(student: nn.Module, teacher: nn.Module | None, data: Dataset, config: DistillConfig, out: Path,
-            student_source: dict, resume: bool = True) -> dict:
-    """Train ``student`` (towards ``teacher`` when given); returns the history written to ``out``."""
+            student_source: dict, resume: bool = True, on_epoch: Callable[[dict], None] | None = None) -> dict:
+    """Train ``student`` (towards ``teacher`` when given); returns the history written to ``out``.
+
+    ``on_epoch`` is called on rank 0 with each epoch's record as the epoch ends.
+    """
     if config.epochs < 1 or not 0 <= config.alpha <= 1 or config.temperature <= 0:
         raise DeployKitError("--epochs must be >= 1, --alpha in [0, 1] and --temperature > 0")
     rank, world = _init_distributed()
@@ -113,6 +118,8 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: Dataset, config
             _sync_buffers(student)
         record = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_top1": evaluate(student, data.val_images, data.val_labels)}
         history.append(record)
+        if on_epoch is not None and rank == 0:
+            on_epoch(record)
         if rank == 0:
             _save_checkpoint(checkpoint_path, student, optimizer, schedule, epoch, history, config, student_source)
     if rank == 0:
@@ -195,6 +202,8 @@ def _progress(iterable, description: str, rank: int):
     if rank != 0:
         yield from iterable
         return
-    from rich.progress import track
-
-    yield from track(iterable, description=description, transient=True)
+    items = list(iterable)
+    with stage(description, total=len(items)) as advance:
+        for item in items:
+            yield item
+            advance(1)

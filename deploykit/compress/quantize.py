@@ -31,6 +31,7 @@ from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preproc
 from deploykit.data.calibration import calibration_hash, load_samples
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
+from deploykit.progress import stage
 from deploykit.quiet import quiet
 from deploykit.parity import run_all
 from deploykit.runtime.base import padded_batches
@@ -189,11 +190,13 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
         _quiet(_pre_process, fp32_path, pre_path)
         pre_proto = onnx.load(str(pre_path))
         excluded = resolve_exclusions(pre_proto, config.exclude)
-        stats = _statistics(pre_proto, pre_path, data.calibration, settings, stats_path, ranges)
+        with stage(f"calibrating on {len(data.calibration)} images", total=len(data.calibration) * (1 + len(ranges))) as advance:
+            stats = _statistics(pre_proto, pre_path, data.calibration, settings, stats_path, ranges, advance)
         int8_path = Path(workdir) / "int8.onnx"
         if len(methods) > 1:
-            method, scores = _choose_ranges(fp32_path, pre_path, pre_proto, int8_path, settings, excluded, ranges,
-                                            stats if config.bias_correction else None, data.calibration[:SELECTION_SAMPLES])
+            with stage(f"choosing activation ranges ({' or '.join(methods)})"):
+                method, scores = _choose_ranges(fp32_path, pre_path, pre_proto, int8_path, settings, excluded, ranges,
+                                                stats if config.bias_correction else None, data.calibration[:SELECTION_SAMPLES])
             calibration |= {"chosen": method, "selection_mean_cosine": scores}
         else:
             method = methods[0]
@@ -208,12 +211,16 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
             return _check(reference, int8_path, data, config), corrected
 
         kept: list[KeptLayer] = []
-        check, corrected = attempt(kept)
+        with stage(f"quantizing and checking INT8 on {len(data.holdout)} held-out images"):
+            check, corrected = attempt(kept)
         if not check.passed and enforce_gate and config.max_fallback_layers:
-            ranked = layer_sensitivity(pre_proto, onnx.load(str(int8_path)), data.holdout[:SENSITIVITY_SAMPLES], excluded)
-            for count in _growing(min(config.max_fallback_layers, len(ranked))):
+            with stage("ranking layers by the error they add"):
+                ranked = layer_sensitivity(pre_proto, onnx.load(str(int8_path)), data.holdout[:SENSITIVITY_SAMPLES], excluded)
+            limit = min(config.max_fallback_layers, len(ranked))
+            for count in _growing(limit):
                 kept = ranked[:count]
-                check, corrected = attempt(kept)
+                with stage(f"fallback: {count} of up to {limit} layers kept in FP32"):
+                    check, corrected = attempt(kept)
                 if check.passed:
                     break
         if not check.passed and enforce_gate:
@@ -248,9 +255,9 @@ def _growing(limit: int) -> list[int]:
 
 
 def _statistics(pre_proto: onnx.ModelProto, pre_path: Path, samples: np.ndarray, settings: dict, stats_path: Path,
-                ranges: dict[str, Path]) -> ActivationStats:
+                ranges: dict[str, Path], advance) -> ActivationStats:
     """Activation statistics, and each method's ranges file for onnxruntime, from the cache when it has them."""
-    stats = ActivationStats.load(stats_path) if stats_path.is_file() else collect_stats(pre_proto, samples)
+    stats = ActivationStats.load(stats_path) if stats_path.is_file() else collect_stats(pre_proto, samples, advance)
     if not stats_path.is_file():
         stats.save(stats_path)
     for method, path in ranges.items():
@@ -260,7 +267,7 @@ def _statistics(pre_proto: onnx.ModelProto, pre_path: Path, samples: np.ndarray,
             write_ort_ranges(stats.ranges(method), path)
         else:  # onnxruntime's histogram calibrators (entropy, percentile) write the ranges themselves
             scratch = path.with_name(f".{path.stem}.onnx")
-            reader = _CalibrationReader(samples, _fixed_batch(pre_proto))
+            reader = _CalibrationReader(samples, _fixed_batch(pre_proto), advance)
             _quiet(_quantize, pre_path, scratch, reader, {**settings, "calibrate_method": method}, [], path)
             scratch.unlink(missing_ok=True)
     return stats
@@ -385,26 +392,19 @@ def _quiet(function, *args) -> None:
 
 
 class _CalibrationReader:
-    """onnxruntime's CalibrationDataReader over an array, with a progress bar while it is consumed."""
+    """onnxruntime's CalibrationDataReader over an array; ``advance`` is told how many samples each batch held."""
 
-    def __init__(self, samples: np.ndarray, batch: int | None) -> None:
-        self.batches = [b for b, _ in padded_batches(samples, batch or 8)]
+    def __init__(self, samples: np.ndarray, batch: int | None, advance=lambda n: None) -> None:
+        self.batches = list(padded_batches(samples, batch or 8))
         self.index = 0
-        self.progress = None
+        self.advance = advance
 
     def get_next(self) -> dict | None:
-        from rich.progress import Progress
-
-        if self.progress is None:
-            self.progress = Progress(transient=True)
-            self.progress.start()
-            self.task = self.progress.add_task("calibrating", total=len(self.batches))
         if self.index >= len(self.batches):
-            self.progress.stop()
             return None
-        batch = self.batches[self.index]
+        batch, count = self.batches[self.index]
         self.index += 1
-        self.progress.advance(self.task)
+        self.advance(count)
         return {"input": batch}
 
     def rewind(self) -> None:

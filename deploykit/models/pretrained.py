@@ -8,6 +8,7 @@ no torchvision dependency at run time. Files go where torchvision puts them,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ from functools import cache
 from pathlib import Path
 
 from deploykit.errors import DeployKitError
+from deploykit.progress import live, stage
 
 TABLE_PATH = Path(__file__).with_name("pretrained.json")
 BASE_URL_ENV = "DEPLOYKIT_WEIGHTS_URL"  # replaces torchvision's base URL: mirrors, air-gapped sites
@@ -114,7 +116,8 @@ def fetch_weights(weights: PublishedWeights, progress: bool = True) -> Path:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{weights.file_name}.")
     try:
         with os.fdopen(handle, "wb") as out:
-            digest = _download(url, out, weights.file_name, progress)
+            with live():  # a bar of its own when deploykit is used as a library; joins a command's display otherwise
+                digest = _download(url, out, weights.file_name, progress)
         expected = weights.sha256_prefix
         if expected and not digest.startswith(expected):
             raise DeployKitError(f"{url} sent a file whose sha256 starts with {digest[:len(expected)]}, not {expected} as its name "
@@ -131,19 +134,16 @@ def fetch_weights(weights: PublishedWeights, progress: bool = True) -> Path:
 
 
 def _download(url: str, out, label: str, progress: bool) -> str:
-    """Stream ``url`` into ``out`` with a progress bar; the sha256 hex digest of what arrived."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
+    """Stream ``url`` into ``out`` with a progress bar (one of its own when no command shows one); the sha256 of what arrived."""
     digest = hashlib.sha256()
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
-        columns = (TextColumn(f"downloading {label}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-        with Progress(*columns, transient=True, disable=not progress) as bar:
-            task = bar.add_task("download", total=total)
+        with contextlib.ExitStack() as stack:
+            advance = stack.enter_context(stage(f"downloading {label} (bytes)", total=total)) if progress else (lambda n: None)
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 digest.update(chunk)
-                bar.advance(task, len(chunk))
+                advance(len(chunk))
     return digest.hexdigest()
 
 

@@ -54,6 +54,7 @@ class BenchConfig:
     compile: bool = False
     cuda_graphs: bool = False
     workspace_gb: float = 4.0
+    no_data_transfers: bool = False  # trt: time the engine alone, input kept on the GPU (trtexec --noDataTransfers)
     input_size: int | None = None  # for an ONNX file with no manifest
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
@@ -146,8 +147,11 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
                 raise DeployKitError(f"{runner.name} takes a fixed batch of {fixed}; export with --dynamic-batch to bench batch {batch}")
             x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
             reset_peak_rss()
+            if config.no_data_transfers and hasattr(runner, "data_transfers"):
+                runner.data_transfers = False  # agreement above was measured with the copies; the timing goes without
             stats = measure_latency(lambda: runner.infer(x), batch=batch, warmup=config.warmup, runs=config.runs,
                                     warmup_seconds=config.warmup_seconds)
+            split = getattr(runner, "last_timings", None)
             row = {
                 "model": subject.spec.name if subject.spec else Path(text).name, "subject": subject.ref.text,
                 "engine": config.engine, "device": config.device, "precision": config.precision,
@@ -157,6 +161,9 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
                 "agreement_min_cosine": agreement.min_cosine if agreement else None,
                 "random_weights": subject.ref.random_weights, "preprocessing": "options" if subject.foreign_onnx else "manifest",
             }
+            if split is not None:  # trtexec-style split of the last timed run
+                row |= {"h2d_ms": round(split.h2d_ms, 4), "compute_ms": round(split.compute_ms, 4), "d2h_ms": round(split.d2h_ms, 4),
+                        "data_transfers": not config.no_data_transfers}
             if config.device == "cuda":
                 row["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             if labels is not None:

@@ -120,7 +120,7 @@ def prune_and_export(reference: str, weights: str | None, config: PruneConfig, o
 
 
 def run_distill(student: str, teacher: str | None, data_source: str, config: DistillConfig, out: Path,
-                input_size: int | None = None, resume: bool = True) -> TrainingResult:
+                input_size: int | None = None, resume: bool = True, on_epoch=None) -> TrainingResult:
     """Distil (or, without a teacher, train) the ``student`` reference on ``data_source``; writes ``out/student.pth``."""
     student_ref = parse_model_ref(student)
     spec = student_ref.spec
@@ -138,7 +138,7 @@ def run_distill(student: str, teacher: str | None, data_source: str, config: Dis
     teacher_top1 = evaluate(teacher_model, data.val_images, data.val_labels) if teacher_model is not None else None
     ensure_writable_dir(Path(out))
     source = {"name": spec.name, "kwargs": kwargs, "pruned": _is_pruned(student_ref), "weights": student_ref.weights}
-    result = distill(model, teacher_model, data, config, Path(out), source, resume=resume)
+    result = distill(model, teacher_model, data, config, Path(out), source, resume=resume, on_epoch=on_epoch)
     return TrainingResult(Path(out) / STUDENT, result["history"], start_top1, teacher_top1, result["world_size"],
                           result["weights_sha256"], config, data_source, teacher)
 

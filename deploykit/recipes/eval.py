@@ -16,6 +16,7 @@ from deploykit.data import LabelledImages, evenly_spaced
 from deploykit.errors import DeployKitError
 from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
 from deploykit.parity import run_all
+from deploykit.progress import stage
 from deploykit.recipes.bench import BenchConfig, make_runner, resolve_subject, subject_preprocess
 
 MAX_WORKERS = 16
@@ -90,10 +91,7 @@ def evaluate(reference: str, config: EvalConfig) -> EvalResult:
 
 
 def _progress(loader, total: int):
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task(f"evaluating {total} images", total=total)
+    with stage(f"evaluating {total} images", total=total) as advance:
         for images, labels in loader:
             yield images, labels
-            bar.advance(task, len(labels))
+            advance(len(labels))

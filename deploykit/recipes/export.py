@@ -24,6 +24,7 @@ from deploykit.export.onnx import INPUT_NAME, OUTPUT_NAME, check_onnx, simplify_
 from deploykit.io import atomic_write_bytes, ensure_writable_dir, sha256_file
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder, InputRecord, Manifest, ModelRecord, WeightsRecord
 from deploykit.models.pretrained import PublishedWeights, find_weights, is_weights_tag, weights_file
+from deploykit.progress import stage
 from deploykit.parity import ParityReport, Tolerances, compare_logits, compare_runners, parity_inputs, run_all
 from deploykit.recipes.ref import DEFAULT_SEED, module_ref, parse_model_ref
 from deploykit.runtime import OrtRunner, TorchRunner
@@ -119,17 +120,21 @@ def export(config: ExportConfig) -> ExportResult:
     checkpoint = Path(config.module.rpartition(":")[0]) if config.module else weights_file(spec.name, ref.weights)
     model = ref.build(**config.model_kwargs)
     started = time.perf_counter()
-    proto = torch_to_onnx(model, (config.batch, 3, size, size), config.opset, config.dynamic_batch)
+    with stage(f"exporting {spec.name} to ONNX (opset {config.opset})"):
+        proto = torch_to_onnx(model, (config.batch, 3, size, size), config.opset, config.dynamic_batch)
     export_seconds = time.perf_counter() - started
     raw = proto.SerializeToString()
-    check_onnx(raw)
+    with stage("checking the graph (onnx.checker, strict shape inference)"):
+        check_onnx(raw)
 
     inputs = parity_inputs(preprocess, image_dir=config.parity_images)
     reference = TorchRunner(model, (3, size, size))
     notes: list[str] = []
-    candidates = [(simplify_onnx(proto).SerializeToString(), True)] if config.simplify else []
+    with stage("simplifying with onnxslim"):
+        candidates = [(simplify_onnx(proto).SerializeToString(), True)] if config.simplify else []
     for serialized, simplified in [*candidates, (raw, False)]:
-        parity = compare_runners(reference, OrtRunner(serialized), inputs, config.tolerances)
+        with stage(f"parity vs PyTorch on {len(inputs)} inputs"):
+            parity = compare_runners(reference, OrtRunner(serialized), inputs, config.tolerances)
         if parity.passed:
             break
         if simplified:
@@ -138,7 +143,8 @@ def export(config: ExportConfig) -> ExportResult:
         raise DeployKitError(f"the ONNX export of {spec.name} does not match PyTorch, so nothing was written: {parity.summary()}")
     if config.dynamic_batch:
         notes.append(_check_batch_consistency(serialized, inputs))
-    fp16, fp16_parity = _fp16(serialized, reference, inputs, config.fp16_io) if config.fp16 else (None, None)
+    with stage("converting to FP16 and checking it"):
+        fp16, fp16_parity = _fp16(serialized, reference, inputs, config.fp16_io) if config.fp16 else (None, None)
 
     gate_failure: Int8GateError | None = None
     quantized: QuantizeResult | None = None
@@ -153,7 +159,8 @@ def export(config: ExportConfig) -> ExportResult:
             except Int8GateError as exc:  # the FP32 export passed parity: it is still published
                 gate_failure = exc
             else:
-                latency = compare_latency(staged, quantized.path, (1 if config.dynamic_batch else config.batch, 3, size, size))
+                with stage("timing FP32 and INT8 on onnxruntime, back to back"):
+                    latency = compare_latency(staged, quantized.path, (1 if config.dynamic_batch else config.batch, 3, size, size))
                 notes += quantized.notes
         os.replace(staged, folder.onnx_path)
         if fp16 is not None:

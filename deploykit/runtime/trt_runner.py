@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,12 +12,26 @@ from deploykit.runtime.trt_engine import check_engine_compatible, import_tensorr
 from deploykit.runtime.base import InputMetadata, Runner
 
 
+@dataclass(frozen=True)
+class TransferTimings:
+    """trtexec's split of one inference: host-to-device copy, GPU compute, device-to-host copy (CUDA events, ms)."""
+
+    h2d_ms: float
+    compute_ms: float
+    d2h_ms: float
+
+
 class TensorRTRunner(Runner):
-    def __init__(self, engine_path: str | Path, name: str = "tensorrt") -> None:
+    """``data_transfers=False`` (trtexec's --noDataTransfers) keeps the last input on the GPU and skips the output copy-back."""
+
+    def __init__(self, engine_path: str | Path, name: str = "tensorrt", data_transfers: bool = True) -> None:
         super().__init__(name)
         self.engine_path = Path(engine_path)
+        self.data_transfers = data_transfers
         self.engine = None
         self.context = None
+        self.last_timings: TransferTimings | None = None
+        self._device_input = None
 
     def load_impl(self) -> None:
         import torch
@@ -38,17 +53,28 @@ class TensorRTRunner(Runner):
         return InputMetadata(self.input_name, shape, np.dtype(np.float32))
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        """Copy in, run and copy out all on the runner's stream, so the engine never reads a half-copied input."""
         import torch
 
-        inputs = torch.from_numpy(batch).cuda()
-        self.context.set_input_shape(self.input_name, tuple(inputs.shape))
-        output = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), dtype=torch.float32, device="cuda")
-        self.context.set_tensor_address(self.input_name, inputs.data_ptr())
-        self.context.set_tensor_address(self.output_name, output.data_ptr())
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise DeployKitError(f"TensorRT failed to run {self.engine_path} on a batch of shape {list(batch.shape)}")
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(4)]
+        with torch.cuda.stream(self.stream):
+            events[0].record(self.stream)
+            if self.data_transfers or self._device_input is None or tuple(self._device_input.shape) != batch.shape:
+                self._device_input = torch.from_numpy(batch).pin_memory().to("cuda", non_blocking=True)
+            events[1].record(self.stream)
+            self.context.set_input_shape(self.input_name, tuple(self._device_input.shape))
+            output = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)), dtype=torch.float32, device="cuda")
+            self.context.set_tensor_address(self.input_name, self._device_input.data_ptr())
+            self.context.set_tensor_address(self.output_name, output.data_ptr())
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise DeployKitError(f"TensorRT failed to run {self.engine_path} on a batch of shape {list(batch.shape)}")
+            events[2].record(self.stream)
+            host = output.to("cpu", non_blocking=True) if self.data_transfers else None
+            events[3].record(self.stream)
         self.stream.synchronize()
-        return output.cpu().numpy()
+        self.last_timings = TransferTimings(events[0].elapsed_time(events[1]), events[1].elapsed_time(events[2]),
+                                            events[2].elapsed_time(events[3]))
+        return host.numpy() if host is not None else np.zeros(tuple(output.shape), np.float32)
 
     def close_impl(self) -> None:
         self.context = None
