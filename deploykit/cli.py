@@ -14,7 +14,7 @@ from rich.table import Table
 # so `deploykit --help` and `deploykit list` start at once.
 from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, get_preset, load_presets
 from deploykit.choices import CALIBRATION_METHODS, DEFAULT_OPSET, IMAGENET_MEAN, IMAGENET_STD, INT8_TARGETS, PRUNE_METHODS
-from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess
+from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR
 from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
 from deploykit.parity import Tolerances

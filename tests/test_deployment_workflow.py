@@ -6,20 +6,15 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from deploykit.cli import cli
 from deploykit.data import class_mapping, imagenet_synsets
 from deploykit.data.digits import load_digits
 from deploykit.recipes.ref import build_model
+from tests.cli import run_cli
 
 pytestmark = pytest.mark.xdist_group("digits-train")
 
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    return result, " ".join(result.output.split())
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +38,7 @@ def trained(train_on_digits, tmp_path_factory):
 
 def test_fp16_export_writes_a_checked_float16_file(trained, tmp_path):
     model, _, _ = trained
-    result, text = run("export", f"cifar_resnet20:{model.weights}", "--fp16", "--dynamic-batch", "--out", tmp_path)
+    result, text = run_cli("export", f"cifar_resnet20:{model.weights}", "--fp16", "--dynamic-batch", "--out", tmp_path)
     assert result.exit_code == 0, text
     folder = tmp_path / "cifar_resnet20"
     graph = onnx.load(str(folder / "model.fp16.onnx")).graph
@@ -57,10 +52,10 @@ def test_fp16_export_writes_a_checked_float16_file(trained, tmp_path):
 
 def test_fp16_io_and_bench_fp16_runs_the_fp16_file(trained, tmp_path):
     model, _, _ = trained
-    assert run("export", f"cifar_resnet20:{model.weights}", "--fp16-io", "--dynamic-batch", "--out", tmp_path)[0].exit_code == 0
+    assert run_cli("export", f"cifar_resnet20:{model.weights}", "--fp16-io", "--dynamic-batch", "--out", tmp_path)[0].exit_code == 0
     folder = tmp_path / "cifar_resnet20"
     assert onnx.load(str(folder / "model.fp16.onnx")).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
-    result, text = run("bench", folder, "--engine", "ort", "--precision", "fp16", "--runs", 3, "--warmup", 1,
+    result, text = run_cli("bench", folder, "--engine", "ort", "--precision", "fp16", "--runs", 3, "--warmup", 1,
                        "--json", tmp_path / "fp16.json")
     assert result.exit_code == 0, text
     row = json.loads((tmp_path / "fp16.json").read_text())["results"][0]
@@ -69,14 +64,14 @@ def test_fp16_io_and_bench_fp16_runs_the_fp16_file(trained, tmp_path):
 
 def test_bench_compare_and_eval_take_a_foreign_onnx(trained, tmp_path):
     model, labelled, foreign = trained
-    result, text = run("bench", foreign, "--engine", "ort", "--runs", 3, "--warmup", 1, "--input-size", model.size,
+    result, text = run_cli("bench", foreign, "--engine", "ort", "--runs", 3, "--warmup", 1, "--input-size", model.size,
                        "--json", tmp_path / "b.json")
     assert result.exit_code == 0, text
     row = json.loads((tmp_path / "b.json").read_text())["results"][0]
     assert row["agreement_top1"] is None and row["preprocessing"] == "options"
-    result, text = run("compare", f"cifar_resnet20:{model.weights}", foreign, "--input-size", model.size)
+    result, text = run_cli("compare", f"cifar_resnet20:{model.weights}", foreign, "--input-size", model.size)
     assert result.exit_code == 0 and "PASS" in text, text
-    result, text = run("eval", foreign, "--data", labelled, "--input-size", model.size, "--workers", 0,
+    result, text = run_cli("eval", foreign, "--data", labelled, "--input-size", model.size, "--workers", 0,
                        "--mean", 0.5, 0.5, 0.5, "--std", 0.25, 0.25, 0.25, "--json", tmp_path / "e.json")
     assert result.exit_code == 0, text
     evaluation = json.loads((tmp_path / "e.json").read_text())
@@ -87,12 +82,12 @@ def test_bench_compare_and_eval_take_a_foreign_onnx(trained, tmp_path):
 
 def test_eval_streams_every_image_on_each_runner(trained, tmp_path):
     model, labelled, _ = trained
-    assert run("export", f"cifar_resnet20:{model.weights}", "--input-size", model.size, model.size, "--int8", "--dynamic-batch", "--out", tmp_path,
+    assert run_cli("export", f"cifar_resnet20:{model.weights}", "--input-size", model.size, model.size, "--int8", "--dynamic-batch", "--out", tmp_path,
                "--calib", model.calib, "--holdout", model.holdout)[0].exit_code == 0
     folder = tmp_path / "cifar_resnet20"
     figures = {}
     for engine, precision in [("torch", "fp32"), ("ort", "fp32"), ("ort", "int8"), ("openvino", "fp32")]:
-        result, text = run("eval", folder, "--data", labelled, "--engine", engine, "--precision", precision, "--workers", 2,
+        result, text = run_cli("eval", folder, "--data", labelled, "--engine", engine, "--precision", precision, "--workers", 2,
                            "--batch-size", 16, "--json", tmp_path / f"{engine}-{precision}.json")
         assert result.exit_code == 0, text
         figures[engine, precision] = json.loads((tmp_path / f"{engine}-{precision}.json").read_text())
@@ -103,11 +98,11 @@ def test_eval_streams_every_image_on_each_runner(trained, tmp_path):
 
 def test_onnx_to_onnx_per_layer_pairs_fp32_with_its_int8_and_fp16(trained, tmp_path):
     model, _, _ = trained
-    assert run("export", f"cifar_resnet20:{model.weights}", "--input-size", model.size, model.size, "--int8", "--fp16", "--out", tmp_path, "--calib", model.calib,
+    assert run_cli("export", f"cifar_resnet20:{model.weights}", "--input-size", model.size, model.size, "--int8", "--fp16", "--out", tmp_path, "--calib", model.calib,
                "--holdout", model.holdout)[0].exit_code == 0
     folder = tmp_path / "cifar_resnet20"
     for other in ("model.int8.onnx", "model.fp16.onnx"):
-        result, text = run("compare", folder / "model.onnx", folder / other, "--per-layer", "--layer-tolerance", 1.0,
+        result, text = run_cli("compare", folder / "model.onnx", folder / other, "--per-layer", "--layer-tolerance", 1.0,
                            "--rel-error", 1.0, "--min-cosine", 0.9, "--min-top1", 0.5, "--json", tmp_path / "l.json")
         assert result.exit_code == 0, text
         layers = json.loads((tmp_path / "l.json").read_text())["layers"]
@@ -120,30 +115,30 @@ def test_export_of_a_users_own_module(tmp_path):
     source.write_text("import torch\n\ndef tiny():\n    torch.manual_seed(0)\n"
                       "    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),"
                       " torch.nn.Flatten(), torch.nn.Linear(8, 5))\n")
-    result, text = run("export", "--module", f"{source}:tiny", "--input-size", 32, 32, "--out", tmp_path)
+    result, text = run_cli("export", "--module", f"{source}:tiny", "--input-size", 32, 32, "--out", tmp_path)
     assert result.exit_code == 0 and "PASS" in text, text
     manifest = json.loads((tmp_path / "tiny" / "manifest.json").read_text())
     assert manifest["model"]["family"] == "custom" and manifest["model"]["num_classes"] == 5
-    result, text = run("bench", tmp_path / "tiny" / "model.onnx", "--engine", "ort", "--runs", 2, "--warmup", 0)
+    result, text = run_cli("bench", tmp_path / "tiny" / "model.onnx", "--engine", "ort", "--runs", 2, "--warmup", 0)
     assert result.exit_code == 0, text
-    result, text = run("export", "--module", f"{source}:missing", "--out", tmp_path)
+    result, text = run_cli("export", "--module", f"{source}:missing", "--out", tmp_path)
     assert result.exit_code == 2 and "has no function 'missing'" in text
 
 
 def test_bench_reuses_a_matching_export_and_never_replaces_one(trained, tmp_path):
     model, _, _ = trained
     reference = f"cifar_resnet20:{model.weights}"
-    assert run("export", reference, "--dynamic-batch", "--fp16", "--out", tmp_path)[0].exit_code == 0  # the model's own size
+    assert run_cli("export", reference, "--dynamic-batch", "--fp16", "--out", tmp_path)[0].exit_code == 0  # the model's own size
     folder = tmp_path / "cifar_resnet20"
     before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
     for precision in ("fp32", "fp16"):
-        result, text = run("bench", reference, "--engine", "ort", "--precision", precision, "--runs", 2, "--warmup", 0,
+        result, text = run_cli("bench", reference, "--engine", "ort", "--precision", precision, "--runs", 2, "--warmup", 0,
                            "--out", tmp_path)
         assert result.exit_code == 0, text
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()} == before  # reused, untouched
     assert not (tmp_path / ".bench-exports").exists()
     # another model's weights: bench exports into its own folder, and the user's export stays as it was
-    result, text = run("bench", "cifar_resnet20", "--engine", "ort", "--runs", 2, "--warmup", 0, "--out", tmp_path)
+    result, text = run_cli("bench", "cifar_resnet20", "--engine", "ort", "--runs", 2, "--warmup", 0, "--out", tmp_path)
     assert result.exit_code == 0, text
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()} == before
     assert list((tmp_path / ".bench-exports").glob("*/cifar_resnet20/model.onnx"))
@@ -161,7 +156,7 @@ def test_class_folders_map_by_synset_integer_or_sorted_name():
 
 def test_long_steps_report_stages_inside_one_display(tmp_path):
     """Calibration, download and training bars join the command's display instead of fighting it (rich allows one)."""
-    result, text = run("export", "cifar_resnet20", "--int8", "--calib-method", "percentile", "--calib-size", 16, "--out", tmp_path)
+    result, text = run_cli("export", "cifar_resnet20", "--int8", "--calib-method", "percentile", "--calib-size", 16, "--out", tmp_path)
     assert result.exit_code == 0, text
 
 

@@ -4,19 +4,14 @@ import os
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from deploykit import DeployKitError
-from deploykit.cli import cli
 from deploykit.recipes.ref import build_model, parse_model_ref
+from tests.cli import run_cli
 
 SIZE = "16"
 pytestmark = pytest.mark.xdist_group("model-refs")
 
-
-def run(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    return result, " ".join(result.output.split())
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +20,8 @@ def refs(tmp_path_factory):
     root = tmp_path_factory.mktemp("refs")
     checkpoint = root / "trained.pth"
     torch.save(build_model("cifar_resnet20").state_dict(), checkpoint)
-    assert run("export", f"cifar_resnet20:{checkpoint}", "--input-size", SIZE, SIZE, "--out", root / "exported")[0].exit_code == 0
-    assert run("prune", "cifar_resnet20", "--ratio", "0.3", "--input-size", SIZE, "--out", root / "pruned")[0].exit_code == 0
+    assert run_cli("export", f"cifar_resnet20:{checkpoint}", "--input-size", SIZE, SIZE, "--out", root / "exported")[0].exit_code == 0
+    assert run_cli("prune", "cifar_resnet20", "--ratio", "0.3", "--input-size", SIZE, "--out", root / "pruned")[0].exit_code == 0
     return {
         "name": "cifar_resnet20",
         "checkpoint": f"cifar_resnet20:{checkpoint}",
@@ -41,33 +36,33 @@ FORMS = ["name", "checkpoint", "export folder", "onnx file", "pruned folder"]
 
 @pytest.mark.parametrize("form", FORMS)
 def test_compare_takes_every_form(refs, form):
-    result, text = run("compare", refs[form], refs[form], "--input-size", SIZE, "--no-images")
+    result, text = run_cli("compare", refs[form], refs[form], "--input-size", SIZE, "--no-images")
     assert result.exit_code == 0 and "PASS" in text, text
 
 
 @pytest.mark.parametrize("form", FORMS)
 def test_bench_takes_every_form(refs, form, tmp_path):
-    result, text = run("bench", refs[form], "--runs", 2, "--warmup", 0, "--out", tmp_path)
+    result, text = run_cli("bench", refs[form], "--runs", 2, "--warmup", 0, "--out", tmp_path)
     assert result.exit_code == 0 and "cifar_resnet20" in text, text
 
 
 @pytest.mark.parametrize("form", FORMS)
 def test_export_takes_every_form(refs, form, tmp_path):
-    result, text = run("export", refs[form], "--input-size", SIZE, SIZE, "--out", tmp_path)
+    result, text = run_cli("export", refs[form], "--input-size", SIZE, SIZE, "--out", tmp_path)
     assert result.exit_code == 0 and "PASS" in text, text
 
 
 @pytest.mark.parametrize("form", FORMS)
 def test_prune_takes_every_form(refs, form, tmp_path):
-    result, text = run("prune", refs[form], "--ratio", "0.2", "--input-size", SIZE, "--out", tmp_path)
+    result, text = run_cli("prune", refs[form], "--ratio", "0.2", "--input-size", SIZE, "--out", tmp_path)
     assert result.exit_code == 0 and "MACs" in text, text
 
 
 @pytest.mark.parametrize("form", FORMS)
 def test_train_and_distill_take_every_form(refs, form, tmp_path):
-    result, text = run("train", refs[form], "--data", "digits", "--epochs", 1, "--input-size", SIZE, "--out", tmp_path / "train")
+    result, text = run_cli("train", refs[form], "--data", "digits", "--epochs", 1, "--input-size", SIZE, "--out", tmp_path / "train")
     assert result.exit_code == 0 and "val top-1" in text, text
-    result, text = run("distill", "--teacher", refs[form], "--student", "cifar_resnet20", "--data", "digits", "--epochs", 1,
+    result, text = run_cli("distill", "--teacher", refs[form], "--student", "cifar_resnet20", "--data", "digits", "--epochs", 1,
                        "--input-size", SIZE, "--out", tmp_path / "kd")
     if form == "name":  # seeded random weights are no teacher
         assert result.exit_code == 2 and "a teacher needs trained weights" in text, text

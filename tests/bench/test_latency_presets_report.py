@@ -96,3 +96,16 @@ def test_report_rejects_files_that_are_not_results(tmp_path):
         load_results([tmp_path / "x.json"])
     with pytest.raises(DeployKitError, match="does not exist"):
         load_results([tmp_path / "missing.json"])
+
+
+def test_peak_rss_restarts_for_the_measured_stretch():
+    """bench's peak RSS covers the timed runs only, not an export that ran before them in the same process."""
+    from deploykit.bench.memory import peak_rss_mb, reset_peak_rss
+
+    reset_peak_rss()
+    block = bytearray(300 * 2**20)  # touched: 300 MB resident
+    block[:: 4096] = b"x" * len(block[:: 4096])
+    with_block = peak_rss_mb()
+    del block
+    reset_peak_rss()
+    assert peak_rss_mb() < with_block - 200

@@ -5,24 +5,19 @@ import json
 import numpy as np
 import onnx
 import pytest
-from click.testing import CliRunner
 from onnx import numpy_helper
 
-from deploykit.cli import cli
 from deploykit.compress.quantize import QuantizeConfig, compare_int8
 from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess
 from deploykit.data.calibration import load_samples
 from deploykit.models import get_spec
 from deploykit.recipes.export import ExportConfig, export
 from deploykit.runtime import OrtRunner
+from tests.cli import run_cli
 
 CHECKPOINT = "mobilenet_v2-b0353104.pth"
 pytestmark = pytest.mark.xdist_group("real-mobilenet")
 
-
-def run_cli(*args):
-    result = CliRunner().invoke(cli, [str(a) for a in args])
-    return result, " ".join(result.output.split())
 
 
 @pytest.fixture(scope="module")

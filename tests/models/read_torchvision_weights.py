@@ -15,7 +15,6 @@ torch.library.register_fake = lambda *a, **k: (lambda f: f)
 import torchvision
 torch.library.register_fake = _register_fake
 from torchvision.models import get_model_weights, list_models
-from torchvision.transforms import InterpolationMode
 
 names = json.load(open(sys.argv[1]))
 rows = []
