@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ from deploykit.progress import live, stage
 # Piped or captured output gets a wide console, so tables are not cut at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
 MAX_INPUT_SIZE = 4096
+MAX_THREADS = 4 * (os.cpu_count() or 1)  # more threads than that only thrash (and 10^5 segfaults onnxruntime)
+MAX_WARMUP_SECONDS = 600
 
 
 class UserError(click.ClickException):
@@ -123,14 +126,24 @@ def _print_published_weights(name: str) -> None:
     console.print(table)
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange, refusing NaN and inf: a tolerance of NaN would turn every check into a pass."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 def _tolerance_options(command):
     """--rel-error/--min-cosine/--min-top1: the parity pass criteria, shared by export and compare."""
     defaults = Tolerances()
-    command = click.option("--min-top1", type=click.FloatRange(0, 1), default=defaults.min_top1, show_default=True,
+    command = click.option("--min-top1", type=FiniteFloatRange(0, 1), default=defaults.min_top1, show_default=True,
                            help="Minimum top-1 agreement (fraction of inputs).")(command)
-    command = click.option("--min-cosine", type=click.FloatRange(-1, 1), default=defaults.min_cosine, show_default=True,
+    command = click.option("--min-cosine", type=FiniteFloatRange(-1, 1), default=defaults.min_cosine, show_default=True,
                            help="Minimum cosine similarity of the logits, per input.")(command)
-    return click.option("--rel-error", type=click.FloatRange(min=0), default=defaults.rel_error, show_default=True,
+    return click.option("--rel-error", type=FiniteFloatRange(min=0), default=defaults.rel_error, show_default=True,
                         help="Maximum abs error, as a fraction of the reference logit range.")(command)
 
 
@@ -176,13 +189,13 @@ def _foreign_onnx_options(command):
 @click.option("--exclude", multiple=True, help="Keep matching layers in FP32 (shell pattern over layer names; repeatable).")
 @click.option("--target", type=click.Choice(INT8_TARGETS), default="cpu", show_default=True,
               help="cpu: uint8 activations (fast on x86); trt: symmetric int8 for TensorRT.")
-@click.option("--int8-min-cosine", type=click.FloatRange(-1, 1), default=0.98, show_default=True,
+@click.option("--int8-min-cosine", type=FiniteFloatRange(-1, 1), default=0.98, show_default=True,
               help="Gate without --val: mean logit cosine of INT8 vs FP32 on the held-out images.")
-@click.option("--int8-min-top5", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+@click.option("--int8-min-top5", type=FiniteFloatRange(0, 1), default=0.9, show_default=True,
               help="Gate without --val: share of held-out images whose FP32 top-1 is in the INT8 top-5.")
 @click.option("--val", type=click.Path(file_okay=False, path_type=Path),
               help="Labelled folder (class subfolders): gate INT8 on its top-1 drop instead (--max-drop).")
-@click.option("--max-drop", type=click.FloatRange(min=0), default=1.0, show_default=True,
+@click.option("--max-drop", type=FiniteFloatRange(min=0), default=1.0, show_default=True,
               help="With --val: top-1 points INT8 may lose against FP32.")
 @click.option("--holdout", type=click.Path(path_type=Path), default=DEFAULT_HOLDOUT_DIR, show_default="bundled photos",
               help="Held-out images (or .npy/.npz arrays) for the INT8 accuracy check; not used for calibration.")
@@ -280,7 +293,7 @@ def _square(size: tuple[int, int] | None) -> int | None:
               show_default="bundled photos", help="Folder of real images added to the random inputs.")
 @click.option("--no-images", is_flag=True, help="Compare on fixed-seed random inputs only.")
 @click.option("--per-layer", is_flag=True, help="Also compare every layer's output and name the first that diverges.")
-@click.option("--layer-tolerance", type=click.FloatRange(min=0), default=1e-3, show_default=True,
+@click.option("--layer-tolerance", type=FiniteFloatRange(min=0), default=1e-3, show_default=True,
               help="Per-layer limit: max abs error over the layer's max abs activation.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the report as JSON.")
 @_tolerance_options
@@ -328,11 +341,11 @@ def _print_layers(diffs, culprit, tolerance: float) -> None:
 @click.option("--device", type=click.Choice(DEVICES), help="cpu or cuda (default cpu, or the preset's).")
 @click.option("--precision", type=click.Choice(PRECISIONS), help="fp32, fp16 or int8 (default fp32, or the preset's).")
 @click.option("--batch", "batches", help="Comma-separated batch sizes, e.g. 1,8,32 (default 1, or the preset's).")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads (torch, ONNX Runtime, OpenVINO).")
+@click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="CPU threads (torch, ONNX Runtime, OpenVINO).")
 @click.option("--target", help=f"A deployment preset: {', '.join(load_presets())}, or one from --presets.")
 @click.option("--presets", type=click.Path(dir_okay=False, path_type=Path), help="Extra presets (TOML file).")
 @click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Labelled folder (class subfolders) for accuracy.")
-@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Timed runs per batch size.")
+@click.option("--runs", type=click.IntRange(1, 100_000), default=50, show_default=True, help="Timed runs per batch size.")
 @click.option("--warmup", default="10", show_default=True, help="Untimed warm-up: a number of runs, or seconds such as 2s.")
 @click.option("--ort-provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), help="ONNX Runtime execution provider (default: --device).")
 @click.option("--channels-last", is_flag=True, help="torch: channels_last memory format.")
@@ -397,13 +410,14 @@ def _warmup(text: str) -> dict:
     try:
         if text.endswith("s"):
             seconds = float(text[:-1])
-            if seconds > 0:
+            if 0 < seconds <= MAX_WARMUP_SECONDS:  # NaN and inf fail this too
                 return {"warmup": 0, "warmup_seconds": seconds}
-        elif int(text) >= 0:
+        elif 0 <= int(text) <= 100_000:
             return {"warmup": int(text)}
     except ValueError:
         pass
-    raise DeployKitError(f"--warmup takes a number of runs (10) or seconds (2s), got {text!r}")
+    raise DeployKitError(f"--warmup takes a number of runs (0 to 100000, e.g. 10) or seconds (up to {MAX_WARMUP_SECONDS}s, "
+                         f"e.g. 2s), got {text!r}")
 
 
 def _batches(text: str) -> tuple[int, ...]:
@@ -540,7 +554,7 @@ def _distill_options(command):
 @click.option("--teacher", required=True, help="The trained teacher: NAME:CHECKPOINT, NAME:IMAGENET1K_V1 or an export folder.")
 @click.option("--student", required=True, help="NAME, NAME:CHECKPOINT or a folder written by `deploykit prune`.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True)
-@click.option("--alpha", type=click.FloatRange(0, 1), default=0.9, show_default=True, help="Weight of the soft (teacher) loss.")
+@click.option("--alpha", type=FiniteFloatRange(0, 1), default=0.9, show_default=True, help="Weight of the soft (teacher) loss.")
 @_distill_options
 def distill_command(teacher, student, temperature, alpha, data, epochs, lr, batch_size, seed, input_size, out, resume) -> None:
     """Distil a teacher into a student (Hinton KD). Under torchrun, trains with DistributedDataParallel."""

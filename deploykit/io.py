@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from deploykit.errors import DeployKitError
@@ -55,3 +58,62 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def exchange_paths(a: Path, b: Path) -> None:
+    """Swap two directories in one step (Linux renameat2 RENAME_EXCHANGE): no moment without ``b``.
+
+    Where the kernel, C library or filesystem cannot exchange, three renames do it, through
+    ``b``'s ``.previous`` sibling, which ``recover_interrupted_exchange`` puts back after a crash.
+    """
+    import ctypes
+    import errno
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        renameat2 = None
+    if renameat2 is not None:
+        at_fdcwd, rename_exchange = -100, 2
+        if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+            return
+        if ctypes.get_errno() not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(ctypes.get_errno(), f"cannot exchange {a} and {b}: {os.strerror(ctypes.get_errno())}")
+    previous = _previous(b)
+    os.rename(b, previous)
+    os.rename(a, b)
+    os.rename(previous, a)
+
+
+def recover_interrupted_exchange(b: Path) -> None:
+    """Put ``b`` back when a three-rename exchange was killed between its first two renames."""
+    previous = _previous(b)
+    if previous.exists() and not b.exists():
+        os.rename(previous, b)
+
+
+def _previous(b: Path) -> Path:
+    return b.with_name(f".{b.name}.previous")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, wait_seconds: float) -> Iterator[None]:
+    """An advisory lock file held for the block; another process waiting more than ``wait_seconds`` gets a one-line error."""
+    import fcntl
+
+    deadline = time.monotonic() + wait_seconds
+    with open(path, "a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise DeployKitError(f"another deploykit process holds {path} (an export into the same folder); "
+                                         f"wait for it or use another --out") from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -8,10 +8,15 @@ or ``pruned.pth``, and ``manifest.json``: what the model is (``ModelRecord``), w
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import shlex
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -19,13 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from deploykit.errors import DeployKitError
-from deploykit.io import atomic_write_json, sha256_file
+from deploykit.io import atomic_write_json, exchange_paths, exclusive_lock, recover_interrupted_exchange, sha256_file
 
 MANIFEST_NAME = "manifest.json"
 ONNX_NAME = "model.onnx"
 INT8_NAME = "model.int8.onnx"
 FP16_NAME = "model.fp16.onnx"
 PRUNED_NAME = "pruned.pth"
+EXPORTED_FILES = {ONNX_NAME, INT8_NAME, FP16_NAME, MANIFEST_NAME}  # what one export writes anew, all together
+PUBLISH_WAIT_S = 1800.0  # how long an export waits for another one into the same folder
 _TRACKED_PACKAGES = ("deploykit", "torch", "onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt")
 
 
@@ -116,6 +123,24 @@ class Manifest:
         return {**data, **self.sections, "files": self.files}
 
 
+def _carry_over(live: Path, staging: Path) -> None:
+    """Hard-link (or copy) into ``staging`` what the live folder has beside the files an export writes."""
+    for entry in live.iterdir():
+        if entry.name in EXPORTED_FILES or entry.name.startswith(".") or (staging / entry.name).exists():
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, staging / entry.name, copy_function=_link_or_copy, symlinks=True)
+        else:
+            _link_or_copy(entry, staging / entry.name)
+
+
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 class ExportFolder:
     """An output folder of deploykit: its files by role and its manifest."""
 
@@ -167,8 +192,45 @@ class ExportFolder:
         })
         return manifest
 
+    def verified(self, name: str) -> Path:
+        """``name`` in this folder, after checking it is the file the manifest hashed (not changed or swapped since)."""
+        path = self.path / name
+        entry = self.read().files.get(name)
+        if entry is None:
+            raise DeployKitError(f"{path} is not one of the files {self.manifest_path} describes; export again")
+        if not path.is_file() or sha256_file(path) != entry.get("sha256"):
+            raise DeployKitError(f"{path} is not the file that was exported (its sha256 differs from {MANIFEST_NAME}, or it is "
+                                 "missing); re-export")
+        return path
+
+    @contextlib.contextmanager
+    def publishing(self, wait_seconds: float = PUBLISH_WAIT_S) -> Iterator[Path]:
+        """Stage a complete new version of this folder and swap it in at once when the block succeeds.
+
+        Yields the staging folder: write every new file and the manifest there. Under an advisory lock,
+        so concurrent exports into one folder take turns instead of mixing their files. Files of the live
+        folder that the new version does not make (calibration cache, pruned checkpoint, stages, engines)
+        are carried over; a failure or a kill leaves the live folder as it was, and the next export removes
+        the staging folders that killed runs left behind.
+        """
+        parent = self.path.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        with exclusive_lock(parent / f".{self.path.name}.lock", wait_seconds):
+            recover_interrupted_exchange(self.path)
+            for stale in [*parent.glob(f".{self.path.name}.staging-*"), *self.path.glob(".export-*")]:
+                shutil.rmtree(stale, ignore_errors=True)
+            self.path.mkdir(exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{self.path.name}.staging-"))
+            try:
+                yield staging
+                _carry_over(self.path, staging)
+                exchange_paths(staging, self.path)  # staging now holds the previous version, removed below
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+
     def update(self, sections: dict[str, Any], files: list[str] = ()) -> Manifest:
-        """Add measured sections (and files) to the existing manifest."""
-        manifest = self.read()
-        manifest.sections.update(sections)
-        return self.write(manifest, list(files))
+        """Add measured sections (and files) to the existing manifest, under the folder's lock."""
+        with exclusive_lock(self.path.parent / f".{self.path.name}.lock", PUBLISH_WAIT_S):
+            manifest = self.read()
+            manifest.sections.update(sections)
+            return self.write(manifest, list(files))

@@ -89,11 +89,13 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, tolerances: Tol
         min_cosine=float(cosine.min()), top1_agreement=float(np.mean(exact | tie)), top5_agreement=float(top5),
         near_ties=int(tie.sum()),
     )
-    if report.rel_error > tolerances.rel_error:
+    if not (np.isfinite(reference).all() and np.isfinite(candidate).all()):
+        report.failures.append("outputs contain NaN or inf")  # every comparison with NaN is False: never let it pass
+    if not report.rel_error <= tolerances.rel_error:
         report.failures.append(f"relative error {report.rel_error:.3g} > {tolerances.rel_error:g}")
-    if report.min_cosine < tolerances.min_cosine:
+    if not report.min_cosine >= tolerances.min_cosine:
         report.failures.append(f"cosine {report.min_cosine:.6f} < {tolerances.min_cosine:g}")
-    if report.top1_agreement < tolerances.min_top1:
+    if not report.top1_agreement >= tolerances.min_top1:
         report.failures.append(f"top-1 agreement {report.top1_agreement:.1%} < {tolerances.min_top1:.1%}")
     if report.top5_agreement < tolerances.min_top5:
         report.failures.append(f"top-5 agreement {report.top5_agreement:.1%} < {tolerances.min_top5:.1%}")
@@ -191,7 +193,7 @@ def onnx_layer_diffs(reference: onnx.ModelProto, candidate: onnx.ModelProto, inp
 
 
 def first_divergent(diffs: list[LayerDiff], tolerance: float) -> LayerDiff | None:
-    return next((d for d in diffs if d.rel_error > tolerance), None)
+    return next((d for d in diffs if not d.rel_error <= tolerance), None)  # NaN counts as divergent
 
 
 def _torch_activations(model: nn.Module, inputs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, str]]:

@@ -230,6 +230,9 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
                 "representative, images (--calib DIR, a few hundred from your data), judge on labelled data (--val DIR), "
                 "keep layers in FP32 by hand (--exclude), or deploy the FP32 model", check, kept)
         qdq_nodes = sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in onnx.load(str(int8_path)).graph.node)
+        if not qdq_nodes:
+            raise DeployKitError("nothing was quantized (every layer excluded or kept in FP32), so no INT8 file was written; "
+                                 "exclude fewer layers")
         os.replace(int8_path, out_path)
     notes = [] if enforce_gate else [f"accuracy gate not applied (random weights): {'; '.join(check.failures) or 'passed'}"]
     return QuantizeResult(out_path, check, kept, excluded, calibration, settings, enforce_gate, qdq_nodes, corrected, notes)

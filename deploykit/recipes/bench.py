@@ -241,7 +241,7 @@ def _onnx_for(subject: Subject, config: BenchConfig) -> Path:
             flag = {"int8": " --int8", "fp16": " --fp16"}.get(config.precision, "")
             raise DeployKitError(f"{subject.folder} has no {name}; export it with `deploykit export {subject.spec.name}{flag} "
                                  "--dynamic-batch`")
-        return path
+        return ExportFolder(subject.folder).verified(name)
     folder = _matching_export(subject, config, name)
     if folder is None:  # exported into bench's own folder: another command's files are never replaced
         int8 = QuantizeConfig(target="trt" if config.engine == "trt" else "cpu") if config.precision == "int8" else None

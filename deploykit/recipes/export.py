@@ -7,8 +7,6 @@ INT8 fails its accuracy gate the FP32 export, which passed parity, is still publ
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ from deploykit.compress.quantize import Int8GateError, QuantizeConfig, QuantizeR
 from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess
 from deploykit.errors import DeployKitError
 from deploykit.export.onnx import INPUT_NAME, OUTPUT_NAME, check_onnx, simplify_onnx, torch_to_onnx
-from deploykit.io import atomic_write_bytes, ensure_writable_dir, sha256_file
+from deploykit.io import ensure_writable_dir, sha256_file
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder, InputRecord, Manifest, ModelRecord, WeightsRecord
 from deploykit.models.pretrained import PublishedWeights, find_weights, is_weights_tag, weights_file
 from deploykit.progress import stage
@@ -149,50 +147,45 @@ def export(config: ExportConfig) -> ExportResult:
     gate_failure: Int8GateError | None = None
     quantized: QuantizeResult | None = None
     latency: LatencyComparison | None = None
-    with tempfile.TemporaryDirectory(dir=folder.path, prefix=".export-") as staging:
-        staged = Path(staging) / ONNX_NAME
-        staged.write_bytes(serialized)
+    with folder.publishing() as staging:  # nothing of this export is visible until every file is ready
+        (staging / ONNX_NAME).write_bytes(serialized)
+        if fp16 is not None:
+            (staging / FP16_NAME).write_bytes(fp16)
         if quantization_data is not None:
             try:
-                quantized = quantize_int8(staged, Path(staging) / INT8_NAME, quantization_data, config.int8,
+                quantized = quantize_int8(staging / ONNX_NAME, staging / INT8_NAME, quantization_data, config.int8,
                                           folder.path / CALIBRATION_CACHE, enforce_gate=checkpoint is not None)
             except Int8GateError as exc:  # the FP32 export passed parity: it is still published
                 gate_failure = exc
             else:
                 with stage("timing FP32 and INT8 on onnxruntime, back to back"):
-                    latency = compare_latency(staged, quantized.path, (1 if config.dynamic_batch else config.batch, 3, size, size))
+                    latency = compare_latency(staging / ONNX_NAME, quantized.path,
+                                              (1 if config.dynamic_batch else config.batch, 3, size, size))
                 notes += quantized.notes
-        os.replace(staged, folder.onnx_path)
-        if fp16 is not None:
-            atomic_write_bytes(folder.fp16_path, fp16)
-        elif folder.fp16_path.exists():
-            folder.fp16_path.unlink()  # converted from an older FP32 export: stale
-            notes.append(f"removed the stale {FP16_NAME} of the previous export")
+        for name, made in ((INT8_NAME, quantized is not None), (FP16_NAME, fp16 is not None)):
+            if not made and (folder.path / name).exists():
+                notes.append(f"the previous export's {name} was not kept: it was made from the FP32 file this export replaces")
+        sections = {
+            "export": {"opset": _file_opset(serialized), "exporter": "torch.onnx (dynamo)", "simplified": simplified,
+                       "dynamic_batch": config.dynamic_batch, "seconds": round(export_seconds, 2), "notes": notes},
+            "parity": {ONNX_NAME: {"reference": "pytorch", **parity.as_dict()}},
+        }
+        if fp16_parity is not None:
+            sections["parity"][FP16_NAME] = {"reference": "pytorch fp32", "io": "float16" if config.fp16_io else "float32",
+                                             **fp16_parity.as_dict()}
         if quantized is not None:
-            os.replace(quantized.path, folder.int8_path)
-            quantized.path = folder.int8_path
-        elif folder.int8_path.exists():
-            folder.int8_path.unlink()  # quantized from an older FP32 export: stale
-            notes.append(f"removed the stale {INT8_NAME} of the previous export")
-    sections = {
-        "export": {"opset": config.opset, "exporter": "torch.onnx (dynamo)", "simplified": simplified,
-                   "dynamic_batch": config.dynamic_batch, "seconds": round(export_seconds, 2), "notes": notes},
-        "parity": {ONNX_NAME: {"reference": "pytorch", **parity.as_dict()}},
-    }
-    if fp16_parity is not None:
-        sections["parity"][FP16_NAME] = {"reference": "pytorch fp32", "io": "float16" if config.fp16_io else "float32",
-                                         **fp16_parity.as_dict()}
+            sections["int8"] = {**quantized.manifest_entry(), "latency_ort_cpu": latency.as_dict()}
+        elif gate_failure is not None:
+            sections["int8"] = {"failed": str(gate_failure), "check_vs_fp32": gate_failure.check.as_dict()}
+        record = ModelRecord(spec.name, spec.family, config.model_kwargs.get("num_classes", spec.num_classes),
+                             _weights_record(checkpoint, published), {**(ref.builder_kwargs or {}), **config.model_kwargs})
+        inputs_record = InputRecord(shape=["batch" if config.dynamic_batch else config.batch, 3, size, size],
+                                    mean=list(preprocess.mean), std=list(preprocess.std), resize=preprocess.resize,
+                                    interpolation=preprocess.interpolation, name=INPUT_NAME, output=OUTPUT_NAME)
+        files = [ONNX_NAME] + ([FP16_NAME] if fp16 is not None else []) + ([INT8_NAME] if quantized else [])
+        ExportFolder(staging).write(Manifest(record, inputs_record, sections=sections), files)
     if quantized is not None:
-        sections["int8"] = {**quantized.manifest_entry(), "latency_ort_cpu": latency.as_dict()}
-    elif gate_failure is not None:
-        sections["int8"] = {"failed": str(gate_failure), "check_vs_fp32": gate_failure.check.as_dict()}
-    record = ModelRecord(spec.name, spec.family, config.model_kwargs.get("num_classes", spec.num_classes),
-                         _weights_record(checkpoint, published), {**(ref.builder_kwargs or {}), **config.model_kwargs})
-    inputs_record = InputRecord(shape=["batch" if config.dynamic_batch else config.batch, 3, size, size],
-                                mean=list(preprocess.mean), std=list(preprocess.std), resize=preprocess.resize,
-                                interpolation=preprocess.interpolation, name=INPUT_NAME, output=OUTPUT_NAME)
-    files = [ONNX_NAME] + ([FP16_NAME] if fp16 is not None else []) + ([INT8_NAME] if quantized else [])
-    folder.write(Manifest(record, inputs_record, sections=sections), files)
+        quantized.path = folder.int8_path
     if gate_failure is not None:
         raise DeployKitError(f"{gate_failure} The FP32 export passed parity and was written to {folder.onnx_path}; "
                              f"no {INT8_NAME} was written")
@@ -211,6 +204,13 @@ def _fp16(serialized: bytes, reference: TorchRunner, inputs: np.ndarray, fp16_io
         raise DeployKitError(f"the FP16 model does not match PyTorch FP32 within FP16 tolerances, so nothing was written: "
                              f"{parity.summary()}")
     return converted, parity
+
+
+def _file_opset(serialized: bytes) -> int:
+    """The ai.onnx opset the file declares (what the exporter wrote, whatever was asked)."""
+    import onnx
+
+    return next(o.version for o in onnx.load_from_string(serialized).opset_import if o.domain in ("", "ai.onnx"))
 
 
 def _weights_record(checkpoint: Path | None, published: PublishedWeights | None) -> WeightsRecord:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploykit.errors import DeployKitError, first_line
-from deploykit.manifest import ExportFolder, Manifest
+from deploykit.manifest import ONNX_NAME, PRUNED_NAME, ExportFolder, Manifest
 from deploykit.models import ModelSpec, get_spec, resolve_name
 from deploykit.models.pretrained import is_weights_tag
 
@@ -159,15 +159,16 @@ def _path_ref(text: str, path: Path) -> ModelRef:
         spec = _registered_spec(manifest)
         kwargs = dict(manifest.model.builder_kwargs)
         if folder.pruned_path.is_file():  # written by `deploykit prune`: the pruned checkpoint is the model
-            return ModelRef(text, spec, str(folder.pruned_path), folder.onnx_path if folder.onnx_path.is_file() else None,
-                            manifest, kwargs)
-        if not folder.onnx_path.is_file():
-            raise DeployKitError(f"{path} has a manifest but no {folder.onnx_path.name}; export again")
-        return ModelRef(text, spec, manifest.model.weights.reference, folder.onnx_path, manifest, kwargs)
+            pruned = folder.verified(PRUNED_NAME) if PRUNED_NAME in manifest.files else folder.pruned_path
+            onnx_path = folder.verified(ONNX_NAME) if ONNX_NAME in manifest.files else None
+            return ModelRef(text, spec, str(pruned), onnx_path, manifest, kwargs)
+        return ModelRef(text, spec, manifest.model.weights.reference, folder.verified(ONNX_NAME), manifest, kwargs)
     folder = ExportFolder(path.parent)
     manifest = folder.read() if folder.exists() else None
     if manifest is not None and path.name not in manifest.files:
         manifest = None  # a file the folder's manifest does not describe
+    if manifest is not None:
+        folder.verified(path.name)
     spec = _registered_spec(manifest) if manifest else None
     weights = manifest.model.weights.reference if manifest else None
     return ModelRef(text, spec, weights, path, manifest, dict(manifest.model.builder_kwargs) if manifest else None)

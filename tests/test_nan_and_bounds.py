@@ -1,0 +1,61 @@
+"""Checks that NaN cannot pass, and options that are bounded before they can hang or crash a run."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deploykit.parity import Tolerances, compare_logits
+from deploykit.recipes.ref import build_model
+from tests.cli import run_cli
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_outputs_never_pass_parity(bad):
+    reference = np.random.default_rng(0).standard_normal((4, 10))
+    candidate = reference.copy()
+    candidate[1, 3] = bad
+    report = compare_logits(reference, candidate, Tolerances(rel_error=math.inf, min_cosine=-1.0, min_top1=0.0))
+    assert not report.passed and "NaN or inf" in report.summary()
+
+
+def test_an_all_nan_checkpoint_does_not_export(tmp_path):
+    state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in build_model("cifar_resnet20").state_dict().items()}
+    torch.save(state, tmp_path / "nan.pth")
+    result, text = run_cli("export", f"cifar_resnet20:{tmp_path / 'nan.pth'}", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "NaN or inf" in text and not list((tmp_path / "out").rglob("*.onnx"))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["export", "cifar_resnet20", "--rel-error", "nan"], "is not a finite number"),
+    (["export", "cifar_resnet20", "--min-cosine", "nan"], "is not a finite number"),
+    (["compare", "cifar_resnet20", "cifar_resnet20", "--rel-error", "inf"], "is not a finite number"),
+    (["export", "cifar_resnet20", "--int8", "--int8-min-cosine", "nan"], "is not a finite number"),
+    (["bench", "cifar_resnet20", "--threads", "100000"], "--threads"),
+    (["bench", "cifar_resnet20", "--warmup", "infs"], "--warmup takes"),
+    (["bench", "cifar_resnet20", "--warmup", "nans"], "--warmup takes"),
+    (["bench", "cifar_resnet20", "--runs", "10000000"], "--runs"),
+    (["eval", "cifar_resnet20", "--data", ".", "--input-size", "100000"], "--input-size"),
+])
+def test_bad_numbers_are_refused_up_front(args, message, tmp_path):
+    result, text = run_cli(*args, *(["--out", tmp_path] if args[0] == "export" else []))
+    assert result.exit_code == 2 and message in text and "Traceback" not in text
+
+
+def test_int8_with_every_layer_excluded_is_refused(tmp_path):
+    result, text = run_cli("export", "cifar_resnet20", "--int8", "--exclude", "*", "--calib-size", 16, "--out", tmp_path)
+    assert result.exit_code == 2 and "nothing was quantized" in text
+    assert not (tmp_path / "cifar_resnet20" / "model.int8.onnx").exists()
+
+
+def test_manifest_records_the_opset_the_file_has(tmp_path):
+    import json
+
+    import onnx
+
+    result, _ = run_cli("export", "cifar_resnet20", "--opset", 20, "--out", tmp_path)
+    assert result.exit_code == 0
+    folder = tmp_path / "cifar_resnet20"
+    declared = next(o.version for o in onnx.load(str(folder / "model.onnx")).opset_import if o.domain in ("", "ai.onnx"))
+    assert json.loads((folder / "manifest.json").read_text())["export"]["opset"] == declared
