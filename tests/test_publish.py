@@ -1,7 +1,6 @@
 """Export folders are published whole or not at all: real SIGKILLs, two processes at once, tampered files."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
