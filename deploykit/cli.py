@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import sys
@@ -40,6 +41,13 @@ class DeployKitGroup(click.Group):
             return super().invoke(ctx)
         except DeployKitError as exc:
             raise UserError(str(exc)) from exc
+        except KeyboardInterrupt:
+            _interrupted()
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # staged writes leave the previous artifacts intact
+                raise UserError(f"the disk is full ({exc.filename or 'writing output'}); nothing was published: free space "
+                                "or choose another --out") from exc
+            raise
 
 
 @click.group(cls=DeployKitGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -592,4 +600,13 @@ def _print_training(result) -> None:
 
 
 def main() -> None:
-    cli(prog_name="deploykit")
+    try:
+        cli(prog_name="deploykit")
+    except KeyboardInterrupt:  # Ctrl-C during start-up, before a command runs
+        _interrupted()
+
+
+def _interrupted() -> None:
+    """Ctrl-C: one line and exit code 130, as shells expect; staged output is never published half-written."""
+    click.echo("Error: interrupted; nothing half-written was published", err=True)
+    raise SystemExit(130)

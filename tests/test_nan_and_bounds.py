@@ -59,3 +59,49 @@ def test_manifest_records_the_opset_the_file_has(tmp_path):
     folder = tmp_path / "cifar_resnet20"
     declared = next(o.version for o in onnx.load(str(folder / "model.onnx")).opset_import if o.domain in ("", "ai.onnx"))
     assert json.loads((folder / "manifest.json").read_text())["export"]["opset"] == declared
+
+
+def test_a_damaged_calibration_cache_is_recomputed(tmp_path):
+    assert run_cli("export", "cifar_resnet20", "--int8", "--calib-size", 16, "--out", tmp_path)[0].exit_code == 0
+    cache = tmp_path / "cifar_resnet20" / "calib-cache"
+    for path in cache.iterdir():
+        path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])  # truncated, as by a kill or a full disk
+    result, text = run_cli("export", "cifar_resnet20", "--int8", "--calib-size", 16, "--out", tmp_path)
+    assert result.exit_code == 0 and "cache computed" in text, text
+
+
+def test_sixteen_bit_images_are_scaled_not_clipped():
+    from PIL import Image
+
+    from deploykit.data import Preprocess
+
+    grey = Image.fromarray((np.full((40, 40), 0.5) * 65535).astype(np.uint16))  # mode I;16, mid grey
+    array = Preprocess(32, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))(grey)
+    assert abs(float(array.mean()) - 0.5) < 0.01
+
+
+def test_decompression_bombs_are_one_line_errors(tmp_path):
+    from PIL import Image
+
+    from deploykit import DeployKitError
+    from deploykit.data import Preprocess, load_images
+
+    path = tmp_path / "bomb.png"
+    Image.new("L", (14000, 14000)).save(path)  # 196 megapixels: over twice PIL's limit, where it refuses
+    with pytest.raises(DeployKitError, match="cannot read image"):
+        load_images([path], Preprocess(32, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)))
+
+
+def test_ctrl_c_is_one_line(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "deploykit", "export", "resnet18", "--out", str(tmp_path)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Error: interrupted" in err and "Traceback" not in err
+    assert not list(tmp_path.rglob("*.onnx"))

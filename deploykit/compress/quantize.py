@@ -16,6 +16,8 @@ re-quantized from the cached statistics.
 from __future__ import annotations
 
 import fnmatch
+import json
+import zipfile
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -182,16 +184,15 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
     stats_path = cache_dir / f"stats-{data_hash[:16]}-{model_hash[:16]}.npz"
     methods = ROBUST_METHODS if config.method == "auto" else (config.method,)
     ranges = {m: cache_dir / f"{m}-{config.target}-{data_hash[:16]}-{model_hash[:16]}.json" for m in methods}
-    reused = stats_path.is_file() and all(path.is_file() for path in ranges.values())
-    calibration = {"source": str(config.calib), "samples": len(data.calibration), "sha256": data_hash, "method": config.method,
-                   "cache": "reused" if reused else "computed"}
+    calibration = {"source": str(config.calib), "samples": len(data.calibration), "sha256": data_hash, "method": config.method}
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".quantize-") as workdir:
         pre_path = Path(workdir) / "preprocessed.onnx"
         _quiet(_pre_process, fp32_path, pre_path)
         pre_proto = onnx.load(str(pre_path))
         excluded = resolve_exclusions(pre_proto, config.exclude)
         with stage(f"calibrating on {len(data.calibration)} images", total=len(data.calibration) * (1 + len(ranges))) as advance:
-            stats = _statistics(pre_proto, pre_path, data.calibration, settings, stats_path, ranges, advance)
+            stats, reused = _statistics(pre_proto, pre_path, data.calibration, settings, stats_path, ranges, advance)
+        calibration["cache"] = "reused" if reused else "computed"
         int8_path = Path(workdir) / "int8.onnx"
         if len(methods) > 1:
             with stage(f"choosing activation ranges ({' or '.join(methods)})"):
@@ -258,14 +259,18 @@ def _growing(limit: int) -> list[int]:
 
 
 def _statistics(pre_proto: onnx.ModelProto, pre_path: Path, samples: np.ndarray, settings: dict, stats_path: Path,
-                ranges: dict[str, Path], advance) -> ActivationStats:
-    """Activation statistics, and each method's ranges file for onnxruntime, from the cache when it has them."""
-    stats = ActivationStats.load(stats_path) if stats_path.is_file() else collect_stats(pre_proto, samples, advance)
-    if not stats_path.is_file():
+                ranges: dict[str, Path], advance) -> tuple[ActivationStats, bool]:
+    """Activation statistics, and each method's ranges file for onnxruntime, from the cache when it has them intact;
+    whether everything came from the cache."""
+    stats = _cached_stats(stats_path)
+    reused = stats is not None
+    if stats is None:
+        stats = collect_stats(pre_proto, samples, advance)
         stats.save(stats_path)
     for method, path in ranges.items():
-        if path.is_file():
+        if path.is_file() and _readable_json(path):
             continue
+        reused = False
         if method in ROBUST_METHODS:
             write_ort_ranges(stats.ranges(method), path)
         else:  # onnxruntime's histogram calibrators (entropy, percentile) write the ranges themselves
@@ -273,7 +278,30 @@ def _statistics(pre_proto: onnx.ModelProto, pre_path: Path, samples: np.ndarray,
             reader = _CalibrationReader(samples, _fixed_batch(pre_proto), advance)
             _quiet(_quantize, pre_path, scratch, reader, {**settings, "calibrate_method": method}, [], path)
             scratch.unlink(missing_ok=True)
-    return stats
+    return stats, reused
+
+
+def _readable_json(path: Path) -> bool:
+    try:
+        json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _cached_stats(path: Path) -> ActivationStats | None:
+    """The cached statistics, or None when there are none or the file is damaged (then it is recomputed, not trusted)."""
+    if not path.is_file():
+        return None
+    try:
+        stats = ActivationStats.load(path)
+        if stats.sample_min:
+            return stats
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        pass
+    for damaged in path.parent.glob(f"*{path.stem.removeprefix('stats-')}*"):  # its ranges files too
+        damaged.unlink(missing_ok=True)
+    return None
 
 
 def _choose_ranges(fp32_path: Path, pre_path: Path, pre_proto: onnx.ModelProto, int8_path: Path, settings: dict,

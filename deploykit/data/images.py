@@ -45,6 +45,6 @@ def load_images(paths: list[Path], preprocess: Preprocess) -> np.ndarray:
         try:
             with Image.open(path) as image:
                 arrays.append(preprocess(image))
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             raise DeployKitError(f"cannot read image {path}: {exc}; remove it or replace it with a valid image") from exc
     return np.stack(arrays)

@@ -39,8 +39,8 @@ class Preprocess:
         return cls(size=size, resize=resize, mean=spec.mean, std=spec.std)
 
     def __call__(self, image: Image.Image) -> np.ndarray:
-        """A PIL image to a float32 (3, size, size) array."""
-        image = image.convert("RGB")
+        """A PIL image to a float32 (3, size, size) array (16-bit and float images scaled to 8 bits, not clipped)."""
+        image = _to_rgb(image)
         width, height = image.size
         scale = self.resize / min(width, height)
         image = image.resize((max(self.size, round(width * scale)), max(self.size, round(height * scale))), RESAMPLING[self.interpolation])
@@ -50,3 +50,12 @@ class Preprocess:
         array = np.asarray(image, dtype=np.float32) / 255.0
         array = (array - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
         return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB. PIL's convert("RGB") clips 16-bit and 32-bit grey images to white; they are rescaled instead."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        image = Image.fromarray(np.clip(values / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    return image.convert("RGB")
