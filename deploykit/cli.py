@@ -85,7 +85,7 @@ def list_command(pattern: str) -> None:
 
 @cli.command("info")
 @click.argument("name")
-@click.option("--input-size", type=click.IntRange(min=1), help="Square input resolution (default: the model's own).")
+@click.option("--input-size", type=click.IntRange(1, MAX_INPUT_SIZE), help="Square input resolution (default: the model's own).")
 def info_command(name: str, input_size: int | None) -> None:
     """Show a model's spec and a per-stage summary: output shape, params, MACs."""
     from deploykit.models import get_spec
@@ -179,7 +179,7 @@ def _foreign_onnx_options(command):
 @click.option("--opset", type=click.IntRange(min=18), default=DEFAULT_OPSET, show_default=True, help="ONNX opset.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Fixed batch size.")
 @click.option("--dynamic-batch", is_flag=True, help="Export with a dynamic batch dimension instead of --batch.")
-@click.option("--input-size", nargs=2, type=click.IntRange(min=1), help="Input height and width (default: the model's).")
+@click.option("--input-size", nargs=2, type=click.IntRange(1, MAX_INPUT_SIZE), help="Input height and width (default: the model's).")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxslim when parity holds.")
 @click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (float16 weights and compute), checked against PyTorch.")
 @click.option("--fp16-io", is_flag=True, help="With --fp16: float16 graph inputs and outputs too (default float32).")
@@ -296,7 +296,7 @@ def _square(size: tuple[int, int] | None) -> int | None:
 @cli.command("compare")
 @click.argument("a")
 @click.argument("b")
-@click.option("--input-size", type=click.IntRange(min=1), help="Square input size (default: from the model or manifest).")
+@click.option("--input-size", type=click.IntRange(1, MAX_INPUT_SIZE), help="Square input size (default: from the model or manifest).")
 @click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CALIBRATION_DIR,
               show_default="bundled photos", help="Folder of real images added to the random inputs.")
 @click.option("--no-images", is_flag=True, help="Compare on fixed-seed random inputs only.")
@@ -313,6 +313,7 @@ def compare_command(a: str, b: str, input_size: int | None, images: Path, no_ima
     """
     from deploykit.recipes.compare import CompareConfig, compare
 
+    _check_writable(json_path)
     config = CompareConfig(input_size=input_size, images=None if no_images else images, per_layer=per_layer,
                            layer_tolerance=layer_tolerance, tolerances=Tolerances(rel_error, min_cosine, min_top1))
     result = compare(a, b, config)
@@ -377,6 +378,8 @@ def bench_command(models, engine, device, precision, batches, threads, target, p
     from deploykit.bench.report import to_markdown
     from deploykit.recipes.bench import BenchConfig, run_benchmark
 
+    for path in (json_path, csv_path, md_path):
+        _check_writable(path)
     preset = get_preset(target, presets) if target else None
     config = BenchConfig(
         engine=engine or (preset.engine if preset else "torch"), device=device or (preset.device if preset else "cpu"),
@@ -411,6 +414,16 @@ def bench_command(models, engine, device, precision, batches, threads, target, p
         atomic_write_bytes(csv_path, _csv(rows).encode())
     if md_path:
         atomic_write_bytes(md_path, to_markdown(rows).encode())
+
+
+def _check_writable(path: Path | None) -> None:
+    """A results file must be writable before a long run, not found unwritable after it."""
+    if path is None:
+        return
+    folder = Path(path).resolve().parent
+    if Path(path).is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise DeployKitError(f"cannot write {path}: {'it is a folder' if Path(path).is_dir() else 'its folder is missing or not writable'};"
+                             " choose another path")
 
 
 def _warmup(text: str) -> dict:
@@ -467,6 +480,7 @@ def eval_command(model, data, engine, precision, batch_size, workers, limit, out
     """Top-1/top-5 of MODEL (any model reference, or any ONNX classifier) on a labelled folder, streamed."""
     from deploykit.recipes.eval import EvalConfig, evaluate
 
+    _check_writable(json_path)
     config = EvalConfig(data=data, engine=engine, precision=precision, batch_size=batch_size, workers=workers, limit=limit,
                         input_size=input_size, mean=tuple(mean), std=tuple(std), out=out)
     with live():
@@ -525,7 +539,7 @@ def build_engine_command(onnx_path, engine_path, fp16, min_batch, opt_batch, max
 @click.option("--method", type=click.Choice(PRUNE_METHODS), default="l2", show_default=True, help="Channel importance.")
 @click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers instead of per layer.")
 @click.option("--round-to", type=click.IntRange(min=1), help="Keep channel counts multiples of this (e.g. 8 for tensor cores).")
-@click.option("--input-size", type=click.IntRange(min=1), help="Square input size (default: the model's).")
+@click.option("--input-size", type=click.IntRange(1, MAX_INPUT_SIZE), help="Square input size (default: the model's).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploykit-out/pruned"), show_default=True)
 def prune_command(name, weights, ratio, target_macs, method, global_pruning, round_to, input_size, out) -> None:
     """Prune NAME's channels for real, export it to ONNX with parity, and compare size and latency."""
@@ -550,7 +564,7 @@ def _distill_options(command):
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True),
         click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--input-size", type=click.IntRange(min=1), help="Square input size (default: the model's)."),
+        click.option("--input-size", type=click.IntRange(1, MAX_INPUT_SIZE), help="Square input size (default: the model's)."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder."),
         click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/last.pth if present."),
     ]):

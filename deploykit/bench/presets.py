@@ -45,7 +45,9 @@ def _parse(path: Path) -> dict[str, Preset]:
     if not path.is_file():
         raise DeployKitError(f"preset file {path} does not exist")
     try:
-        table = tomllib.loads(path.read_text())
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DeployKitError(f"preset file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML") from exc
     except tomllib.TOMLDecodeError as exc:
         raise DeployKitError(f"preset file {path} is not valid TOML: {exc}") from exc
     return {name: _validate(name, fields, path) for name, fields in table.items()}
@@ -63,10 +65,19 @@ def _validate(name: str, fields: dict, path: Path) -> Preset:
         if fields.get(key) not in choices:
             raise DeployKitError(f"{where}: {key} must be one of {', '.join(choices)}, got {fields.get(key)!r}")
     batches = fields.get("batches", [1])
-    if not isinstance(batches, list) or not batches or not all(isinstance(b, int) and b > 0 for b in batches):
+    if not isinstance(batches, list) or not batches or not all(_is_int(b) and 0 < b <= 65536 for b in batches):
         raise DeployKitError(f"{where}: batches must be a non-empty list of positive integers")
     threads = fields.get("threads")
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise DeployKitError(f"{where}: threads must be a positive integer")
+    if threads is not None and (not _is_int(threads) or not 1 <= threads <= 1024):
+        raise DeployKitError(f"{where}: threads must be an integer from 1 to 1024")
+    workspace = fields.get("workspace_gb")
+    if workspace is not None and (isinstance(workspace, bool) or not isinstance(workspace, (int, float)) or not 0 < workspace <= 1024):
+        raise DeployKitError(f"{where}: workspace_gb must be a number of GB between 0 and 1024")
+    if not isinstance(fields.get("description", ""), str):
+        raise DeployKitError(f"{where}: description must be a string")
     return Preset(name=name, description=fields.get("description", ""), engine=fields["engine"], device=fields["device"],
                   precision=fields["precision"], batches=tuple(batches), threads=threads, workspace_gb=fields.get("workspace_gb"))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # TOML's true is no batch size

@@ -23,7 +23,7 @@ from torch.nn import functional as F
 
 from deploykit.bench.accuracy import topk_accuracy
 from deploykit.data import load_labelled_folder
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, first_line
 from deploykit.models.pruned import pruned_state
 from deploykit.progress import stage
 from deploykit.io import atomic_write_bytes, atomic_write_json
@@ -87,8 +87,12 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: Dataset, config
     start_epoch = 0
     checkpoint_path = out / CHECKPOINT
     if resume and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        if state["config"] != asdict(config) or state["source"] != student_source:
+        try:
+            state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+            same_run = state["config"] == asdict(config) and state["source"] == student_source
+        except Exception as exc:  # truncated by a kill or a full disk: torch raises many types
+            raise DeployKitError(f"{checkpoint_path} is damaged ({first_line(exc)}); use --no-resume to start over") from exc
+        if not same_run:
             raise DeployKitError(f"{checkpoint_path} was written by a different run (other options or student); "
                                  "use another --out, or --no-resume to start over")
         student.load_state_dict(state["student"])

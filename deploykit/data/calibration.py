@@ -30,6 +30,8 @@ def load_samples(source: str | Path, preprocess: Preprocess, limit: int, purpose
             f"{purpose} data in {source} has shape {list(samples.shape)}, but the model takes "
             f"[N, {', '.join(map(str, expected))}]; preprocess it to that shape or pass a folder of images"
         )
+    if not np.isfinite(samples).all():
+        raise DeployKitError(f"{purpose} data in {source} contains NaN or inf; every sample must be finite")
     if len(samples) < MIN_CALIBRATION_SAMPLES:
         raise DeployKitError(f"only {len(samples)} {purpose} samples in {source}; at least {MIN_CALIBRATION_SAMPLES} are needed "
                              "(a few hundred is better)")

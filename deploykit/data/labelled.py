@@ -21,6 +21,9 @@ def load_labelled_folder(folder: str | Path, preprocess: Preprocess, limit: int 
     if len(classes) < 2:
         raise DeployKitError(f"{folder} must hold one subfolder of images per class, at least 2 classes (ImageNet layout)")
     numeric = all(name.isdigit() for name in classes)
+    if numeric and max(int(name) for name in classes) >= len(classes):
+        raise DeployKitError(f"class folders named by number must be 0..{len(classes) - 1} for {len(classes)} classes, "
+                             f"found {max(classes, key=int)}; renumber them or name them")
     paths, labels = [], []
     for index, name in enumerate(classes):
         for path in find_images(folder / name):

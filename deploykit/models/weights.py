@@ -29,6 +29,9 @@ def read_checkpoint(path: str | Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types on a bad file; all mean "not a readable checkpoint"
+        if "Unsupported global" in str(exc):  # weights_only refused a pickled class or function
+            raise DeployKitError(f"{path} holds code or Python objects beyond tensors, so it was not loaded (that would run "
+                                 "its code); save model.state_dict() with torch.save and pass that file") from exc
         raise DeployKitError(f"cannot read checkpoint {path}: {first_line(exc)}; "
                              "it must be a PyTorch state_dict saved with torch.save") from exc
 

@@ -7,6 +7,7 @@ INT8 fails its accuracy gate the FP32 export, which passed parity, is still publ
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,7 @@ def export(config: ExportConfig) -> ExportResult:
     folder = ExportFolder(ensure_writable_dir(Path(config.out) / spec.name))
     checkpoint = Path(config.module.rpartition(":")[0]) if config.module else weights_file(spec.name, ref.weights)
     model = ref.build(**config.model_kwargs)
+    check_memory(model, (max(config.batch, 2), 3, size, size))
     started = time.perf_counter()
     with stage(f"exporting {spec.name} to ONNX (opset {config.opset})"):
         proto = torch_to_onnx(model, (config.batch, 3, size, size), config.opset, config.dynamic_batch)
@@ -204,6 +206,39 @@ def _fp16(serialized: bytes, reference: TorchRunner, inputs: np.ndarray, fp16_io
         raise DeployKitError(f"the FP16 model does not match PyTorch FP32 within FP16 tolerances, so nothing was written: "
                              f"{parity.summary()}")
     return converted, parity
+
+
+def check_memory(model, input_shape: tuple[int, ...]) -> None:
+    """Refuse an input size whose activations will not fit in memory, before anything is allocated.
+
+    The estimate adds up every module's output on the meta device (no real memory), times the copies
+    export and parity keep (the exporter's traced graph, PyTorch and onnxruntime runs).
+    """
+    import torch
+
+    from deploykit.bench.memory import available_memory_mb
+
+    total = 0
+
+    def count(module, args, output):
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel() * output.element_size()
+
+    meta = copy.deepcopy(model).to("meta")
+    hooks = [m.register_forward_hook(count) for m in meta.modules()]
+    try:
+        with torch.no_grad():
+            meta(torch.empty(input_shape, device="meta"))
+    except Exception:  # a model the meta device cannot run: no estimate, the export itself will tell
+        return
+    finally:
+        for hook in hooks:
+            hook.remove()
+    needed_mb, free_mb = 3 * total / 2**20, available_memory_mb()
+    if free_mb is not None and needed_mb > 0.8 * free_mb:
+        raise DeployKitError(f"input {input_shape[-2]}x{input_shape[-1]} needs about {needed_mb / 1024:.1f} GB of activations to "
+                             f"export and check, but {free_mb / 1024:.1f} GB is free; use a smaller --input-size")
 
 
 def _file_opset(serialized: bytes) -> int:

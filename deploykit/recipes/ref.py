@@ -170,8 +170,33 @@ def _path_ref(text: str, path: Path) -> ModelRef:
     if manifest is not None:
         folder.verified(path.name)
     spec = _registered_spec(manifest) if manifest else None
+    if manifest is None:
+        check_classifier_onnx(path)
     weights = manifest.model.weights.reference if manifest else None
     return ModelRef(text, spec, weights, path, manifest, dict(manifest.model.builder_kwargs) if manifest else None)
+
+
+def check_classifier_onnx(path: Path) -> None:
+    """An ONNX file deploykit can run as an image classifier: one float NCHW input, one [N, classes] output."""
+    import onnx
+
+    from deploykit.export.onnx import load_onnx
+
+    graph = load_onnx(path).graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+    if len(inputs) != 1 or len(graph.output) != 1:
+        raise DeployKitError(f"{path} has {len(inputs)} inputs and {len(graph.output)} outputs; deploykit runs image "
+                             "classifiers with one NCHW image input and one [N, classes] output")
+    tensor = inputs[0].type.tensor_type
+    if tensor.elem_type not in floats or len(tensor.shape.dim) != 4:
+        raise DeployKitError(f"{path} takes a {onnx.TensorProto.DataType.Name(tensor.elem_type).lower()} input of rank "
+                             f"{len(tensor.shape.dim)}; deploykit feeds float32/float16 NCHW images")
+    output = graph.output[0].type.tensor_type
+    if len(output.shape.dim) != 2 or output.elem_type not in floats:
+        raise DeployKitError(f"{path} outputs rank-{len(output.shape.dim)} "
+                             f"{onnx.TensorProto.DataType.Name(output.elem_type).lower()} values, not [N, classes] logits")
 
 
 def _registered_spec(manifest: Manifest) -> ModelSpec | None:
