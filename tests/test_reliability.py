@@ -3,7 +3,6 @@
 import json
 import random
 import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -12,7 +11,6 @@ import torch
 from onnx import TensorProto, helper
 
 from deploykit.manifest import ExportFolder
-from deploykit.recipes.ref import build_model
 from tests.cli import run_cli
 
 pytestmark = pytest.mark.xdist_group("reliability")
