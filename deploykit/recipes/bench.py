@@ -77,23 +77,23 @@ class Subject:
         return self.ref.spec is None
 
     def input_size(self, requested: int | None = None) -> int:
-        if self.folder is not None and not self.foreign_onnx:
-            return ExportFolder(self.folder).read().input.size
+        manifest = self.ref.manifest
+        if manifest is not None and manifest.input is not None:  # exported at that size (a user's module too)
+            return manifest.input.size
         if self.foreign_onnx:
-            dims = _onnx_input_dims(self.ref.onnx_path)
-            if dims[-1] is None and not requested:
+            size = requested or self.ref.signature.input_dims[-1]
+            if not size:
                 raise DeployKitError(f"{self.ref.text} has a dynamic input size and no manifest; pass --input-size")
-            return requested or dims[-1]
+            return size
         return requested or self.spec.input_size
 
     def num_outputs(self) -> int:
         """Classes the ONNX file predicts (its output's last dimension)."""
-        from deploykit.export.onnx import load_onnx
-
-        dims = [d.dim_value or None for d in load_onnx(self.ref.onnx_path).graph.output[0].type.tensor_type.shape.dim]
-        if len(dims) != 2 or not dims[1]:
-            raise DeployKitError(f"{self.ref.text} does not output [N, classes] logits (output shape {dims})")
-        return dims[1]
+        if self.ref.manifest is not None:
+            return self.ref.manifest.model.num_classes
+        if not self.ref.signature.num_classes:
+            raise DeployKitError(f"{self.ref.text} has a dynamic class dimension; deploykit needs [N, classes] logits")
+        return self.ref.signature.num_classes
 
 
 def resolve_subject(text: str, allow_bare_onnx: bool = False) -> Subject:
@@ -103,20 +103,6 @@ def resolve_subject(text: str, allow_bare_onnx: bool = False) -> Subject:
                              "or give NAME, NAME:CHECKPOINT or NAME:IMAGENET1K_V1")
     folder = ref.onnx_path.parent if ref.manifest is not None and ref.onnx_path is not None else None
     return Subject(ref, folder)
-
-
-def _onnx_input_dims(path: Path) -> list[int | None]:
-    from deploykit.export.onnx import load_onnx
-
-    graph = load_onnx(path).graph
-    initializers = {i.name for i in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in initializers]
-    if len(inputs) != 1:
-        raise DeployKitError(f"{path} has {len(inputs)} inputs; deploykit runs image classifiers with one NCHW input")
-    dims = [d.dim_value or None for d in inputs[0].type.tensor_type.shape.dim]
-    if len(dims) != 4 or dims[1] not in (3, None):
-        raise DeployKitError(f"{path} takes input of shape {dims}, not NCHW images [N, 3, H, W]")
-    return dims
 
 
 def run_benchmark(text: str, config: BenchConfig) -> list[dict]:

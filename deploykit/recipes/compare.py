@@ -95,9 +95,6 @@ def _onnx_size(ref: ModelRef) -> int | None:
         return None
     if ref.manifest is not None and ref.manifest.input is not None:
         return ref.manifest.input.size
-    from deploykit.export.onnx import load_onnx
-
-    dims = [d.dim_value or None for d in load_onnx(ref.onnx_path).graph.input[0].type.tensor_type.shape.dim]
-    if len(dims) != 4 or not dims[-1]:
+    if ref.signature is None or not ref.signature.input_dims[-1]:
         raise DeployKitError(f"{ref.text} has a dynamic input size and no manifest; pass --input-size")
-    return dims[-1]
+    return ref.signature.input_dims[-1]

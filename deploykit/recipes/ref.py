@@ -45,6 +45,7 @@ class ModelRef:
     manifest: Manifest | None = None
     builder_kwargs: dict | None = None
     factory: Callable[[], nn.Module] | None = None  # a user's own module (``--module file.py:function``)
+    signature: OnnxSignature | None = None  # an ONNX file with no manifest: its graph's input and output
 
     @property
     def has_torch(self) -> bool:
@@ -169,15 +170,22 @@ def _path_ref(text: str, path: Path) -> ModelRef:
         manifest = None  # a file the folder's manifest does not describe
     if manifest is not None:
         folder.verified(path.name)
-    spec = _registered_spec(manifest) if manifest else None
-    if manifest is None:
-        check_classifier_onnx(path)
-    weights = manifest.model.weights.reference if manifest else None
-    return ModelRef(text, spec, weights, path, manifest, dict(manifest.model.builder_kwargs) if manifest else None)
+    if manifest is None:  # a file deploykit did not make: what its graph says is all there is to know
+        return ModelRef(text, None, None, path, signature=classifier_signature(path))
+    return ModelRef(text, _registered_spec(manifest), manifest.model.weights.reference, path, manifest,
+                    dict(manifest.model.builder_kwargs))
 
 
-def check_classifier_onnx(path: Path) -> None:
-    """An ONNX file deploykit can run as an image classifier: one float NCHW input, one [N, classes] output."""
+@dataclass(frozen=True)
+class OnnxSignature:
+    """The input dimensions (None where dynamic) and class count of an ONNX image classifier."""
+
+    input_dims: tuple[int | None, ...]
+    num_classes: int | None
+
+
+def classifier_signature(path: Path) -> OnnxSignature:
+    """Read an ONNX file as an image classifier: one float NCHW input (3 channels), one [N, classes] output."""
     import onnx
 
     from deploykit.export.onnx import load_onnx
@@ -193,10 +201,14 @@ def check_classifier_onnx(path: Path) -> None:
     if tensor.elem_type not in floats or len(tensor.shape.dim) != 4:
         raise DeployKitError(f"{path} takes a {onnx.TensorProto.DataType.Name(tensor.elem_type).lower()} input of rank "
                              f"{len(tensor.shape.dim)}; deploykit feeds float32/float16 NCHW images")
+    dims = tuple(d.dim_value or None for d in tensor.shape.dim)
+    if dims[1] not in (3, None):
+        raise DeployKitError(f"{path} takes input of shape {list(dims)}, not NCHW images [N, 3, H, W]")
     output = graph.output[0].type.tensor_type
     if len(output.shape.dim) != 2 or output.elem_type not in floats:
         raise DeployKitError(f"{path} outputs rank-{len(output.shape.dim)} "
                              f"{onnx.TensorProto.DataType.Name(output.elem_type).lower()} values, not [N, classes] logits")
+    return OnnxSignature(dims, output.shape.dim[1].dim_value or None)
 
 
 def _registered_spec(manifest: Manifest) -> ModelSpec | None:
