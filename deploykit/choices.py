@@ -9,3 +9,5 @@ PRUNE_METHODS = ("l1", "l2", "taylor", "bn-scale")
 DEFAULT_OPSET = 18
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+AMP_TYPES = ("off", "bf16", "fp16")
+MAX_WORKERS = 16  # DataLoader worker processes

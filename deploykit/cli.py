@@ -15,7 +15,8 @@ from rich.table import Table
 # Only light modules at the top: every command imports what it needs (torch, onnx, onnxruntime) itself,
 # so `deploykit --help` and `deploykit list` start at once.
 from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, get_preset, load_presets
-from deploykit.choices import CALIBRATION_METHODS, DEFAULT_OPSET, IMAGENET_MEAN, IMAGENET_STD, INT8_TARGETS, PRUNE_METHODS
+from deploykit.choices import (AMP_TYPES, CALIBRATION_METHODS, DEFAULT_OPSET, IMAGENET_MEAN, IMAGENET_STD, INT8_TARGETS,
+                               MAX_WORKERS, PRUNE_METHODS)
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR
 from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
@@ -470,7 +471,7 @@ def _csv(rows: list[dict]) -> str:
 @click.option("--engine", type=click.Choice(ENGINES), default="ort", show_default=True, help="Backend to evaluate on.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=32, show_default=True)
-@click.option("--workers", type=click.IntRange(0, 16), default=2, show_default=True, help="DataLoader worker processes.")
+@click.option("--workers", type=click.IntRange(0, MAX_WORKERS), default=2, show_default=True, help="DataLoader worker processes.")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate on this many images, spread over the folder (default: all).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploykit-out"), show_default=True,
               help="Where models given by name are exported.")
@@ -567,6 +568,9 @@ def _distill_options(command):
         click.option("--input-size", type=click.IntRange(1, MAX_INPUT_SIZE), help="Square input size (default: the model's)."),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder."),
         click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/last.pth if present."),
+        click.option("--workers", type=click.IntRange(0, MAX_WORKERS), help="DataLoader worker processes (default: up to 4)."),
+        click.option("--amp", type=click.Choice(AMP_TYPES), default="off", show_default=True,
+                     help="Mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with loss scaling)."),
     ]):
         command = option(command)
     return command
@@ -578,27 +582,28 @@ def _distill_options(command):
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True)
 @click.option("--alpha", type=FiniteFloatRange(0, 1), default=0.9, show_default=True, help="Weight of the soft (teacher) loss.")
 @_distill_options
-def distill_command(teacher, student, temperature, alpha, data, epochs, lr, batch_size, seed, input_size, out, resume) -> None:
+def distill_command(teacher, student, temperature, alpha, data, epochs, lr, batch_size, seed, input_size, out, resume, workers,
+                    amp) -> None:
     """Distil a teacher into a student (Hinton KD). Under torchrun, trains with DistributedDataParallel."""
     from deploykit.compress.distill import DistillConfig
     from deploykit.recipes.compress import run_distill
 
-    config = DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, lr=lr, batch_size=batch_size, seed=seed)
+    config = DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, lr=lr, batch_size=batch_size, seed=seed, amp=amp)
     with live():
-        _print_training(run_distill(student, teacher, data, config, out, input_size, resume, on_epoch=_print_epoch))
+        _print_training(run_distill(student, teacher, data, config, out, input_size, resume, _print_epoch, workers))
 
 
 @cli.command("train")
 @click.argument("model")
 @_distill_options
-def train_command(model, data, epochs, lr, batch_size, seed, input_size, out, resume) -> None:
+def train_command(model, data, epochs, lr, batch_size, seed, input_size, out, resume, workers, amp) -> None:
     """Train MODEL (NAME, NAME:CHECKPOINT or a pruned folder) on labelled data, e.g. a teacher for distill."""
     from deploykit.compress.distill import DistillConfig
     from deploykit.recipes.compress import run_distill
 
-    config = DistillConfig(epochs=epochs, alpha=0.0, lr=lr, batch_size=batch_size, seed=seed)
+    config = DistillConfig(epochs=epochs, alpha=0.0, lr=lr, batch_size=batch_size, seed=seed, amp=amp)
     with live():
-        _print_training(run_distill(model, None, data, config, out, input_size, resume, on_epoch=_print_epoch))
+        _print_training(run_distill(model, None, data, config, out, input_size, resume, _print_epoch, workers))
 
 
 def _print_epoch(record: dict) -> None:

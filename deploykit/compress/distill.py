@@ -1,9 +1,11 @@
 """Knowledge distillation (Hinton et al., 2015) and plain training, single-process or DDP under torchrun.
 
 Loss: alpha * T^2 * KL(student/T || teacher/T) + (1 - alpha) * cross-entropy(student, labels).
-Without a teacher it is ordinary supervised training. A checkpoint is written after every epoch
-(atomically, by rank 0) and a rerun of the same command resumes from it. Under ``torchrun`` every
-process trains on its shard with DistributedDataParallel (gloo on CPU, nccl on GPU).
+Without a teacher it is ordinary supervised training. Batches stream through a DataLoader, so the
+dataset's size does not change memory. A checkpoint is written after every epoch (atomically, by
+rank 0) and a rerun of the same command resumes from it on every rank. Under ``torchrun`` every
+process trains on its DistributedSampler shard with DistributedDataParallel (gloo on CPU, nccl on
+GPU, one GPU per process); ``amp`` trains in bf16/fp16 autocast, and CUDA runs channels_last.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from deploykit.bench.accuracy import topk_accuracy
-from deploykit.data import load_labelled_folder
+from deploykit.choices import AMP_TYPES
+from deploykit.data.images import batches, loader
+from deploykit.data.training import TrainingData, array_dataset
 from deploykit.errors import DeployKitError, first_line
 from deploykit.models.pruned import pruned_state
 from deploykit.progress import stage
@@ -41,91 +45,74 @@ class DistillConfig:
     batch_size: int = 64
     weight_decay: float = 5e-4
     seed: int = 0
+    amp: str = "off"  # "bf16" (CPU or CUDA) or "fp16" (CUDA, with loss scaling)
 
 
-@dataclass
-class Dataset:
-    train_images: np.ndarray
-    train_labels: np.ndarray
-    val_images: np.ndarray
-    val_labels: np.ndarray
-    num_classes: int
-
-
-def load_dataset(source: str, preprocess, val_fraction: float = 0.1, seed: int = 0) -> Dataset:
-    """``digits`` (the built-in real dataset at the model's input size) or a folder of class subfolders,
-    split into train and validation (``val_fraction``, stratified by a fixed seed)."""
-    from deploykit.data.digits import NUM_CLASSES, load_digits
-
-    if source == "digits":
-        train, test = load_digits(size=preprocess.size, seed=seed)
-        return Dataset(train.images, train.labels, test.images, test.labels, NUM_CLASSES)
-    images, labels, classes = load_labelled_folder(source, preprocess)
-    order = np.random.default_rng(seed).permutation(len(labels))
-    val = order[: max(1, int(len(order) * val_fraction))]
-    train = order[len(val):]
-    if len(train) < 2:
-        raise DeployKitError(f"{source} has too few images to train on ({len(labels)})")
-    return Dataset(images[train], labels[train], images[val], labels[val], len(classes))
-
-
-def distill(student: nn.Module, teacher: nn.Module | None, data: Dataset, config: DistillConfig, out: Path,
-            student_source: dict, resume: bool = True, on_epoch: Callable[[dict], None] | None = None) -> dict:
+def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, config: DistillConfig, out: Path,
+            student_source: dict, resume: bool = True, on_epoch: Callable[[dict], None] | None = None,
+            workers: int | None = None) -> dict:
     """Train ``student`` (towards ``teacher`` when given); returns the history written to ``out``.
 
-    ``on_epoch`` is called on rank 0 with each epoch's record as the epoch ends.
+    Batches stream from ``data`` through a DataLoader with ``workers`` processes; under torchrun a
+    DistributedSampler gives every rank its own shard of each epoch. ``on_epoch`` is called on
+    rank 0 with each epoch's record as the epoch ends.
     """
+    from torch.utils.data import DistributedSampler
+
     if config.epochs < 1 or not 0 <= config.alpha <= 1 or config.temperature <= 0:
         raise DeployKitError("--epochs must be >= 1, --alpha in [0, 1] and --temperature > 0")
-    rank, world = _init_distributed()
+    if config.amp not in AMP_TYPES:
+        raise DeployKitError(f"--amp must be one of {', '.join(AMP_TYPES)}, got {config.amp!r}")
+    rank, world, device = _init_distributed()
+    if config.amp == "fp16" and device.type != "cuda":
+        raise DeployKitError("--amp fp16 needs a CUDA GPU; on the CPU use --amp bf16")
     torch.manual_seed(config.seed)
     out = Path(out)
+    student.to(device, memory_format=_memory_format(device))
     optimizer = torch.optim.SGD(student.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-len(data.train_images) // (config.batch_size * world))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch)
+    # Every rank gets an equal shard of one shared permutation per epoch, so all run the same number of steps.
+    sampler = DistributedSampler(data.train, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
+    train_loader = loader(data.train, config.batch_size, workers, sampler=sampler, pin_memory=device.type == "cuda")
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * len(train_loader))
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+    checkpoint_path = out / CHECKPOINT
+    state = _resume_state(checkpoint_path, config, student_source, rank, world) if resume else None
     history: list[dict] = []
     start_epoch = 0
-    checkpoint_path = out / CHECKPOINT
-    if resume and checkpoint_path.is_file():
-        try:
-            state = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-            same_run = state["config"] == asdict(config) and state["source"] == student_source
-        except Exception as exc:  # truncated by a kill or a full disk: torch raises many types
-            raise DeployKitError(f"{checkpoint_path} is damaged ({first_line(exc)}); use --no-resume to start over") from exc
-        if not same_run:
-            raise DeployKitError(f"{checkpoint_path} was written by a different run (other options or student); "
-                                 "use another --out, or --no-resume to start over")
+    if state is not None:
         student.load_state_dict(state["student"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
+        scaler.load_state_dict(state["scaler"])
         history, start_epoch = state["history"], state["epoch"] + 1
     model = nn.parallel.DistributedDataParallel(student) if world > 1 else student
     if teacher is not None:
-        teacher.eval()
-    x, y = torch.from_numpy(data.train_images), torch.from_numpy(data.train_labels)
+        teacher.to(device, memory_format=_memory_format(device)).eval()
     for epoch in range(start_epoch, config.epochs):
         model.train()
-        # Every rank takes an equal shard of one shared permutation, so all run the same number of steps.
-        permutation = torch.randperm(len(x), generator=torch.Generator().manual_seed(config.seed + epoch))
-        order = permutation[: len(x) - len(x) % world][rank::world]
+        sampler.set_epoch(epoch)
         total, seen = 0.0, 0
-        for begin in _progress(range(0, len(order), config.batch_size), f"epoch {epoch + 1}/{config.epochs}", rank):
-            batch = order[begin : begin + config.batch_size]
-            logits = model(x[batch])
-            loss = _loss(logits, y[batch], teacher, x[batch], config)
+        for inputs, labels in _progress(train_loader, f"epoch {epoch + 1}/{config.epochs}", rank):
+            inputs = inputs.to(device, non_blocking=True, memory_format=_memory_format(device))
+            labels = labels.to(device, non_blocking=True)
+            with _autocast(device, config.amp):
+                logits = model(inputs)
+                loss = _loss(logits.float(), labels, teacher, inputs, config)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             schedule.step()
-            total, seen = total + loss.item() * len(batch), seen + len(batch)
+            total, seen = total + loss.item() * len(labels), seen + len(labels)
         if world > 1:
             _sync_buffers(student)
-        record = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_top1": evaluate(student, data.val_images, data.val_labels)}
+        record = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_top1": evaluate(student, data.val, workers=workers)}
         history.append(record)
         if on_epoch is not None and rank == 0:
             on_epoch(record)
         if rank == 0:
-            _save_checkpoint(checkpoint_path, student, optimizer, schedule, epoch, history, config, student_source)
+            _save_checkpoint(checkpoint_path, student, optimizer, schedule, scaler, epoch, history, config, student_source)
+    student.to("cpu", memory_format=torch.contiguous_format)
     if rank == 0:
         final = pruned_state(student, student_source) if student_source.get("pruned") else student.state_dict()
         buffer = io.BytesIO()
@@ -146,27 +133,36 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, teacher: nn.Module | None,
     if teacher is None or config.alpha == 0:
         return hard
     with torch.no_grad():
-        teacher_logits = teacher(inputs)
-    t = config.temperature
-    soft = F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1), reduction="batchmean", log_target=True)
-    return config.alpha * t * t * soft + (1 - config.alpha) * hard
+        teacher_logits = teacher(inputs).float()
+    return config.alpha * soft_loss(logits, teacher_logits, config.temperature) + (1 - config.alpha) * hard
 
 
-def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``model`` in eval mode (the model is left in eval mode)."""
+def soft_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton's distillation term: T^2 * KL(teacher/T || student/T), batch mean."""
+    t = temperature
+    return t * t * F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
+                            reduction="batchmean", log_target=True)
+
+
+def evaluate(model: nn.Module, dataset, batch_size: int = 256, workers: int | None = None) -> float:
+    """Top-1 accuracy of ``model`` in eval mode over a dataset of (image, label) (the model is left in eval mode)."""
     model.eval()
+    device = next(model.parameters()).device
+    logits, labels = [], []
     with torch.inference_mode():
-        logits = [model(torch.from_numpy(images[begin : begin + batch_size])).numpy() for begin in range(0, len(images), batch_size)]
-    return topk_accuracy(np.concatenate(logits), labels, 1)
+        for images, targets in batches(loader(dataset, batch_size, workers)):
+            logits.append(model(images.to(device, memory_format=_memory_format(device))).float().cpu().numpy())
+            labels.append(targets.numpy())
+    return topk_accuracy(np.concatenate(logits), np.concatenate(labels), 1)
 
 
 def train_classifier(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int = 3, lr: float = 0.05,
                      batch_size: int = 64, seed: int = 0) -> nn.Module:
     """Supervised training on in-memory arrays, returned in eval mode: ``distill`` without a teacher or files to keep."""
-    data = Dataset(images, labels, images[:batch_size], labels[:batch_size], int(labels.max()) + 1)
+    data = TrainingData(array_dataset(images, labels), array_dataset(images[:batch_size], labels[:batch_size]), int(labels.max()) + 1)
     config = DistillConfig(epochs=epochs, alpha=0.0, lr=lr, batch_size=batch_size, seed=seed)
     with tempfile.TemporaryDirectory(prefix="deploykit-train-") as out:
-        distill(model, None, data, config, Path(out), {"in_memory": True}, resume=False)
+        distill(model, None, data, config, Path(out), {"in_memory": True}, resume=False, workers=0)
     return model.eval()
 
 
@@ -185,29 +181,70 @@ def _sync_buffers(model: nn.Module) -> None:
         torch.distributed.broadcast(buffer, src=0)
 
 
-def _save_checkpoint(path: Path, student, optimizer, schedule, epoch: int, history: list, config: DistillConfig, source: dict) -> None:
+def _save_checkpoint(path: Path, student, optimizer, schedule, scaler, epoch: int, history: list, config: DistillConfig,
+                     source: dict) -> None:
     buffer = io.BytesIO()
     torch.save({"student": student.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "epoch": epoch, "history": history, "config": asdict(config), "source": source}, buffer)
+                "scaler": scaler.state_dict(), "epoch": epoch, "history": history, "config": asdict(config), "source": source},
+               buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _init_distributed() -> tuple[int, int]:
-    """(rank, world size): from torchrun's environment, initialising the process group; (0, 1) otherwise."""
+def _resume_state(path: Path, config: DistillConfig, source: dict, rank: int, world: int) -> dict | None:
+    """The checkpoint of this same run, read by rank 0 and sent to every rank (no shared disk needed); None to start."""
+    state: dict | None = None
+    error = None
+    if rank == 0 and path.is_file():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            same_run = state["config"] == asdict(config) and state["source"] == source
+        except Exception as exc:  # truncated by a kill or a full disk: torch raises many types
+            error = f"{path} is damaged ({first_line(exc)}); use --no-resume to start over"
+        else:
+            if not same_run:
+                error = (f"{path} was written by a different run (other options or student); "
+                         "use another --out, or --no-resume to start over")
+    if world > 1:
+        shared = [state, error]
+        torch.distributed.broadcast_object_list(shared, src=0)
+        state, error = shared
+    if error:
+        raise DeployKitError(error)
+    return state
+
+
+def _init_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device): from torchrun's environment, initialising the process group; (0, 1, ...) otherwise.
+
+    Each process takes the GPU of its LOCAL_RANK when there are GPUs, the CPU otherwise.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
     if world == 1:
-        return 0, 1
+        return 0, 1, device
     if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return torch.distributed.get_rank(), world
+        torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
+    return torch.distributed.get_rank(), world, device
 
 
-def _progress(iterable, description: str, rank: int):
+def _memory_format(device: torch.device) -> torch.memory_format:
+    """channels_last on CUDA (tensor cores want NHWC), the default layout on the CPU."""
+    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
+
+
+def _autocast(device: torch.device, amp: str):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp, torch.float32)
+    return torch.autocast(device.type, dtype=dtype, enabled=amp != "off")
+
+
+def _progress(data_loader, description: str, rank: int):
     if rank != 0:
-        yield from iterable
+        yield from batches(data_loader)
         return
-    items = list(iterable)
-    with stage(description, total=len(items)) as advance:
-        for item in items:
+    with stage(description, total=len(data_loader)) as advance:
+        for item in batches(data_loader):
             yield item
             advance(1)

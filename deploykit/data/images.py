@@ -1,14 +1,19 @@
-"""Finding and loading image files: a flat folder or ImageNet-style class subfolders."""
+"""Finding and loading image files: a flat folder or ImageNet-style class subfolders.
+
+Images are read in DataLoader worker processes, one file at a time, never all at once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from deploykit.choices import MAX_WORKERS
 from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 
@@ -38,13 +43,63 @@ def find_images(folder: str | Path) -> list[Path]:
     return paths
 
 
-def load_images(paths: list[Path], preprocess: Preprocess) -> np.ndarray:
+def read_image(path: Path, transform: Callable[[Image.Image], Any]) -> Any:
+    """One image file through ``transform``; a one-line error for a file that is no image."""
+    try:
+        with Image.open(path) as image:
+            return transform(image)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
+        raise DeployKitError(f"cannot read image {path}: {exc}; remove it or replace it with a valid image") from exc
+
+
+class ImageFiles:
+    """Image files as a map-style dataset for torch's DataLoader: each is read and transformed on demand."""
+
+    def __init__(self, paths: Sequence[Path], transform: Callable[[Image.Image], Any]) -> None:
+        self.paths = list(paths)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Any:
+        return read_image(self.paths[index], self.transform)
+
+
+def default_workers(count: int) -> int:
+    """DataLoader worker processes for ``count`` images: none for a handful, else up to 4 (and the cores there are)."""
+    return 0 if count < 32 else min(4, os.cpu_count() or 1)
+
+
+def loader(dataset: Any, batch_size: int, workers: int | None = None, **options: Any) -> Any:
+    """A DataLoader over ``dataset`` with worker processes (bounded by MAX_WORKERS)."""
+    from torch.utils.data import DataLoader
+
+    workers = default_workers(len(dataset)) if workers is None else workers
+    if not 0 <= workers <= MAX_WORKERS:
+        raise DeployKitError(f"--workers must be 0..{MAX_WORKERS}, got {workers}")
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=False, **options)
+
+
+def batches(data_loader: Iterable) -> Iterator:
+    """Iterate a DataLoader; an error raised in a worker comes out as the worker's own one-line message."""
+    try:
+        yield from data_loader
+    except DeployKitError as exc:
+        raise DeployKitError(worker_message(str(exc))) from None
+
+
+def worker_message(text: str) -> str:
+    """The user's message inside DataLoader's "Caught X in DataLoader worker process N ... traceback" wrapping."""
+    if not text.startswith("Caught "):
+        return text
+    last = text.strip().splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last
+
+
+def load_images(paths: Sequence[Path], preprocess: Preprocess, workers: int | None = None) -> np.ndarray:
     """Load and preprocess images into one float32 (N, 3, H, W) batch."""
-    arrays = []
-    for path in paths:
-        try:
-            with Image.open(path) as image:
-                arrays.append(preprocess(image))
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
-            raise DeployKitError(f"cannot read image {path}: {exc}; remove it or replace it with a valid image") from exc
-    return np.stack(arrays)
+    if not paths:
+        return np.zeros((0, 3, preprocess.size, preprocess.size), np.float32)
+    chunks = [batch.numpy() for batch in batches(loader(ImageFiles(paths, preprocess.transform), 32, workers))]
+    return np.ascontiguousarray(np.concatenate(chunks), dtype=np.float32)

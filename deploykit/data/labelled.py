@@ -3,36 +3,27 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from deploykit.data.images import evenly_spaced, find_images, load_images
+from deploykit.data.images import evenly_spaced, find_images, load_images, read_image
 from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 
 
 def load_labelled_folder(folder: str | Path, preprocess: Preprocess, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(images, labels, class names). Classes are the sorted subfolder names, so label i is the i-th
-    folder, as torchvision's ImageFolder numbers them; folders named by integers use those integers."""
-    folder = Path(folder)
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-    if len(classes) < 2:
-        raise DeployKitError(f"{folder} must hold one subfolder of images per class, at least 2 classes (ImageNet layout)")
-    numeric = all(name.isdigit() for name in classes)
-    if numeric and max(int(name) for name in classes) >= len(classes):
-        raise DeployKitError(f"class folders named by number must be 0..{len(classes) - 1} for {len(classes)} classes, "
-                             f"found {max(classes, key=int)}; renumber them or name them")
-    paths, labels = [], []
-    for index, name in enumerate(classes):
-        for path in find_images(folder / name):
-            paths.append(path)
-            labels.append(int(name) if numeric else index)
-    if limit:
-        keep = evenly_spaced(range(len(paths)), limit)
-        paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
-    return load_images(paths, preprocess), np.asarray(labels), classes
+    """(images, labels, class names) in memory, for small folders (``limit`` images spread over it). Classes are
+    numbered as torchvision's ImageFolder does (sorted names); folders named by integers use those integers."""
+    dataset = LabelledImages(folder, preprocess.transform)
+    keep = evenly_spaced(range(len(dataset)), limit)
+    labels = np.asarray([dataset.samples[i][1] for i in keep], dtype=np.int64)
+    images = load_images([dataset.samples[i][0] for i in keep], preprocess)
+    return images, labels, dataset.classes
 
 
 SYNSET = re.compile(r"^n\d{8}$")
@@ -73,20 +64,25 @@ def class_mapping(folders: list[str], num_classes: int) -> ClassMapping:
 
 
 class LabelledImages:
-    """A labelled folder as a map-style dataset for torch's DataLoader: images are read and preprocessed on demand."""
+    """A labelled folder (one subfolder per class) as a map-style dataset for torch's DataLoader, like torchvision's
+    ImageFolder: images are read and transformed on demand. Without ``num_classes`` the folders define the classes."""
 
-    def __init__(self, folder: str | Path, preprocess: Preprocess, num_classes: int) -> None:
+    def __init__(self, folder: str | Path, transform: Callable[[Image.Image], Any], num_classes: int | None = None) -> None:
         folder = Path(folder)
-        classes = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
-        if not classes:
-            raise DeployKitError(f"{folder} must hold one subfolder of images per class (ImageNet layout)")
-        self.mapping = class_mapping(classes, num_classes)
-        self.samples = [(path, self.mapping.index[name]) for name in classes for path in find_images(folder / name)]
-        self.preprocess = preprocess
+        self.classes = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        if len(self.classes) < (1 if num_classes else 2):
+            raise DeployKitError(f"{folder} must hold one subfolder of images per class, at least 2 classes (ImageNet layout)")
+        numbers = [int(name) for name in self.classes if name.isdigit()]
+        if num_classes is None and len(numbers) == len(self.classes) and max(numbers) >= len(numbers):
+            raise DeployKitError(f"class folders named by number must be 0..{len(numbers) - 1} for {len(numbers)} classes, "
+                                 f"found {max(numbers)}; renumber them or name them")
+        self.mapping = class_mapping(self.classes, num_classes or len(self.classes))
+        self.samples = [(path, self.mapping.index[name]) for name in self.classes for path in find_images(folder / name)]
+        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+    def __getitem__(self, index: int) -> tuple[Any, int]:
         path, label = self.samples[index]
-        return load_images([path], self.preprocess)[0], label
+        return read_image(path, self.transform), label

@@ -1,12 +1,20 @@
-"""The one preprocessing pipeline (resize, center crop, normalize) every backend is fed with."""
+"""The one preprocessing pipeline (resize, center crop, normalize) every backend is fed with.
+
+Built from torchvision.transforms.v2, so a torchvision-published checkpoint is evaluated exactly as
+its ``weights.transforms()`` does (resize, crop, interpolation, antialias); training adds the
+ImageNet augmentation (random resized crop, horizontal flip).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
+
+from deploykit.data.vision import transforms_v2
 
 if TYPE_CHECKING:
     from deploykit.models.pretrained import PublishedWeights
@@ -14,7 +22,7 @@ if TYPE_CHECKING:
 
 # torchvision's evaluation recipe crops 224 out of 256: the crop covers 87.5% of the resized image.
 CROP_FRACTION = 0.875
-RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC, "nearest": Image.Resampling.NEAREST}
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 @dataclass(frozen=True)
@@ -34,25 +42,49 @@ class Preprocess:
         if published is not None and size == published.crop:
             return cls(size=size, resize=published.resize, mean=published.mean, std=published.std,
                        interpolation=published.interpolation)
-        # Tiny (CIFAR-scale) inputs are used whole, as CIFAR evaluation does.
-        resize = size if size <= 64 else int(round(size / CROP_FRACTION))
-        return cls(size=size, resize=resize, mean=spec.mean, std=spec.std)
+        return cls.default(size, spec.mean, spec.std)
+
+    @classmethod
+    def default(cls, size: int, mean: tuple[float, float, float], std: tuple[float, float, float]) -> "Preprocess":
+        """ImageNet's evaluation rule (resize to size / 0.875, then crop); tiny (CIFAR-scale) inputs are used whole."""
+        return cls(size=size, resize=size if size <= 64 else int(round(size / CROP_FRACTION)), mean=tuple(mean), std=tuple(std))
+
+    @cached_property
+    def transform(self) -> Any:
+        """The evaluation transform: a PIL image to a normalized float32 (3, size, size) tensor."""
+        v2 = transforms_v2()
+        return v2.Compose([to_rgb, v2.Resize(self.resize, self._interpolation(), antialias=True), v2.CenterCrop(self.size),
+                           *self._to_normalized_tensor()])
+
+    @cached_property
+    def train_transform(self) -> Any:
+        """Training augmentation: random resized crop (scale 0.08-1) and horizontal flip, then the same normalization."""
+        v2 = transforms_v2()
+        return v2.Compose([to_rgb, v2.RandomResizedCrop(self.size, interpolation=self._interpolation(), antialias=True),
+                           v2.RandomHorizontalFlip(), *self._to_normalized_tensor()])
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """A PIL image to a float32 (3, size, size) array (16-bit and float images scaled to 8 bits, not clipped)."""
-        image = _to_rgb(image)
-        width, height = image.size
-        scale = self.resize / min(width, height)
-        image = image.resize((max(self.size, round(width * scale)), max(self.size, round(height * scale))), RESAMPLING[self.interpolation])
-        width, height = image.size
-        left, top = (width - self.size) // 2, (height - self.size) // 2
-        image = image.crop((left, top, left + self.size, top + self.size))
-        array = np.asarray(image, dtype=np.float32) / 255.0
-        array = (array - np.asarray(self.mean, dtype=np.float32)) / np.asarray(self.std, dtype=np.float32)
-        return np.ascontiguousarray(array.transpose(2, 0, 1))
+        return self.transform(image).numpy()
+
+    def _interpolation(self) -> Any:
+        from torchvision.transforms import InterpolationMode
+
+        return InterpolationMode(self.interpolation)
+
+    def _to_normalized_tensor(self) -> list:
+        v2 = transforms_v2()
+        return [v2.PILToTensor(), to_unit_float, v2.Normalize(list(self.mean), list(self.std))]
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_unit_float(image: Any) -> Any:
+    """uint8 to float32 in [0, 1] as torchvision's presets do (a division; v2.ToDtype multiplies by 1/255, an ulp apart)."""
+    import torch
+
+    return image.to(torch.float32).div_(255)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
     """8-bit RGB. PIL's convert("RGB") clips 16-bit and 32-bit grey images to white; they are rescaled instead."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         values = np.asarray(image, dtype=np.float64)

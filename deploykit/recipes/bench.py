@@ -18,7 +18,6 @@ from deploykit.bench.latency import measure_latency
 from deploykit.bench.memory import peak_rss_mb, reset_peak_rss
 from deploykit.compress.quantize import QuantizeConfig
 from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
-from deploykit.data.preprocess import CROP_FRACTION
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder
@@ -167,7 +166,7 @@ def subject_preprocess(subject: Subject, size: int, mean: tuple, std: tuple) -> 
         record = manifest.input
         return Preprocess(size, record.resize, tuple(record.mean), tuple(record.std), record.interpolation)
     if subject.foreign_onnx:
-        return Preprocess(size, size if size <= 64 else round(size / CROP_FRACTION), tuple(mean), tuple(std))
+        return Preprocess.default(size, mean, std)
     weights = subject.ref.weights
     published = find_weights(subject.spec.name, weights) if is_weights_tag(weights) else None
     return Preprocess.for_model(subject.spec, size, published)

@@ -51,7 +51,7 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
     first, second = parse_model_ref(a), parse_model_ref(b)
     size = _common_size(first, second, config.input_size)
     spec = first.spec or second.spec
-    preprocess = Preprocess.for_model(spec, size) if spec else Preprocess(size, size, IMAGENET_MEAN, IMAGENET_STD)
+    preprocess = Preprocess.for_model(spec, size) if spec else Preprocess.default(size, IMAGENET_MEAN, IMAGENET_STD)
     inputs = parity_inputs(preprocess, image_dir=config.images)
     report = compare_runners(_runner(first, size), _runner(second, size), inputs, config.tolerances)
     result = CompareResult(a, b, report, first.random_weights or second.random_weights)

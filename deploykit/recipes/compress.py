@@ -14,9 +14,10 @@ import numpy as np
 import torch
 
 from deploykit.bench.latency import measure_latency
-from deploykit.compress.distill import STUDENT, DistillConfig, distill, evaluate, load_dataset
+from deploykit.compress.distill import STUDENT, DistillConfig, distill, evaluate
 from deploykit.compress.prune import PruneConfig, prune_model
 from deploykit.data import Preprocess
+from deploykit.data.training import load_training_data
 from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_bytes, ensure_writable_dir
 from deploykit.manifest import ONNX_NAME, PRUNED_NAME, ExportFolder
@@ -120,25 +121,25 @@ def prune_and_export(reference: str, weights: str | None, config: PruneConfig, o
 
 
 def run_distill(student: str, teacher: str | None, data_source: str, config: DistillConfig, out: Path,
-                input_size: int | None = None, resume: bool = True, on_epoch=None) -> TrainingResult:
-    """Distil (or, without a teacher, train) the ``student`` reference on ``data_source``; writes ``out/student.pth``."""
+                input_size: int | None = None, resume: bool = True, on_epoch=None, workers: int | None = None) -> TrainingResult:
+    """Distil (or, without a teacher, train) the ``student`` reference on ``data_source``; writes ``out/student.pth``.
+
+    Images stream from the folder through ``workers`` DataLoader processes (a default for None)."""
     student_ref = parse_model_ref(student)
     spec = student_ref.spec
     if spec is None:
         raise DeployKitError(f"the student {student} is an ONNX file; give NAME, NAME:CHECKPOINT or a pruned folder")
     size = input_size or spec.input_size
-    data = load_dataset(data_source, Preprocess.for_model(spec, size), seed=config.seed)
-    if len(np.unique(data.train_labels)) < 2:
-        raise DeployKitError(f"{data_source} has a single class; training needs at least two")
+    data = load_training_data(data_source, Preprocess.for_model(spec, size), seed=config.seed)
     kwargs = {} if student_ref.weights else {"num_classes": data.num_classes, **({"aux_logits": False} if spec.has_aux_outputs else {})}
     model = student_ref.build(**kwargs)
     _check_classes(model, data.num_classes, f"student {student}")
     teacher_model = _teacher(teacher, data.num_classes) if teacher else None
-    start_top1 = evaluate(model, data.val_images, data.val_labels)
-    teacher_top1 = evaluate(teacher_model, data.val_images, data.val_labels) if teacher_model is not None else None
+    start_top1 = evaluate(model, data.val, workers=workers)
+    teacher_top1 = evaluate(teacher_model, data.val, workers=workers) if teacher_model is not None else None
     ensure_writable_dir(Path(out))
     source = {"name": spec.name, "kwargs": kwargs, "pruned": _is_pruned(student_ref), "weights": student_ref.weights}
-    result = distill(model, teacher_model, data, config, Path(out), source, resume=resume, on_epoch=on_epoch)
+    result = distill(model, teacher_model, data, config, Path(out), source, resume=resume, on_epoch=on_epoch, workers=workers)
     return TrainingResult(Path(out) / STUDENT, result["history"], start_top1, teacher_top1, result["world_size"],
                           result["weights_sha256"], config, data_source, teacher)
 

@@ -13,14 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from deploykit.data import LabelledImages, evenly_spaced
+from deploykit.data.images import batches, loader
 from deploykit.errors import DeployKitError
-from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
+from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD, MAX_WORKERS
 from deploykit.parity import run_all
 from deploykit.progress import stage
 from deploykit.recipes.bench import BenchConfig, make_runner, resolve_subject, subject_preprocess
-
-MAX_WORKERS = 16
-
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -56,7 +54,7 @@ class EvalResult:
 
 def evaluate(reference: str, config: EvalConfig) -> EvalResult:
     """Stream ``config.data`` through the runner and count top-1/top-5 hits."""
-    from torch.utils.data import DataLoader, Subset
+    from torch.utils.data import Subset
 
     if not 0 <= config.workers <= MAX_WORKERS or config.batch_size < 1:
         raise DeployKitError(f"--workers must be 0..{MAX_WORKERS} and --batch-size at least 1")
@@ -70,16 +68,16 @@ def evaluate(reference: str, config: EvalConfig) -> EvalResult:
         num_classes = subject.num_outputs()
     else:
         num_classes = subject.ref.manifest.model.num_classes if subject.ref.manifest else subject.spec.num_classes
-    dataset = LabelledImages(config.data, preprocess, num_classes)
+    dataset = LabelledImages(config.data, preprocess.transform, num_classes)
     if dataset.mapping.warning:
         notes.append(dataset.mapping.warning)
     indices = evenly_spaced(range(len(dataset)), config.limit)
-    loader = DataLoader(Subset(dataset, indices), batch_size=config.batch_size, num_workers=config.workers)
+    images_loader = loader(Subset(dataset, indices), config.batch_size, config.workers)
     bench = BenchConfig(engine=config.engine, precision=config.precision, out=config.out, batches=(config.batch_size,))
     started = time.perf_counter()
     top1 = top5 = seen = 0
     with make_runner(subject, bench, size) as runner:
-        for images, labels in _progress(loader, len(indices)):
+        for images, labels in _progress(images_loader, len(indices)):
             logits = run_all(runner, images.numpy())
             top = np.argsort(-logits, axis=1)[:, :5]
             labels = labels.numpy()
@@ -90,8 +88,8 @@ def evaluate(reference: str, config: EvalConfig) -> EvalResult:
                       round(time.perf_counter() - started, 2), notes)
 
 
-def _progress(loader, total: int):
+def _progress(data, total: int):
     with stage(f"evaluating {total} images", total=total) as advance:
-        for images, labels in loader:
+        for images, labels in batches(data):
             yield images, labels
             advance(len(labels))

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from deploykit import DeployKitError
 from deploykit.cli import cli
-from deploykit.compress.distill import DistillConfig, distill, evaluate, load_dataset
+from deploykit.compress.distill import DistillConfig, distill, evaluate
+from deploykit.data.training import load_training_data
 from deploykit.compress.prune import PruneConfig, prune_model
 from deploykit.manifest import PRUNED_NAME
 from deploykit.recipes.compress import run_distill, run_prune
@@ -94,9 +95,9 @@ def test_prune_cli_reports_sizes_latency_and_parity(tmp_path):
 def test_distillation_improves_the_student(train_on_digits, tmp_path):
     teacher = train_on_digits("cifar_resnet20")
     preprocess = Preprocess.for_model(get_spec("cifar_resnet20"), teacher.size)
-    data = load_dataset("digits", preprocess)
+    data = load_training_data("digits", preprocess)
     student = build_model("cifar_resnet20", width=8)
-    start = evaluate(student, data.val_images, data.val_labels)
+    start = evaluate(student, data.val)
     result = distill(student, build_model("cifar_resnet20", str(teacher.weights)), data, DistillConfig(epochs=2, lr=0.1),
                      tmp_path, {"name": "cifar_resnet20", "kwargs": {"width": 8}})
     assert start < 0.3 and result["history"][-1]["val_top1"] > start + 0.3

@@ -1,0 +1,55 @@
+"""Training data as datasets that DataLoader streams: the digits, or a labelled folder of any size."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deploykit.data.labelled import LabelledImages
+from deploykit.data.preprocess import Preprocess
+from deploykit.errors import DeployKitError
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Train and validation sets (map-style datasets of (image tensor, label)) and the number of classes."""
+
+    train: Any
+    val: Any
+    num_classes: int
+
+
+def load_training_data(source: str, preprocess: Preprocess, val_fraction: float = 0.1, seed: int = 0) -> TrainingData:
+    """``digits`` (the built-in real dataset at the model's input size, in memory: it is 1,797 tiny images) or a
+    labelled folder, read on demand: training images augmented (random resized crop, flip), validation images
+    with the evaluation transform, split by a fixed seed."""
+    from torch.utils.data import Subset
+
+    if source == "digits":
+        return _digits(preprocess.size, seed)
+    train = LabelledImages(source, preprocess.train_transform)
+    order = np.random.default_rng(seed).permutation(len(train))
+    val_count = max(1, int(len(order) * val_fraction))
+    if len(order) - val_count < 2:
+        raise DeployKitError(f"{source} has too few images to train on ({len(order)})")
+    val = copy.copy(train)
+    val.transform = preprocess.transform
+    return TrainingData(Subset(train, order[val_count:].tolist()), Subset(val, order[:val_count].tolist()), len(train.classes))
+
+
+def array_dataset(images: np.ndarray, labels: np.ndarray) -> Any:
+    """In-memory (N, 3, H, W) images and their labels as a dataset."""
+    import torch
+    from torch.utils.data import TensorDataset
+
+    return TensorDataset(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)), torch.from_numpy(labels.astype(np.int64)))
+
+
+def _digits(size: int, seed: int) -> TrainingData:
+    from deploykit.data.digits import NUM_CLASSES, load_digits
+
+    train, test = load_digits(size=size, seed=seed)
+    return TrainingData(array_dataset(train.images, train.labels), array_dataset(test.images, test.labels), NUM_CLASSES)
