@@ -211,18 +211,23 @@ def _foreign_onnx_options(command):
 @click.option("--prune", "prune_ratio", type=float, help="First prune this fraction of channels (see `deploykit prune`).")
 @click.option("--distill-from", "teacher", help="Then distil from this teacher (NAME:CHECKPOINT) on --data.")
 @click.option("--data", help="Training data for --distill-from or fine-tuning after --prune: a labelled folder or 'digits'.")
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Epochs of distillation/fine-tuning.")
+@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True, help="Epochs of distillation/fine-tuning/QAT.")
+@click.option("--qat", is_flag=True, help="With --int8: quantization-aware fine-tuning from the PTQ ranges, the FP32 model "
+              "as teacher, on --data (labels optional; default: the calibration images).")
+@click.option("--qat-lr", type=FiniteFloatRange(min=0, min_open=True), default=3e-6, show_default=True, help="QAT learning rate (Adam).")
 def export_command(name: str | None, module: str | None, weights: str | None, out: Path, opset: int, batch: int, dynamic_batch: bool,
                    input_size: tuple[int, int] | None, simplify: bool, fp16: bool, fp16_io: bool, rel_error: float, min_cosine: float, min_top1: float,
                    int8: bool, calib: Path, calib_size: int, calib_method: str, bias_correction: bool, per_channel: bool,
                    exclude: tuple[str, ...], target: str, int8_min_cosine: float, int8_min_top5: float, val: Path | None,
                    max_drop: float, holdout: Path, prune_ratio: float | None, teacher: str | None,
-                   data: str | None, epochs: int) -> None:
+                   data: str | None, epochs: int, qat: bool, qat_lr: float) -> None:
     """Export NAME to ONNX (and INT8), verify it, and write OUT/NAME/model.onnx + manifest.json.
 
     NAME is a registry name, NAME:CHECKPOINT, NAME:IMAGENET1K_V1 or a pruned folder. With
     --prune/--distill-from/--data the model is first pruned and distilled, each stage recorded in the manifest.
+    With --int8 --qat, --data is the QAT images (and fine-tunes only after --prune or --distill-from).
     """
+    from deploykit.compress.qat import QatConfig
     from deploykit.compress.quantize import QuantizeConfig
     from deploykit.recipes.compress import Compression, compress_and_export
     from deploykit.recipes.export import ExportConfig
@@ -235,10 +240,12 @@ def export_command(name: str | None, module: str | None, weights: str | None, ou
     config = ExportConfig(
         name=name, out=out, weights=weights, opset=opset, batch=batch, dynamic_batch=dynamic_batch,
         input_size=_square(input_size), simplify=simplify, tolerances=Tolerances(rel_error, min_cosine, min_top1), int8=quantize,
-        fp16=fp16 or fp16_io, fp16_io=fp16_io, module=module,
+        fp16=fp16 or fp16_io, fp16_io=fp16_io, module=module, qat=QatConfig(epochs=epochs, lr=qat_lr) if qat else None,
+        qat_data=data if qat and data else None,
     )
+    train_on = data if not qat or prune_ratio is not None or teacher else None
     with live(), stage(f"export {name or module}"):
-        result = compress_and_export(config, Compression(prune_ratio, teacher, data, epochs))
+        result = compress_and_export(config, Compression(prune_ratio, teacher, train_on, epochs))
     for step, record in result.stages.items():
         if step == "prune":
             console.print(f"pruned: MACs {record['macs_before'] / 1e9:.3f} G -> {record['macs_after'] / 1e9:.3f} G")
@@ -276,6 +283,10 @@ def _print_int8(result) -> None:
                   f"{int8.biases_corrected} biases corrected)")
     console.print(f"INT8 vs FP32 on {check.samples} held-out images: mean cosine {check.mean_cosine:.4f}, "
                   f"FP32 top-1 in INT8 top-5 {check.fp32_top1_in_int8_top5:.1%}, top-1 agreement {check.top1_agreement:.1%}")
+    if int8.qat:
+        ptq = int8.qat["ptq_check_vs_fp32"]
+        console.print(f"QAT: {int8.qat['steps']} steps on {int8.qat['images']} {'labelled' if int8.qat['labelled'] else 'unlabelled'} "
+                      f"images; held-out mean cosine PTQ {ptq['mean_cosine']:.4f} -> QAT {check.mean_cosine:.4f}")
     if check.fp32_top1 is not None:
         console.print(f"top-1 on {check.val_images} labelled images: FP32 {check.fp32_top1:.2%}, INT8 {check.int8_top1:.2%} "
                       f"(drop {check.drop_points:.2f} points)")

@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -91,7 +92,7 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
     for epoch in range(start_epoch, config.epochs):
         model.train()
         sampler.set_epoch(epoch)
-        total, seen = 0.0, 0
+        total, seen, started = 0.0, 0, time.perf_counter()
         for inputs, labels in _progress(train_loader, f"epoch {epoch + 1}/{config.epochs}", rank):
             inputs = inputs.to(device, non_blocking=True, memory_format=_memory_format(device))
             labels = labels.to(device, non_blocking=True)
@@ -106,7 +107,9 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
             total, seen = total + loss.item() * len(labels), seen + len(labels)
         if world > 1:
             _sync_buffers(student)
-        record = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_top1": evaluate(student, data.val, workers=workers)}
+        seconds = time.perf_counter() - started
+        record = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "seconds": round(seconds, 2),
+                  "images_per_second": round(seen * world / seconds, 1), "val_top1": evaluate(student, data.val, workers=workers)}
         history.append(record)
         if on_epoch is not None and rank == 0:
             on_epoch(record)

@@ -121,10 +121,12 @@ class QuantizeResult:
     qdq_nodes: int = 0
     biases_corrected: int = 0
     notes: list[str] = field(default_factory=list)
+    stage: str = "ptq"  # or "qat"
+    qat: dict | None = None  # the fine-tuning's record, with the PTQ figures it started from
 
     def manifest_entry(self) -> dict:
         return {
-            "settings": self.settings, "calibration": self.calibration, "excluded_by_user": self.excluded,
+            "stage": self.stage, **({"qat": self.qat} if self.qat else {}), "settings": self.settings, "calibration": self.calibration, "excluded_by_user": self.excluded,
             "kept_fp32_by_fallback": [asdict(k) for k in self.kept_fp32], "qdq_nodes": self.qdq_nodes,
             "biases_corrected": self.biases_corrected, "gate_applied": self.gate_applied,
             "check_vs_fp32": self.check.as_dict(), "notes": self.notes,
@@ -172,26 +174,33 @@ def load_quantization_data(config: QuantizeConfig, preprocess: Preprocess) -> Qu
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, config: QuantizeConfig, cache_dir: Path,
-                  enforce_gate: bool = True) -> QuantizeResult:
+                  enforce_gate: bool = True, reference: Path | None = None,
+                  fixed_ranges: dict[str, tuple[float, float]] | None = None) -> QuantizeResult:
     """Quantize ``fp32_path`` into ``out_path`` (moved into place when done), with the accuracy gate and fallback.
 
     ``enforce_gate=False`` (random weights, whose figures mean nothing) measures and reports but never refuses.
-    Raises Int8GateError when the gate is not met.
+    ``reference`` is the FP32 file the gate compares with (``fp32_path`` by default; QAT quantizes its
+    fine-tuned copy but is judged against the original). ``fixed_ranges`` (tensor -> (low, high))
+    replaces the calibrated ranges of those tensors. Raises Int8GateError when the gate is not met.
     """
     settings = _settings(config)
     data_hash, model_hash = calibration_hash(data.calibration), sha256_file(fp32_path)
     cache_dir.mkdir(parents=True, exist_ok=True)
     stats_path = cache_dir / f"stats-{data_hash[:16]}-{model_hash[:16]}.npz"
-    methods = ROBUST_METHODS if config.method == "auto" else (config.method,)
+    methods = ("fixed",) if fixed_ranges else ROBUST_METHODS if config.method == "auto" else (config.method,)
     ranges = {m: cache_dir / f"{m}-{config.target}-{data_hash[:16]}-{model_hash[:16]}.json" for m in methods}
-    calibration = {"source": str(config.calib), "samples": len(data.calibration), "sha256": data_hash, "method": config.method}
+    calibration = {"source": str(config.calib), "samples": len(data.calibration), "sha256": data_hash,
+                   "method": "fixed (QAT)" if fixed_ranges else config.method}
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".quantize-") as workdir:
         pre_path = Path(workdir) / "preprocessed.onnx"
         _quiet(_pre_process, fp32_path, pre_path)
         pre_proto = onnx.load(str(pre_path))
         excluded = resolve_exclusions(pre_proto, config.exclude)
         with stage(f"calibrating on {len(data.calibration)} images", total=len(data.calibration) * (1 + len(ranges))) as advance:
-            stats, reused = _statistics(pre_proto, pre_path, data.calibration, settings, stats_path, ranges, advance)
+            stats, reused = _statistics(pre_proto, pre_path, data.calibration, settings, stats_path,
+                                        {m: path for m, path in ranges.items() if m != "fixed"}, advance)
+        if fixed_ranges:  # tensors QAT did not simulate keep their calibrated min/max
+            write_ort_ranges(stats.ranges("minmax") | fixed_ranges, ranges["fixed"])
         calibration["cache"] = "reused" if reused else "computed"
         int8_path = Path(workdir) / "int8.onnx"
         if len(methods) > 1:
@@ -203,7 +212,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
             method = methods[0]
         ranges_path = ranges[method]
         calibration["cache_file"] = ranges_path.name
-        with OrtRunner(fp32_path) as fp32_runner:
+        with OrtRunner(reference or fp32_path) as fp32_runner:
             reference = _Logits(run_all(fp32_runner, data.holdout), _maybe_run(fp32_runner, data.val_images))
 
         def attempt(kept: list[KeptLayer]) -> tuple[Int8Check, int]:

@@ -56,14 +56,14 @@ class ImageFiles:
     """Image files as a map-style dataset for torch's DataLoader: each is read and transformed on demand."""
 
     def __init__(self, paths: Sequence[Path], transform: Callable[[Image.Image], Any]) -> None:
-        self.paths = list(paths)
+        self.paths = np.array([str(path) for path in paths])  # no per-item Python objects for workers to copy
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> Any:
-        return read_image(self.paths[index], self.transform)
+        return read_image(Path(self.paths[index]), self.transform)
 
 
 def default_workers(count: int) -> int:
@@ -78,7 +78,15 @@ def loader(dataset: Any, batch_size: int, workers: int | None = None, **options:
     workers = default_workers(len(dataset)) if workers is None else workers
     if not 0 <= workers <= MAX_WORKERS:
         raise DeployKitError(f"--workers must be 0..{MAX_WORKERS}, got {workers}")
-    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, persistent_workers=False, **options)
+    return DataLoader(dataset, batch_size=batch_size, num_workers=workers, worker_init_fn=_freeze_inherited_objects, **options)
+
+
+def _freeze_inherited_objects(worker_id: int) -> None:
+    """Keep a forked worker's garbage collector off the objects it inherited: a collection touches each object's
+    header, copying the parent's pages into the worker, so its memory would grow the longer the epoch runs."""
+    import gc
+
+    gc.freeze()
 
 
 def batches(data_loader: Iterable) -> Iterator:

@@ -21,8 +21,8 @@ def load_labelled_folder(folder: str | Path, preprocess: Preprocess, limit: int 
     numbered as torchvision's ImageFolder does (sorted names); folders named by integers use those integers."""
     dataset = LabelledImages(folder, preprocess.transform)
     keep = evenly_spaced(range(len(dataset)), limit)
-    labels = np.asarray([dataset.samples[i][1] for i in keep], dtype=np.int64)
-    images = load_images([dataset.samples[i][0] for i in keep], preprocess)
+    labels = dataset.labels[keep]
+    images = load_images([Path(dataset.paths[i]) for i in keep], preprocess)
     return images, labels, dataset.classes
 
 
@@ -77,12 +77,15 @@ class LabelledImages:
             raise DeployKitError(f"class folders named by number must be 0..{len(numbers) - 1} for {len(numbers)} classes, "
                                  f"found {max(numbers)}; renumber them or name them")
         self.mapping = class_mapping(self.classes, num_classes or len(self.classes))
-        self.samples = [(path, self.mapping.index[name]) for name in self.classes for path in find_images(folder / name)]
+        found = [(str(path), self.mapping.index[name]) for name in self.classes for path in find_images(folder / name)]
+        # numpy arrays, not lists of Python objects: a worker reading a list touches every item's reference count
+        # and so copies the pages it sits on, which makes memory grow with the dataset (pytorch/pytorch#13246)
+        self.paths = np.array([path for path, _ in found])
+        self.labels = np.array([label for _, label in found], dtype=np.int64)
         self.transform = transform
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        path, label = self.samples[index]
-        return read_image(path, self.transform), label
+        return read_image(Path(self.paths[index]), self.transform), int(self.labels[index])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from deploykit.data.images import ImageFiles, find_images
 from deploykit.data.labelled import LabelledImages
 from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
@@ -53,3 +55,21 @@ def _digits(size: int, seed: int) -> TrainingData:
 
     train, test = load_digits(size=size, seed=seed)
     return TrainingData(array_dataset(train.images, train.labels), array_dataset(test.images, test.labels), NUM_CLASSES)
+
+
+def finetune_images(folder: str | Path, preprocess: Preprocess, num_classes: int) -> tuple[Any, bool]:
+    """(dataset of (image, label), labelled): a folder of class subfolders gives its labels, a flat folder gives -1,
+    ``digits`` the digits' training split. Images are augmented as for training."""
+    if str(folder) == "digits":
+        return _digits(preprocess.size, 0).train, True
+    folder = Path(folder)
+    if folder.is_dir() and any(p.is_dir() for p in folder.iterdir()) and not any(p.is_file() for p in folder.iterdir()):
+        return LabelledImages(folder, preprocess.train_transform, num_classes), True
+    return UnlabelledImages(find_images(folder), preprocess.train_transform), False
+
+
+class UnlabelledImages(ImageFiles):
+    """Image files with no label (-1): enough for distillation from a teacher."""
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        return super().__getitem__(index), -1

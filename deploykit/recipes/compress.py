@@ -10,7 +10,6 @@ import io
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from deploykit.bench.latency import measure_latency

@@ -16,7 +16,9 @@ import numpy as np
 
 from deploykit.bench.latency import measure_latency
 from deploykit.choices import DEFAULT_OPSET
-from deploykit.compress.quantize import Int8GateError, QuantizeConfig, QuantizeResult, load_quantization_data, quantize_int8
+from deploykit.compress.qat import QatConfig
+from deploykit.compress.quantize import (Int8GateError, QuantizationData, QuantizeConfig, QuantizeResult, load_quantization_data,
+                                         quantize_int8)
 from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess
 from deploykit.errors import DeployKitError
 from deploykit.export.onnx import INPUT_NAME, OUTPUT_NAME, check_onnx, simplify_onnx, torch_to_onnx
@@ -25,6 +27,7 @@ from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder, In
 from deploykit.models.pretrained import PublishedWeights, find_weights, is_weights_tag, weights_file
 from deploykit.progress import stage
 from deploykit.parity import ParityReport, Tolerances, compare_logits, compare_runners, parity_inputs, run_all
+from deploykit.recipes.qat import quantize_with_qat
 from deploykit.recipes.ref import DEFAULT_SEED, module_ref, parse_model_ref
 from deploykit.runtime import OrtRunner, TorchRunner
 
@@ -56,6 +59,8 @@ class ExportConfig:
     fp16_io: bool = False
     model_kwargs: dict = field(default_factory=dict)
     module: str | None = None  # path/to/file.py:function, the user's own nn.Module, instead of ``name``
+    qat: QatConfig | None = None  # with ``int8``: quantization-aware fine-tuning after PTQ
+    qat_data: Path | None = None  # images for it (labels optional); the calibration images by default
 
 
 @dataclass(frozen=True)
@@ -112,6 +117,8 @@ def export(config: ExportConfig) -> ExportResult:
         raise DeployKitError(f"{spec.name} needs inputs of at least {spec.min_input_size}x{spec.min_input_size}, got {size}")
     if config.batch < 1:
         raise DeployKitError(f"--batch must be at least 1, got {config.batch}")
+    if config.qat and not config.int8:
+        raise DeployKitError("--qat fine-tunes for INT8: add --int8")
     published = find_weights(spec.name, ref.weights) if is_weights_tag(ref.weights) else None
     preprocess = Preprocess.for_model(spec, size, published)
     quantization_data = load_quantization_data(config.int8, preprocess) if config.int8 else None
@@ -155,8 +162,9 @@ def export(config: ExportConfig) -> ExportResult:
             (staging / FP16_NAME).write_bytes(fp16)
         if quantization_data is not None:
             try:
-                quantized = quantize_int8(staging / ONNX_NAME, staging / INT8_NAME, quantization_data, config.int8,
-                                          folder.path / CALIBRATION_CACHE, enforce_gate=checkpoint is not None)
+                quantized = _quantize(config, model, staging, quantization_data, preprocess, folder, checkpoint is not None,
+                                      {"shape": (config.batch, 3, size, size), "opset": config.opset,
+                                       "dynamic_batch": config.dynamic_batch, "simplified": simplified})
             except Int8GateError as exc:  # the FP32 export passed parity: it is still published
                 gate_failure = exc
             else:
@@ -192,6 +200,16 @@ def export(config: ExportConfig) -> ExportResult:
         raise DeployKitError(f"{gate_failure} The FP32 export passed parity and was written to {folder.onnx_path}; "
                              f"no {INT8_NAME} was written")
     return ExportResult(folder.path, parity, simplified, export_seconds, notes, checkpoint is None, fp16_parity, quantized, latency)
+
+
+def _quantize(config: ExportConfig, model, staging: Path, data: QuantizationData, preprocess: Preprocess, folder: ExportFolder,
+              enforce_gate: bool, export_options: dict) -> QuantizeResult:
+    """PTQ, or with ``config.qat`` PTQ followed by quantization-aware fine-tuning."""
+    cache = folder.path / CALIBRATION_CACHE
+    if config.qat is None:
+        return quantize_int8(staging / ONNX_NAME, staging / INT8_NAME, data, config.int8, cache, enforce_gate=enforce_gate)
+    return quantize_with_qat(model, staging / ONNX_NAME, staging / INT8_NAME, data, config.int8, config.qat,
+                             config.qat_data or config.int8.calib, preprocess, export_options, cache, enforce_gate)
 
 
 def _fp16(serialized: bytes, reference: TorchRunner, inputs: np.ndarray, fp16_io: bool) -> tuple[bytes, ParityReport]:
