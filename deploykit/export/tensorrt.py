@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_bytes, atomic_write_json, sha256_file
-from deploykit.runtime.trt_engine import engine_info_path, gpu_identity, import_tensorrt
+from deploykit.runtime.trt_engine import dims, engine_info_path, gpu_identity, precision_flags, require_tensorrt
+
+if TYPE_CHECKING:
+    import tensorrt as trt
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -28,9 +33,11 @@ class EngineConfig:
     timing_cache: Path | None = None
 
 
-def build_engine(onnx_path: Path, engine_path: Path, config: EngineConfig) -> dict:
+def build_engine(onnx_path: Path, engine_path: Path, config: EngineConfig) -> dict[str, object]:
     """Build and write ``engine_path`` plus its ``.json`` record; returns that record."""
-    trt = import_tensorrt()
+    version = require_tensorrt()
+    import tensorrt as trt
+
     identity = gpu_identity()
     if not 1 <= config.min_batch <= config.opt_batch <= config.max_batch:
         raise DeployKitError(f"batch profile must satisfy 1 <= min <= opt <= max, got {config.min_batch}/{config.opt_batch}/{config.max_batch}")
@@ -44,14 +51,12 @@ def build_engine(onnx_path: Path, engine_path: Path, config: EngineConfig) -> di
     builder_config = builder.create_builder_config()
     builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gb * (1 << 30)))
     has_qdq = any(network.get_layer(i).type == trt.LayerType.QUANTIZE for i in range(network.num_layers))
-    weakly_typed = hasattr(trt.BuilderFlag, "INT8")  # TensorRT 10; 11 is strongly typed and has no precision flags
-    if config.fp16:
-        if not weakly_typed:
-            raise DeployKitError("TensorRT 11 has no FP16 builder flag: build from an FP16 ONNX (strong typing) instead of --fp16")
+    flags = precision_flags(version, config.fp16, has_qdq)  # TensorRT 11 has neither flag: never reached there
+    if flags.fp16:
         builder_config.set_flag(trt.BuilderFlag.FP16)
-    if has_qdq and weakly_typed:
+    if flags.int8:
         builder_config.set_flag(trt.BuilderFlag.INT8)
-    profiles = _add_profile(trt, builder, network, builder_config, config)
+    profiles = _add_profile(builder, network, builder_config, config)
     cache = _load_timing_cache(builder_config, config.timing_cache)
     serialized = builder.build_serialized_network(network, builder_config)
     if serialized is None:
@@ -59,8 +64,8 @@ def build_engine(onnx_path: Path, engine_path: Path, config: EngineConfig) -> di
     atomic_write_bytes(engine_path, bytes(serialized))
     if config.timing_cache is not None:
         atomic_write_bytes(config.timing_cache, bytes(cache.serialize()))
-    record = {
-        "tensorrt": trt.__version__, **identity, "onnx": str(onnx_path), "onnx_sha256": sha256_file(Path(onnx_path)),
+    record: dict[str, object] = {
+        "tensorrt": version, **identity, "onnx": str(onnx_path), "onnx_sha256": sha256_file(Path(onnx_path)),
         "engine_sha256": sha256_file(engine_path), "precision": {"fp16": config.fp16, "int8_qdq": has_qdq},
         "profiles": profiles, "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
     }
@@ -68,24 +73,27 @@ def build_engine(onnx_path: Path, engine_path: Path, config: EngineConfig) -> di
     return record
 
 
-def _add_profile(trt, builder, network, builder_config, config: EngineConfig) -> dict:
+def _add_profile(builder: trt.Builder, network: trt.INetworkDefinition, builder_config: trt.IBuilderConfig,
+                 config: EngineConfig) -> dict[str, dict[str, tuple[int, ...]]]:
+    import tensorrt as trt
+
     profiles = {}
     profile = builder.create_optimization_profile()
     for index in range(network.num_inputs):
         tensor = network.get_input(index)
-        shape = list(tensor.shape)
+        shape = dims(tensor.shape)
         if shape[0] != -1:
             continue
         rest = shape[1:]
         shapes = [(batch, *rest) for batch in (config.min_batch, config.opt_batch, config.max_batch)]
-        profile.set_shape(tensor.name, *shapes)
+        profile.set_shape(tensor.name, *(trt.Dims(list(s)) for s in shapes))
         profiles[tensor.name] = {"min": shapes[0], "opt": shapes[1], "max": shapes[2]}
     if profiles:
         builder_config.add_optimization_profile(profile)
     return profiles
 
 
-def _load_timing_cache(builder_config, path: Path | None):
+def _load_timing_cache(builder_config: trt.IBuilderConfig, path: Path | None) -> trt.ITimingCache:
     data = Path(path).read_bytes() if path is not None and Path(path).is_file() else b""
     cache = builder_config.create_timing_cache(data)
     builder_config.set_timing_cache(cache, ignore_mismatch=False)

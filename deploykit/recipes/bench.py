@@ -211,9 +211,9 @@ def make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
 def _onnx_for(subject: Subject, config: BenchConfig) -> Path:
     """The ONNX file for the requested precision, exported (with a dynamic batch) when not at hand."""
     if config.engine == "trt":
-        from deploykit.runtime.trt_engine import gpu_identity, import_tensorrt
+        from deploykit.runtime.trt_engine import gpu_identity, require_tensorrt
 
-        import_tensorrt()
+        require_tensorrt()
         gpu_identity()
     name = {"int8": INT8_NAME, "fp16": FP16_NAME}.get(config.precision, ONNX_NAME)
     if subject.foreign_onnx:

@@ -7,23 +7,71 @@ engine records both, and an engine built elsewhere is refused with the command t
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+
+from typing import TYPE_CHECKING
 
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
 
+if TYPE_CHECKING:
+    import tensorrt as trt
+
 ENGINE_INFO_SUFFIX = ".json"
 
 
-def import_tensorrt():
+SUPPORTED_MAJORS = (10, 11)
+
+
+def require_tensorrt() -> str:
+    """TensorRT's version, or a one-line error when it is missing or not a release we are written for.
+
+    Call sites then ``import tensorrt as trt`` themselves, so the type checker sees the module (tensorrt-stubs).
+    """
     try:
         import tensorrt
     except ImportError as exc:
         raise DeployKitError("TensorRT is not installed; on a machine with an NVIDIA GPU run: pip install 'deploykit[tensorrt]'") from exc
-    return tensorrt
+    version = str(tensorrt.__version__)
+    tensorrt_major(version)
+    return version
 
 
-def gpu_identity() -> dict:
+def tensorrt_major(version: str) -> int:
+    """The major version, checked against the releases whose API this code is written for."""
+    head = version.split(".", 1)[0]
+    major = int(head) if head.isdigit() else -1
+    if major not in SUPPORTED_MAJORS:
+        raise DeployKitError(f"TensorRT {version} is not supported; install TensorRT 10 or 11 (pip install 'deploykit[tensorrt]')")
+    return major
+
+
+@dataclass(frozen=True)
+class PrecisionFlags:
+    """Which builder precision flags a TensorRT version takes for a network.
+
+    TensorRT 10 builds weakly typed networks: FP16 kernels need BuilderFlag.FP16, and a Q/DQ network
+    BuilderFlag.INT8. TensorRT 11 removed both flags (and the implicit INT8 calibrators): networks
+    are strongly typed, so FP16 comes from an FP16 ONNX and INT8 from its Q/DQ nodes alone.
+    """
+
+    fp16: bool
+    int8: bool
+
+
+def precision_flags(version: str, fp16: bool, has_qdq: bool) -> PrecisionFlags:
+    """The flags to set for ``fp16`` (the --fp16 builder option) and a network with Q/DQ nodes; an error where a
+    version has no such flag."""
+    if tensorrt_major(version) >= 11:
+        if fp16:
+            raise DeployKitError(f"TensorRT {version} has no FP16 builder flag (strongly typed networks): build from the "
+                                 "FP16 ONNX (deploykit export --fp16) instead of --fp16")
+        return PrecisionFlags(fp16=False, int8=False)
+    return PrecisionFlags(fp16=fp16, int8=has_qdq)
+
+
+def gpu_identity() -> dict[str, str]:
     """Name and compute capability of GPU 0, or a DeployKitError when there is none."""
     import torch
 
@@ -33,13 +81,18 @@ def gpu_identity() -> dict:
     return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}"}
 
 
+def dims(shape: trt.Dims) -> tuple[int, ...]:
+    """A TensorRT shape as a tuple (-1 for a dynamic dimension)."""
+    return tuple(shape[i] for i in range(len(shape)))
+
+
 def engine_info_path(engine_path: Path) -> Path:
     return Path(engine_path).with_suffix(Path(engine_path).suffix + ENGINE_INFO_SUFFIX)
 
 
-def check_engine_compatible(engine_path: Path) -> dict:
+def check_engine_compatible(engine_path: Path) -> dict[str, object]:
     """Refuse an engine built by another TensorRT version or GPU (engines are not portable)."""
-    trt = import_tensorrt()
+    version = require_tensorrt()
     info_path = engine_info_path(engine_path)
     if not Path(engine_path).is_file():
         raise DeployKitError(f"engine {engine_path} does not exist; build it with `deploykit build-engine MODEL.onnx`")
@@ -47,10 +100,10 @@ def check_engine_compatible(engine_path: Path) -> dict:
         raise DeployKitError(f"engine {engine_path} has no {info_path.name}; rebuild it with `deploykit build-engine`")
     record = json.loads(info_path.read_text())
     identity = gpu_identity()
-    if record.get("tensorrt") != trt.__version__ or record.get("compute_capability") != identity["compute_capability"]:
+    if record.get("tensorrt") != version or record.get("compute_capability") != identity["compute_capability"]:
         raise DeployKitError(
             f"engine {engine_path} was built by TensorRT {record.get('tensorrt')} for a {record.get('gpu')} "
-            f"(sm {record.get('compute_capability')}); this is TensorRT {trt.__version__} on a {identity['gpu']} "
+            f"(sm {record.get('compute_capability')}); this is TensorRT {version} on a {identity['gpu']} "
             f"(sm {identity['compute_capability']}). Rebuild it: deploykit build-engine {record.get('onnx', 'MODEL.onnx')}"
         )
     if sha256_file(Path(engine_path)) != record.get("engine_sha256"):
