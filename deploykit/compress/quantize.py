@@ -28,6 +28,7 @@ import onnx
 
 from deploykit.choices import CALIBRATION_METHODS, INT8_TARGETS
 from deploykit.compress.bias_correction import correct_biases
+from deploykit.compress.trt_placement import apply_tensorrt_rules
 from deploykit.compress.calibrate import ROBUST_METHODS, ActivationStats, collect_stats, write_ort_ranges
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
 from deploykit.data.calibration import calibration_hash, load_samples
@@ -343,12 +344,15 @@ def _cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
 
 def _build(pre_path: Path, pre_proto: onnx.ModelProto, out_path: Path, settings: dict, exclude: list[str], ranges_path: Path,
            stats: ActivationStats | None) -> int:
-    """Quantize from the cached ranges, then bias-correct; the number of corrected convolutions."""
+    """Quantize from the cached ranges, then bias-correct, then (``--target trt``) apply TensorRT's placement
+    rules; the number of corrected convolutions."""
     _quiet(_quantize, pre_path, out_path, None, settings, exclude, ranges_path)
-    if stats is None:
+    if stats is None and settings["target"] != "trt":
         return 0
     quantized = onnx.load(str(out_path))
-    corrected = correct_biases(pre_proto, quantized, stats.channel_means)
+    corrected = correct_biases(pre_proto, quantized, stats.channel_means) if stats is not None else 0
+    if settings["target"] == "trt":
+        apply_tensorrt_rules(quantized)
     onnx.save(quantized, str(out_path))
     return corrected
 

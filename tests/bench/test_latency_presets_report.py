@@ -109,3 +109,18 @@ def test_peak_rss_restarts_for_the_measured_stretch():
     del block
     reset_peak_rss()
     assert peak_rss_mb() < with_block - 200
+
+
+def test_the_gpu_benchmark_says_in_one_line_that_there_is_no_gpu():
+    """benchmarks/gpu.py is the GPU run; on a machine without one it must not fail (or pretend)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: benchmarks/gpu.py measures instead")
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu.py"
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.count("\n") == 1 and "no CUDA GPU" in proc.stdout, proc.stderr[-2000:]

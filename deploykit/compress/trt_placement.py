@@ -1,0 +1,169 @@
+"""TensorRT's Q/DQ placement rules, applied to onnxruntime's QDQ graph for ``--target trt``.
+
+onnxruntime puts a Q/DQ pair on the inputs of every op it can quantize. TensorRT fuses a
+convolution with the Add and activation after it, and a Q/DQ pair in between blocks the fusion
+and adds reformat layers (the "INT8 slower than FP16" reports). NVIDIA's ModelOpt places Q/DQ by
+TensorRT's rules; this pass removes what those rules leave out, so that:
+
+- Conv data and weights keep theirs (int8 kernels); so do MaxPool/AveragePool inputs;
+- a residual Add keeps a Q/DQ only on the input that is not the fused convolution's output (the
+  first input produced by a Conv that feeds nothing else);
+- a pooling mean keeps it only when every reader of its output is a Conv (squeeze-excitation);
+- a Mul keeps it only when no input is a Conv output (the SE scale, not a Conv's swish epilogue);
+- activations (Relu, Clip, Sigmoid), Gemm/MatMul classifiers and shape ops run in float, between
+  the int8 layers, where TensorRT fuses them.
+
+Biases stay float (dequantized, with bias correction folded in). Removed pairs are rewired to the
+float tensor they quantized. tests/export/test_trt_placement.py compares the result with ModelOpt's
+placement on resnet18, resnet50, mobilenet_v2 and efficientnet_b0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+QDQ = ("QuantizeLinear", "DequantizeLinear")
+POOLS = ("MaxPool", "AveragePool")
+MEANS = ("ReduceMean", "GlobalAveragePool")
+
+
+class _Graph:
+    """Producer/consumer maps of a graph, seen through Q/DQ pairs where asked."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.initializers = {init.name: init for init in model.graph.initializer}
+        self.producers = {out: node for node in model.graph.node for out in node.output}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in model.graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+
+    def quantized_source(self, name: str) -> str | None:
+        """The float tensor behind a DequantizeLinear(QuantizeLinear(x)) chain, or the DQ's initializer; None otherwise."""
+        dq = self.producers.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            return None
+        q = self.producers.get(dq.input[0])
+        return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else dq.input[0]
+
+    def float_producer(self, name: str) -> onnx.NodeProto | None:
+        """The node that computed ``name`` in the float graph (Q/DQ pairs looked through)."""
+        return self.producers.get(self.quantized_source(name) or name)
+
+    def float_consumers(self, name: str) -> list[onnx.NodeProto]:
+        """The nodes reading ``name`` in the float graph (Q/DQ pairs looked through)."""
+        readers = []
+        for node in self.consumers.get(name, []):
+            if node.op_type in QDQ:
+                readers += [r for out in node.output for r in self.float_consumers(out)]
+            else:
+                readers.append(node)
+        return readers
+
+
+def apply_tensorrt_rules(model: onnx.ModelProto) -> int:
+    """Remove the Q/DQ pairs TensorRT's rules leave out (in place); the number of node inputs rewired to float."""
+    graph = _Graph(model)
+    rewired = 0
+    added: list[onnx.TensorProto] = []
+    for node in model.graph.node:
+        if node.op_type in QDQ:
+            continue
+        fused = _fused_add_input(node, graph) if node.op_type == "Add" else None
+        for index, name in enumerate(node.input):
+            source = graph.quantized_source(name)
+            if source is None or _keeps(node, index, fused, graph):
+                continue
+            if source in graph.initializers:  # a weight or bias: give the layer its float values instead
+                values = _dequantized(graph.producers[name], graph.initializers)
+                replacement = f"{source.removesuffix('_quantized')}_float"
+                if replacement not in {t.name for t in added}:
+                    added.append(numpy_helper.from_array(values, replacement))
+                source = replacement
+            node.input[index] = source
+            rewired += 1
+    model.graph.initializer.extend(added)
+    _drop_unused(model)
+    return rewired
+
+
+def _keeps(node: onnx.NodeProto, index: int, fused: int | None, graph: _Graph) -> bool:
+    if node.op_type == "Conv":
+        return index < 2
+    if node.op_type in POOLS:
+        return True
+    if node.op_type == "Add":
+        return index != fused
+    if node.op_type in MEANS:
+        readers = graph.float_consumers(node.output[0])
+        return bool(readers) and all(reader.op_type == "Conv" for reader in readers)
+    if node.op_type == "Mul":
+        return not any(_is_conv_output(name, graph) for name in node.input)
+    return False
+
+
+def _fused_add_input(node: onnx.NodeProto, graph: _Graph) -> int | None:
+    """Which input of a residual Add TensorRT fuses into the convolution that produced it: the first one that a
+    Conv produced and that nothing else reads."""
+    for index, name in enumerate(node.input):
+        source = graph.quantized_source(name) or name
+        if _is_conv_output(name, graph) and len(graph.float_consumers(source)) == 1:
+            return index
+    return None
+
+
+def _is_conv_output(name: str, graph: _Graph) -> bool:
+    producer = graph.float_producer(name)
+    return producer is not None and producer.op_type == "Conv"
+
+
+def _dequantized(dq: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> np.ndarray:
+    values = numpy_helper.to_array(initializers[dq.input[0]]).astype(np.float64)
+    scale = numpy_helper.to_array(initializers[dq.input[1]]).astype(np.float64)
+    zero = numpy_helper.to_array(initializers[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 and dq.input[2] else 0.0
+    axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+    if np.ndim(scale):
+        shape = [1] * values.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
+    return ((values - zero) * scale).astype(np.float32)
+
+
+def _drop_unused(model: onnx.ModelProto) -> None:
+    """Remove Q/DQ nodes nobody reads any more, then initializers nobody reads."""
+    outputs = {o.name for o in model.graph.output}
+    while True:
+        read = {name for node in model.graph.node for name in node.input} | outputs
+        dead = [n for n in model.graph.node if n.op_type in QDQ and not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            model.graph.node.remove(node)
+    read = {name for node in model.graph.node for name in node.input}
+    for init in [i for i in model.graph.initializer if i.name not in read]:
+        model.graph.initializer.remove(init)
+
+
+def placement(model: onnx.ModelProto) -> list[str]:
+    """Where a graph's Q/DQ pairs sit, comparable across quantizers that name nodes differently: each dequantized
+    input of a compute node as "OpType[input] <- producer OpType" (or "<- weight"), sorted, repeats kept. A Cast
+    is looked through (ModelOpt casts the graph input)."""
+    graph = _Graph(model)
+    entries = []
+    for node in model.graph.node:
+        if node.op_type in QDQ or node.op_type == "Cast":
+            continue
+        for index, name in enumerate(node.input):
+            source = graph.quantized_source(name)
+            if source is None:
+                continue
+            while source in graph.producers and graph.producers[source].op_type == "Cast":
+                source = graph.producers[source].input[0]
+            if source in graph.initializers or graph.quantized_source(source) in graph.initializers:
+                entries.append(f"{node.op_type}[{index}] <- weight")
+            else:
+                producer = graph.producers.get(source)
+                entries.append(f"{node.op_type}[{index}] <- {producer.op_type if producer is not None else 'graph input'}")
+    return sorted(entries)
