@@ -53,3 +53,24 @@ def test_two_ranks_see_disjoint_halves_end_identical_and_resume_together(tmp_pat
     (out / "seen").rename(out / "seen-first")
     assert _torchrun(folder, out, epochs=2) == first
     assert not _seen(out)  # nothing was trained again
+
+
+def test_mixed_precision_training_on_the_cpu(tmp_path):
+    """--amp bf16 trains on the CPU (autocast); fp16 needs CUDA and says so in one line."""
+    from click.testing import CliRunner
+
+    from deploykit.cli import cli
+
+    args = ["train", "cifar_resnet20", "--data", "digits", "--epochs", "3", "--lr", "0.1", "--input-size", "16", "--workers", "0"]
+    result = CliRunner().invoke(cli, [*args, "--amp", "bf16", "--out", str(tmp_path / "bf16")])
+    assert result.exit_code == 0, result.output
+    import json
+
+    history = json.loads((tmp_path / "bf16" / "history.json").read_text())
+    assert history["config"]["amp"] == "bf16" and np.isfinite(history["history"][0]["train_loss"])
+    assert history["history"][-1]["val_top1"] > 0.5  # it learnt in bf16
+    import torch
+
+    if not torch.cuda.is_available():
+        result = CliRunner().invoke(cli, [*args, "--amp", "fp16", "--out", str(tmp_path / "fp16")])
+        assert result.exit_code == 2 and "--amp fp16 needs a CUDA GPU" in result.output
