@@ -72,10 +72,12 @@ def default_workers(count: int) -> int:
 
 
 def loader(dataset: Any, batch_size: int, workers: int | None = None, **options: Any) -> Any:
-    """A DataLoader over ``dataset`` with worker processes (bounded by MAX_WORKERS)."""
-    from torch.utils.data import DataLoader
+    """A DataLoader over ``dataset`` with worker processes (bounded by MAX_WORKERS; by default none for tensors
+    already in memory, which have nothing to decode)."""
+    from torch.utils.data import DataLoader, TensorDataset
 
-    workers = default_workers(len(dataset)) if workers is None else workers
+    if workers is None:
+        workers = 0 if isinstance(dataset, TensorDataset) else default_workers(len(dataset))
     if not 0 <= workers <= MAX_WORKERS:
         raise DeployKitError(f"--workers must be 0..{MAX_WORKERS}, got {workers}")
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, worker_init_fn=_freeze_inherited_objects, **options)
