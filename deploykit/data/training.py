@@ -9,10 +9,14 @@ from typing import Any
 
 import numpy as np
 
+from deploykit.data.calibration import ARRAY_SUFFIXES, load_samples
 from deploykit.data.images import ImageFiles, find_images
 from deploykit.data.labelled import LabelledImages
 from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
+
+
+MAX_ARRAY_SAMPLES = 100_000
 
 
 @dataclass(frozen=True)
@@ -59,10 +63,14 @@ def _digits(size: int, seed: int) -> TrainingData:
 
 def finetune_images(folder: str | Path, preprocess: Preprocess, num_classes: int) -> tuple[Any, bool]:
     """(dataset of (image, label), labelled): a folder of class subfolders gives its labels, a flat folder gives -1,
-    ``digits`` the digits' training split. Images are augmented as for training."""
+    ``digits`` the digits' training split, ``.npy/.npz`` arrays their samples unlabelled. Images are augmented as for
+    training."""
     if str(folder) == "digits":
         return _digits(preprocess.size, 0).train, True
     folder = Path(folder)
+    if folder.suffix in ARRAY_SUFFIXES or (folder.is_dir() and any(p.suffix in ARRAY_SUFFIXES for p in folder.iterdir())):
+        samples = load_samples(folder, preprocess, MAX_ARRAY_SAMPLES, "QAT")  # preprocessed already: no augmentation
+        return array_dataset(samples, np.full(len(samples), -1)), False
     if folder.is_dir() and any(p.is_dir() for p in folder.iterdir()) and not any(p.is_file() for p in folder.iterdir()):
         return LabelledImages(folder, preprocess.train_transform, num_classes), True
     return UnlabelledImages(find_images(folder), preprocess.train_transform), False

@@ -124,3 +124,9 @@ def classifier_layer(model: nn.Module) -> nn.Module:
     if not layers:
         raise ValueError("the model has no Linear or Conv2d layer")
     return layers[-1]
+
+
+def classifier_outputs(model: nn.Module) -> int:
+    """How many classes the model scores (its classifier layer's outputs)."""
+    layer = classifier_layer(model)
+    return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels

@@ -20,7 +20,7 @@ from deploykit.data.training import load_training_data
 from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_bytes, ensure_writable_dir
 from deploykit.manifest import ONNX_NAME, PRUNED_NAME, ExportFolder
-from deploykit.models.layers import classifier_layer
+from deploykit.models.layers import classifier_outputs
 from deploykit.models.pruned import is_pruned_checkpoint, pruned_state
 from deploykit.recipes.export import ExportConfig, ExportResult, export
 from deploykit.recipes.ref import ModelRef, parse_model_ref
@@ -96,7 +96,7 @@ def run_prune(reference: str, weights: str | None, config: PruneConfig, folder: 
     kwargs = {"aux_logits": False} if spec.has_aux_outputs else {}
     original = ref.build(**kwargs)
     model = ref.build(**kwargs)
-    num_classes = _classifier_outputs(model)
+    num_classes = classifier_outputs(model)
     result = prune_model(model, (1, 3, size, size), config)
     x = torch.randn(1, 3, size, size)
     with torch.inference_mode():
@@ -180,14 +180,9 @@ def _teacher(reference: str, num_classes: int) -> torch.nn.Module:
 
 
 def _check_classes(model: torch.nn.Module, num_classes: int, what: str) -> None:
-    outputs = _classifier_outputs(model)
+    outputs = classifier_outputs(model)
     if outputs != num_classes:
         raise DeployKitError(f"{what} predicts {outputs} classes but the data has {num_classes}")
-
-
-def _classifier_outputs(model: torch.nn.Module) -> int:
-    layer = classifier_layer(model)
-    return layer.out_features if isinstance(layer, torch.nn.Linear) else layer.out_channels
 
 
 def _is_pruned(ref: ModelRef) -> bool:

@@ -20,10 +20,12 @@ from deploykit.compress.qat import QatConfig
 from deploykit.compress.quantize import (Int8GateError, QuantizationData, QuantizeConfig, QuantizeResult, load_quantization_data,
                                          quantize_int8)
 from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess
+from deploykit.data.training import finetune_images
 from deploykit.errors import DeployKitError
 from deploykit.export.onnx import INPUT_NAME, OUTPUT_NAME, check_onnx, simplify_onnx, torch_to_onnx
 from deploykit.io import ensure_writable_dir, sha256_file
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder, InputRecord, Manifest, ModelRecord, WeightsRecord
+from deploykit.models.layers import classifier_outputs
 from deploykit.models.pretrained import PublishedWeights, find_weights, is_weights_tag, weights_file
 from deploykit.progress import stage
 from deploykit.parity import ParityReport, Tolerances, compare_logits, compare_runners, parity_inputs, run_all
@@ -125,6 +127,7 @@ def export(config: ExportConfig) -> ExportResult:
     folder = ExportFolder(ensure_writable_dir(Path(config.out) / spec.name))
     checkpoint = Path(config.module.rpartition(":")[0]) if config.module else weights_file(spec.name, ref.weights)
     model = ref.build(**config.model_kwargs)
+    qat_images = finetune_images(_qat_source(config), preprocess, classifier_outputs(model)) if config.qat else None
     check_memory(model, (max(config.batch, 2), 3, size, size))
     started = time.perf_counter()
     with stage(f"exporting {spec.name} to ONNX (opset {config.opset})"):
@@ -162,7 +165,7 @@ def export(config: ExportConfig) -> ExportResult:
             (staging / FP16_NAME).write_bytes(fp16)
         if quantization_data is not None:
             try:
-                quantized = _quantize(config, model, staging, quantization_data, preprocess, folder, checkpoint is not None,
+                quantized = _quantize(config, model, staging, quantization_data, qat_images, folder, checkpoint is not None,
                                       {"shape": (config.batch, 3, size, size), "opset": config.opset,
                                        "dynamic_batch": config.dynamic_batch, "simplified": simplified})
             except Int8GateError as exc:  # the FP32 export passed parity: it is still published
@@ -202,14 +205,18 @@ def export(config: ExportConfig) -> ExportResult:
     return ExportResult(folder.path, parity, simplified, export_seconds, notes, checkpoint is None, fp16_parity, quantized, latency)
 
 
-def _quantize(config: ExportConfig, model, staging: Path, data: QuantizationData, preprocess: Preprocess, folder: ExportFolder,
-              enforce_gate: bool, export_options: dict) -> QuantizeResult:
-    """PTQ, or with ``config.qat`` PTQ followed by quantization-aware fine-tuning."""
+def _quantize(config: ExportConfig, model, staging: Path, data: QuantizationData, qat_images: tuple | None,
+              folder: ExportFolder, enforce_gate: bool, export_options: dict) -> QuantizeResult:
+    """PTQ, or with ``config.qat`` PTQ followed by quantization-aware fine-tuning on ``qat_images`` (dataset, labelled)."""
     cache = folder.path / CALIBRATION_CACHE
     if config.qat is None:
         return quantize_int8(staging / ONNX_NAME, staging / INT8_NAME, data, config.int8, cache, enforce_gate=enforce_gate)
-    return quantize_with_qat(model, staging / ONNX_NAME, staging / INT8_NAME, data, config.int8, config.qat,
-                             config.qat_data or config.int8.calib, preprocess, export_options, cache, enforce_gate)
+    return quantize_with_qat(model, staging / ONNX_NAME, staging / INT8_NAME, data, config.int8, config.qat, *qat_images,
+                             str(_qat_source(config)), export_options, cache, enforce_gate)
+
+
+def _qat_source(config: ExportConfig) -> Path | str:
+    return config.qat_data or config.int8.calib
 
 
 def _fp16(serialized: bytes, reference: TorchRunner, inputs: np.ndarray, fp16_io: bool) -> tuple[bytes, ParityReport]:

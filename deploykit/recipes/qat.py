@@ -16,22 +16,19 @@ import torch
 
 from deploykit.compress.qat import QatConfig, qat_finetune, read_plan
 from deploykit.compress.quantize import QuantizationData, QuantizeConfig, QuantizeResult, quantize_int8
-from deploykit.data import Preprocess
-from deploykit.data.training import finetune_images
 from deploykit.export.onnx import simplify_onnx, torch_to_onnx
 from deploykit.progress import stage
 
 
 def quantize_with_qat(model: torch.nn.Module, fp32_path: Path, out_path: Path, data: QuantizationData, config: QuantizeConfig,
-                      qat: QatConfig, images: Path | str, preprocess: Preprocess, export_options: dict, cache_dir: Path,
+                      qat: QatConfig, dataset, labelled: bool, source: str, export_options: dict, cache_dir: Path,
                       enforce_gate: bool = True) -> QuantizeResult:
-    """Quantize ``model`` (exported as ``fp32_path``) into ``out_path`` with QAT on ``images``.
+    """Quantize ``model`` (exported as ``fp32_path``) into ``out_path`` with QAT on ``dataset`` (data.training's
+    finetune_images, from ``source``).
 
     ``export_options`` are the FP32 export's: shape, opset, dynamic_batch and simplified, so the
     fine-tuned copy is exported into a graph with the same tensor names.
     """
-    num_classes = model(torch.zeros(1, 3, preprocess.size, preprocess.size)).shape[1]
-    dataset, labelled = finetune_images(images, preprocess, num_classes)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".qat-") as work:
         ptq_path = Path(work) / "ptq.int8.onnx"
         ptq = quantize_int8(fp32_path, ptq_path, data, replace(config, max_fallback_layers=0), cache_dir, enforce_gate=False)
@@ -49,5 +46,5 @@ def quantize_with_qat(model: torch.nn.Module, fp32_path: Path, out_path: Path, d
         result = quantize_int8(tuned_path, out_path, data, replace(config, bias_correction=False), cache_dir, enforce_gate,
                                reference=fp32_path, fixed_ranges=ranges)
     result.stage = "qat"
-    result.qat = {**report.as_dict(), "config": asdict(qat), "data": str(images), "ptq_check_vs_fp32": ptq.check.as_dict()}
+    result.qat = {**report.as_dict(), "config": asdict(qat), "data": source, "ptq_check_vs_fp32": ptq.check.as_dict()}
     return result

@@ -74,6 +74,10 @@ def test_the_simulation_matches_the_onnxruntime_int8_file(trained_digits, tmp_pa
         assert _cosine(simulated(images).numpy(), fp32) > 0.9999
 
 
-def test_qat_needs_int8(tmp_path):
+def test_qat_needs_int8_and_its_images_are_checked_before_any_slow_step(tmp_path):
     with pytest.raises(DeployKitError, match="add --int8"):
         export(ExportConfig("cifar_resnet20", out=tmp_path, input_size=16, qat=QatConfig()))
+    with pytest.raises(DeployKitError, match="missing does not exist"):
+        export(ExportConfig("cifar_resnet20", out=tmp_path, input_size=16, int8=QuantizeConfig(calib_size=8), qat=QatConfig(),
+                            qat_data=tmp_path / "missing"))
+    assert not list(tmp_path.rglob("*.onnx"))
