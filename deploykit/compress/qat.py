@@ -69,7 +69,6 @@ class QuantizationPlan:
     biases: dict[str, np.ndarray]  # weight parameter name -> the layer's bias as the file stores it (bias-corrected)
     producers: dict[str, onnx.NodeProto]
     consumers: dict[str, list[onnx.NodeProto]]
-    graph_outputs: set[str]
 
 
 @dataclass
@@ -103,8 +102,10 @@ def read_plan(int8: onnx.ModelProto) -> QuantizationPlan:
         if node.op_type == "QuantizeLinear" and node.input[0] not in initializers:
             zero_point = numpy_helper.to_array(initializers[node.input[2]])
             info = np.iinfo(zero_point.dtype)
+            # onnxruntime's symmetric int8 (zero point 0) uses -127..127, so that its range gives back this scale
+            qmin = -int(info.max) if info.min < 0 and int(zero_point) == 0 else int(info.min)
             activations[node.input[0]] = ActivationQuantizer(float(numpy_helper.to_array(initializers[node.input[1]])),
-                                                             int(zero_point), int(info.min), int(info.max))
+                                                             int(zero_point), qmin, int(info.max))
     weights, biases = {}, {}
     for node in int8.graph.node:
         dequantize = producers.get(node.input[1]) if node.op_type in WEIGHTED and len(node.input) > 1 else None
@@ -116,7 +117,7 @@ def read_plan(int8: onnx.ModelProto) -> QuantizationPlan:
         bias = _constant(node.input[2], initializers, producers) if len(node.input) > 2 else None
         if bias is not None:
             biases[parameter] = bias
-    return QuantizationPlan(activations, weights, biases, producers, consumers, {o.name for o in int8.graph.output})
+    return QuantizationPlan(activations, weights, biases, producers, consumers)
 
 
 def _constant(name: str, initializers: dict, producers: dict) -> np.ndarray | None:

@@ -81,3 +81,27 @@ def test_qat_needs_int8_and_its_images_are_checked_before_any_slow_step(tmp_path
         export(ExportConfig("cifar_resnet20", out=tmp_path, input_size=16, int8=QuantizeConfig(calib_size=8), qat=QatConfig(),
                             qat_data=tmp_path / "missing"))
     assert not list(tmp_path.rglob("*.onnx"))
+
+
+@pytest.mark.parametrize("target", ["cpu", "trt"])
+def test_fixed_ranges_give_back_the_ptq_scales(target, trained_digits, tmp_path):
+    """The ranges QAT hands back to onnxruntime reproduce each activation's scale and zero point exactly, for the
+    asymmetric uint8 (cpu) and the symmetric int8 (trt) layouts alike, so the file is what training simulated."""
+    from deploykit.compress.quantize import load_quantization_data, quantize_int8
+    from deploykit.data import Preprocess
+    from deploykit.models import get_spec
+
+    config = QuantizeConfig(calib=trained_digits.calib, holdout=trained_digits.holdout, target=target, min_cosine=-1.0,
+                            min_top5=0.0, max_fallback_layers=0, bias_correction=False)
+    ptq = export(ExportConfig(f"{trained_digits.name}:{trained_digits.weights}", out=tmp_path, input_size=trained_digits.size,
+                              model_kwargs=trained_digits.model_kwargs, int8=config))
+    plan = read_plan(onnx.load(str(ptq.int8_path)))
+    data = load_quantization_data(config, Preprocess.for_model(get_spec(trained_digits.name), trained_digits.size))
+    again = tmp_path / "again.onnx"
+    quantize_int8(ptq.onnx_path, again, data, config, tmp_path / "cache",
+                  fixed_ranges={name: q.range for name, q in plan.activations.items()})
+    replan = read_plan(onnx.load(str(again)))
+    assert replan.activations.keys() == plan.activations.keys()
+    for name, quantizer in plan.activations.items():
+        assert replan.activations[name].zero_point == quantizer.zero_point
+        assert replan.activations[name].scale == pytest.approx(quantizer.scale, rel=1e-6), name
