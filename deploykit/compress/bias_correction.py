@@ -13,27 +13,28 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from deploykit.compress.qdq import QdqGraph
+
 
 def correct_biases(fp32: onnx.ModelProto, int8: onnx.ModelProto, input_means: dict[str, np.ndarray]) -> int:
     """Fold each quantized Conv's mean weight-rounding error into its int32 bias, in place; the number corrected."""
     fp32_convs = {node.name: node for node in fp32.graph.node if node.op_type == "Conv"}
     fp32_weights = {init.name: init for init in fp32.graph.initializer}
-    initializers = {init.name: init for init in int8.graph.initializer}
-    producers = {out: node for node in int8.graph.node for out in node.output}
+    graph = QdqGraph(int8)
     corrected = 0
     for node in int8.graph.node:
         source = fp32_convs.get(node.name)
         if node.op_type != "Conv" or source is None or len(node.input) < 3 or source.input[0] not in input_means:
             continue
-        weight_dq, bias_dq = producers.get(node.input[1]), producers.get(node.input[2])
-        if not (_is_dequantized_initializer(weight_dq, initializers) and _is_dequantized_initializer(bias_dq, initializers)):
+        rounded, values = graph.dequantized(node.input[1]), graph.dequantized(node.input[2])
+        if rounded is None or values is None:
             continue
         weight = numpy_helper.to_array(fp32_weights[source.input[1]]).astype(np.float64)
-        error = _dequantize(weight_dq, initializers, weight.ndim) - weight
-        shift = _mean_output_shift(error.sum(axis=(2, 3)), input_means[source.input[0]].astype(np.float64), _groups(node))
-        bias = initializers[bias_dq.input[0]]
-        scale = numpy_helper.to_array(initializers[bias_dq.input[1]]).astype(np.float64)
-        values = numpy_helper.to_array(bias).astype(np.float64) * scale
+        shift = _mean_output_shift((rounded - weight).sum(axis=(2, 3)), input_means[source.input[0]].astype(np.float64),
+                                   _groups(node))
+        bias_dq = graph.producers[node.input[2]]
+        bias = graph.initializers[bias_dq.input[0]]
+        scale = numpy_helper.to_array(graph.initializers[bias_dq.input[1]]).astype(np.float64)
         info = np.iinfo(np.int32)
         quantized = np.clip(np.round((values - shift) / scale), info.min, info.max).astype(np.int32)
         bias.CopyFrom(numpy_helper.from_array(quantized, bias.name))
@@ -47,18 +48,6 @@ def _mean_output_shift(error: np.ndarray, input_mean: np.ndarray, groups: int) -
     per_group = out_channels // groups
     means = input_mean.reshape(groups, group_inputs)
     return np.einsum("gok,gk->go", error.reshape(groups, per_group, group_inputs), means).reshape(out_channels)
-
-
-def _dequantize(dq: onnx.NodeProto, initializers: dict[str, onnx.TensorProto], ndim: int) -> np.ndarray:
-    values = numpy_helper.to_array(initializers[dq.input[0]]).astype(np.float64)
-    scale = numpy_helper.to_array(initializers[dq.input[1]]).astype(np.float64)
-    zero = numpy_helper.to_array(initializers[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 and dq.input[2] else 0.0
-    shape = (-1,) + (1,) * (ndim - 1) if np.ndim(scale) else ()
-    return (values - np.reshape(zero, shape)) * np.reshape(scale, shape)
-
-
-def _is_dequantized_initializer(node: onnx.NodeProto | None, initializers: dict[str, onnx.TensorProto]) -> bool:
-    return node is not None and node.op_type == "DequantizeLinear" and node.input[0] in initializers
 
 
 def _groups(node: onnx.NodeProto) -> int:

@@ -16,7 +16,6 @@ result is an FP32 model whose weights round well, quantized again with the same 
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
+from deploykit.compress.qdq import QdqGraph
 from deploykit.data.images import batches, loader
 from deploykit.errors import DeployKitError
 from deploykit.progress import stage
@@ -67,8 +67,11 @@ class QuantizationPlan:
     activations: dict[str, ActivationQuantizer]
     weights: dict[str, str | None]  # weight parameter name -> the BatchNorm module folded into it (None: none)
     biases: dict[str, np.ndarray]  # weight parameter name -> the layer's bias as the file stores it (bias-corrected)
-    producers: dict[str, onnx.NodeProto]
-    consumers: dict[str, list[onnx.NodeProto]]
+    graph: QdqGraph
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        """Each activation's (low, high), for onnxruntime to give back the same scales and zero points."""
+        return {name: quantizer.range for name, quantizer in self.activations.items()}
 
 
 @dataclass
@@ -91,45 +94,28 @@ class QatReport:
 
 def read_plan(int8: onnx.ModelProto) -> QuantizationPlan:
     """The quantizers of an onnxruntime QDQ file."""
-    initializers = {init.name: init for init in int8.graph.initializer}
-    producers = {out: node for node in int8.graph.node for out in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in int8.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    graph = QdqGraph(int8)
     activations = {}
     for node in int8.graph.node:
-        if node.op_type == "QuantizeLinear" and node.input[0] not in initializers:
-            zero_point = numpy_helper.to_array(initializers[node.input[2]])
+        if node.op_type == "QuantizeLinear" and node.input[0] not in graph.initializers:
+            zero_point = numpy_helper.to_array(graph.initializers[node.input[2]])
             info = np.iinfo(zero_point.dtype)
             # onnxruntime's symmetric int8 (zero point 0) uses -127..127, so that its range gives back this scale
             qmin = -int(info.max) if info.min < 0 and int(zero_point) == 0 else int(info.min)
-            activations[node.input[0]] = ActivationQuantizer(float(numpy_helper.to_array(initializers[node.input[1]])),
-                                                             int(zero_point), qmin, int(info.max))
+            scale = float(numpy_helper.to_array(graph.initializers[node.input[1]]))
+            activations[node.input[0]] = ActivationQuantizer(scale, int(zero_point), qmin, int(info.max))
     weights, biases = {}, {}
     for node in int8.graph.node:
-        dequantize = producers.get(node.input[1]) if node.op_type in WEIGHTED and len(node.input) > 1 else None
-        if dequantize is None or dequantize.op_type != "DequantizeLinear" or dequantize.input[0] not in initializers:
+        dequantize = graph.producers.get(node.input[1]) if node.op_type in WEIGHTED and len(node.input) > 1 else None
+        if dequantize is None or not graph.dequantizes_initializer(node.input[1]):
             continue
         parameter = dequantize.input[0].removesuffix("_quantized")
         owner = node.name.rpartition("/")[0]
         weights[parameter] = owner if owner and owner != parameter.rpartition(".")[0] else None
-        bias = _constant(node.input[2], initializers, producers) if len(node.input) > 2 else None
+        bias = graph.constant(node.input[2]) if len(node.input) > 2 else None
         if bias is not None:
             biases[parameter] = bias
-    return QuantizationPlan(activations, weights, biases, producers, consumers)
-
-
-def _constant(name: str, initializers: dict, producers: dict) -> np.ndarray | None:
-    """An initializer's value, or a dequantized initializer's (int32 biases); None for a computed tensor."""
-    if name in initializers:
-        return numpy_helper.to_array(initializers[name]).astype(np.float64)
-    node = producers.get(name)
-    if node is None or node.op_type != "DequantizeLinear" or node.input[0] not in initializers:
-        return None
-    values = numpy_helper.to_array(initializers[node.input[0]]).astype(np.float64)
-    zero = numpy_helper.to_array(initializers[node.input[2]]).astype(np.float64) if len(node.input) > 2 else 0.0
-    return (values - zero) * numpy_helper.to_array(initializers[node.input[1]]).astype(np.float64)
+    return QuantizationPlan(activations, weights, biases, graph)
 
 
 class FoldedWeightFakeQuant(nn.Module):
@@ -144,7 +130,7 @@ class FoldedWeightFakeQuant(nn.Module):
         if norm is None:
             factor = torch.ones(weight.shape[0], dtype=weight.dtype, device=weight.device)
         else:
-            factor = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            factor = _norm_scale(norm)
             factor = torch.where(factor.abs() > 1e-8, factor, torch.ones_like(factor))
         shape = (-1,) + (1,) * (weight.dim() - 1)
         folded = weight * factor.view(shape)
@@ -154,13 +140,18 @@ class FoldedWeightFakeQuant(nn.Module):
         return rounded / factor.view(shape)
 
 
+def _norm_scale(norm: nn.BatchNorm2d) -> torch.Tensor:
+    """The per-channel factor an eval-mode BatchNorm multiplies by (what folding puts into the weights)."""
+    return norm.weight / torch.sqrt(norm.running_var + norm.eps)
+
+
 @torch.no_grad()
 def _start_from_bias(layer: nn.Module, norm: nn.BatchNorm2d | None, target: np.ndarray) -> None:
     """Make the layer's folded bias the PTQ file's (which bias correction changed), by moving BatchNorm's shift
     or, with no BatchNorm, the layer's own bias: fine-tuning starts exactly where PTQ ended."""
     bias = layer.bias if layer.bias is not None else torch.zeros(layer.weight.shape[0])
     if norm is not None:
-        folded = norm.bias + (bias - norm.running_mean) * norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        folded = norm.bias + (bias - norm.running_mean) * _norm_scale(norm)
         norm.bias += torch.as_tensor(target, dtype=folded.dtype) - folded
     elif layer.bias is not None:
         layer.bias.copy_(torch.as_tensor(target, dtype=layer.bias.dtype))
@@ -201,16 +192,17 @@ class SimulatedQuantization:
         if tensor in modules and tensor in single_use:  # the module's output
             self.handles.append(modules[tensor].register_forward_hook(lambda module, args, output: fake_quant(output)))
             return True
-        producer = plan.producers.get(tensor)
+        graph = plan.graph
+        producer = graph.producers.get(tensor)
         owner = producer.name.rpartition("/")[0] if producer is not None else ""
         if producer is not None and producer.op_type in WEIGHTED and owner in modules and owner in single_use:
             self.handles.append(modules[owner].register_forward_hook(lambda module, args, output: fake_quant(output)))
             return True
-        readers = [node for quantize in plan.consumers.get(tensor, []) if quantize.op_type == "QuantizeLinear"
-                   for dequantize in plan.consumers.get(quantize.output[0], []) if dequantize.op_type == "DequantizeLinear"
-                   for node in plan.consumers.get(dequantize.output[0], []) if node.op_type in WEIGHTED]
-        layers = {plan.producers[node.input[1]].input[0].removesuffix("_quantized").rpartition(".")[0]
-                  for node in readers if node.input[1] in plan.producers}
+        readers = [node for quantize in graph.consumers.get(tensor, []) if quantize.op_type == "QuantizeLinear"
+                   for dequantize in graph.consumers.get(quantize.output[0], []) if dequantize.op_type == "DequantizeLinear"
+                   for node in graph.consumers.get(dequantize.output[0], []) if node.op_type in WEIGHTED]
+        layers = {graph.producers[node.input[1]].input[0].removesuffix("_quantized").rpartition(".")[0]
+                  for node in readers if node.input[1] in graph.producers}
         layers = {name for name in layers if name in modules and name in single_use}
         for name in layers:  # no module produced it: quantize it where the layers that read it take it in
             self.handles.append(modules[name].register_forward_pre_hook(lambda module, args: (fake_quant(args[0]), *args[1:])))
@@ -243,19 +235,20 @@ def _called_once(model: nn.Module, example: torch.Tensor) -> set[str]:
     return {name for name, count in calls.items() if count == 1}
 
 
-def qat_finetune(model: nn.Module, int8: onnx.ModelProto, dataset, config: QatConfig, labelled: bool,
+def qat_finetune(model: nn.Module, teacher: nn.Module, plan: QuantizationPlan, dataset, config: QatConfig, labelled: bool,
                  workers: int | None = None) -> QatReport:
-    """Fine-tune ``model`` (in place) with the quantizers of the PTQ file ``int8`` simulated, towards its FP32 self.
+    """Fine-tune ``model`` (in place) with the PTQ file's quantizers (``plan``) simulated, towards the FP32 ``teacher``
+    (the model before fine-tuning, left unchanged).
 
     ``dataset`` yields (image, label); labels are used only when ``labelled``. BatchNorm and dropout stay in eval mode.
     """
     if config.epochs < 1 or config.lr <= 0 or config.batch_size < 1:
         raise DeployKitError("--epochs, --qat-lr and the batch size must be positive")
     torch.manual_seed(config.seed)
-    teacher = copy.deepcopy(model).eval()
+    teacher.eval()
     model.eval()
     example = dataset[0][0].unsqueeze(0)
-    simulated = SimulatedQuantization(model, read_plan(int8), example)
+    simulated = SimulatedQuantization(model, plan, example)
     report = QatReport(len(dataset), labelled, 0, simulated.activation_count, len(simulated.parametrized), simulated.unmapped)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
     data = loader(dataset, config.batch_size, workers, shuffle=True, drop_last=len(dataset) > config.batch_size,

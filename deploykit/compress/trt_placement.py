@@ -24,48 +24,15 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-QDQ = ("QuantizeLinear", "DequantizeLinear")
+from deploykit.compress.qdq import QDQ, QdqGraph
+
 POOLS = ("MaxPool", "AveragePool")
 MEANS = ("ReduceMean", "GlobalAveragePool")
 
 
-class _Graph:
-    """Producer/consumer maps of a graph, seen through Q/DQ pairs where asked."""
-
-    def __init__(self, model: onnx.ModelProto) -> None:
-        self.initializers = {init.name: init for init in model.graph.initializer}
-        self.producers = {out: node for node in model.graph.node for out in node.output}
-        self.consumers: dict[str, list[onnx.NodeProto]] = {}
-        for node in model.graph.node:
-            for name in node.input:
-                self.consumers.setdefault(name, []).append(node)
-
-    def quantized_source(self, name: str) -> str | None:
-        """The float tensor behind a DequantizeLinear(QuantizeLinear(x)) chain, or the DQ's initializer; None otherwise."""
-        dq = self.producers.get(name)
-        if dq is None or dq.op_type != "DequantizeLinear":
-            return None
-        q = self.producers.get(dq.input[0])
-        return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else dq.input[0]
-
-    def float_producer(self, name: str) -> onnx.NodeProto | None:
-        """The node that computed ``name`` in the float graph (Q/DQ pairs looked through)."""
-        return self.producers.get(self.quantized_source(name) or name)
-
-    def float_consumers(self, name: str) -> list[onnx.NodeProto]:
-        """The nodes reading ``name`` in the float graph (Q/DQ pairs looked through)."""
-        readers = []
-        for node in self.consumers.get(name, []):
-            if node.op_type in QDQ:
-                readers += [r for out in node.output for r in self.float_consumers(out)]
-            else:
-                readers.append(node)
-        return readers
-
-
 def apply_tensorrt_rules(model: onnx.ModelProto) -> int:
     """Remove the Q/DQ pairs TensorRT's rules leave out (in place); the number of node inputs rewired to float."""
-    graph = _Graph(model)
+    graph = QdqGraph(model)
     rewired = 0
     added: list[onnx.TensorProto] = []
     for node in model.graph.node:
@@ -77,7 +44,7 @@ def apply_tensorrt_rules(model: onnx.ModelProto) -> int:
             if source is None or _keeps(node, index, fused, graph):
                 continue
             if source in graph.initializers:  # a weight or bias: give the layer its float values instead
-                values = _dequantized(graph.producers[name], graph.initializers)
+                values = graph.dequantized(name).astype(np.float32)
                 replacement = f"{source.removesuffix('_quantized')}_float"
                 if replacement not in {t.name for t in added}:
                     added.append(numpy_helper.from_array(values, replacement))
@@ -89,7 +56,7 @@ def apply_tensorrt_rules(model: onnx.ModelProto) -> int:
     return rewired
 
 
-def _keeps(node: onnx.NodeProto, index: int, fused: int | None, graph: _Graph) -> bool:
+def _keeps(node: onnx.NodeProto, index: int, fused: int | None, graph: QdqGraph) -> bool:
     if node.op_type == "Conv":
         return index < 2
     if node.op_type in POOLS:
@@ -104,7 +71,7 @@ def _keeps(node: onnx.NodeProto, index: int, fused: int | None, graph: _Graph) -
     return False
 
 
-def _fused_add_input(node: onnx.NodeProto, graph: _Graph) -> int | None:
+def _fused_add_input(node: onnx.NodeProto, graph: QdqGraph) -> int | None:
     """Which input of a residual Add TensorRT fuses into the convolution that produced it: the first one that a
     Conv produced and that nothing else reads."""
     for index, name in enumerate(node.input):
@@ -114,21 +81,9 @@ def _fused_add_input(node: onnx.NodeProto, graph: _Graph) -> int | None:
     return None
 
 
-def _is_conv_output(name: str, graph: _Graph) -> bool:
+def _is_conv_output(name: str, graph: QdqGraph) -> bool:
     producer = graph.float_producer(name)
     return producer is not None and producer.op_type == "Conv"
-
-
-def _dequantized(dq: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> np.ndarray:
-    values = numpy_helper.to_array(initializers[dq.input[0]]).astype(np.float64)
-    scale = numpy_helper.to_array(initializers[dq.input[1]]).astype(np.float64)
-    zero = numpy_helper.to_array(initializers[dq.input[2]]).astype(np.float64) if len(dq.input) > 2 and dq.input[2] else 0.0
-    axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
-    if np.ndim(scale):
-        shape = [1] * values.ndim
-        shape[axis] = -1
-        scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
-    return ((values - zero) * scale).astype(np.float32)
 
 
 def _drop_unused(model: onnx.ModelProto) -> None:
@@ -150,7 +105,7 @@ def placement(model: onnx.ModelProto) -> list[str]:
     """Where a graph's Q/DQ pairs sit, comparable across quantizers that name nodes differently: each dequantized
     input of a compute node as "OpType[input] <- producer OpType" (or "<- weight"), sorted, repeats kept. A Cast
     is looked through (ModelOpt casts the graph input)."""
-    graph = _Graph(model)
+    graph = QdqGraph(model)
     entries = []
     for node in model.graph.node:
         if node.op_type in QDQ or node.op_type == "Cast":

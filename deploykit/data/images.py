@@ -56,7 +56,9 @@ class ImageFiles:
     """Image files as a map-style dataset for torch's DataLoader: each is read and transformed on demand."""
 
     def __init__(self, paths: Sequence[Path], transform: Callable[[Image.Image], Any]) -> None:
-        self.paths = np.array([str(path) for path in paths])  # no per-item Python objects for workers to copy
+        # A numpy array, not a list of Path objects: a worker reading a list touches every item's reference count
+        # and so copies the pages it sits on, which makes memory grow with the dataset (pytorch/pytorch#13246).
+        self.paths = np.array([str(path) for path in paths])
         self.transform = transform
 
     def __len__(self) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from deploykit.data.images import evenly_spaced, find_images, load_images, read_image
+from deploykit.data.images import ImageFiles, evenly_spaced, find_images, load_images
 from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 
@@ -63,7 +63,7 @@ def class_mapping(folders: list[str], num_classes: int) -> ClassMapping:
     return ClassMapping({name: i for i, name in enumerate(sorted(folders))}, "sorted", warning)
 
 
-class LabelledImages:
+class LabelledImages(ImageFiles):
     """A labelled folder (one subfolder per class) as a map-style dataset for torch's DataLoader, like torchvision's
     ImageFolder: images are read and transformed on demand. Without ``num_classes`` the folders define the classes."""
 
@@ -77,15 +77,9 @@ class LabelledImages:
             raise DeployKitError(f"class folders named by number must be 0..{len(numbers) - 1} for {len(numbers)} classes, "
                                  f"found {max(numbers)}; renumber them or name them")
         self.mapping = class_mapping(self.classes, num_classes or len(self.classes))
-        found = [(str(path), self.mapping.index[name]) for name in self.classes for path in find_images(folder / name)]
-        # numpy arrays, not lists of Python objects: a worker reading a list touches every item's reference count
-        # and so copies the pages it sits on, which makes memory grow with the dataset (pytorch/pytorch#13246)
-        self.paths = np.array([path for path, _ in found])
-        self.labels = np.array([label for _, label in found], dtype=np.int64)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
+        found = [(path, self.mapping.index[name]) for name in self.classes for path in find_images(folder / name)]
+        super().__init__([path for path, _ in found], transform)
+        self.labels = np.array([label for _, label in found], dtype=np.int64)  # an array, as ImageFiles keeps paths
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        return read_image(Path(self.paths[index]), self.transform), int(self.labels[index])
+        return super().__getitem__(index), int(self.labels[index])

@@ -32,19 +32,18 @@ def quantize_with_qat(model: torch.nn.Module, fp32_path: Path, out_path: Path, d
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".qat-") as work:
         ptq_path = Path(work) / "ptq.int8.onnx"
         ptq = quantize_int8(fp32_path, ptq_path, data, replace(config, max_fallback_layers=0), cache_dir, enforce_gate=False)
-        plan_source = onnx.load(str(ptq_path))
+        plan = read_plan(onnx.load(str(ptq_path)))
         student = copy.deepcopy(model)
-        report = qat_finetune(student, plan_source, dataset, qat, labelled)
+        report = qat_finetune(student, model, plan, dataset, qat, labelled)
         with stage("exporting the fine-tuned weights"):
             proto = torch_to_onnx(student, export_options["shape"], export_options["opset"], export_options["dynamic_batch"])
             if export_options["simplified"]:
                 proto = simplify_onnx(proto)
         tuned_path = Path(work) / "qat.fp32.onnx"
         onnx.save(proto, str(tuned_path))
-        ranges = {name: quantizer.range for name, quantizer in read_plan(plan_source).activations.items()}
         # The fine-tuning simulated these ranges and no bias correction: the file is made exactly so.
         result = quantize_int8(tuned_path, out_path, data, replace(config, bias_correction=False), cache_dir, enforce_gate,
-                               reference=fp32_path, fixed_ranges=ranges)
+                               reference=fp32_path, fixed_ranges=plan.ranges())
     result.stage = "qat"
     result.qat = {**report.as_dict(), "config": asdict(qat), "data": source, "ptq_check_vs_fp32": ptq.check.as_dict()}
     return result

@@ -99,7 +99,7 @@ def test_fixed_ranges_give_back_the_ptq_scales(target, trained_digits, tmp_path)
     data = load_quantization_data(config, Preprocess.for_model(get_spec(trained_digits.name), trained_digits.size))
     again = tmp_path / "again.onnx"
     quantize_int8(ptq.onnx_path, again, data, config, tmp_path / "cache",
-                  fixed_ranges={name: q.range for name, q in plan.activations.items()})
+                  fixed_ranges=plan.ranges())
     replan = read_plan(onnx.load(str(again)))
     assert replan.activations.keys() == plan.activations.keys()
     for name, quantizer in plan.activations.items():

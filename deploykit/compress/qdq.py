@@ -1,0 +1,72 @@
+"""Reading a Q/DQ graph: who produces and who reads each tensor, seen through Q/DQ pairs, and the float value
+behind a dequantized initializer. Shared by bias correction, QAT and the TensorRT placement rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+QDQ = ("QuantizeLinear", "DequantizeLinear")
+
+
+class QdqGraph:
+    """Producer/consumer maps and initializers of a graph (built once; nodes may be rewired afterwards)."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        self.initializers = {init.name: init for init in model.graph.initializer}
+        self.producers = {out: node for node in model.graph.node for out in node.output}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in model.graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+
+    def quantized_source(self, name: str) -> str | None:
+        """The float tensor behind a DequantizeLinear(QuantizeLinear(x)) chain, or the DQ's initializer; None otherwise."""
+        dq = self.producers.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            return None
+        q = self.producers.get(dq.input[0])
+        return q.input[0] if q is not None and q.op_type == "QuantizeLinear" else dq.input[0]
+
+    def float_producer(self, name: str) -> onnx.NodeProto | None:
+        """The node that computed ``name`` in the float graph (Q/DQ pairs looked through)."""
+        return self.producers.get(self.quantized_source(name) or name)
+
+    def float_consumers(self, name: str) -> list[onnx.NodeProto]:
+        """The nodes reading ``name`` in the float graph (Q/DQ pairs looked through)."""
+        readers = []
+        for node in self.consumers.get(name, []):
+            if node.op_type in QDQ:
+                readers += [r for out in node.output for r in self.float_consumers(out)]
+            else:
+                readers.append(node)
+        return readers
+
+    def dequantizes_initializer(self, name: str) -> bool:
+        """Whether ``name`` is the output of a DequantizeLinear of an initializer (a quantized weight or bias)."""
+        dq = self.producers.get(name)
+        return dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in self.initializers
+
+    def dequantized(self, name: str) -> np.ndarray | None:
+        """``(q - zero_point) * scale`` in float64 when ``name`` is a DequantizeLinear of an initializer (per-channel
+        scales along the node's axis); None for anything else."""
+        if not self.dequantizes_initializer(name):
+            return None
+        dq = self.producers[name]
+        values = numpy_helper.to_array(self.initializers[dq.input[0]]).astype(np.float64)
+        scale = numpy_helper.to_array(self.initializers[dq.input[1]]).astype(np.float64)
+        has_zero = len(dq.input) > 2 and dq.input[2]
+        zero = numpy_helper.to_array(self.initializers[dq.input[2]]).astype(np.float64) if has_zero else np.zeros(())
+        if np.ndim(scale):
+            shape = [1] * values.ndim
+            shape[next((a.i for a in dq.attribute if a.name == "axis"), 1) % values.ndim] = -1
+            scale = scale.reshape(shape)
+            zero = zero.reshape(shape) if np.ndim(zero) else zero
+        return (values - zero) * scale
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """An initializer's value, or a dequantized initializer's (e.g. an int32 bias), in float64; None otherwise."""
+        if name in self.initializers:
+            return numpy_helper.to_array(self.initializers[name]).astype(np.float64)
+        return self.dequantized(name)
