@@ -100,7 +100,11 @@ def test_ctrl_c_is_one_line(tmp_path):
 
     process = subprocess.Popen([sys.executable, "-m", "deploykit", "export", "resnet18", "--out", str(tmp_path)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(3)
+    # Interrupt the export itself, not Python's start-up (which a loaded machine can stretch past a fixed sleep):
+    # the command has begun once it made its output folder.
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "resnet18").is_dir() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "Error: interrupted" in err and "Traceback" not in err
