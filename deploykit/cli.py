@@ -198,8 +198,11 @@ def _foreign_onnx_options(command):
 @click.option("--exclude", multiple=True, help="Keep matching layers in FP32 (shell pattern over layer names; repeatable).")
 @click.option("--target", type=click.Choice(INT8_TARGETS), default="cpu", show_default=True,
               help="cpu: uint8 activations (fast on x86); trt: symmetric int8 for TensorRT.")
-@click.option("--int8-min-cosine", type=FiniteFloatRange(-1, 1), default=0.98, show_default=True,
+@click.option("--int8-min-cosine", type=FiniteFloatRange(-1, 1), default=0.985, show_default=True,
               help="Gate without --val: mean logit cosine of INT8 vs FP32 on the held-out images.")
+@click.option("--int8-min-confident-agreement", type=FiniteFloatRange(0, 1), default=0.9, show_default=True,
+              help="Gate without --val: top-1 agreement with FP32 on the held-out images FP32 is confident on "
+              "(top-1 probability >= 0.5; gated where there are at least 8).")
 @click.option("--int8-min-top5", type=FiniteFloatRange(0, 1), default=0.9, show_default=True,
               help="Gate without --val: share of held-out images whose FP32 top-1 is in the INT8 top-5.")
 @click.option("--val", type=click.Path(file_okay=False, path_type=Path),
@@ -218,7 +221,8 @@ def _foreign_onnx_options(command):
 def export_command(name: str | None, module: str | None, weights: str | None, out: Path, opset: int, batch: int, dynamic_batch: bool,
                    input_size: tuple[int, int] | None, simplify: bool, fp16: bool, fp16_io: bool, rel_error: float, min_cosine: float, min_top1: float,
                    int8: bool, calib: Path, calib_size: int, calib_method: str, bias_correction: bool, per_channel: bool,
-                   exclude: tuple[str, ...], target: str, int8_min_cosine: float, int8_min_top5: float, val: Path | None,
+                   exclude: tuple[str, ...], target: str, int8_min_cosine: float, int8_min_confident_agreement: float,
+                   int8_min_top5: float, val: Path | None,
                    max_drop: float, holdout: Path, prune_ratio: float | None, teacher: str | None,
                    data: str | None, epochs: int, qat: bool, qat_lr: float) -> None:
     """Export NAME to ONNX (and INT8), verify it, and write OUT/NAME/model.onnx + manifest.json.
@@ -236,7 +240,8 @@ def export_command(name: str | None, module: str | None, weights: str | None, ou
         raise DeployKitError("--batch and --dynamic-batch exclude each other: a dynamic batch has no fixed size")
     quantize = QuantizeConfig(calib=calib, calib_size=calib_size, method=calib_method, per_channel=per_channel,
                               bias_correction=bias_correction, exclude=exclude, target=target, holdout=holdout,
-                              min_cosine=int8_min_cosine, min_top5=int8_min_top5, val=val, max_drop=max_drop) if int8 else None
+                              min_cosine=int8_min_cosine, min_top5=int8_min_top5,
+                              min_confident_agreement=int8_min_confident_agreement, val=val, max_drop=max_drop) if int8 else None
     config = ExportConfig(
         name=name, out=out, weights=weights, opset=opset, batch=batch, dynamic_batch=dynamic_batch,
         input_size=_square(input_size), simplify=simplify, tolerances=Tolerances(rel_error, min_cosine, min_top1), int8=quantize,
@@ -281,8 +286,12 @@ def _print_int8(result) -> None:
     console.print(f"[green]wrote[/green] {path} ({path.stat().st_size / 1e6:.1f} MB, {int8.qdq_nodes} Q/DQ nodes, "
                   f"{calibration['samples']} calibration samples, {calibration['method']}, cache {calibration['cache']}, "
                   f"{int8.biases_corrected} biases corrected)")
-    console.print(f"INT8 vs FP32 on {check.samples} held-out images: mean cosine {check.mean_cosine:.4f}, "
-                  f"FP32 top-1 in INT8 top-5 {check.fp32_top1_in_int8_top5:.1%}, top-1 agreement {check.top1_agreement:.1%}")
+    verdict = "PASS" if check.passed else "FAIL (gate not applied: random weights)"
+    console.print(f"INT8 vs FP32: {verdict} {check.summary()}")
+    clipped = [s for s in int8.saturation if s.clipped > 0]
+    if clipped:
+        worst = clipped[0]
+        console.print(f"most clipped quantizer: {worst.tensor} ({worst.clipped:.3%} of values, on {worst.images:.0%} of held-out images)")
     if int8.qat:
         ptq = int8.qat["ptq_check_vs_fp32"]
         console.print(f"QAT: {int8.qat['steps']} steps on {int8.qat['images']} {'labelled' if int8.qat['labelled'] else 'unlabelled'} "
@@ -291,7 +300,7 @@ def _print_int8(result) -> None:
         console.print(f"top-1 on {check.val_images} labelled images: FP32 {check.fp32_top1:.2%}, INT8 {check.int8_top1:.2%} "
                       f"(drop {check.drop_points:.2f} points)")
     for layer in int8.kept_fp32:
-        console.print(f"kept in FP32: {layer.output} (adds {layer.error_jump:.3f} relative activation error)")
+        console.print(f"kept in FP32: {layer.node} (alone it lifts the output cosine by {layer.output_gain:.4f})")
     console.print(f"ORT CPU latency, batch {latency.batch}: FP32 {latency.fp32_ms:.2f} ms, INT8 {latency.int8_ms:.2f} ms "
                   f"([bold]{latency.speedup:.2f}x[/bold])")
 
@@ -334,6 +343,7 @@ def compare_command(a: str, b: str, input_size: int | None, images: Path, no_ima
         _warn_random_weights()
     if result.layers is not None:
         _print_layers(result.layers, result.first_divergent, layer_tolerance)
+        _print_saturation(result.saturation)
     if json_path:
         atomic_write_json(json_path, result.as_dict())
     if not result.passed:
@@ -354,6 +364,17 @@ def _print_layers(diffs, culprit, tolerance: float) -> None:
                       f"relative error {culprit.rel_error:.3g} > {tolerance:g}")
     else:
         console.print(f"every layer within {tolerance:g}")
+
+
+def _print_saturation(saturation) -> None:
+    if not saturation:
+        return
+    table = Table(title="most clipped INT8 quantizers (values beyond their range)", title_justify="left")
+    for column in ("tensor", "values clipped", "images with clipping", "range"):
+        table.add_column(column, justify="left" if column == "tensor" else "right")
+    for entry in saturation:
+        table.add_row(entry.tensor, f"{entry.clipped:.3%}", f"{entry.images:.0%}", f"[{entry.low:.3g}, {entry.high:.3g}]")
+    console.print(table)
 
 
 @cli.command("bench")

@@ -164,3 +164,38 @@ def torch_home_with(tmp_path_factory):
         return home
 
     return make
+
+
+IMAGENET_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "imagenet-sample"
+FOOLBOX = "foolbox==3.3.4"  # its wheel ships 20 labelled ImageNet validation photos, foolbox/data/imagenet_NN_LABEL.jpg
+
+
+@pytest.fixture(scope="session")
+def imagenet_sample() -> Path:
+    """../shared/imagenet-sample: 500 labelled ImageNet photos in synset folders (read, never copied or written)."""
+    if not (IMAGENET_SAMPLE / "n01440764").is_dir():
+        pytest.skip(f"the labelled ImageNet photos are not at {IMAGENET_SAMPLE} (../shared/imagenet-sample from the project root)")
+    return IMAGENET_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def foolbox_photos() -> Path:
+    """foolbox's 20 labelled ImageNet validation photos as a folder of class-index subfolders, in the test cache."""
+    import re
+    import zipfile
+
+    from filelock import FileLock
+
+    cache = _test_cache()
+    folder = cache / "foolbox-imagenet"
+    with FileLock(str(cache / ".lock")):
+        if not folder.is_dir():
+            staging = folder.with_suffix(".part")
+            with zipfile.ZipFile(_download_wheel(FOOLBOX, cache / "wheels")) as archive:
+                for member in archive.namelist():
+                    found = re.fullmatch(r"foolbox/data/imagenet_\d+_(\d+)\.jpg", member)
+                    if found:
+                        (staging / found[1]).mkdir(parents=True, exist_ok=True)
+                        (staging / found[1] / Path(member).name).write_bytes(archive.read(member))
+            staging.replace(folder)
+    return folder

@@ -30,14 +30,17 @@ class ActivationStats:
     sample_max: dict[str, np.ndarray]
     channel_means: dict[str, np.ndarray]
 
-    def ranges(self, method: str) -> dict[str, tuple[float, float]]:
-        """(low, high) per tensor, always containing 0 as quantization needs."""
-        if method == "mean-minmax":
-            aggregate = {name: (float(self.sample_min[name].mean()), float(self.sample_max[name].mean())) for name in self.sample_min}
-        elif method == "minmax":
-            aggregate = {name: (float(self.sample_min[name].min()), float(self.sample_max[name].max())) for name in self.sample_min}
-        else:
+    def ranges(self, method: str, extremes: frozenset[str] = frozenset()) -> dict[str, tuple[float, float]]:
+        """(low, high) per tensor, always containing 0 as quantization needs; the tensors in ``extremes`` take the
+        global min/max whatever the method (a classifier's input: clipping it moves the logits themselves)."""
+        if method not in ROBUST_METHODS:
             raise ValueError(f"ranges for {method!r} come from onnxruntime's calibrator")
+        aggregate = {}
+        for name in self.sample_min:
+            if method == "minmax" or name in extremes:
+                aggregate[name] = (float(self.sample_min[name].min()), float(self.sample_max[name].max()))
+            else:
+                aggregate[name] = (float(self.sample_min[name].mean()), float(self.sample_max[name].mean()))
         return {name: (min(low, 0.0), max(high, 0.0)) for name, (low, high) in aggregate.items()}
 
     def save(self, path: Path) -> None:

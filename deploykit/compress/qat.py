@@ -33,7 +33,6 @@ from deploykit.errors import DeployKitError
 from deploykit.progress import stage
 
 WEIGHTED = {"Conv", "Gemm", "MatMul"}
-WEIGHT_QMAX = 127  # onnxruntime's symmetric int8 weights use -127..127
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,7 @@ class QuantizationPlan:
     weights: dict[str, str | None]  # weight parameter name -> the BatchNorm module folded into it (None: none)
     biases: dict[str, np.ndarray]  # weight parameter name -> the layer's bias as the file stores it (bias-corrected)
     graph: QdqGraph
+    weight_qmax: int = 127  # symmetric int8 weights use -127..127; 63 where onnxruntime reduced the range (no VNNI)
 
     def ranges(self) -> dict[str, tuple[float, float]]:
         """Each activation's (low, high), for onnxruntime to give back the same scales and zero points."""
@@ -104,26 +104,29 @@ def read_plan(int8: onnx.ModelProto) -> QuantizationPlan:
             qmin = -int(info.max) if info.min < 0 and int(zero_point) == 0 else int(info.min)
             scale = float(numpy_helper.to_array(graph.initializers[node.input[1]]))
             activations[node.input[0]] = ActivationQuantizer(scale, int(zero_point), qmin, int(info.max))
-    weights, biases = {}, {}
+    weights, biases, weight_qmax = {}, {}, 0
     for node in int8.graph.node:
         dequantize = graph.producers.get(node.input[1]) if node.op_type in WEIGHTED and len(node.input) > 1 else None
         if dequantize is None or not graph.dequantizes_initializer(node.input[1]):
             continue
         parameter = dequantize.input[0].removesuffix("_quantized")
+        # per-channel symmetric: each channel's largest weight sits at the top level, so the file shows the range used
+        weight_qmax = max(weight_qmax, int(np.abs(numpy_helper.to_array(graph.initializers[dequantize.input[0]])).max()))
         owner = node.name.rpartition("/")[0]
         weights[parameter] = owner if owner and owner != parameter.rpartition(".")[0] else None
         bias = graph.constant(node.input[2]) if len(node.input) > 2 else None
         if bias is not None:
             biases[parameter] = bias
-    return QuantizationPlan(activations, weights, biases, graph)
+    return QuantizationPlan(activations, weights, biases, graph, weight_qmax or 127)
 
 
 class FoldedWeightFakeQuant(nn.Module):
     """conv.weight as onnxruntime will store it: BatchNorm folded in, rounded per output channel, folded out again."""
 
-    def __init__(self, norm: nn.BatchNorm2d | None) -> None:
+    def __init__(self, norm: nn.BatchNorm2d | None, qmax: int) -> None:
         super().__init__()
         self.norm = [norm]  # a list, so the BatchNorm is not registered twice as a submodule
+        self.qmax = qmax
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         norm = self.norm[0]
@@ -134,9 +137,9 @@ class FoldedWeightFakeQuant(nn.Module):
             factor = torch.where(factor.abs() > 1e-8, factor, torch.ones_like(factor))
         shape = (-1,) + (1,) * (weight.dim() - 1)
         folded = weight * factor.view(shape)
-        scale = (folded.detach().abs().amax(dim=tuple(range(1, weight.dim()))) / WEIGHT_QMAX).clamp(min=1e-12)
+        scale = (folded.detach().abs().amax(dim=tuple(range(1, weight.dim()))) / self.qmax).clamp(min=1e-12)
         zero = torch.zeros(weight.shape[0], dtype=torch.int32, device=weight.device)
-        rounded = torch.fake_quantize_per_channel_affine(folded, scale, zero, 0, -WEIGHT_QMAX, WEIGHT_QMAX)
+        rounded = torch.fake_quantize_per_channel_affine(folded, scale, zero, 0, -self.qmax, self.qmax)
         return rounded / factor.view(shape)
 
 
@@ -185,7 +188,7 @@ class SimulatedQuantization:
             norm = norm if isinstance(norm, nn.BatchNorm2d) else None
             if parameter in plan.biases:
                 _start_from_bias(owner, norm, plan.biases[parameter])
-            parametrize.register_parametrization(owner, "weight", FoldedWeightFakeQuant(norm))
+            parametrize.register_parametrization(owner, "weight", FoldedWeightFakeQuant(norm, plan.weight_qmax))
             self.parametrized.append(owner)
 
     def _attach_activation(self, tensor: str, fake_quant, plan: QuantizationPlan, modules: dict, single_use: set[str]) -> bool:

@@ -70,3 +70,30 @@ class QdqGraph:
         if name in self.initializers:
             return numpy_helper.to_array(self.initializers[name]).astype(np.float64)
         return self.dequantized(name)
+
+
+def float_graph_outputs(model: onnx.ModelProto) -> int:
+    """Remove the Q/DQ pair in front of every graph output (in place), so the outputs stay float; how many were removed.
+
+    A quantized output is clipped to the range calibration saw: on a confident image the top logits of a
+    classifier saturate at the bound, tie, and argmax picks the lowest class. NNCF, ModelOpt and
+    TensorRT's own rules leave outputs float; onnxruntime's quantize_static quantizes them.
+    """
+    graph = QdqGraph(model)
+    removed = 0
+    for output in model.graph.output:
+        source = graph.quantized_source(output.name)
+        dq = graph.producers.get(output.name)
+        if source is None or dq is None or source in graph.initializers or source == dq.input[0]:
+            continue
+        q = graph.producers[dq.input[0]]
+        model.graph.node.remove(dq)
+        if [reader.name for reader in graph.consumers.get(q.output[0], [])] == [dq.name]:
+            model.graph.node.remove(q)
+        for node in model.graph.node:  # the float tensor takes the output's name, for its producer and every reader
+            node.output[:] = [output.name if name == source else name for name in node.output]
+            node.input[:] = [output.name if name == source else name for name in node.input]
+        for info in [v for v in model.graph.value_info if v.name in (source, output.name)]:
+            model.graph.value_info.remove(info)
+        removed += 1
+    return removed

@@ -16,14 +16,15 @@ from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 
 
-def load_labelled_folder(folder: str | Path, preprocess: Preprocess, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(images, labels, class names) in memory, for small folders (``limit`` images spread over it). Classes are
-    numbered as torchvision's ImageFolder does (sorted names); folders named by integers use those integers."""
-    dataset = LabelledImages(folder, preprocess.transform)
+def load_labelled_folder(folder: str | Path, preprocess: Preprocess, num_classes: int,
+                         limit: int | None = None) -> tuple[np.ndarray, np.ndarray, ClassMapping]:
+    """(images, labels, class mapping) in memory, for small folders (``limit`` images spread over it). Subfolders map to
+    the model's ``num_classes`` classes as ``eval`` maps them (class_mapping: ImageNet synsets, integers, or sorted)."""
+    dataset = LabelledImages(folder, preprocess.transform, num_classes)
     keep = evenly_spaced(range(len(dataset)), limit)
     labels = dataset.labels[keep]
     images = load_images([Path(dataset.paths[i]) for i in keep], preprocess)
-    return images, labels, dataset.classes
+    return images, labels, dataset.mapping
 
 
 SYNSET = re.compile(r"^n\d{8}$")

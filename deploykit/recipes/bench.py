@@ -114,7 +114,8 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
     size = subject.input_size(config.input_size)
     preprocess = subject_preprocess(subject, size, config.mean, config.std)
     if config.data is not None:
-        images, labels, _ = load_labelled_folder(config.data, preprocess, config.data_limit)
+        num_classes = subject.num_outputs() if subject.ref.manifest or subject.foreign_onnx else subject.spec.num_classes
+        images, labels, _ = load_labelled_folder(config.data, preprocess, num_classes, config.data_limit)
     else:
         images, labels = parity_inputs(preprocess, random_count=0, image_dir=DEFAULT_HOLDOUT_DIR, image_count=32), None
     reference_logits = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploykit.compress.saturation import Saturation, activation_saturation
 from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess
 from deploykit.errors import DeployKitError
 from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
@@ -12,6 +13,9 @@ from deploykit.parity import (LayerDiff, ParityReport, Tolerances, compare_runne
                               per_layer_diffs)
 from deploykit.recipes.ref import ModelRef, parse_model_ref
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
+
+
+SATURATION_ROWS = 10
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class CompareResult:
     random_weights: bool
     layers: list[LayerDiff] | None = None
     first_divergent: LayerDiff | None = None
+    saturation: list[Saturation] = field(default_factory=list)  # with --per-layer, a Q/DQ side's most clipped quantizers
 
     @property
     def passed(self) -> bool:
@@ -43,6 +48,7 @@ class CompareResult:
         if self.layers is not None:
             payload["layers"] = [d.as_dict() for d in self.layers]
             payload["first_divergent"] = self.first_divergent.name if self.first_divergent else None
+            payload["saturation"] = [s.as_dict() for s in self.saturation]
         return payload
 
 
@@ -66,6 +72,10 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
                 raise DeployKitError("--per-layer compares with an ONNX file: give at least one .onnx file or export folder")
             result.layers = per_layer_diffs(torch_side.build(), load_onnx(onnx_side.onnx_path), inputs)
         result.first_divergent = first_divergent(result.layers, config.layer_tolerance)
+        for side in (first, second):
+            if side.onnx_path is not None:
+                result.saturation += [s for s in activation_saturation(load_onnx(side.onnx_path), inputs) if s.clipped > 0]
+        result.saturation = sorted(result.saturation, key=lambda s: -s.clipped)[:SATURATION_ROWS]
     return result
 
 

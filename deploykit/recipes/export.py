@@ -123,11 +123,12 @@ def export(config: ExportConfig) -> ExportResult:
         raise DeployKitError("--qat fine-tunes for INT8: add --int8")
     published = find_weights(spec.name, ref.weights) if is_weights_tag(ref.weights) else None
     preprocess = Preprocess.for_model(spec, size, published)
-    quantization_data = load_quantization_data(config.int8, preprocess) if config.int8 else None
+    model = ref.build(**config.model_kwargs)
+    num_classes = classifier_outputs(model)
+    quantization_data = load_quantization_data(config.int8, preprocess, num_classes) if config.int8 else None
     folder = ExportFolder(ensure_writable_dir(Path(config.out) / spec.name))
     checkpoint = Path(config.module.rpartition(":")[0]) if config.module else weights_file(spec.name, ref.weights)
-    model = ref.build(**config.model_kwargs)
-    qat_images = finetune_images(_qat_source(config), preprocess, classifier_outputs(model)) if config.qat else None
+    qat_images = finetune_images(_qat_source(config), preprocess, num_classes) if config.qat else None
     check_memory(model, (max(config.batch, 2), 3, size, size))
     started = time.perf_counter()
     with stage(f"exporting {spec.name} to ONNX (opset {config.opset})"):

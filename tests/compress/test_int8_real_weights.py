@@ -1,23 +1,25 @@
-"""INT8 on a real ImageNet network (torchvision's MobileNet-v2): the default command passes a gate that means something."""
+"""INT8 on real ImageNet networks, judged as top-1 on real labelled photos: the 500 of ../shared/imagenet-sample and the
+20 ImageNet validation photos in foolbox's wheel. Cosine on held-out crops is a diagnostic here, never the verdict."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from onnx import numpy_helper
+from onnx import helper, numpy_helper
 
 from deploykit.compress.quantize import QuantizeConfig, compare_int8
-from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess
+from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
 from deploykit.data.calibration import load_samples
 from deploykit.models import get_spec
-from deploykit.recipes.export import ExportConfig, export
+from deploykit.parity import run_all
 from deploykit.runtime import OrtRunner
 from tests.cli import run_cli
 
 CHECKPOINT = "mobilenet_v2-b0353104.pth"
+LITE0 = "efficientnet-lite0-57934424.pth"
 pytestmark = pytest.mark.xdist_group("real-mobilenet")
-
 
 
 @pytest.fixture(scope="module")
@@ -30,39 +32,118 @@ def real_int8(real_checkpoint, tmp_path_factory):
     return out / "mobilenet_v2", weights, text
 
 
-def holdout_logits(path):
-    samples = load_samples(DEFAULT_HOLDOUT_DIR, Preprocess.for_model(get_spec("mobilenet_v2")), 256)
+@pytest.fixture(scope="module")
+def labelled(imagenet_sample, foolbox_photos):
+    """name -> (images, labels) of both labelled sets, preprocessed for the model (cached per model name)."""
+    cache = {}
+
+    def load(model: str, folder: Path) -> tuple[np.ndarray, np.ndarray]:
+        if (model, folder) not in cache:
+            images, labels, mapping = load_labelled_folder(folder, Preprocess.for_model(get_spec(model)), 1000)
+            assert mapping.rule in ("synsets", "integers")
+            cache[model, folder] = images, labels
+        return cache[model, folder]
+
+    return load
+
+
+def logits(path, images) -> np.ndarray:
     with OrtRunner(path) as runner:
-        return np.concatenate([runner.infer(sample[None]) for sample in samples])
+        return run_all(runner, images)
 
 
-def test_default_int8_of_real_mobilenet_passes_the_gate(real_int8):
+def top1_and_agreement(folder: Path, int8_name: str, images: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
+    """(FP32 top-1, INT8 top-1, INT8's agreement with FP32's top-1) in percent."""
+    fp32, int8 = logits(folder / "model.onnx", images).argmax(1), logits(folder / int8_name, images).argmax(1)
+    return 100 * np.mean(fp32 == labels), 100 * np.mean(int8 == labels), 100 * np.mean(fp32 == int8)
+
+
+def with_clipped_logits(path: Path, out: Path, scale: float = 0.0747, zero_point: int = 94) -> Path:
+    """The first-round default's flaw put back: a uint8 Q/DQ on the logits (scale and zero point as it had them, so logits
+    are clipped to [-7.0, 12.0])."""
+    model = onnx.load(str(path))
+    logits_name = model.graph.output[0].name
+    for node in model.graph.node:
+        node.output[:] = [f"{logits_name}_float" if name == logits_name else name for name in node.output]
+    model.graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), "logits_scale"),
+                                    numpy_helper.from_array(np.array(zero_point, np.uint8), "logits_zero_point")])
+    model.graph.node.extend([
+        helper.make_node("QuantizeLinear", [f"{logits_name}_float", "logits_scale", "logits_zero_point"], ["logits_q"]),
+        helper.make_node("DequantizeLinear", ["logits_q", "logits_scale", "logits_zero_point"], [logits_name])])
+    onnx.save(model, str(out))
+    return out
+
+
+def test_default_int8_keeps_top1_on_500_labelled_photos(real_int8, labelled, imagenet_sample):
     folder, _, text = real_int8
-    manifest = json.loads((folder / "manifest.json").read_text())
-    check = manifest["int8"]["check_vs_fp32"]
-    assert check["passed"] and manifest["int8"]["gate_applied"] and check["samples"] == 33
-    # NNCF's defaults reach 0.990 and 25/33 on the same file and images (benchmarks/results/int8.md)
-    assert check["mean_cosine"] >= 0.985 and check["fp32_top1_in_int8_top5"] >= 0.95 and check["top1_agreement"] >= 0.7
-    assert manifest["int8"]["biases_corrected"] == 52 and manifest["int8"]["kept_fp32_by_fallback"] == []
-    assert manifest["model"]["weights"]["random"] is False and "random-init" not in text
-    assert "mean cosine" in text and "FP32 top-1 in INT8 top-5" in text
+    fp32, int8, agreement = top1_and_agreement(folder, "model.int8.onnx", *labelled("mobilenet_v2", imagenet_sample))
+    assert fp32 > 80 and fp32 - int8 <= 1.0, (fp32, int8)
+    assert agreement >= 95.0  # NNCF's defaults on the same FP32 file and photos: 96.2% (benchmarks/results/int8.md)
+    manifest = json.loads((folder / "manifest.json").read_text())["int8"]
+    assert manifest["check_vs_fp32"]["passed"] and manifest["kept_fp32_by_fallback"] == [] and manifest["biases_corrected"] == 52
+    assert "INT8 vs FP32: PASS" in text and "confident on" in text
 
 
-def test_gate_fails_a_ruined_first_layer(real_int8):
-    """Zeroing half of the first convolution's INT8 weights must not pass."""
+def test_default_int8_on_foolbox_validation_photos(real_int8, labelled, foolbox_photos):
     folder, _, _ = real_int8
-    proto = onnx.load(str(folder / "model.int8.onnx"))
-    first_conv = next(n for n in proto.graph.node if n.op_type == "Conv")
-    producers = {o: n for n in proto.graph.node for o in n.output}
-    weight = next(i for i in proto.graph.initializer if i.name == producers[first_conv.input[1]].input[0])
-    values = numpy_helper.to_array(weight).copy()
-    values[: len(values) // 2] = 0
-    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
-    ruined = folder.parent / "ruined.onnx"
-    onnx.save(proto, str(ruined))
-    good = compare_int8(holdout_logits(folder / "model.onnx"), holdout_logits(folder / "model.int8.onnx"), QuantizeConfig())
-    bad = compare_int8(holdout_logits(folder / "model.onnx"), holdout_logits(ruined), QuantizeConfig())
-    assert good.passed and not bad.passed and bad.mean_cosine < 0.9
+    images, labels = labelled("mobilenet_v2", foolbox_photos)
+    fp32, int8, _ = top1_and_agreement(folder, "model.int8.onnx", images, labels)
+    assert len(labels) == 20 and fp32 >= 80 and int8 >= fp32 - 5  # at most one photo of the 20 lost
+
+
+def test_graph_output_stays_float_and_saturation_is_recorded(real_int8):
+    folder, _, _ = real_int8
+    graph = onnx.load(str(folder / "model.int8.onnx")).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    assert producers[graph.output[0].name].op_type == "Gemm"
+    saturation = json.loads((folder / "manifest.json").read_text())["int8"]["saturation_holdout"]
+    assert saturation["most_clipped"] and all(0 < s["clipped"] < 0.05 for s in saturation["most_clipped"])
+    assert [s["tensor"] for s in saturation["classifier_input"]] == ["view"]  # the Gemm's input, at its global extremes
+
+
+def test_clipped_logits_fail_the_default_gate(real_int8, labelled, imagenet_sample, tmp_path):
+    """The file that halved top-1 while every check said PASS: the default gate, without labels, now refuses it."""
+    folder, _, _ = real_int8
+    clipped = with_clipped_logits(folder / "model.int8.onnx", tmp_path / "clipped.onnx")
+    images, labels = labelled("mobilenet_v2", imagenet_sample)
+    fp32 = 100 * np.mean(logits(folder / "model.onnx", images).argmax(1) == labels)
+    assert 100 * np.mean(logits(clipped, images).argmax(1) == labels) < fp32 - 20  # the collapse is real on labelled photos
+    holdout = load_samples(DEFAULT_HOLDOUT_DIR, Preprocess.for_model(get_spec("mobilenet_v2")), 256)
+    reference = logits(folder / "model.onnx", holdout)
+    good = compare_int8(reference, logits(folder / "model.int8.onnx", holdout), QuantizeConfig())
+    bad = compare_int8(reference, logits(clipped, holdout), QuantizeConfig())
+    assert good.passed, good.failures
+    assert not bad.passed and any("confident images" in failure for failure in bad.failures), bad.failures
+    assert bad.confident_images >= 20 and bad.confident_agreement < 0.6
+
+
+def test_trt_target_is_written_by_default_and_keeps_top1(real_checkpoint, labelled, imagenet_sample, tmp_path):
+    result, text = run_cli("export", "mobilenet", "--weights", real_checkpoint(CHECKPOINT), "--int8", "--target", "trt",
+                           "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "mobilenet_v2"
+    fp32, int8, _ = top1_and_agreement(folder, "model.int8.onnx", *labelled("mobilenet_v2", imagenet_sample))
+    assert fp32 - int8 <= 1.5, (fp32, int8)
+    graph = onnx.load(str(folder / "model.int8.onnx")).graph
+    assert {n.op_type for n in graph.node if graph.output[0].name in n.output} == {"Gemm"}
+
+
+def test_val_maps_synset_folders_to_imagenet_classes(real_int8, imagenet_sample, tmp_path):
+    """`--val ../shared/imagenet-sample` reads the synset folders as `eval` does, so the gate is the real top-1 drop."""
+    _, weights, _ = real_int8
+    result, text = run_cli("export", "mobilenet", "--weights", weights, "--int8", "--val", imagenet_sample, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    check = json.loads((tmp_path / "mobilenet_v2" / "manifest.json").read_text())["int8"]["check_vs_fp32"]
+    assert check["val_images"] == 500 and check["fp32_top1"] > 0.8 and check["drop_points"] <= 1.0 and check["passed"]
+    assert "on 500 labelled images: top-1 FP32 8" in text
+
+
+def test_int8_of_real_lite0_keeps_top1(real_checkpoint, labelled, imagenet_sample, tmp_path):
+    result, _ = run_cli("export", "efficientnet_lite0", "--weights", real_checkpoint(LITE0), "--int8", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    fp32, int8, agreement = top1_and_agreement(tmp_path / "efficientnet_lite0", "model.int8.onnx",
+                                               *labelled("efficientnet_lite0", imagenet_sample))
+    assert fp32 > 85 and fp32 - int8 <= 1.0 and agreement >= 95.0, (fp32, int8, agreement)
 
 
 def test_squeezed_calibration_fails_and_keeps_the_fp32_export(real_int8, tmp_path):
@@ -79,19 +160,6 @@ def test_squeezed_calibration_fails_and_keeps_the_fp32_export(real_int8, tmp_pat
     assert manifest["files"].keys() == {"model.onnx"} and manifest["int8"]["check_vs_fp32"]["passed"] is False
 
 
-def test_bias_correction_and_robust_ranges_help(real_int8, tmp_path):
-    """The two accuracy tools, each switched off in turn on the same file and data, make INT8 worse."""
-    _, weights, _ = real_int8
-
-    def cosine(**options):
-        config = ExportConfig("mobilenet_v2", out=tmp_path, weights=str(weights),
-                              int8=QuantizeConfig(min_cosine=-1.0, min_top5=0.0, **options))
-        return export(config).int8.check.mean_cosine
-
-    best = cosine()
-    assert cosine(bias_correction=False) < best and cosine(method="minmax") < best
-
-
 def test_random_weights_are_called_out(tmp_path):
     result, text = run_cli("export", "mobilenet_v2", "--int8", "--input-size", 96, 96, "--out", tmp_path)
     assert result.exit_code == 0, result.output
@@ -101,18 +169,20 @@ def test_random_weights_are_called_out(tmp_path):
     assert any("accuracy gate not applied (random weights)" in note for note in manifest["int8"]["notes"])
 
 
-def test_label_free_qat_beats_ptq_on_the_real_network(real_int8, tmp_path):
-    """`export --int8 --qat` on the 70 bundled photos, no labels: the INT8 it publishes is closer to FP32 on the held-out
-    photos than the PTQ file it started from, in the same layout, and its model.onnx is still the original FP32."""
+def test_label_free_qat_keeps_top1_on_labelled_photos(real_int8, labelled, imagenet_sample, tmp_path):
+    """`export --int8 --qat` on the 70 bundled photos, no labels: top-1 on the 500 labelled photos stays within a point of
+    FP32 and of the PTQ file it started from, in the same layout, and its model.onnx is still the original FP32."""
     folder, weights, _ = real_int8
     result, text = run_cli("export", "mobilenet", "--weights", weights, "--int8", "--qat", "--epochs", "4", "--qat-lr", "5e-6",
                            "--out", tmp_path)
     assert result.exit_code == 0, result.output
-    manifest = json.loads((tmp_path / "mobilenet_v2" / "manifest.json").read_text())["int8"]
-    ptq, qat = manifest["qat"]["ptq_check_vs_fp32"], manifest["check_vs_fp32"]
+    qat_folder = tmp_path / "mobilenet_v2"
+    images, labels = labelled("mobilenet_v2", imagenet_sample)
+    fp32, qat, _ = top1_and_agreement(qat_folder, "model.int8.onnx", images, labels)
+    _, ptq, _ = top1_and_agreement(folder, "model.int8.onnx", images, labels)
+    assert fp32 - qat <= 1.0 and qat >= ptq - 1.0, (fp32, ptq, qat)
+    manifest = json.loads((qat_folder / "manifest.json").read_text())["int8"]
     assert manifest["stage"] == "qat" and not manifest["qat"]["labelled"] and manifest["qat"]["images"] == 70
-    assert qat["passed"] and qat["mean_cosine"] > ptq["mean_cosine"] + 0.001 and qat["min_cosine"] > ptq["min_cosine"]
-    assert ptq["mean_cosine"] == pytest.approx(json.loads((folder / "manifest.json").read_text())["int8"]["check_vs_fp32"]["mean_cosine"])
     assert "QAT: 16 steps on 70 unlabelled images" in text
-    assert (tmp_path / "mobilenet_v2" / "model.onnx").read_bytes() == (folder / "model.onnx").read_bytes()
+    assert (qat_folder / "model.onnx").read_bytes() == (folder / "model.onnx").read_bytes()
     assert manifest["qdq_nodes"] == json.loads((folder / "manifest.json").read_text())["int8"]["qdq_nodes"]

@@ -96,7 +96,7 @@ def test_fixed_ranges_give_back_the_ptq_scales(target, trained_digits, tmp_path)
     ptq = export(ExportConfig(f"{trained_digits.name}:{trained_digits.weights}", out=tmp_path, input_size=trained_digits.size,
                               model_kwargs=trained_digits.model_kwargs, int8=config))
     plan = read_plan(onnx.load(str(ptq.int8_path)))
-    data = load_quantization_data(config, Preprocess.for_model(get_spec(trained_digits.name), trained_digits.size))
+    data = load_quantization_data(config, Preprocess.for_model(get_spec(trained_digits.name), trained_digits.size), 10)
     again = tmp_path / "again.onnx"
     quantize_int8(ptq.onnx_path, again, data, config, tmp_path / "cache",
                   fixed_ranges=plan.ranges())

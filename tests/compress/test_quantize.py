@@ -101,7 +101,7 @@ def test_fallback_keeps_sensitive_layers_and_says_which(trained_digits, tmp_path
         assert json.loads((folder / "manifest.json").read_text())["int8"]["check_vs_fp32"]["passed"] is False
     else:
         kept = result.int8.kept_fp32
-        assert kept and all(k.error_jump > 0 for k in kept)
+        assert kept and all(k.output_gain > 0 for k in kept)
         assert result.int8.check.mean_cosine >= 0.995
 
 
@@ -116,11 +116,12 @@ def test_sensitivity_blames_the_layer_whose_input_range_is_wrong(trained_digits,
     np.save(squeezed, np.load(trained_digits.calib) * 0.1)
     result = export(ExportConfig(trained_digits.name, out=tmp_path, weights=str(trained_digits.weights), input_size=16,
                                  dynamic_batch=True, int8=QuantizeConfig(calib=squeezed, holdout=trained_digits.holdout,
-                                                                         min_cosine=-1.0, min_top5=0.0)))
+                                                                         min_cosine=-1.0, min_top5=0.0,
+                                                                         min_confident_agreement=0.0)))
     quant_pre_process(str(result.onnx_path), str(tmp_path / "pre.onnx"))
     ranked = layer_sensitivity(onnx.load(str(tmp_path / "pre.onnx")), onnx.load(str(result.folder / "model.int8.onnx")),
                                trained_digits.test_images[:16], [])
-    assert ranked[0].node == "bn1/Conv" and ranked[0].error_jump > 0.3
+    assert ranked[0].node == "bn1/Conv" and ranked[0].output_gain > 0.3
 
 
 @pytest.mark.parametrize("setup, message", [

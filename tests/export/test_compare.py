@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from deploykit.cli import cli
+from deploykit.compress.quantize import QuantizeConfig
 from deploykit.export.onnx import load_onnx
 from deploykit.parity import first_divergent, parity_inputs, per_layer_diffs
 from deploykit.recipes.export import ExportConfig, export
@@ -79,3 +80,19 @@ def test_per_layer_needs_an_onnx_side(resnet18_export):
     """Layers are paired with ONNX tensors: PyTorch vs ONNX, or ONNX vs ONNX; two PyTorch sides have none."""
     result = CliRunner().invoke(cli, ["compare", "resnet18", "resnet18", "--per-layer", "--input-size", "64"])
     assert result.exit_code == 2 and "give at least one .onnx file or export folder" in " ".join(result.output.split())
+
+
+def test_per_layer_names_the_most_clipped_int8_quantizers(tmp_path):
+    """An INT8 file calibrated on a tenth of the value range clips; `compare --per-layer` lists its worst quantizers."""
+    spec = get_spec("cifar_resnet20")
+    preprocess = Preprocess.for_model(spec, 32)
+    np.save(tmp_path / "squeezed.npy", parity_inputs(preprocess, random_count=16) * 0.1)
+    export(ExportConfig("cifar_resnet20", out=tmp_path, int8=QuantizeConfig(calib=tmp_path / "squeezed.npy", calib_size=16)))
+    folder = tmp_path / "cifar_resnet20"
+    report_path = tmp_path / "report.json"
+    result = CliRunner().invoke(cli, ["compare", str(folder / "model.onnx"), str(folder / "model.int8.onnx"), "--per-layer",
+                                      "--json", str(report_path)])
+    assert "Traceback" not in result.output and "most clipped INT8 quantizers" in result.output
+    saturation = json.loads(report_path.read_text())["saturation"]
+    assert any(s["tensor"] == "input" and s["clipped"] > 0.3 for s in saturation)
+    assert saturation == sorted(saturation, key=lambda s: -s["clipped"])

@@ -1,0 +1,81 @@
+"""How often each activation quantizer clips: the share of values beyond the range its scale and zero point can hold.
+
+A clipped value is one whose ``round(x / scale) + zero_point`` falls outside the integer type's range.
+Where the range starts at zero (onnxruntime folds a following ReLU or ReLU6 into the range of the
+convolution's output) the values cut off below zero are the activation's work, not clipping, and are
+not counted.
+Saturation is the first thing to look at when INT8 disagrees with FP32: a tensor that clips on many
+images (the logits, or a classifier's input) can change the argmax on exactly the confident images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from deploykit.compress.qdq import QdqGraph
+from deploykit.runtime.base import padded_batches
+from deploykit.runtime.ort_runner import create_session
+
+_INT_RANGES = {onnx.TensorProto.UINT8: (0, 255), onnx.TensorProto.INT8: (-128, 127)}
+_CHUNK = 8
+
+
+@dataclass(frozen=True)
+class Saturation:
+    """One activation quantizer's clipping on a set of images."""
+
+    tensor: str
+    clipped: float  # share of all its values that were clipped
+    images: float  # share of images with at least one clipped value
+    low: float
+    high: float
+
+    def as_dict(self) -> dict:
+        return {"tensor": self.tensor, "clipped": round(self.clipped, 6), "images": round(self.images, 4),
+                "range": [round(self.low, 6), round(self.high, 6)]}
+
+
+def activation_saturation(model: onnx.ModelProto, inputs: np.ndarray) -> list[Saturation]:
+    """Every activation quantizer of a Q/DQ graph, most clipped first, measured on ``inputs`` (N, C, H, W)."""
+    graph = QdqGraph(model)
+    quantizers = {}
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] not in graph.initializers:
+            scale = float(numpy_helper.to_array(graph.initializers[node.input[1]]).ravel()[0])
+            zero = graph.initializers.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+            zero_point = int(numpy_helper.to_array(zero).ravel()[0]) if zero is not None else 0
+            qmin, qmax = _INT_RANGES.get(zero.data_type if zero is not None else onnx.TensorProto.UINT8, (0, 255))
+            quantizers[node.input[0]] = (scale, zero_point, qmin, qmax)
+    if not quantizers:
+        return []
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    existing = {o.name for o in probe.graph.output}
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in quantizers if n not in existing)
+    session = create_session(probe.SerializeToString(), ["CPUExecutionProvider"])
+    names = list(quantizers)
+    input_name = session.get_inputs()[0].name
+    produced = [name for name in names if name != input_name]
+    step = probe.graph.input[0].type.tensor_type.shape.dim[0].dim_value or _CHUNK
+    clipped = dict.fromkeys(names, 0)
+    total = dict.fromkeys(names, 0)
+    hit_images = dict.fromkeys(names, 0)
+    for chunk, count in padded_batches(inputs, step):
+        values = dict(zip(produced, session.run(produced, {input_name: chunk})))
+        if input_name in quantizers:
+            values[input_name] = chunk
+        for name, value in values.items():
+            scale, zero_point, qmin, qmax = quantizers[name]
+            levels = np.rint(value[:count].reshape(count, -1) / scale) + zero_point
+            outside = (levels > qmax) if zero_point == qmin else (levels < qmin) | (levels > qmax)
+            clipped[name] += int(outside.sum())
+            total[name] += outside.size
+            hit_images[name] += int(outside.any(axis=1).sum())
+    report = [Saturation(name, clipped[name] / max(total[name], 1), hit_images[name] / max(len(inputs), 1),
+                         (quantizers[name][2] - quantizers[name][1]) * quantizers[name][0],
+                         (quantizers[name][3] - quantizers[name][1]) * quantizers[name][0]) for name in names]
+    return sorted(report, key=lambda s: (-s.clipped, -s.images, s.tensor))
