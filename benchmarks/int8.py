@@ -21,6 +21,8 @@ the digits test split.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import multiprocessing
 import json
 import subprocess
 import sys
@@ -47,15 +49,44 @@ ROUNDS = 5
 RUNS_PER_ROUND = 20
 
 
-def openvino_own_int8(fp32_path: Path, calibration: np.ndarray, out: Path) -> Path:
-    """OpenVINO's native INT8: convert the FP32 ONNX to IR and quantize it with NNCF on the same images."""
+def _nncf_in_subprocess(function, *args) -> None:
+    """Run an NNCF quantization in a fresh process: NNCF and OpenVINO in this process, beside onnxruntime and torch, crashed
+    it with a segmentation fault in three of four runs on this machine (at random points after quantizing)."""
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(function, *args).result()
+
+
+def _openvino_own_int8(fp32_path: Path, calibration_path: Path, out: Path) -> None:
     import nncf
 
+    calibration = np.load(calibration_path)
     ov = import_openvino()
     model = ov.convert_model(str(fp32_path))
     quantized = nncf.quantize(model, nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))]),
                               subset_size=len(calibration))
     ov.save_model(quantized, str(out))
+
+
+def _nncf_onnx_int8(fp32_path: Path, calibration_path: Path, out: Path) -> None:
+    import nncf
+    import onnx
+
+    calibration = np.load(calibration_path)
+    dataset = nncf.Dataset([{"input": calibration[i : i + 1]} for i in range(len(calibration))])
+    onnx.save(nncf.quantize(onnx.load(str(fp32_path)), dataset, subset_size=len(calibration)), str(out))
+
+
+def openvino_own_int8(fp32_path: Path, calibration: np.ndarray, out: Path) -> Path:
+    """OpenVINO's native INT8: convert the FP32 ONNX to IR and quantize it with NNCF on the same images."""
+    np.save(out.with_suffix(".calibration.npy"), calibration)
+    _nncf_in_subprocess(_openvino_own_int8, fp32_path, out.with_suffix(".calibration.npy"), out)
+    return out
+
+
+def nncf_onnx_int8(fp32_path: Path, calibration: np.ndarray, out: Path) -> Path:
+    """NNCF's defaults on the ONNX file itself, on the same images."""
+    np.save(out.with_suffix(".calibration.npy"), calibration)
+    _nncf_in_subprocess(_nncf_onnx_int8, fp32_path, out.with_suffix(".calibration.npy"), out)
     return out
 
 
@@ -112,8 +143,6 @@ def interleaved_p50_of(paths: dict[str, Path], runner_type, x: np.ndarray) -> di
 
 def bench_real(name: str, weights: Path, labelled: Path, workdir: Path) -> dict:
     """Every quantizer on one FP32 file and one set of images; quality vs FP32 and latency on ORT and OpenVINO."""
-    import nncf
-    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -128,6 +157,7 @@ def bench_real(name: str, weights: Path, labelled: Path, workdir: Path) -> dict:
     fp32 = result.onnx_path
     calibration = load_samples(DEFAULT_CALIBRATION_DIR, preprocess, 64)
     holdout = load_samples(DEFAULT_HOLDOUT_DIR, preprocess, HOLDOUT_LIMIT)
+    images, labels, _ = load_labelled_folder(labelled, preprocess, 1000)  # read before NNCF and OpenVINO start their threads
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -140,14 +170,10 @@ def bench_real(name: str, weights: Path, labelled: Path, workdir: Path) -> dict:
     quant_pre_process(str(fp32), str(workdir / "pre.onnx"))
     quantize_static(str(workdir / "pre.onnx"), str(ort_default), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    dataset = nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))])
-    nncf_onnx = workdir / "nncf.onnx"
-    onnx.save(nncf.quantize(onnx.load(str(fp32)), nncf.Dataset(dataset.get_inference_data(), lambda x: {"input": x}),
-                            subset_size=len(calibration)), str(nncf_onnx))
+    nncf_onnx = nncf_onnx_int8(fp32, calibration, workdir / "nncf.onnx")
     openvino_own = openvino_own_int8(fp32, calibration, workdir / "openvino_nncf.xml")
     files = {"fp32": fp32, "ort_quantize_static_defaults": ort_default, "nncf_onnx_defaults": nncf_onnx,
              "deploykit": result.folder / "model.int8.onnx", "deploykit_trt_target": trt.folder / "model.int8.onnx"}
-    images, labels, _ = load_labelled_folder(labelled, preprocess, 1000)
     quality = {}
     reference = {}
     for quantizer, path in [*files.items(), ("openvino_own_int8_nncf", openvino_own)]:
@@ -239,32 +265,41 @@ def real_markdown(real: dict) -> list[str]:
     return lines
 
 
-def to_markdown(machine: dict, reals: list[dict], rows: list[dict], cli_s: float, fallback: dict, digits: dict) -> str:
+def to_markdown(machine: dict, reals: list[dict], rows: list[dict], cli_s: float | None, fallback: dict | None,
+                digits: dict | None) -> str:
     lines = [
         "# INT8 on the CPU", "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores; {machine['platform']}", "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()), "",
         f"Command: `{machine['command']}` ({machine['date']})", "",
         *[line for real in reals for line in real_markdown(real)],
-        "## Random weights: latency only", "",
-        f"Batch 1, all cores, p50 latency in ms: median of {ROUNDS} interleaved rounds of {RUNS_PER_ROUND} runs each.", "",
-        "| model | ORT FP32 | ORT INT8 | ORT INT8 speed-up | OpenVINO FP32 | OpenVINO on deploykit Q/DQ | OpenVINO own INT8 (NNCF) "
-        "| best deploykit / OpenVINO own | export + INT8 s |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    if rows:
+        lines += [
+            "## Random weights: latency only", "",
+            f"Batch 1, all cores, p50 latency in ms: median of {ROUNDS} interleaved rounds of {RUNS_PER_ROUND} runs each.", "",
+            "| model | ORT FP32 | ORT INT8 | ORT INT8 speed-up | OpenVINO FP32 | OpenVINO on deploykit Q/DQ | OpenVINO own INT8 "
+            "(NNCF) | best deploykit / OpenVINO own | export + INT8 s |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
     for r in rows:
         p = r["p50_ms"]
         lines.append(f"| {r['model']} | {p['ort_fp32']:.2f} | {p['ort_int8']:.2f} | {r['ort_int8_speedup_vs_ort_fp32']:.2f}x | "
                      f"{p['openvino_fp32']:.2f} | {p['openvino_int8_deploykit_qdq']:.2f} | {p['openvino_int8_nncf']:.2f} | "
                      f"{r['best_deploykit_vs_openvino_nncf']:.2f} ({r['best_deploykit_runner']}) | {r['export_with_int8_s']} |")
-    lines += [
-        "", f"`deploykit export resnet50 --int8`, end to end as a new process: {cli_s} s.", "",
-        f"ResNet-50 quantization with the accuracy fallback run to its limit ({fallback['kept_fp32']} layers kept in FP32, "
-        f"sensitivity ranked once at the output, one layer at a time, re-quantized from cached ranges): {fallback['quantize_with_full_fallback_s']} s.", "",
-        f"Digits ({digits['test_images']} test images, {digits['model']} trained {digits['train_epochs']} epochs): "
-        f"FP32 top-1 {digits['fp32_top1']}%, INT8 top-1 {digits['int8_top1']}% (drop {digits['drop_points']} points).",
-    ]
+    if cli_s is not None:
+        lines += ["", f"`deploykit export resnet50 --int8`, end to end as a new process: {cli_s} s."]
+    if fallback is not None:
+        lines += ["", f"ResNet-50 quantization with the accuracy fallback run to its limit ({fallback['kept_fp32']} layers kept in "
+                  f"FP32, sensitivity ranked once at the output, one layer at a time, re-quantized from cached ranges): "
+                  f"{fallback['quantize_with_full_fallback_s']} s."]
+    if digits is not None:
+        lines += ["", f"Digits ({digits['test_images']} test images, {digits['model']} trained {digits['train_epochs']} epochs): "
+                  f"FP32 top-1 {digits['fp32_top1']}%, INT8 top-1 {digits['int8_top1']}% (drop {digits['drop_points']} points)."]
     return "\n".join(lines) + "\n"
+
+
+SECTIONS = ("real", "latency", "cli", "fallback", "digits")
 
 
 def main() -> None:
@@ -276,30 +311,39 @@ def main() -> None:
     parser.add_argument("--labelled", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "imagenet-sample",
                         help="labelled photos in synset folders (default ../shared/imagenet-sample)")
     parser.add_argument("--models", default="resnet50,mobilenet_v2")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"which parts to run, of {','.join(SECTIONS)}")
     parser.add_argument("--digits-epochs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     machine = machine_info()
+    reals, rows, cli_s, fallback, digits = [], [], None, None, None
+
+    def write() -> None:  # after every section, so what was measured is kept even if a later section dies
+        args.out.mkdir(parents=True, exist_ok=True)
+        payload = {"machine": machine, "sections": sorted(sections), "real_weights": reals, "latency": rows,
+                   "cli_export_resnet50_int8_s": cli_s, "fallback": fallback, "digits": digits}
+        (args.out / "int8.json").write_text(json.dumps(payload, indent=2) + "\n")
+        (args.out / "int8.md").write_text(to_markdown(machine, reals, rows, cli_s, fallback, digits))
+
     with tempfile.TemporaryDirectory() as workdir:
-        reals = [bench_real("mobilenet_v2", args.mobilenet_weights, args.labelled, Path(workdir))]
-        if args.lite0_weights:
-            reals.append(bench_real("efficientnet_lite0", args.lite0_weights, args.labelled, Path(workdir)))
-        for real in reals:
-            print(json.dumps(real), flush=True)
-        rows = [bench_latency(name, Path(workdir)) for name in args.models.split(",")]
-        for row in rows:
-            print(json.dumps(row), flush=True)
-        cli_s = bench_cli_end_to_end(Path(workdir))
-        print(f"cli end to end: {cli_s} s", flush=True)
-        fallback = bench_fallback_to_the_limit(Path(workdir))
-        print(json.dumps(fallback), flush=True)
-        digits = bench_digits_accuracy(Path(workdir), args.digits_epochs)
-        print(json.dumps(digits), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": machine, "real_weights": reals, "latency": rows, "cli_export_resnet50_int8_s": cli_s,
-               "fallback": fallback, "digits": digits}
-    (args.out / "int8.json").write_text(json.dumps(payload, indent=2) + "\n")
-    (args.out / "int8.md").write_text(to_markdown(machine, reals, rows, cli_s, fallback, digits))
+        if "real" in sections:
+            reals.append(bench_real("mobilenet_v2", args.mobilenet_weights, args.labelled, Path(workdir)))
+            if args.lite0_weights:
+                reals.append(bench_real("efficientnet_lite0", args.lite0_weights, args.labelled, Path(workdir)))
+            write()
+        if "latency" in sections:
+            rows = [bench_latency(name, Path(workdir)) for name in args.models.split(",")]
+            write()
+        if "cli" in sections:
+            cli_s = bench_cli_end_to_end(Path(workdir))
+            write()
+        if "fallback" in sections:
+            fallback = bench_fallback_to_the_limit(Path(workdir))
+            write()
+        if "digits" in sections:
+            digits = bench_digits_accuracy(Path(workdir), args.digits_epochs)
+            write()
     print(f"wrote {args.out / 'int8.md'}")
 
 

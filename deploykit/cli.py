@@ -351,10 +351,12 @@ def compare_command(a: str, b: str, input_size: int | None, images: Path, no_ima
 
 
 def _print_layers(diffs, culprit, tolerance: float) -> None:
-    table = Table(title=f"per-layer comparison ({len(diffs)} layers matched)", title_justify="left")
+    shown = diffs if len(diffs) <= 40 else diffs[:20] + [d for d in diffs[20:] if d is culprit]
+    divergent_later = " and the first divergent" if len(shown) > 20 else ""
+    cut = f", the first 20{divergent_later} shown; all of them in --json" if len(shown) < len(diffs) else ""
+    table = Table(title=f"per-layer comparison ({len(diffs)} layers matched{cut})", title_justify="left")
     for column in ("layer", "type", "rel error", "max abs error"):
         table.add_column(column, justify="left" if column in ("layer", "type") else "right")
-    shown = diffs if len(diffs) <= 40 else diffs[:20] + [d for d in diffs[20:] if d is culprit]
     for diff in shown:
         style = "bold red" if diff is culprit else None
         table.add_row(diff.name, diff.kind, f"{diff.rel_error:.3g}", f"{diff.max_abs_error:.3g}", style=style)
