@@ -21,8 +21,6 @@ the digits test split.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import multiprocessing
 import json
 import subprocess
 import sys
@@ -49,44 +47,25 @@ ROUNDS = 5
 RUNS_PER_ROUND = 20
 
 
-def _nncf_in_subprocess(function, *args) -> None:
-    """Run an NNCF quantization in a fresh process: NNCF and OpenVINO in this process, beside onnxruntime and torch, crashed
-    it with a segmentation fault in three of four runs on this machine (at random points after quantizing)."""
-    with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pool.submit(function, *args).result()
-
-
-def _openvino_own_int8(fp32_path: Path, calibration_path: Path, out: Path) -> None:
+def openvino_own_int8(fp32_path: Path, calibration: np.ndarray, out: Path) -> Path:
+    """OpenVINO's native INT8: convert the FP32 ONNX to IR and quantize it with NNCF on the same images."""
     import nncf
 
-    calibration = np.load(calibration_path)
     ov = import_openvino()
     model = ov.convert_model(str(fp32_path))
     quantized = nncf.quantize(model, nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))]),
                               subset_size=len(calibration))
     ov.save_model(quantized, str(out))
-
-
-def _nncf_onnx_int8(fp32_path: Path, calibration_path: Path, out: Path) -> None:
-    import nncf
-    import onnx
-
-    calibration = np.load(calibration_path)
-    dataset = nncf.Dataset([{"input": calibration[i : i + 1]} for i in range(len(calibration))])
-    onnx.save(nncf.quantize(onnx.load(str(fp32_path)), dataset, subset_size=len(calibration)), str(out))
-
-
-def openvino_own_int8(fp32_path: Path, calibration: np.ndarray, out: Path) -> Path:
-    """OpenVINO's native INT8: convert the FP32 ONNX to IR and quantize it with NNCF on the same images."""
-    np.save(out.with_suffix(".calibration.npy"), calibration)
-    _nncf_in_subprocess(_openvino_own_int8, fp32_path, out.with_suffix(".calibration.npy"), out)
     return out
 
 
 def nncf_onnx_int8(fp32_path: Path, calibration: np.ndarray, out: Path) -> Path:
     """NNCF's defaults on the ONNX file itself, on the same images."""
-    np.save(out.with_suffix(".calibration.npy"), calibration)
-    _nncf_in_subprocess(_nncf_onnx_int8, fp32_path, out.with_suffix(".calibration.npy"), out)
+    import nncf
+    import onnx
+
+    dataset = nncf.Dataset([{"input": calibration[i : i + 1]} for i in range(len(calibration))])
+    onnx.save(nncf.quantize(onnx.load(str(fp32_path)), dataset, subset_size=len(calibration)), str(out))
     return out
 
 
@@ -265,13 +244,14 @@ def real_markdown(real: dict) -> list[str]:
     return lines
 
 
-def to_markdown(machine: dict, reals: list[dict], rows: list[dict], cli_s: float | None, fallback: dict | None,
-                digits: dict | None) -> str:
+def to_markdown(machine: dict, runs: list[dict], reals: list[dict], rows: list[dict], cli_s: float | None,
+                fallback: dict | None, digits: dict | None) -> str:
     lines = [
         "# INT8 on the CPU", "",
         f"Machine: {machine['cpu']}, {machine['cores']} cores; {machine['platform']}", "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()), "",
-        f"Command: `{machine['command']}` ({machine['date']})", "",
+        "Runs (each measured the sections named; every figure of one table comes from one run):", "",
+        *[f"- `{run['command']}` ({run['date']}): {', '.join(run['sections'])}" for run in runs], "",
         *[line for real in reals for line in real_markdown(real)],
     ]
     if rows:
@@ -312,37 +292,41 @@ def main() -> None:
                         help="labelled photos in synset folders (default ../shared/imagenet-sample)")
     parser.add_argument("--models", default="resnet50,mobilenet_v2")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"which parts to run, of {','.join(SECTIONS)}")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the sections of results/int8.json this run does not measure (each section can run in a "
+                        "process of its own: see the note on benchmark crashes in the results)")
     parser.add_argument("--digits-epochs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     machine = machine_info()
-    reals, rows, cli_s, fallback, digits = [], [], None, None, None
+    previous = json.loads((args.out / "int8.json").read_text()) if args.merge and (args.out / "int8.json").is_file() else {}
+    results = {key: previous.get(key) for key in ("real_weights", "latency", "cli_export_resnet50_int8_s", "fallback", "digits")}
+    runs = previous.get("runs", []) + [{"command": machine["command"], "date": machine["date"], "sections": sorted(sections)}]
 
     def write() -> None:  # after every section, so what was measured is kept even if a later section dies
         args.out.mkdir(parents=True, exist_ok=True)
-        payload = {"machine": machine, "sections": sorted(sections), "real_weights": reals, "latency": rows,
-                   "cli_export_resnet50_int8_s": cli_s, "fallback": fallback, "digits": digits}
-        (args.out / "int8.json").write_text(json.dumps(payload, indent=2) + "\n")
-        (args.out / "int8.md").write_text(to_markdown(machine, reals, rows, cli_s, fallback, digits))
+        (args.out / "int8.json").write_text(json.dumps({"machine": machine, "runs": runs, **results}, indent=2) + "\n")
+        (args.out / "int8.md").write_text(to_markdown(machine, runs, results["real_weights"] or [], results["latency"] or [],
+                                                      results["cli_export_resnet50_int8_s"], results["fallback"], results["digits"]))
 
     with tempfile.TemporaryDirectory() as workdir:
         if "real" in sections:
-            reals.append(bench_real("mobilenet_v2", args.mobilenet_weights, args.labelled, Path(workdir)))
+            results["real_weights"] = [bench_real("mobilenet_v2", args.mobilenet_weights, args.labelled, Path(workdir))]
             if args.lite0_weights:
-                reals.append(bench_real("efficientnet_lite0", args.lite0_weights, args.labelled, Path(workdir)))
+                results["real_weights"].append(bench_real("efficientnet_lite0", args.lite0_weights, args.labelled, Path(workdir)))
             write()
         if "latency" in sections:
-            rows = [bench_latency(name, Path(workdir)) for name in args.models.split(",")]
+            results["latency"] = [bench_latency(name, Path(workdir)) for name in args.models.split(",")]
             write()
         if "cli" in sections:
-            cli_s = bench_cli_end_to_end(Path(workdir))
+            results["cli_export_resnet50_int8_s"] = bench_cli_end_to_end(Path(workdir))
             write()
         if "fallback" in sections:
-            fallback = bench_fallback_to_the_limit(Path(workdir))
+            results["fallback"] = bench_fallback_to_the_limit(Path(workdir))
             write()
         if "digits" in sections:
-            digits = bench_digits_accuracy(Path(workdir), args.digits_epochs)
+            results["digits"] = bench_digits_accuracy(Path(workdir), args.digits_epochs)
             write()
     print(f"wrote {args.out / 'int8.md'}")
 
