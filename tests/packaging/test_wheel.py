@@ -55,7 +55,7 @@ def test_wheel_ships_the_default_image_sets(wheel_venv):
     lines = subprocess.run([wheel_venv / "bin" / "python", "-c", code], capture_output=True, text=True, check=True,
                            cwd=wheel_venv, env=without_pythonpath()).stdout.split("\n")
     assert lines[0].startswith(str(wheel_venv)), f"imported {lines[0]}, not the wheel"
-    assert lines[1] == "70 33"
+    assert lines[1] == "70 48"
 
 
 def test_installed_wheel_exports_int8_from_an_unrelated_folder(wheel_venv, tmp_path):
