@@ -50,8 +50,8 @@ SENSITIVITY_SAMPLES = 16
 SELECTION_SAMPLES = 32
 RANGES_VERSION = "r2"  # in the cached ranges' file names: ranges from an older rule are computed again, not reused
 CONFIDENT = 0.5  # FP32 softmax probability of the top-1 above which an image is "confident"
-MIN_CONFIDENT_IMAGES = 8
-SATURATION_RECORDED = 10  # the most clipped quantizers the manifest lists  # fewer confident held-out images than this: their agreement is reported, not gated
+MIN_CONFIDENT_IMAGES = 8  # fewer confident held-out images than this: their agreement is reported, not gated
+SATURATION_RECORDED = 10  # the most clipped quantizers the manifest lists
 
 
 @dataclass(frozen=True)
