@@ -296,9 +296,6 @@ def _print_int8(result) -> None:
         ptq = int8.qat["ptq_check_vs_fp32"]
         console.print(f"QAT: {int8.qat['steps']} steps on {int8.qat['images']} {'labelled' if int8.qat['labelled'] else 'unlabelled'} "
                       f"images; held-out mean cosine PTQ {ptq['mean_cosine']:.4f} -> QAT {check.mean_cosine:.4f}")
-    if check.fp32_top1 is not None:
-        console.print(f"top-1 on {check.val_images} labelled images: FP32 {check.fp32_top1:.2%}, INT8 {check.int8_top1:.2%} "
-                      f"(drop {check.drop_points:.2f} points)")
     for layer in int8.kept_fp32:
         console.print(f"kept in FP32: {layer.node} (alone it lifts the output cosine by {layer.output_gain:.4f})")
     console.print(f"ORT CPU latency, batch {latency.batch}: FP32 {latency.fp32_ms:.2f} ms, INT8 {latency.int8_ms:.2f} ms "
