@@ -3,8 +3,17 @@
 from deploykit.errors import DeployKitError
 
 __version__ = "0.1.0"
-__all__ = ["DeployKitError", "ModelSpec", "get_model", "get_spec", "list_models", "__version__"]
+__all__ = ["DeployKitError", "ModelSpec", "get_model", "get_spec", "list_models", "load", "__version__"]
 _MODEL_API = {"ModelSpec", "get_model", "get_spec", "list_models"}
+
+
+def load(reference: str, weights: str | None = None, **kwargs):
+    """The PyTorch model (eval mode) for anything a command takes as a model: ``NAME``, ``NAME:CHECKPOINT``,
+    ``NAME:IMAGENET1K_V1``, a folder written by ``deploykit export`` or ``deploykit prune``, an exported ``.onnx``
+    with its manifest."""
+    from deploykit.recipes.ref import build_model
+
+    return build_model(reference, weights, **kwargs)
 
 
 def __getattr__(name: str):

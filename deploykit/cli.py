@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import math
 import os
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from rich.table import Table
 # Only light modules at the top: every command imports what it needs (torch, onnx, onnxruntime) itself,
 # so `deploykit --help` and `deploykit list` start at once.
 from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, get_preset, load_presets
+from deploykit.cli_types import FiniteFloatRange, input_size_option
 from deploykit.choices import (AMP_TYPES, CALIBRATION_METHODS, DEFAULT_OPSET, IMAGENET_MEAN, IMAGENET_STD, INT8_TARGETS,
                                MAX_WORKERS, PRUNE_METHODS)
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR
@@ -25,9 +25,9 @@ from deploykit.progress import live, stage
 
 # Piped or captured output gets a wide console, so tables are not cut at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160)
-MAX_INPUT_SIZE = 4096
 MAX_THREADS = 4 * (os.cpu_count() or 1)  # more threads than that only thrash (and 10^5 segfaults onnxruntime)
 MAX_WARMUP_SECONDS = 600
+TRT_LAYOUT_HINT = ", or time it on TensorRT, the runtime its layout (--target trt) is for"
 
 
 class UserError(click.ClickException):
@@ -86,7 +86,7 @@ def list_command(pattern: str) -> None:
 
 @cli.command("info")
 @click.argument("name")
-@click.option("--input-size", type=click.IntRange(1, MAX_INPUT_SIZE), help="Square input resolution (default: the model's own).")
+@input_size_option()
 def info_command(name: str, input_size: int | None) -> None:
     """Show a model's spec and a per-stage summary: output shape, params, MACs."""
     from deploykit.models import get_spec
@@ -135,16 +135,6 @@ def _print_published_weights(name: str) -> None:
     console.print(table)
 
 
-class FiniteFloatRange(click.FloatRange):
-    """click's FloatRange, refusing NaN and inf: a tolerance of NaN would turn every check into a pass."""
-
-    def convert(self, value, param, ctx):
-        number = super().convert(value, param, ctx)
-        if not math.isfinite(number):
-            self.fail(f"{value!r} is not a finite number", param, ctx)
-        return number
-
-
 def _tolerance_options(command):
     """--rel-error/--min-cosine/--min-top1: the parity pass criteria, shared by export and compare."""
     defaults = Tolerances()
@@ -159,8 +149,7 @@ def _tolerance_options(command):
 def _foreign_onnx_options(command):
     """--input-size/--mean/--std: preprocessing for an ONNX file with no manifest (ImageNet defaults)."""
     for option in reversed([
-        click.option("--input-size", type=click.IntRange(min=1, max=MAX_INPUT_SIZE),
-                     help="Square input size of an ONNX file with a dynamic size and no manifest."),
+        input_size_option("Input size of an ONNX file with a dynamic size and no manifest: N (square) or H W."),
         click.option("--mean", nargs=3, type=float, default=IMAGENET_MEAN, show_default=True,
                      help="Per-channel mean for an ONNX file with no manifest."),
         click.option("--std", nargs=3, type=float, default=IMAGENET_STD, show_default=True,
@@ -180,7 +169,7 @@ def _foreign_onnx_options(command):
 @click.option("--opset", type=click.IntRange(min=18), default=DEFAULT_OPSET, show_default=True, help="ONNX opset.")
 @click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True, help="Fixed batch size.")
 @click.option("--dynamic-batch", is_flag=True, help="Export with a dynamic batch dimension instead of --batch.")
-@click.option("--input-size", nargs=2, type=click.IntRange(1, MAX_INPUT_SIZE), help="Input height and width (default: the model's).")
+@input_size_option()
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Simplify with onnxslim when parity holds.")
 @click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (float16 weights and compute), checked against PyTorch.")
 @click.option("--fp16-io", is_flag=True, help="With --fp16: float16 graph inputs and outputs too (default float32).")
@@ -219,7 +208,7 @@ def _foreign_onnx_options(command):
               "as teacher, on --data (labels optional; default: the calibration images).")
 @click.option("--qat-lr", type=FiniteFloatRange(min=0, min_open=True), default=3e-6, show_default=True, help="QAT learning rate (Adam).")
 def export_command(name: str | None, module: str | None, weights: str | None, out: Path, opset: int, batch: int, dynamic_batch: bool,
-                   input_size: tuple[int, int] | None, simplify: bool, fp16: bool, fp16_io: bool, rel_error: float, min_cosine: float, min_top1: float,
+                   input_size: int | None, simplify: bool, fp16: bool, fp16_io: bool, rel_error: float, min_cosine: float, min_top1: float,
                    int8: bool, calib: Path, calib_size: int, calib_method: str, bias_correction: bool, per_channel: bool,
                    exclude: tuple[str, ...], target: str, int8_min_cosine: float, int8_min_confident_agreement: float,
                    int8_min_top5: float, val: Path | None,
@@ -244,7 +233,7 @@ def export_command(name: str | None, module: str | None, weights: str | None, ou
                               min_confident_agreement=int8_min_confident_agreement, val=val, max_drop=max_drop) if int8 else None
     config = ExportConfig(
         name=name, out=out, weights=weights, opset=opset, batch=batch, dynamic_batch=dynamic_batch,
-        input_size=_square(input_size), simplify=simplify, tolerances=Tolerances(rel_error, min_cosine, min_top1), int8=quantize,
+        input_size=input_size, simplify=simplify, tolerances=Tolerances(rel_error, min_cosine, min_top1), int8=quantize,
         fp16=fp16 or fp16_io, fp16_io=fp16_io, module=module, qat=QatConfig(epochs=epochs, lr=qat_lr) if qat else None,
         qat_data=data if qat and data else None,
     )
@@ -256,22 +245,25 @@ def export_command(name: str | None, module: str | None, weights: str | None, ou
             console.print(f"pruned: MACs {record['macs_before'] / 1e9:.3f} G -> {record['macs_after'] / 1e9:.3f} G")
         else:
             console.print(f"{step}: val top-1 {record['student_start_top1']:.2%} -> {record['history'][-1]['val_top1']:.2%}")
-    size_mb = result.onnx_path.stat().st_size / 1e6
-    console.print(f"[green]wrote[/green] {result.onnx_path} ({size_mb:.1f} MB, exported in {result.export_seconds:.1f} s"
+    console.print(f"[green]wrote[/green] {result.onnx_path} ({_size(result.onnx_path)}, exported in {result.export_seconds:.1f} s"
                   f"{', simplified' if result.simplified else ''})")
-    console.print(f"parity vs PyTorch: {result.parity.summary()}")
-    if result.fp16_parity:
-        console.print(f"[green]wrote[/green] {result.folder / 'model.fp16.onnx'}; FP16 vs PyTorch FP32: {result.fp16_parity.summary()}")
-    if result.int8:
-        _print_int8(result)
+    for path, made in ((result.fp16_path, result.fp16_parity is not None), (result.int8_path, result.int8 is not None)):
+        if made:
+            console.print(f"[green]wrote[/green] {path} ({_size(path)})")
     for note in result.notes:
         console.print(f"note: {note}")
     if result.int8_slower:
         latency = result.int8_latency
-        console.print(f"INT8 IS SLOWER THAN FP32 on this CPU ({latency.int8_ms:.2f} ms vs {latency.fp32_ms:.2f} ms): "
-                      "deploy the FP32 model or another runtime", style="bold red")
+        console.print(f"INT8 IS SLOWER THAN FP32 on onnxruntime's CPU provider ({latency.int8_ms:.2f} ms vs {latency.fp32_ms:.2f} ms): "
+                      f"deploy the FP32 model here{TRT_LAYOUT_HINT if result.int8.settings['target'] == 'trt' else ''}", style="bold red")
     if result.random_weights:
         _warn_random_weights()
+
+
+def _size(path: Path) -> str:
+    """A file's size as people read it: 812 kB, 14.0 MB."""
+    size = path.stat().st_size
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB" if size >= 1e3 else f"{size} bytes"
 
 
 def _warn_random_weights() -> None:
@@ -280,41 +272,10 @@ def _warn_random_weights() -> None:
     console.print(f"warning: {RANDOM_WEIGHTS_WARNING}", style="bold yellow")
 
 
-def _print_int8(result) -> None:
-    int8, latency, check = result.int8, result.int8_latency, result.int8.check
-    calibration, path = int8.calibration, result.int8_path
-    console.print(f"[green]wrote[/green] {path} ({path.stat().st_size / 1e6:.1f} MB, {int8.qdq_nodes} Q/DQ nodes, "
-                  f"{calibration['samples']} calibration samples, {calibration['method']}, cache {calibration['cache']}, "
-                  f"{int8.biases_corrected} biases corrected)")
-    verdict = "PASS" if check.passed else "FAIL (gate not applied: random weights)"
-    console.print(f"INT8 vs FP32: {verdict} {check.summary()}")
-    clipped = [s for s in int8.saturation if s.clipped > 0]
-    if clipped:
-        worst = clipped[0]
-        console.print(f"most clipped quantizer: {worst.tensor} ({worst.clipped:.3%} of values, on {worst.images:.0%} of held-out images)")
-    if int8.qat:
-        ptq = int8.qat["ptq_check_vs_fp32"]
-        console.print(f"QAT: {int8.qat['steps']} steps on {int8.qat['images']} {'labelled' if int8.qat['labelled'] else 'unlabelled'} "
-                      f"images; held-out mean cosine PTQ {ptq['mean_cosine']:.4f} -> QAT {check.mean_cosine:.4f}")
-    for layer in int8.kept_fp32:
-        console.print(f"kept in FP32: {layer.node} (alone it lifts the output cosine by {layer.output_gain:.4f})")
-    console.print(f"ORT CPU latency, batch {latency.batch}: FP32 {latency.fp32_ms:.2f} ms, INT8 {latency.int8_ms:.2f} ms "
-                  f"([bold]{latency.speedup:.2f}x[/bold])")
-
-
-def _square(size: tuple[int, int] | None) -> int | None:
-    if not size:
-        return None
-    height, width = size
-    if height != width:
-        raise DeployKitError(f"deploykit handles square inputs only, got {height}x{width}; pass --input-size N N")
-    return height
-
-
 @cli.command("compare")
 @click.argument("a")
 @click.argument("b")
-@click.option("--input-size", type=click.IntRange(1, MAX_INPUT_SIZE), help="Square input size (default: from the model or manifest).")
+@input_size_option("Input size: N (square) or H W; default: from the model or manifest.")
 @click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CALIBRATION_DIR,
               show_default="bundled photos", help="Folder of real images added to the random inputs.")
 @click.option("--no-images", is_flag=True, help="Compare on fixed-seed random inputs only.")
@@ -436,6 +397,8 @@ def bench_command(models, engine, device, precision, batches, threads, target, p
                       f"{row['throughput']:.1f}", "-" if row["agreement_top1"] is None else f"{row['agreement_top1']:.1%}", top1,
                       f"{row['peak_rss_mb']:.0f}")
     console.print(table)
+    for model, timed in dict.fromkeys((row["model"], row["file"]) for row in rows if row["file"]):
+        console.print(f"{model}: timed {timed}")
     if any(row["random_weights"] for row in rows):
         _warn_random_weights()
     payload = {"machine": machine_info(), "config": {"target": target, **{k: str(v) if isinstance(v, Path) else v
@@ -518,10 +481,11 @@ def eval_command(model, data, engine, precision, batch_size, workers, limit, out
     with live():
         result = evaluate(model, config)
     table = Table(title=f"{result.model} on {result.engine} ({result.precision})", title_justify="left")
-    for column in ("images", "top-1", "top-5", "classes by", "seconds"):
+    for column in ("images", "top-1", "top-5", "seconds"):
         table.add_column(column, justify="right")
-    table.add_row(str(result.images), f"{result.top1:.2%}", f"{result.top5:.2%}", result.class_rule, f"{result.seconds:.1f}")
+    table.add_row(str(result.images), f"{result.top1:.2%}", f"{result.top5:.2%}", f"{result.seconds:.1f}")
     console.print(table)
+    console.print(f"{data}: {result.class_rule}")
     for note in result.notes:
         console.print(f"note: {note}", style="yellow")
     if json_path:
@@ -571,7 +535,7 @@ def build_engine_command(onnx_path, engine_path, fp16, min_batch, opt_batch, max
 @click.option("--method", type=click.Choice(PRUNE_METHODS), default="l2", show_default=True, help="Channel importance.")
 @click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers instead of per layer.")
 @click.option("--round-to", type=click.IntRange(min=1), help="Keep channel counts multiples of this (e.g. 8 for tensor cores).")
-@click.option("--input-size", type=click.IntRange(1, MAX_INPUT_SIZE), help="Square input size (default: the model's).")
+@input_size_option()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploykit-out/pruned"), show_default=True)
 def prune_command(name, weights, ratio, target_macs, method, global_pruning, round_to, input_size, out) -> None:
     """Prune NAME's channels for real, export it to ONNX with parity, and compare size and latency."""
@@ -586,6 +550,10 @@ def prune_command(name, weights, ratio, target_macs, method, global_pruning, rou
                   f"{report.macs_after / 1e9:.3f} G ({report.mac_reduction:.0%} fewer)")
     console.print(f"torch CPU latency, batch 1: {report.torch_cpu_ms_before:.2f} ms -> {report.torch_cpu_ms_after:.2f} ms "
                   f"([bold]{report.speedup:.2f}x[/bold])")
+    if report.speedup < 1.0:
+        console.print(f"PRUNED MODEL IS SLOWER on this CPU ({report.torch_cpu_ms_after:.2f} ms vs {report.torch_cpu_ms_before:.2f} ms, "
+                      f"{report.mac_reduction:.0%} fewer MACs): fewer MACs are not less time here; prune less, round channels "
+                      "(--round-to 8), or time it on the deployment runtime (deploykit bench)", style="bold red")
     console.print(f"[green]wrote[/green] {result.folder / 'pruned.pth'} and {result.onnx_path}; parity vs PyTorch: {result.parity.summary()}")
 
 
@@ -596,7 +564,7 @@ def _distill_options(command):
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True),
         click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True),
         click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--input-size", type=click.IntRange(1, MAX_INPUT_SIZE), help="Square input size (default: the model's)."),
+        input_size_option(),
         click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder."),
         click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/last.pth if present."),
         click.option("--workers", type=click.IntRange(0, MAX_WORKERS), help="DataLoader worker processes (default: up to 4)."),
@@ -644,6 +612,7 @@ def _print_epoch(record: dict) -> None:
 def _print_training(result) -> None:
     if result.world_size > 1 and os.environ.get("RANK", "0") != "0":
         return
+    console.print(f"data {result.data}: {result.class_rule}")
     teacher = f", teacher {result.teacher_top1:.2%}" if result.teacher_top1 is not None else ""
     console.print(f"val top-1: start {result.student_start_top1:.2%} -> {result.history[-1]['val_top1']:.2%}{teacher}")
     console.print(f"[green]wrote[/green] {result.student}")

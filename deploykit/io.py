@@ -42,6 +42,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def make_temporary_dir(parent: Path, prefix: str) -> Path:
+    """A new folder in ``parent`` with the permissions the umask gives (mkdtemp's are 0700: unreadable to others once
+    published)."""
+    path = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    os.chmod(path, 0o777 & ~_umask())
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -15,7 +15,6 @@ import platform
 import shlex
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -24,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from deploykit.errors import DeployKitError
-from deploykit.io import atomic_write_json, exchange_paths, exclusive_lock, recover_interrupted_exchange, sha256_file
+from deploykit.io import (atomic_write_json, exchange_paths, exclusive_lock, make_temporary_dir, recover_interrupted_exchange,
+                          sha256_file)
 
 MANIFEST_NAME = "manifest.json"
 ONNX_NAME = "model.onnx"
@@ -203,6 +203,27 @@ class ExportFolder:
                                  "missing); re-export")
         return path
 
+    def twins_made_from(self, onnx_sha256: str, input_record: InputRecord) -> dict[str, dict]:
+        """The INT8 and FP16 files of this folder made from an FP32 file with this sha256 and preprocessing, intact;
+        each with its manifest section. What a re-export that does not remake them keeps."""
+        if not self.exists():
+            return {}
+        try:
+            manifest = self.read()
+        except DeployKitError:
+            return {}
+        if manifest.files.get(ONNX_NAME, {}).get("sha256") != onnx_sha256 or manifest.input != input_record:
+            return {}
+        sections = {INT8_NAME: manifest.sections.get("int8"), FP16_NAME: manifest.sections.get("parity", {}).get(FP16_NAME)}
+        return {name: section for name, section in sections.items()
+                if section and name in manifest.files and (self.path / name).is_file()
+                and sha256_file(self.path / name) == manifest.files[name].get("sha256")}
+
+    def link_into(self, names: list[str], staging: Path) -> None:
+        """Hard-link (or copy) these files of the live folder into a staging folder."""
+        for name in names:
+            _link_or_copy(self.path / name, staging / name)
+
     @contextlib.contextmanager
     def publishing(self, wait_seconds: float = PUBLISH_WAIT_S) -> Iterator[Path]:
         """Stage a complete new version of this folder and swap it in at once when the block succeeds.
@@ -220,7 +241,7 @@ class ExportFolder:
             for stale in [*parent.glob(f".{self.path.name}.staging-*"), *self.path.glob(".export-*")]:
                 shutil.rmtree(stale, ignore_errors=True)
             self.path.mkdir(exist_ok=True)
-            staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{self.path.name}.staging-"))
+            staging = make_temporary_dir(parent, f".{self.path.name}.staging-")
             try:
                 yield staging
                 _carry_over(self.path, staging)

@@ -10,6 +10,7 @@ GPU, one GPU per process); ``amp`` trains in bf16/fp16 autocast, and CUDA runs c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -93,18 +94,20 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
         model.train()
         sampler.set_epoch(epoch)
         total, seen, started = 0.0, 0, time.perf_counter()
-        for inputs, labels in _progress(train_loader, f"epoch {epoch + 1}/{config.epochs}", rank):
-            inputs = inputs.to(device, non_blocking=True, memory_format=_memory_format(device))
-            labels = labels.to(device, non_blocking=True)
-            with _autocast(device, config.amp):
-                logits = model(inputs)
-                loss = _loss(logits.float(), labels, teacher, inputs, config)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            schedule.step()
-            total, seen = total + loss.item() * len(labels), seen + len(labels)
+        with _stage(f"epoch {epoch + 1}/{config.epochs}", len(train_loader), rank) as advance:
+            for inputs, labels in batches(train_loader):
+                inputs = inputs.to(device, non_blocking=True, memory_format=_memory_format(device))
+                labels = labels.to(device, non_blocking=True)
+                with _autocast(device, config.amp):
+                    logits = model(inputs)
+                    loss = _loss(logits.float(), labels, teacher, inputs, config)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                schedule.step()
+                total, seen = total + loss.item() * len(labels), seen + len(labels)
+                advance(1, f"loss {total / seen:.4f}")
         if world > 1:
             _sync_buffers(student)
         seconds = time.perf_counter() - started
@@ -243,11 +246,8 @@ def _autocast(device: torch.device, amp: str):
     return torch.autocast(device.type, dtype=dtype, enabled=amp != "off")
 
 
-def _progress(data_loader, description: str, rank: int):
-    if rank != 0:
-        yield from batches(data_loader)
-        return
-    with stage(description, total=len(data_loader)) as advance:
-        for item in batches(data_loader):
-            yield item
-            advance(1)
+def _stage(description: str, steps: int, rank: int):
+    """The progress of one epoch, shown by rank 0 alone."""
+    return stage(description, total=steps, unit="batches") if rank == 0 else contextlib.nullcontext(lambda n=1, status=None: None)
+
+

@@ -259,7 +259,7 @@ def qat_finetune(model: nn.Module, teacher: nn.Module, plan: QuantizationPlan, d
     try:
         for epoch in range(config.epochs):
             total, seen = 0.0, 0
-            with stage(f"QAT epoch {epoch + 1}/{config.epochs}", total=len(data)) as advance:
+            with stage(f"QAT epoch {epoch + 1}/{config.epochs}", total=len(data), unit="batches") as advance:
                 for images, labels in batches(data):
                     with torch.no_grad():
                         target = teacher(images)
@@ -272,7 +272,7 @@ def qat_finetune(model: nn.Module, teacher: nn.Module, plan: QuantizationPlan, d
                     optimizer.step()
                     total, seen = total + loss.item() * len(images), seen + len(images)
                     report.steps += 1
-                    advance(1)
+                    advance(1, f"loss {total / seen:.4g}")
             report.loss.append(total / max(seen, 1))
     finally:
         simulated.remove()

@@ -73,6 +73,21 @@ class QuantizeConfig:
     max_drop: float = 1.0  # top-1 points INT8 may lose on ``val``
     max_fallback_layers: int = 10
 
+    def gate_record(self) -> dict:
+        """The gate's images and thresholds as the manifest keeps them, so that ``compare`` judges the file as export did."""
+        return {"holdout": str(Path(self.holdout).resolve()), "min_cosine": self.min_cosine, "min_top5": self.min_top5,
+                "min_confident_agreement": self.min_confident_agreement,
+                "val": str(Path(self.val).resolve()) if self.val else None, "max_drop": self.max_drop}
+
+    @classmethod
+    def from_gate_record(cls, record: dict) -> QuantizeConfig:
+        """The gate a manifest recorded (defaults for a manifest written before gates were recorded)."""
+        val = record.get("val")
+        return cls(holdout=Path(record.get("holdout", DEFAULT_HOLDOUT_DIR)), min_cosine=record.get("min_cosine", cls.min_cosine),
+                   min_top5=record.get("min_top5", cls.min_top5),
+                   min_confident_agreement=record.get("min_confident_agreement", cls.min_confident_agreement),
+                   val=Path(val) if val else None, max_drop=record.get("max_drop", cls.max_drop))
+
 
 @dataclass(frozen=True)
 class KeptLayer:
@@ -96,6 +111,7 @@ class Int8Check:
     confident_images: int = 0  # held-out images whose FP32 top-1 has softmax probability >= CONFIDENT
     confident_agreement: float | None = None  # top-1 agreement on those: quantized, clipped logits collapse it
     val_images: int = 0
+    val_classes: str | None = None  # how the labelled folder's subfolders map to classes (ClassMapping.describe)
     fp32_top1: float | None = None
     int8_top1: float | None = None
     failures: list[str] = field(default_factory=list)
@@ -114,7 +130,7 @@ class Int8Check:
         if self.confident_agreement is not None:
             text += f" ({self.confident_agreement:.1%} on the {self.confident_images} FP32 is confident on)"
         if self.fp32_top1 is not None:
-            text += (f"; on {self.val_images} labelled images: top-1 FP32 {self.fp32_top1:.2%}, INT8 {self.int8_top1:.2%} "
+            text += (f"; on {self.val_images} labelled images ({self.val_classes}): top-1 FP32 {self.fp32_top1:.2%}, INT8 {self.int8_top1:.2%} "
                      f"(drop {self.drop_points:.2f} points)")
         return text
 
@@ -138,13 +154,14 @@ class QuantizeResult:
     classifier_inputs: frozenset[str] = frozenset()
     stage: str = "ptq"  # or "qat"
     qat: dict | None = None  # the fine-tuning's record, with the PTQ figures it started from
+    gate: dict = field(default_factory=dict)  # QuantizeConfig.gate_record()
 
     def manifest_entry(self) -> dict:
         return {
             "stage": self.stage, **({"qat": self.qat} if self.qat else {}), "settings": self.settings, "calibration": self.calibration, "excluded_by_user": self.excluded,
             "kept_fp32_by_fallback": [asdict(k) for k in self.kept_fp32], "qdq_nodes": self.qdq_nodes,
             "biases_corrected": self.biases_corrected, "gate_applied": self.gate_applied,
-            "check_vs_fp32": self.check.as_dict(), "notes": self.notes,
+            "gate": self.gate, "check_vs_fp32": self.check.as_dict(), "notes": self.notes,
             "saturation_holdout": {
                 "most_clipped": [s.as_dict() for s in self.saturation[:SATURATION_RECORDED] if s.clipped > 0],
                 "classifier_input": [s.as_dict() for s in self.saturation if s.tensor in self.classifier_inputs],
@@ -169,6 +186,7 @@ class QuantizationData:
     holdout: np.ndarray
     val_images: np.ndarray | None = None
     val_labels: np.ndarray | None = None
+    val_classes: str | None = None
 
 
 def has_vnni() -> bool:
@@ -189,8 +207,8 @@ def load_quantization_data(config: QuantizeConfig, preprocess: Preprocess, num_c
     holdout = load_samples(config.holdout, preprocess, HOLDOUT_LIMIT, "held-out")
     if config.val is None:
         return QuantizationData(samples, holdout)
-    images, labels, _ = load_labelled_folder(config.val, preprocess, num_classes, VAL_LIMIT)
-    return QuantizationData(samples, holdout, images, labels)
+    images, labels, mapping = load_labelled_folder(config.val, preprocess, num_classes, VAL_LIMIT)
+    return QuantizationData(samples, holdout, images, labels, mapping.describe())
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, config: QuantizeConfig, cache_dir: Path,
@@ -216,9 +234,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
         _quiet(_pre_process, fp32_path, pre_path)
         pre_proto = onnx.load(str(pre_path))
         excluded = resolve_exclusions(pre_proto, config.exclude)
-        with stage(f"calibrating on {len(data.calibration)} images", total=len(data.calibration) * (1 + len(ranges))) as advance:
-            stats, reused = _statistics(pre_proto, pre_path, data.calibration, settings, stats_path,
-                                        {m: path for m, path in ranges.items() if m != "fixed"}, advance)
+        stats, reused = _statistics(pre_proto, pre_path, data.calibration, settings, stats_path,
+                                    {m: path for m, path in ranges.items() if m != "fixed"})
         if fixed_ranges:  # tensors QAT did not simulate keep their calibrated min/max
             write_ort_ranges(stats.ranges("minmax") | fixed_ranges, ranges["fixed"])
         calibration["cache"] = "reused" if reused else "computed"
@@ -269,7 +286,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
         os.replace(int8_path, out_path)
     notes = [] if enforce_gate else [f"accuracy gate not applied (random weights): {'; '.join(check.failures) or 'passed'}"]
     return QuantizeResult(out_path, check, kept, excluded, calibration, settings, enforce_gate, qdq_nodes, corrected, notes,
-                          saturation, classifier_inputs(pre_proto))
+                          saturation, classifier_inputs(pre_proto), gate=config.gate_record())
 
 
 @dataclass(frozen=True)
@@ -292,13 +309,14 @@ def _growing(limit: int) -> list[int]:
 
 
 def _statistics(pre_proto: onnx.ModelProto, pre_path: Path, samples: np.ndarray, settings: dict, stats_path: Path,
-                ranges: dict[str, Path], advance) -> tuple[ActivationStats, bool]:
+                ranges: dict[str, Path]) -> tuple[ActivationStats, bool]:
     """Activation statistics, and each method's ranges file for onnxruntime, from the cache when it has them intact;
     whether everything came from the cache."""
     stats = _cached_stats(stats_path)
     reused = stats is not None
     if stats is None:
-        stats = collect_stats(pre_proto, samples, advance)
+        with stage("calibrating: activation statistics", total=len(samples), unit="images") as advance:
+            stats = collect_stats(pre_proto, samples, advance)
         stats.save(stats_path)
     for method, path in ranges.items():
         if path.is_file() and _readable_json(path):
@@ -308,8 +326,9 @@ def _statistics(pre_proto: onnx.ModelProto, pre_path: Path, samples: np.ndarray,
             write_ort_ranges(stats.ranges(method, classifier_inputs(pre_proto)), path)
         else:  # onnxruntime's histogram calibrators (entropy, percentile) write the ranges themselves
             scratch = path.with_name(f".{path.stem}.onnx")
-            reader = _CalibrationReader(samples, _fixed_batch(pre_proto), advance)
-            _quiet(_quantize, pre_path, scratch, reader, {**settings, "calibrate_method": method}, [], path)
+            with stage(f"calibrating: onnxruntime's {method} histograms", total=len(samples), unit="images") as advance:
+                reader = _CalibrationReader(samples, _fixed_batch(pre_proto), advance)
+                _quiet(_quantize, pre_path, scratch, reader, {**settings, "calibrate_method": method}, [], path)
             scratch.unlink(missing_ok=True)
     return stats, reused
 
@@ -391,11 +410,11 @@ def _check(reference: _Logits, int8_path: Path, data: QuantizationData, config: 
     with OrtRunner(int8_path) as runner:
         holdout = run_all(runner, data.holdout)
         val = _maybe_run(runner, data.val_images)
-    return compare_int8(reference.holdout, holdout, config, reference.val, val, data.val_labels)
+    return compare_int8(reference.holdout, holdout, config, reference.val, val, data.val_labels, data.val_classes)
 
 
 def compare_int8(fp32: np.ndarray, int8: np.ndarray, config: QuantizeConfig, fp32_val: np.ndarray | None = None,
-                 int8_val: np.ndarray | None = None, labels: np.ndarray | None = None) -> Int8Check:
+                 int8_val: np.ndarray | None = None, labels: np.ndarray | None = None, val_classes: str | None = None) -> Int8Check:
     """The gate's figures and verdict. Non-finite INT8 outputs always fail."""
     finite = bool(np.isfinite(int8).all() and (int8_val is None or np.isfinite(int8_val).all()))
     reference, candidate = fp32.astype(np.float64), np.nan_to_num(int8.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
@@ -413,7 +432,7 @@ def compare_int8(fp32: np.ndarray, int8: np.ndarray, config: QuantizeConfig, fp3
     if not finite:
         check.failures.append("INT8 outputs contain NaN or inf")
     if labels is not None:
-        check.val_images = len(labels)
+        check.val_images, check.val_classes = len(labels), val_classes
         check.fp32_top1 = float(np.mean(fp32_val.argmax(axis=1) == labels))
         check.int8_top1 = float(np.mean(int8_val.argmax(axis=1) == labels))
         if not check.drop_points <= config.max_drop:

@@ -44,6 +44,12 @@ class ClassMapping:
     rule: str  # "synsets", "integers" or "sorted"
     warning: str | None = None
 
+    def describe(self) -> str:
+        """The rule in words, as every command that reads a labelled folder prints it."""
+        return {"synsets": "classes by ImageNet synset (folder n01440764 is class 0)",
+                "integers": "classes by folder number (folder 7 is class 7)",
+                "sorted": "classes in sorted folder order (the first folder is class 0)"}[self.rule]
+
 
 def class_mapping(folders: list[str], num_classes: int) -> ClassMapping:
     """ImageNet synset folders map through the ImageNet class list, integer folders to that index, others in sorted order."""

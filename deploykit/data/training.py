@@ -26,24 +26,28 @@ class TrainingData:
     train: Any
     val: Any
     num_classes: int
+    class_rule: str = "digits"  # how folders map to classes: ClassMapping.describe()
 
 
-def load_training_data(source: str, preprocess: Preprocess, val_fraction: float = 0.1, seed: int = 0) -> TrainingData:
+def load_training_data(source: str, preprocess: Preprocess, val_fraction: float = 0.1, seed: int = 0,
+                       num_classes: int | None = None) -> TrainingData:
     """``digits`` (the built-in real dataset at the model's input size, in memory: it is 1,797 tiny images) or a
     labelled folder, read on demand: training images augmented (random resized crop, flip), validation images
-    with the evaluation transform, split by a fixed seed."""
+    with the evaluation transform, split by a fixed seed. Folders map to the ``num_classes`` classes of a model
+    that has them (pretrained weights) as ``eval`` maps them; without it the folders define the classes."""
     from torch.utils.data import Subset
 
     if source == "digits":
         return _digits(preprocess.size, seed)
-    train = LabelledImages(source, preprocess.train_transform)
+    train = LabelledImages(source, preprocess.train_transform, num_classes)
     order = np.random.default_rng(seed).permutation(len(train))
     val_count = max(1, int(len(order) * val_fraction))
     if len(order) - val_count < 2:
         raise DeployKitError(f"{source} has too few images to train on ({len(order)})")
     val = copy.copy(train)
     val.transform = preprocess.transform
-    return TrainingData(Subset(train, order[val_count:].tolist()), Subset(val, order[:val_count].tolist()), len(train.classes))
+    return TrainingData(Subset(train, order[val_count:].tolist()), Subset(val, order[:val_count].tolist()),
+                        num_classes or len(train.classes), train.mapping.describe())
 
 
 def array_dataset(images: np.ndarray, labels: np.ndarray) -> Any:

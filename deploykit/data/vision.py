@@ -37,6 +37,15 @@ def torchvision() -> ModuleType:
     return package
 
 
+def prepare_for_user_code() -> None:
+    """Import torchvision as deploykit does, before running a user's code that may ``import torchvision`` itself: that
+    import then finds the package already loaded, so the user's code needs no fix of its own."""
+    import importlib.util
+
+    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is not None:
+        torchvision()
+
+
 def transforms_v2() -> ModuleType:
     """``torchvision.transforms.v2``."""
     torchvision()

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -116,7 +117,8 @@ def fetch_weights(weights: PublishedWeights, progress: bool = True) -> Path:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{weights.file_name}.")
     try:
         with os.fdopen(handle, "wb") as out:
-            with live():  # a bar of its own when deploykit is used as a library; joins a command's display otherwise
+            # A bar of its own on stderr (stdout is the caller's) when deploykit is used as a library; joins a command's display otherwise.
+            with live(sys.stderr):
                 digest = _download(url, out, weights.file_name, progress)
         expected = weights.sha256_prefix
         if expected and not digest.startswith(expected):
@@ -139,7 +141,7 @@ def _download(url: str, out, label: str, progress: bool) -> str:
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         with contextlib.ExitStack() as stack:
-            advance = stack.enter_context(stage(f"downloading {label} (bytes)", total=total)) if progress else (lambda n: None)
+            advance = stack.enter_context(stage(f"downloading {label}", total=total, unit="bytes")) if progress else (lambda n: None)
             while chunk := response.read(_CHUNK):
                 out.write(chunk)
                 digest.update(chunk)

@@ -108,11 +108,13 @@ def get_model(name: str, weights: str | None = None, seed: int | None = None, **
     torch's cache), a plain checkpoint (loaded strictly with ``weights_only=True``), or a pruned
     checkpoint written by ``deploykit prune`` (the architecture narrowed to its widths). The file is
     read once. ``seed`` makes a random initialisation reproducible without touching the global RNG.
+    ``name`` may carry its weights as the command line writes them: ``NAME:IMAGENET1K_V1``, ``NAME:path/to.pth``.
     """
     from deploykit.models.pretrained import fetch_weights, find_weights, is_weights_tag
     from deploykit.models.pruned import apply_pruned_state, check_pruned_checkpoint, is_pruned_checkpoint
     from deploykit.models.weights import load_weights, read_checkpoint
 
+    name, weights = _split_reference(name, weights)
     spec = get_spec(name)
     kwargs.setdefault("num_classes", spec.num_classes)
     published = find_weights(spec.name, weights) if is_weights_tag(weights) else None
@@ -129,6 +131,18 @@ def get_model(name: str, weights: str | None = None, seed: int | None = None, **
     if checkpoint is not None:
         load_weights(model, checkpoint, path, spec.name)
     return model
+
+
+def _split_reference(name: str, weights: str | None) -> tuple[str, str | None]:
+    """``NAME:WEIGHTS`` into (NAME, WEIGHTS); a plain name as it is."""
+    base, colon, named = str(name).partition(":")
+    if not colon:
+        return name, weights
+    if not named:
+        raise DeployKitError(f"{name}: name the weights after the colon, e.g. {base}:IMAGENET1K_V1 or {base}:model.pth")
+    if weights is not None and weights != named:
+        raise DeployKitError(f"{name} already names its weights; drop weights={weights!r} or name the model alone")
+    return base, named
 
 
 def _build(spec: ModelSpec, seed: int | None, kwargs: dict[str, Any]) -> nn.Module:

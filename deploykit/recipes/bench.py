@@ -24,14 +24,13 @@ from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder
 from deploykit.models.pretrained import find_weights, is_weights_tag
 from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
 from deploykit.parity import compare_logits, parity_inputs, run_all
+from deploykit.progress import report
 from deploykit.recipes.export import ExportConfig, export
 from deploykit.recipes.ref import ModelRef, parse_model_ref
+from deploykit.runtime.availability import ORT_PROVIDERS, require_backend
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
 
 BENCH_EXPORTS = ".bench-exports"  # OUT/.bench-exports/<key>/NAME: what bench exported for itself
-ORT_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-                 "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
-
 
 @dataclass(frozen=True)
 class BenchConfig:
@@ -65,6 +64,7 @@ class Subject:
 
     ref: ModelRef
     folder: Path | None = None
+    timed_file: Path | None = None  # the ONNX file (or engine) the runner times; None for PyTorch
 
     @property
     def spec(self):
@@ -110,12 +110,14 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
 
     if config.threads:
         torch.set_num_threads(config.threads)
+    require_backend(config.engine, config.device, config.ort_provider)
     subject = resolve_subject(text, allow_bare_onnx=True)
     size = subject.input_size(config.input_size)
     preprocess = subject_preprocess(subject, size, config.mean, config.std)
     if config.data is not None:
         num_classes = subject.num_outputs() if subject.ref.manifest or subject.foreign_onnx else subject.spec.num_classes
-        images, labels, _ = load_labelled_folder(config.data, preprocess, num_classes, config.data_limit)
+        images, labels, mapping = load_labelled_folder(config.data, preprocess, num_classes, config.data_limit)
+        report(f"{config.data}: {len(labels)} labelled images, {mapping.describe()}")
     else:
         images, labels = parity_inputs(preprocess, random_count=0, image_dir=DEFAULT_HOLDOUT_DIR, image_count=32), None
     reference_logits = None
@@ -146,6 +148,7 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
                 "agreement_top1": agreement.top1_agreement if agreement else None,
                 "agreement_min_cosine": agreement.min_cosine if agreement else None,
                 "random_weights": subject.ref.random_weights, "preprocessing": "options" if subject.foreign_onnx else "manifest",
+                "file": str(subject.timed_file) if subject.timed_file else None,
             }
             if split is not None:  # trtexec-style split of the last timed run
                 row |= {"h2d_ms": round(split.h2d_ms, 4), "compute_ms": round(split.compute_ms, 4), "d2h_ms": round(split.d2h_ms, 4),
@@ -153,6 +156,7 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
             if config.device == "cuda":
                 row["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             if labels is not None:
+                row["classes"] = mapping.describe()
                 row["accuracy_top1"] = topk_accuracy(logits, labels, 1)
                 row["accuracy_top5"] = topk_accuracy(logits, labels, 5)
                 row["accuracy_images"] = len(labels)
@@ -182,11 +186,10 @@ def make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
         return TorchRunner(model, (3, size, size), device=config.device, precision=config.precision,
                            channels_last=config.channels_last, compile=config.compile, cuda_graphs=config.cuda_graphs,
                            name=f"torch-{config.device}-{config.precision}")
-    onnx_path = _onnx_for(subject, config)
+    onnx_path = subject.timed_file = _onnx_for(subject, config)
+    report(f"timing {onnx_path}")
     if config.engine == "ort":
         provider = config.ort_provider or config.device
-        if provider not in ORT_PROVIDERS:
-            raise DeployKitError(f"unknown ONNX Runtime provider {provider!r}; choose cpu, cuda or tensorrt")
         return OrtRunner(onnx_path, providers=ORT_PROVIDERS[provider], threads=config.threads, name=f"ort-{provider}-{config.precision}")
     if config.engine == "openvino":
         from deploykit.runtime.openvino_runner import OpenVinoRunner
@@ -197,7 +200,7 @@ def make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
         from deploykit.runtime.trt_engine import check_engine_compatible
         from deploykit.runtime.trt_runner import TensorRTRunner
 
-        engine_path = onnx_path.with_suffix(".engine")
+        engine_path = subject.timed_file = onnx_path.with_suffix(".engine")
         try:
             if check_engine_compatible(engine_path)["onnx_sha256"] != sha256_file(onnx_path):
                 raise DeployKitError(f"{engine_path} was built from another version of {onnx_path.name}")
@@ -231,8 +234,9 @@ def _onnx_for(subject: Subject, config: BenchConfig) -> Path:
     folder = _matching_export(subject, config, name)
     if folder is None:  # exported into bench's own folder: another command's files are never replaced
         int8 = QuantizeConfig(target="trt" if config.engine == "trt" else "cpu") if config.precision == "int8" else None
-        result = export(ExportConfig(subject.ref.text, out=config.out / BENCH_EXPORTS / _export_key(subject), dynamic_batch=True,
-                                     int8=int8, fp16=config.precision == "fp16"))
+        out = config.out / BENCH_EXPORTS / _export_key(subject)
+        report(f"no export of {subject.ref.text} with {name} at hand: exporting it (dynamic batch) into {out / subject.spec.name}")
+        result = export(ExportConfig(subject.ref.text, out=out, dynamic_batch=True, int8=int8, fp16=config.precision == "fp16"))
         folder = result.folder
     subject.folder = folder
     return folder / name

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploykit.compress.quantize import HOLDOUT_LIMIT, VAL_LIMIT, Int8Check, QuantizeConfig, compare_int8
 from deploykit.compress.saturation import Saturation, activation_saturation
-from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess
+from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess, load_labelled_folder
+from deploykit.data.calibration import load_samples
 from deploykit.errors import DeployKitError
 from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
-from deploykit.parity import (LayerDiff, ParityReport, Tolerances, compare_runners, first_divergent, onnx_layer_diffs, parity_inputs,
+from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME
+from deploykit.parity import (FP16_TOLERANCES, LayerDiff, ParityReport, Tolerances, compare_runners, run_all, first_divergent, onnx_layer_diffs, parity_inputs,
                               per_layer_diffs)
 from deploykit.recipes.ref import ModelRef, parse_model_ref
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
@@ -38,13 +41,18 @@ class CompareResult:
     layers: list[LayerDiff] | None = None
     first_divergent: LayerDiff | None = None
     saturation: list[Saturation] = field(default_factory=list)  # with --per-layer, a Q/DQ side's most clipped quantizers
+    twin: str | None = None  # "int8" or "fp16": B is A's INT8 or FP16 file from one export, judged as export judged it
+    int8: Int8Check | None = None  # for an INT8 twin: the export's gate, rerun
 
     @property
     def passed(self) -> bool:
-        return self.parity.passed and self.first_divergent is None
+        if self.int8 is not None:  # a quantized file diverges layer by layer by design: its gate is the verdict
+            return self.int8.passed
+        return self.parity.passed and (self.first_divergent is None or self.twin is not None)
 
     def as_dict(self) -> dict:
-        payload = {"a": self.a, "b": self.b, "parity": self.parity.as_dict()}
+        payload = {"a": self.a, "b": self.b, "twin": self.twin, "passed": self.passed, "parity": self.parity.as_dict(),
+                   **({"int8_check": self.int8.as_dict()} if self.int8 else {})}
         if self.layers is not None:
             payload["layers"] = [d.as_dict() for d in self.layers]
             payload["first_divergent"] = self.first_divergent.name if self.first_divergent else None
@@ -59,8 +67,12 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
     spec = first.spec or second.spec
     preprocess = Preprocess.for_model(spec, size) if spec else Preprocess.default(size, IMAGENET_MEAN, IMAGENET_STD)
     inputs = parity_inputs(preprocess, image_dir=config.images)
-    report = compare_runners(_runner(first, size), _runner(second, size), inputs, config.tolerances)
-    result = CompareResult(a, b, report, first.random_weights or second.random_weights)
+    twin = _twin(first, second)
+    tolerances = FP16_TOLERANCES if twin == "fp16" else config.tolerances
+    report = compare_runners(_runner(first, size), _runner(second, size), inputs, tolerances)
+    result = CompareResult(a, b, report, first.random_weights or second.random_weights, twin=twin)
+    if twin == "int8":
+        result.int8 = _int8_check(first, second, preprocess)
     if config.per_layer:
         from deploykit.export.onnx import load_onnx
 
@@ -77,6 +89,31 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
                 result.saturation += [s for s in activation_saturation(load_onnx(side.onnx_path), inputs) if s.clipped > 0]
         result.saturation = sorted(result.saturation, key=lambda s: -s.clipped)[:SATURATION_ROWS]
     return result
+
+
+def _twin(first: ModelRef, second: ModelRef) -> str | None:
+    """"int8" or "fp16" when one side is an export's model.onnx and the other its INT8 or FP16 file, both described by
+    the folder's manifest; None otherwise."""
+    if first.manifest is None or second.manifest is None or first.onnx_path is None or second.onnx_path is None:
+        return None
+    if first.onnx_path.parent.resolve() != second.onnx_path.parent.resolve():
+        return None
+    names = {first.onnx_path.name, second.onnx_path.name}
+    return "int8" if names == {ONNX_NAME, INT8_NAME} else "fp16" if names == {ONNX_NAME, FP16_NAME} else None
+
+
+def _int8_check(first: ModelRef, second: ModelRef, preprocess: Preprocess) -> Int8Check:
+    """The INT8 file against its FP32 file on the images and thresholds the export's gate used (from the manifest)."""
+    fp32, int8 = (first, second) if first.onnx_path.name == ONNX_NAME else (second, first)
+    gate = QuantizeConfig.from_gate_record(fp32.manifest.sections.get("int8", {}).get("gate", {}))
+    holdout = load_samples(gate.holdout, preprocess, HOLDOUT_LIMIT, "held-out")
+    labelled = load_labelled_folder(gate.val, preprocess, fp32.manifest.model.num_classes, VAL_LIMIT) if gate.val else None
+    outputs = []
+    for ref in (fp32, int8):
+        with OrtRunner(ref.onnx_path) as runner:
+            outputs.append((run_all(runner, holdout), run_all(runner, labelled[0]) if labelled else None))
+    (fp32_holdout, fp32_val), (int8_holdout, int8_val) = outputs
+    return compare_int8(fp32_holdout, int8_holdout, gate, fp32_val, int8_val, *((labelled[1], labelled[2].describe()) if labelled else ()))
 
 
 def _runner(ref: ModelRef, size: int) -> Runner:

@@ -67,10 +67,11 @@ class TrainingResult:
     config: DistillConfig
     data: str
     teacher: str | None = None
+    class_rule: str = "digits"
 
     def stage_record(self) -> dict:
         return {"history": self.history, "student_start_top1": self.student_start_top1, "teacher_top1": self.teacher_top1,
-                "config": asdict(self.config), "teacher": self.teacher}
+                "config": asdict(self.config), "teacher": self.teacher, "classes": self.class_rule}
 
 
 @dataclass(frozen=True)
@@ -129,9 +130,14 @@ def run_distill(student: str, teacher: str | None, data_source: str, config: Dis
     if spec is None:
         raise DeployKitError(f"the student {student} is an ONNX file; give NAME, NAME:CHECKPOINT or a pruned folder")
     size = input_size or spec.input_size
-    data = load_training_data(data_source, Preprocess.for_model(spec, size), seed=config.seed)
-    kwargs = {} if student_ref.weights else {"num_classes": data.num_classes, **({"aux_logits": False} if spec.has_aux_outputs else {})}
-    model = student_ref.build(**kwargs)
+    preprocess = Preprocess.for_model(spec, size)
+    if student_ref.weights:  # trained classes: the folders map onto them as eval maps them
+        kwargs, model = {}, student_ref.build()
+        data = load_training_data(data_source, preprocess, seed=config.seed, num_classes=classifier_outputs(model))
+    else:  # a new classifier: the folders define its classes
+        data = load_training_data(data_source, preprocess, seed=config.seed)
+        kwargs = {"num_classes": data.num_classes, **({"aux_logits": False} if spec.has_aux_outputs else {})}
+        model = student_ref.build(**kwargs)
     _check_classes(model, data.num_classes, f"student {student}")
     teacher_model = _teacher(teacher, data.num_classes) if teacher else None
     start_top1 = evaluate(model, data.val, workers=workers)
@@ -140,7 +146,7 @@ def run_distill(student: str, teacher: str | None, data_source: str, config: Dis
     source = {"name": spec.name, "kwargs": kwargs, "pruned": _is_pruned(student_ref), "weights": student_ref.weights}
     result = distill(model, teacher_model, data, config, Path(out), source, resume=resume, on_epoch=on_epoch, workers=workers)
     return TrainingResult(Path(out) / STUDENT, result["history"], start_top1, teacher_top1, result["world_size"],
-                          result["weights_sha256"], config, data_source, teacher)
+                          result["weights_sha256"], config, data_source, teacher, data.class_rule)
 
 
 def compress_and_export(config: ExportConfig, compression: Compression = Compression()) -> ExportResult:

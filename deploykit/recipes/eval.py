@@ -19,6 +19,7 @@ from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD, MAX_WORKERS
 from deploykit.parity import run_all
 from deploykit.progress import stage
 from deploykit.recipes.bench import BenchConfig, make_runner, resolve_subject, subject_preprocess
+from deploykit.runtime.availability import require_backend
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -58,6 +59,7 @@ def evaluate(reference: str, config: EvalConfig) -> EvalResult:
 
     if not 0 <= config.workers <= MAX_WORKERS or config.batch_size < 1:
         raise DeployKitError(f"--workers must be 0..{MAX_WORKERS} and --batch-size at least 1")
+    require_backend(config.engine)
     subject = resolve_subject(reference, allow_bare_onnx=True)
     notes: list[str] = []
     size = subject.input_size(config.input_size)
@@ -84,12 +86,12 @@ def evaluate(reference: str, config: EvalConfig) -> EvalResult:
             top1 += int((top[:, 0] == labels).sum())
             top5 += int((top == labels[:, None]).any(axis=1).sum())
             seen += len(labels)
-    return EvalResult(subject.ref.text, config.engine, config.precision, seen, top1 / seen, top5 / seen, dataset.mapping.rule,
+    return EvalResult(subject.ref.text, config.engine, config.precision, seen, top1 / seen, top5 / seen, dataset.mapping.describe(),
                       round(time.perf_counter() - started, 2), notes)
 
 
 def _progress(data, total: int):
-    with stage(f"evaluating {total} images", total=total) as advance:
+    with stage("evaluating", total=total, unit="images") as advance:
         for images, labels in batches(data):
             yield images, labels
             advance(len(labels))

@@ -27,15 +27,14 @@ from deploykit.io import ensure_writable_dir, sha256_file
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder, InputRecord, Manifest, ModelRecord, WeightsRecord
 from deploykit.models.layers import classifier_outputs
 from deploykit.models.pretrained import PublishedWeights, find_weights, is_weights_tag, weights_file
-from deploykit.progress import stage
-from deploykit.parity import ParityReport, Tolerances, compare_logits, compare_runners, parity_inputs, run_all
+from deploykit.progress import report, stage
+from deploykit.parity import FP16_TOLERANCES, ParityReport, Tolerances, compare_logits, compare_runners, parity_inputs, run_all
+from deploykit.recipes.lines import int8_lines, latency_line
 from deploykit.recipes.qat import quantize_with_qat
 from deploykit.recipes.ref import DEFAULT_SEED, module_ref, parse_model_ref
 from deploykit.runtime import OrtRunner, TorchRunner
 
 CALIBRATION_CACHE = "calib-cache"
-# float16 keeps about 3 significant digits: logits within 2% of their range, near ties forgiven
-FP16_TOLERANCES = Tolerances(rel_error=2e-2, min_cosine=0.999, min_top1=1.0, near_ties=True)
 
 
 @dataclass(frozen=True)
@@ -104,6 +103,10 @@ class ExportResult:
         return ExportFolder(self.folder).int8_path
 
     @property
+    def fp16_path(self) -> Path:
+        return ExportFolder(self.folder).fp16_path
+
+    @property
     def int8_slower(self) -> bool:
         return self.int8_latency is not None and self.int8_latency.speedup < 1.0
 
@@ -152,10 +155,14 @@ def export(config: ExportConfig) -> ExportResult:
             notes.append(f"simplified graph rejected: {parity.summary()}")
     if not parity.passed:
         raise DeployKitError(f"the ONNX export of {spec.name} does not match PyTorch, so nothing was written: {parity.summary()}")
+    report(f"parity vs PyTorch: {parity.summary()}")
     if config.dynamic_batch:
         notes.append(_check_batch_consistency(serialized, inputs))
-    with stage("converting to FP16 and checking it"):
-        fp16, fp16_parity = _fp16(serialized, reference, inputs, config.fp16_io) if config.fp16 else (None, None)
+    fp16, fp16_parity = None, None
+    if config.fp16:
+        with stage("converting to FP16 and checking it"):
+            fp16, fp16_parity = _fp16(serialized, reference, inputs, config.fp16_io)
+        report(f"FP16 vs PyTorch FP32: {fp16_parity.summary()}")
 
     gate_failure: Int8GateError | None = None
     quantized: QuantizeResult | None = None
@@ -172,13 +179,18 @@ def export(config: ExportConfig) -> ExportResult:
             except Int8GateError as exc:  # the FP32 export passed parity: it is still published
                 gate_failure = exc
             else:
+                for line in int8_lines(quantized):
+                    report(line)
                 with stage("timing FP32 and INT8 on onnxruntime, back to back"):
                     latency = compare_latency(staging / ONNX_NAME, quantized.path,
                                               (1 if config.dynamic_batch else config.batch, 3, size, size))
+                report(latency_line(latency))
                 notes += quantized.notes
-        for name, made in ((INT8_NAME, quantized is not None), (FP16_NAME, fp16 is not None)):
-            if not made and (folder.path / name).exists():
-                notes.append(f"the previous export's {name} was not kept: it was made from the FP32 file this export replaces")
+        inputs_record = InputRecord(shape=["batch" if config.dynamic_batch else config.batch, 3, size, size],
+                                    mean=list(preprocess.mean), std=list(preprocess.std), resize=preprocess.resize,
+                                    interpolation=preprocess.interpolation, name=INPUT_NAME, output=OUTPUT_NAME)
+        kept = _keep_twins(folder, staging, inputs_record, made={INT8_NAME: quantization_data is not None, FP16_NAME: fp16 is not None},
+                           notes=notes)
         sections = {
             "export": {"opset": _file_opset(serialized), "exporter": "torch.onnx (dynamo)", "simplified": simplified,
                        "dynamic_batch": config.dynamic_batch, "seconds": round(export_seconds, 2), "notes": notes},
@@ -191,12 +203,13 @@ def export(config: ExportConfig) -> ExportResult:
             sections["int8"] = {**quantized.manifest_entry(), "latency_ort_cpu": latency.as_dict()}
         elif gate_failure is not None:
             sections["int8"] = {"failed": str(gate_failure), "check_vs_fp32": gate_failure.check.as_dict()}
+        if INT8_NAME in kept:
+            sections["int8"] = kept[INT8_NAME]
+        if FP16_NAME in kept:
+            sections["parity"][FP16_NAME] = kept[FP16_NAME]
         record = ModelRecord(spec.name, spec.family, config.model_kwargs.get("num_classes", spec.num_classes),
                              _weights_record(checkpoint, published), {**(ref.builder_kwargs or {}), **config.model_kwargs})
-        inputs_record = InputRecord(shape=["batch" if config.dynamic_batch else config.batch, 3, size, size],
-                                    mean=list(preprocess.mean), std=list(preprocess.std), resize=preprocess.resize,
-                                    interpolation=preprocess.interpolation, name=INPUT_NAME, output=OUTPUT_NAME)
-        files = [ONNX_NAME] + ([FP16_NAME] if fp16 is not None else []) + ([INT8_NAME] if quantized else [])
+        files = [ONNX_NAME] + ([FP16_NAME] if fp16 is not None else []) + ([INT8_NAME] if quantized else []) + list(kept)
         ExportFolder(staging).write(Manifest(record, inputs_record, sections=sections), files)
     if quantized is not None:
         quantized.path = folder.int8_path
@@ -204,6 +217,22 @@ def export(config: ExportConfig) -> ExportResult:
         raise DeployKitError(f"{gate_failure} The FP32 export passed parity and was written to {folder.onnx_path}; "
                              f"no {INT8_NAME} was written")
     return ExportResult(folder.path, parity, simplified, export_seconds, notes, checkpoint is None, fp16_parity, quantized, latency)
+
+
+def _keep_twins(folder: ExportFolder, staging: Path, inputs_record: InputRecord, made: dict[str, bool],
+                notes: list[str]) -> dict[str, dict]:
+    """The previous export's INT8/FP16 files that this export does not remake, kept (with their manifest sections) when
+    they were made from a byte-identical FP32 file with the same preprocessing; the others are dropped, with a note."""
+    candidates = [name for name, remade in made.items() if not remade and (folder.path / name).exists()]
+    if not candidates:
+        return {}
+    twins = folder.twins_made_from(sha256_file(staging / ONNX_NAME), inputs_record)
+    kept = {name: twins[name] for name in candidates if name in twins}
+    folder.link_into(list(kept), staging)
+    for name in candidates:
+        notes.append(f"kept the previous export's {name}: it was made from this same {ONNX_NAME} (sha256 and preprocessing)"
+                     if name in kept else f"the previous export's {name} was not kept: it was made from another {ONNX_NAME}")
+    return kept
 
 
 def _quantize(config: ExportConfig, model, staging: Path, data: QuantizationData, qat_images: tuple | None,
@@ -297,7 +326,7 @@ def _check_batch_consistency(serialized: bytes, inputs: np.ndarray) -> str:
     with OrtRunner(serialized) as runner:
         single = run_all(runner, inputs[:4], batch_size=1)
         batched = run_all(runner, inputs[:4], batch_size=4)
-    report = compare_logits(single, batched, Tolerances(rel_error=1e-5))
-    if not report.passed:
-        raise DeployKitError(f"the dynamic-batch ONNX gives different outputs at batch 1 and 4: {report.summary()}")
-    return f"dynamic batch verified: batch 1 vs 4 max abs error {report.max_abs_error:.3g}"
+    consistency = compare_logits(single, batched, Tolerances(rel_error=1e-5))
+    if not consistency.passed:
+        raise DeployKitError(f"the dynamic-batch ONNX gives different outputs at batch 1 and 4: {consistency.summary()}")
+    return f"dynamic batch verified: batch 1 vs 4 max abs error {consistency.max_abs_error:.3g}"

@@ -112,6 +112,7 @@ def module_ref(text: str) -> ModelRef:
 
     from torch import nn
 
+    from deploykit.data.vision import prepare_for_user_code
     from deploykit.models import ModelSpec
     from deploykit.models.layers import classifier_layer
 
@@ -122,6 +123,7 @@ def module_ref(text: str) -> ModelRef:
         raise DeployKitError(f"--module: {path} does not exist")
     spec = importlib.util.spec_from_file_location(f"deploykit_user_module_{Path(path).stem}", path)
     module = importlib.util.module_from_spec(spec)
+    prepare_for_user_code()
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's code: any error is theirs to fix, reported in one line
@@ -132,7 +134,8 @@ def module_ref(text: str) -> ModelRef:
     model = _call_factory(factory, text)
     head = classifier_layer(model) if any(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules()) else None
     classes = head.out_features if isinstance(head, nn.Linear) else head.out_channels if head is not None else 1000
-    model_spec = ModelSpec(name=function, family="custom", builder=factory, paper=f"user module {path}", min_input_size=1,
+    # Named after file and function: a bare function name ("build", "model") says nothing and collides across files.
+    model_spec = ModelSpec(name=f"{Path(path).stem}_{function}", family="custom", builder=factory, paper=f"user module {path}", min_input_size=1,
                            num_classes=classes)
     return ModelRef(text, model_spec, factory=factory)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from deploykit.errors import DeployKitError, first_line
+from deploykit.runtime.availability import require_ort_providers
 from deploykit.runtime.base import InputMetadata, Runner, padded_batches
 
 _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -45,12 +46,7 @@ def create_session(model: str | Path | bytes, providers: list[str], threads: int
 
     if not isinstance(model, bytes) and not Path(model).is_file():
         raise DeployKitError(f"ONNX file {model} does not exist")
-    missing = [p for p in providers if p not in ort.get_available_providers()]
-    if missing:
-        raise DeployKitError(
-            f"onnxruntime has no {', '.join(missing)} here (available: {', '.join(ort.get_available_providers())}); "
-            "install onnxruntime-gpu (pip install 'deploykit[gpu]') on a machine with a GPU"
-        )
+    require_ort_providers(providers)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if threads:

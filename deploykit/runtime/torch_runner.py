@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from deploykit.errors import DeployKitError
+from deploykit.runtime.availability import require_torch_cuda
 from deploykit.runtime.base import InputMetadata, Runner
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
@@ -32,8 +33,8 @@ class TorchRunner(Runner):
         self.graphs: dict[tuple[int, ...], tuple] = {}
 
     def load_impl(self) -> None:
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise DeployKitError("no CUDA GPU is visible to PyTorch; use --device cpu, or install a CUDA build of torch on a GPU machine")
+        if self.device.type == "cuda":
+            require_torch_cuda()
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         self.model = self.model.eval().to(self.device, dtype=self.dtype, memory_format=memory_format)
         self.forward = torch.compile(self.model) if self.compile else self.model

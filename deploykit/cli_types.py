@@ -1,0 +1,60 @@
+"""Option types the commands share: how ``--input-size`` and the tolerances are read, the same on every command."""
+
+from __future__ import annotations
+
+import math
+
+import click
+
+MAX_INPUT_SIZE = 4096
+
+
+class InputSizeOption(click.Option):
+    """``--input-size N`` (square) or ``--input-size H W``: the option takes the number after it, and a second one when
+    one follows. Checked into one square size, since deploykit's models take square inputs."""
+
+    def add_to_parser(self, parser, ctx) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if option is not None:
+                read_first = option.process
+
+                def read_one_or_two(value, state, read_first=read_first) -> None:
+                    if state.rargs and state.rargs[0].isdigit():
+                        value = f"{value} {state.rargs.pop(0)}"
+                    read_first(value, state)
+
+                option.process = read_one_or_two
+
+
+class InputSize(click.ParamType):
+    name = "N|H W"
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        parts = str(value).replace("x", " ").split()
+        if not 1 <= len(parts) <= 2 or not all(part.isdigit() for part in parts):
+            self.fail(f"takes one number (square) or two (height width), such as 224 or 224 224; got {value!r}", param, ctx)
+        height, width = (int(parts[0]), int(parts[-1]))
+        if height != width:
+            self.fail(f"deploykit handles square inputs only, got {height}x{width}; give one number, such as {height}", param, ctx)
+        if not 1 <= height <= MAX_INPUT_SIZE:
+            self.fail(f"{height} is not in the range 1..{MAX_INPUT_SIZE}", param, ctx)
+        return height
+
+
+def input_size_option(help_text: str = "Input size: one number for square (224) or height and width (224 224); "
+                                       "default: the model's own."):
+    return click.option("--input-size", cls=InputSizeOption, type=InputSize(), help=help_text)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange, refusing NaN and inf: a tolerance of NaN would turn every check into a pass."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number

@@ -1,0 +1,33 @@
+"""The result lines a command prints the moment a stage ends (``progress.report``), worded once for every command."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deploykit.compress.quantize import QuantizeResult
+    from deploykit.recipes.export import LatencyComparison
+
+
+def int8_lines(int8: QuantizeResult) -> list[str]:
+    """What quantization made and its verdict against FP32, the most clipped quantizer, QAT and fallback."""
+    calibration, check = int8.calibration, int8.check
+    verdict = "PASS" if check.passed else "FAIL (gate not applied: random weights)"
+    lines = [f"INT8: {int8.qdq_nodes} Q/DQ nodes, {calibration['samples']} calibration samples, {calibration['method']}, "
+             f"cache {calibration['cache']}, {int8.biases_corrected} biases corrected",
+             f"INT8 vs FP32: {verdict} {check.summary()}"]
+    clipped = [s for s in int8.saturation if s.clipped > 0]
+    if clipped:
+        worst = clipped[0]
+        lines.append(f"most clipped quantizer: {worst.tensor} ({worst.clipped:.3%} of values, on {worst.images:.0%} of held-out images)")
+    if int8.qat:
+        ptq = int8.qat["ptq_check_vs_fp32"]
+        lines.append(f"QAT: {int8.qat['steps']} steps on {int8.qat['images']} {'labelled' if int8.qat['labelled'] else 'unlabelled'} "
+                     f"images; held-out mean cosine PTQ {ptq['mean_cosine']:.4f} -> QAT {check.mean_cosine:.4f}")
+    lines += [f"kept in FP32: {layer.node} (alone it lifts the output cosine by {layer.output_gain:.4f})" for layer in int8.kept_fp32]
+    return lines
+
+
+def latency_line(latency: LatencyComparison) -> str:
+    return (f"ORT CPU latency, batch {latency.batch}: FP32 {latency.fp32_ms:.2f} ms, INT8 {latency.int8_ms:.2f} ms "
+            f"({latency.speedup:.2f}x)")

@@ -1,0 +1,47 @@
+"""Whether the engine, execution provider and GPU a command asks for are here: checked first, in well under a second,
+so that a missing GPU or backend is one line at the start rather than after minutes of reference runs."""
+
+from __future__ import annotations
+
+from deploykit.errors import DeployKitError
+
+ORT_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+                 "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+def require_backend(engine: str, device: str = "cpu", ort_provider: str | None = None) -> None:
+    """A one-line DeployKitError when ``engine`` on ``device`` (or ONNX Runtime's ``ort_provider``) cannot run here."""
+    if engine == "torch" and device == "cuda":
+        require_torch_cuda()
+    elif engine == "ort":
+        provider = ort_provider or device
+        if provider not in ORT_PROVIDERS:
+            raise DeployKitError(f"unknown ONNX Runtime provider {provider!r}; choose {', '.join(ORT_PROVIDERS)}")
+        require_ort_providers(ORT_PROVIDERS[provider])
+    elif engine == "openvino":
+        from deploykit.runtime.openvino_runner import import_openvino
+
+        import_openvino()
+    elif engine == "trt":
+        from deploykit.runtime.trt_engine import gpu_identity, require_tensorrt
+
+        require_tensorrt()
+        gpu_identity()
+
+
+def require_torch_cuda() -> None:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise DeployKitError("no CUDA GPU is visible to PyTorch; use --device cpu, or install a CUDA build of torch on a GPU machine")
+
+
+def require_ort_providers(providers: list[str]) -> None:
+    import onnxruntime as ort
+
+    missing = [p for p in providers if p not in ort.get_available_providers()]
+    if missing:
+        raise DeployKitError(
+            f"onnxruntime has no {', '.join(missing)} here (available: {', '.join(ort.get_available_providers())}); "
+            "install onnxruntime-gpu (pip install 'deploykit[gpu]') on a machine with a GPU"
+        )
