@@ -24,7 +24,7 @@ from deploykit.parity import Tolerances
 from deploykit.progress import live, stage
 
 # Piped or captured output gets a wide console, so tables are not cut at 80 columns.
-console = Console() if sys.stdout.isatty() else Console(width=160)
+console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
 MAX_THREADS = 4 * (os.cpu_count() or 1)  # more threads than that only thrash (and 10^5 segfaults onnxruntime)
 MAX_WARMUP_SECONDS = 600
 TRT_LAYOUT_HINT = ", or time it on TensorRT, the runtime its layout (--target trt) is for"
@@ -198,6 +198,10 @@ def _foreign_onnx_options(command):
               help="Labelled folder (class subfolders): gate INT8 on its top-1 drop instead (--max-drop).")
 @click.option("--max-drop", type=FiniteFloatRange(min=0), default=1.0, show_default=True,
               help="With --val: top-1 points INT8 may lose against FP32.")
+@click.option("--mean", nargs=3, type=float, default=IMAGENET_MEAN, show_default=True,
+              help="Per-channel mean, for an ONNX file given as NAME (a model's own otherwise).")
+@click.option("--std", nargs=3, type=float, default=IMAGENET_STD, show_default=True,
+              help="Per-channel std, for an ONNX file given as NAME (a model's own otherwise).")
 @click.option("--holdout", type=click.Path(path_type=Path), default=DEFAULT_HOLDOUT_DIR, show_default="bundled photos",
               help="Held-out images (or .npy/.npz arrays) for the INT8 accuracy check; not used for calibration.")
 @click.option("--prune", "prune_ratio", type=float, help="First prune this fraction of channels (see `deploykit prune`).")
@@ -213,10 +217,11 @@ def export_command(name: str | None, module: str | None, weights: str | None, ou
                    exclude: tuple[str, ...], target: str, int8_min_cosine: float, int8_min_confident_agreement: float,
                    int8_min_top5: float, val: Path | None,
                    max_drop: float, holdout: Path, prune_ratio: float | None, teacher: str | None,
-                   data: str | None, epochs: int, qat: bool, qat_lr: float) -> None:
+                   data: str | None, epochs: int, qat: bool, qat_lr: float, mean: tuple, std: tuple) -> None:
     """Export NAME to ONNX (and INT8), verify it, and write OUT/NAME/model.onnx + manifest.json.
 
-    NAME is a registry name, NAME:CHECKPOINT, NAME:IMAGENET1K_V1 or a pruned folder. With
+    NAME is a registry name, NAME:CHECKPOINT, NAME:IMAGENET1K_V1 or a pruned folder; or an ONNX file of your own,
+    taken as it is, whose FP16 (--fp16) and INT8 (--int8) files are made with the same checks, into OUT/FILE-STEM/. With
     --prune/--distill-from/--data the model is first pruned and distilled, each stage recorded in the manifest.
     With --int8 --qat, --data is the QAT images (and fine-tunes only after --prune or --distill-from).
     """
@@ -235,7 +240,7 @@ def export_command(name: str | None, module: str | None, weights: str | None, ou
         name=name, out=out, weights=weights, opset=opset, batch=batch, dynamic_batch=dynamic_batch,
         input_size=input_size, simplify=simplify, tolerances=Tolerances(rel_error, min_cosine, min_top1), int8=quantize,
         fp16=fp16 or fp16_io, fp16_io=fp16_io, module=module, qat=QatConfig(epochs=epochs, lr=qat_lr) if qat else None,
-        qat_data=data if qat and data else None,
+        qat_data=data if qat and data else None, mean=tuple(mean), std=tuple(std),
     )
     train_on = data if not qat or prune_ratio is not None or teacher else None
     with live(), stage(f"export {name or module}"):
@@ -245,8 +250,11 @@ def export_command(name: str | None, module: str | None, weights: str | None, ou
             console.print(f"pruned: MACs {record['macs_before'] / 1e9:.3f} G -> {record['macs_after'] / 1e9:.3f} G")
         else:
             console.print(f"{step}: val top-1 {record['student_start_top1']:.2%} -> {record['history'][-1]['val_top1']:.2%}")
-    console.print(f"[green]wrote[/green] {result.onnx_path} ({_size(result.onnx_path)}, exported in {result.export_seconds:.1f} s"
-                  f"{', simplified' if result.simplified else ''})")
+    if result.parity is not None:
+        console.print(f"[green]wrote[/green] {result.onnx_path} ({_size(result.onnx_path)}, exported in {result.export_seconds:.1f} s"
+                      f"{', simplified' if result.simplified else ''})")
+    else:
+        console.print(f"[green]wrote[/green] {result.onnx_path} ({_size(result.onnx_path)}, your file as it is)")
     for path, made in ((result.fp16_path, result.fp16_parity is not None), (result.int8_path, result.int8 is not None)):
         if made:
             console.print(f"[green]wrote[/green] {path} ({_size(path)})")
@@ -296,7 +304,14 @@ def compare_command(a: str, b: str, input_size: int | None, images: Path, no_ima
     config = CompareConfig(input_size=input_size, images=None if no_images else images, per_layer=per_layer,
                            layer_tolerance=layer_tolerance, tolerances=Tolerances(rel_error, min_cosine, min_top1))
     result = compare(a, b, config)
-    console.print(f"{a} vs {b}: {result.parity.summary()}")
+    if result.int8 is not None:  # B is A's INT8 file: judged by the gate export applied, not by FP32 parity tolerances
+        verdict = "PASS" if result.int8.passed else "FAIL (" + "; ".join(result.int8.failures) + ")"
+        console.print(f"{a} vs {b}: INT8 vs FP32, the export's gate (from its manifest): {verdict} {result.int8.summary()}")
+        console.print(f"logits, for diagnosis (not judged for INT8): {result.parity.figures()}")
+    elif result.twin == "fp16":
+        console.print(f"{a} vs {b}: FP16 vs FP32, the export's FP16 tolerances: {result.parity.summary()}")
+    else:
+        console.print(f"{a} vs {b}: {result.parity.summary()}")
     if result.random_weights:
         _warn_random_weights()
     if result.layers is not None:
@@ -367,13 +382,18 @@ def bench_command(models, engine, device, precision, batches, threads, target, p
 
     MODELS are model references: NAME, NAME:CHECKPOINT, NAME:TAG, export folders, or any ONNX classifier file.
     """
-    from deploykit.bench.machine import machine_info
-    from deploykit.bench.report import to_markdown
-    from deploykit.recipes.bench import BenchConfig, run_benchmark
+    from deploykit.runtime.availability import require_backend
 
     for path in (json_path, csv_path, md_path):
         _check_writable(path)
     preset = get_preset(target, presets) if target else None
+    # Before anything heavy is imported or run: a missing GPU or backend is one line within a second or two.
+    require_backend(engine or (preset.engine if preset else "torch"), device or (preset.device if preset else "cpu"), ort_provider)
+
+    from deploykit.bench.machine import machine_info
+    from deploykit.bench.report import to_markdown
+    from deploykit.recipes.bench import BenchConfig, run_benchmark
+
     config = BenchConfig(
         engine=engine or (preset.engine if preset else "torch"), device=device or (preset.device if preset else "cpu"),
         precision=precision or (preset.precision if preset else "fp32"),
@@ -473,9 +493,13 @@ def _csv(rows: list[dict]) -> str:
 @_foreign_onnx_options
 def eval_command(model, data, engine, precision, batch_size, workers, limit, out, json_path, input_size, mean, std) -> None:
     """Top-1/top-5 of MODEL (any model reference, or any ONNX classifier) on a labelled folder, streamed."""
-    from deploykit.recipes.eval import EvalConfig, evaluate
+    from deploykit.runtime.availability import require_backend
 
     _check_writable(json_path)
+    require_backend(engine)  # before anything heavy is imported or run
+
+    from deploykit.recipes.eval import EvalConfig, evaluate
+
     config = EvalConfig(data=data, engine=engine, precision=precision, batch_size=batch_size, workers=workers, limit=limit,
                         input_size=input_size, mean=tuple(mean), std=tuple(std), out=out)
     with live():
@@ -554,7 +578,7 @@ def prune_command(name, weights, ratio, target_macs, method, global_pruning, rou
         console.print(f"PRUNED MODEL IS SLOWER on this CPU ({report.torch_cpu_ms_after:.2f} ms vs {report.torch_cpu_ms_before:.2f} ms, "
                       f"{report.mac_reduction:.0%} fewer MACs): fewer MACs are not less time here; prune less, round channels "
                       "(--round-to 8), or time it on the deployment runtime (deploykit bench)", style="bold red")
-    console.print(f"[green]wrote[/green] {result.folder / 'pruned.pth'} and {result.onnx_path}; parity vs PyTorch: {result.parity.summary()}")
+    console.print(f"[green]wrote[/green] {result.folder / 'pruned.pth'} and {result.onnx_path}")
 
 
 def _distill_options(command):

@@ -80,4 +80,4 @@ def stage(description: str, total: int | None = None, unit: str = "") -> Iterato
 def report(line: str, style: str | None = None) -> None:
     """Print a result line now, above the live stages (nothing when no display is live)."""
     if _progress is not None:
-        _progress.console.print(line, style=style, highlight=False)
+        _progress.console.print(line, style=style, highlight=False, soft_wrap=True)

@@ -1,9 +1,13 @@
-"""The process's peak resident memory over one measured stretch (not since the process started)."""
+"""Memory: the process's peak resident memory over one measured stretch (not since the process started), and whether an
+export's activations will fit before anything is allocated."""
 
 from __future__ import annotations
 
+import copy
 import resource
 from pathlib import Path
+
+from deploykit.errors import DeployKitError
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
@@ -37,3 +41,34 @@ def available_memory_mb() -> float | None:
     except OSError:
         pass
     return None
+
+
+def check_memory(model, input_shape: tuple[int, ...]) -> None:
+    """Refuse an input size whose activations will not fit in memory, before anything is allocated.
+
+    The estimate adds up every module's output on the meta device (no real memory), times the copies
+    export and parity keep (the exporter's traced graph, PyTorch and onnxruntime runs).
+    """
+    import torch
+
+    total = 0
+
+    def count(module, args, output):
+        nonlocal total
+        if isinstance(output, torch.Tensor):
+            total += output.numel() * output.element_size()
+
+    meta = copy.deepcopy(model).to("meta")
+    hooks = [m.register_forward_hook(count) for m in meta.modules()]
+    try:
+        with torch.no_grad():
+            meta(torch.empty(input_shape, device="meta"))
+    except Exception:  # a model the meta device cannot run: no estimate, the export itself will tell
+        return
+    finally:
+        for hook in hooks:
+            hook.remove()
+    needed_mb, free_mb = 3 * total / 2**20, available_memory_mb()
+    if free_mb is not None and needed_mb > 0.8 * free_mb:
+        raise DeployKitError(f"input {input_shape[-2]}x{input_shape[-1]} needs about {needed_mb / 1024:.1f} GB of activations to "
+                             f"export and check, but {free_mb / 1024:.1f} GB is free; use a smaller --input-size")

@@ -34,7 +34,7 @@ from deploykit.compress.qdq import QdqGraph, float_graph_outputs
 from deploykit.compress.saturation import Saturation, activation_saturation
 from deploykit.compress.calibrate import ROBUST_METHODS, ActivationStats, collect_stats, write_ort_ranges
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
-from deploykit.data.calibration import calibration_hash, load_samples
+from deploykit.data.calibration import DIGITS, calibration_hash, load_samples
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
 from deploykit.progress import stage
@@ -75,9 +75,9 @@ class QuantizeConfig:
 
     def gate_record(self) -> dict:
         """The gate's images and thresholds as the manifest keeps them, so that ``compare`` judges the file as export did."""
-        return {"holdout": str(Path(self.holdout).resolve()), "min_cosine": self.min_cosine, "min_top5": self.min_top5,
-                "min_confident_agreement": self.min_confident_agreement,
-                "val": str(Path(self.val).resolve()) if self.val else None, "max_drop": self.max_drop}
+        return {"holdout": _absolute(self.holdout), "min_cosine": self.min_cosine, "min_top5": self.min_top5,
+                "min_confident_agreement": self.min_confident_agreement, "val": _absolute(self.val) if self.val else None,
+                "max_drop": self.max_drop}
 
     @classmethod
     def from_gate_record(cls, record: dict) -> QuantizeConfig:
@@ -87,6 +87,11 @@ class QuantizeConfig:
                    min_top5=record.get("min_top5", cls.min_top5),
                    min_confident_agreement=record.get("min_confident_agreement", cls.min_confident_agreement),
                    val=Path(val) if val else None, max_drop=record.get("max_drop", cls.max_drop))
+
+
+def _absolute(source: Path | str) -> str:
+    """A folder or file as an absolute path, so that a later command run elsewhere finds it; ``digits`` as it is."""
+    return DIGITS if str(source) == DIGITS else str(Path(source).resolve())
 
 
 @dataclass(frozen=True)
@@ -130,7 +135,7 @@ class Int8Check:
         if self.confident_agreement is not None:
             text += f" ({self.confident_agreement:.1%} on the {self.confident_images} FP32 is confident on)"
         if self.fp32_top1 is not None:
-            text += (f"; on {self.val_images} labelled images ({self.val_classes}): top-1 FP32 {self.fp32_top1:.2%}, INT8 {self.int8_top1:.2%} "
+            text += (f"; on {self.val_images} labelled images, {self.val_classes}: top-1 FP32 {self.fp32_top1:.2%}, INT8 {self.int8_top1:.2%} "
                      f"(drop {self.drop_points:.2f} points)")
         return text
 

@@ -13,10 +13,16 @@ from deploykit.errors import DeployKitError
 
 MIN_CALIBRATION_SAMPLES = 8
 ARRAY_SUFFIXES = {".npy", ".npz"}
+DIGITS = "digits"  # scikit-learn's real digits, as --data takes them: calibration reads the training split, checks the test split
 
 
 def load_samples(source: str | Path, preprocess: Preprocess, limit: int, purpose: str = "calibration") -> np.ndarray:
     """Up to ``limit`` samples (spread evenly over the set) as float32 (N, 3, H, W), checked against the model's input."""
+    if str(source) == DIGITS:
+        from deploykit.data.digits import load_digits
+
+        train, test = load_digits(size=preprocess.size)
+        return np.stack(evenly_spaced((train if purpose == "calibration" else test).images, limit))
     source = Path(source)
     if source.suffix in ARRAY_SUFFIXES or (source.is_dir() and any(p.suffix in ARRAY_SUFFIXES for p in source.iterdir())):
         samples = _load_arrays(source)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from deploykit.data.calibration import DIGITS
 from deploykit.data.images import ImageFiles, evenly_spaced, find_images, load_images
 from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
@@ -19,7 +20,14 @@ from deploykit.errors import DeployKitError
 def load_labelled_folder(folder: str | Path, preprocess: Preprocess, num_classes: int,
                          limit: int | None = None) -> tuple[np.ndarray, np.ndarray, ClassMapping]:
     """(images, labels, class mapping) in memory, for small folders (``limit`` images spread over it). Subfolders map to
-    the model's ``num_classes`` classes as ``eval`` maps them (class_mapping: ImageNet synsets, integers, or sorted)."""
+    the model's ``num_classes`` classes as ``eval`` maps them (class_mapping: ImageNet synsets, integers, or sorted);
+    ``digits`` is the digits' test split with its own labels."""
+    if str(folder) == DIGITS:
+        from deploykit.data.digits import load_digits
+
+        test = load_digits(size=preprocess.size)[1]
+        keep = evenly_spaced(range(len(test.labels)), limit)
+        return test.images[keep], test.labels[keep], ClassMapping({}, "digits")
     dataset = LabelledImages(folder, preprocess.transform, num_classes)
     keep = evenly_spaced(range(len(dataset)), limit)
     labels = dataset.labels[keep]
@@ -41,14 +49,15 @@ class ClassMapping:
     """Which class index each subfolder of a labelled folder holds, and how that was decided."""
 
     index: dict[str, int]
-    rule: str  # "synsets", "integers" or "sorted"
+    rule: str  # "synsets", "integers", "sorted", or "digits" (the built-in dataset)
     warning: str | None = None
 
     def describe(self) -> str:
         """The rule in words, as every command that reads a labelled folder prints it."""
         return {"synsets": "classes by ImageNet synset (folder n01440764 is class 0)",
                 "integers": "classes by folder number (folder 7 is class 7)",
-                "sorted": "classes in sorted folder order (the first folder is class 0)"}[self.rule]
+                "sorted": "classes in sorted folder order (the first folder is class 0)",
+                "digits": "the digits' own labels 0-9, from scikit-learn's test split"}[self.rule]
 
 
 def class_mapping(folders: list[str], num_classes: int) -> ClassMapping:

@@ -7,15 +7,15 @@ INT8 fails its accuracy gate the FP32 export, which passed parity, is still publ
 
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from deploykit.bench.latency import measure_latency
-from deploykit.choices import DEFAULT_OPSET
+from deploykit.bench.latency import LatencyComparison, compare_latency
+from deploykit.bench.memory import check_memory
+from deploykit.choices import DEFAULT_OPSET, IMAGENET_MEAN, IMAGENET_STD
 from deploykit.compress.qat import QatConfig
 from deploykit.compress.quantize import (Int8GateError, QuantizationData, QuantizeConfig, QuantizeResult, load_quantization_data,
                                          quantize_int8)
@@ -31,8 +31,8 @@ from deploykit.progress import report, stage
 from deploykit.parity import FP16_TOLERANCES, ParityReport, Tolerances, compare_logits, compare_runners, parity_inputs, run_all
 from deploykit.recipes.lines import int8_lines, latency_line
 from deploykit.recipes.qat import quantize_with_qat
-from deploykit.recipes.ref import DEFAULT_SEED, module_ref, parse_model_ref
-from deploykit.runtime import OrtRunner, TorchRunner
+from deploykit.recipes.ref import DEFAULT_SEED, ModelRef, module_ref, parse_model_ref
+from deploykit.runtime import OrtRunner, Runner, TorchRunner
 
 CALIBRATION_CACHE = "calib-cache"
 
@@ -59,32 +59,17 @@ class ExportConfig:
     fp16: bool = False
     fp16_io: bool = False
     model_kwargs: dict = field(default_factory=dict)
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # preprocessing of a user's ONNX file (it has no manifest)
+    std: tuple[float, float, float] = IMAGENET_STD
     module: str | None = None  # path/to/file.py:function, the user's own nn.Module, instead of ``name``
     qat: QatConfig | None = None  # with ``int8``: quantization-aware fine-tuning after PTQ
     qat_data: Path | None = None  # images for it (labels optional); the calibration images by default
 
 
-@dataclass(frozen=True)
-class LatencyComparison:
-    """FP32 and INT8 batch latency on ONNX Runtime CPU, measured back to back in one run."""
-
-    batch: int
-    fp32_ms: float
-    int8_ms: float
-
-    @property
-    def speedup(self) -> float:
-        return self.fp32_ms / self.int8_ms
-
-    def as_dict(self) -> dict:
-        return {"batch": self.batch, "fp32_ms": round(self.fp32_ms, 3), "int8_ms": round(self.int8_ms, 3),
-                "int8_speedup": round(self.speedup, 2)}
-
-
 @dataclass
 class ExportResult:
     folder: Path
-    parity: ParityReport
+    parity: ParityReport | None  # None when the FP32 file was the user's own ONNX file
     simplified: bool
     export_seconds: float
     notes: list[str]
@@ -111,27 +96,50 @@ class ExportResult:
         return self.int8_latency is not None and self.int8_latency.speedup < 1.0
 
 
+@dataclass
+class _Source:
+    """The FP32 ONNX file an export publishes, and what it was made from: a PyTorch model, or a user's ONNX file."""
+
+    name: str
+    serialized: bytes
+    reference: Runner  # what FP16 is checked against: PyTorch, or the user's file on onnxruntime
+    inputs: np.ndarray  # the parity inputs
+    preprocess: Preprocess
+    record: ModelRecord
+    parity: ParityReport | None  # None for a user's ONNX file: it is the reference
+    simplified: bool = False
+    export_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    model: object | None = None  # the nn.Module, for QAT
+    random_weights: bool = False
+
+
 def export(config: ExportConfig) -> ExportResult:
-    """Export a registry model to ONNX and write it only if it matches PyTorch within tolerance."""
+    """Export a registry model (or a user's module) to ONNX and write it only if it matches PyTorch within tolerance;
+    or take a user's ONNX file as it is, to make its FP16 and INT8 files with the same checks and manifest."""
     if (config.name is None) == (config.module is None):
         raise DeployKitError("give a model NAME or --module path/to/file.py:function, not both or neither")
-    ref = module_ref(config.module) if config.module else parse_model_ref(config.name).with_weights(config.weights)
-    spec = ref.spec
-    size = config.input_size or spec.input_size
-    if size < spec.min_input_size:
-        raise DeployKitError(f"{spec.name} needs inputs of at least {spec.min_input_size}x{spec.min_input_size}, got {size}")
     if config.batch < 1:
         raise DeployKitError(f"--batch must be at least 1, got {config.batch}")
     if config.qat and not config.int8:
         raise DeployKitError("--qat fine-tunes for INT8: add --int8")
+    ref = module_ref(config.module) if config.module else parse_model_ref(config.name).with_weights(config.weights)
+    if ref.spec is None:
+        return _publish(config, _onnx_file_source(ref, config))
+    return _publish(config, _torch_source(ref, config))
+
+
+def _torch_source(ref: ModelRef, config: ExportConfig) -> _Source:
+    spec = ref.spec
+    size = config.input_size or spec.input_size
+    if size < spec.min_input_size:
+        raise DeployKitError(f"{spec.name} needs inputs of at least {spec.min_input_size}x{spec.min_input_size}, got {size}")
     published = find_weights(spec.name, ref.weights) if is_weights_tag(ref.weights) else None
     preprocess = Preprocess.for_model(spec, size, published)
     model = ref.build(**config.model_kwargs)
-    num_classes = classifier_outputs(model)
-    quantization_data = load_quantization_data(config.int8, preprocess, num_classes) if config.int8 else None
-    folder = ExportFolder(ensure_writable_dir(Path(config.out) / spec.name))
     checkpoint = Path(config.module.rpartition(":")[0]) if config.module else weights_file(spec.name, ref.weights)
-    qat_images = finetune_images(_qat_source(config), preprocess, num_classes) if config.qat else None
+    record = ModelRecord(spec.name, spec.family, classifier_outputs(model),
+                         _weights_record(checkpoint, published), {**(ref.builder_kwargs or {}), **config.model_kwargs})
     check_memory(model, (max(config.batch, 2), 3, size, size))
     started = time.perf_counter()
     with stage(f"exporting {spec.name} to ONNX (opset {config.opset})"):
@@ -140,7 +148,6 @@ def export(config: ExportConfig) -> ExportResult:
     raw = proto.SerializeToString()
     with stage("checking the graph (onnx.checker, strict shape inference)"):
         check_onnx(raw)
-
     inputs = parity_inputs(preprocess, image_dir=config.parity_images)
     reference = TorchRunner(model, (3, size, size))
     notes: list[str] = []
@@ -156,34 +163,74 @@ def export(config: ExportConfig) -> ExportResult:
     if not parity.passed:
         raise DeployKitError(f"the ONNX export of {spec.name} does not match PyTorch, so nothing was written: {parity.summary()}")
     report(f"parity vs PyTorch: {parity.summary()}")
-    if config.dynamic_batch:
-        notes.append(_check_batch_consistency(serialized, inputs))
+    return _Source(spec.name, serialized, reference, inputs, preprocess, record, parity, simplified, export_seconds, notes, model,
+                   checkpoint is None)
+
+
+def _onnx_file_source(ref: ModelRef, config: ExportConfig) -> _Source:
+    """A user's ONNX classifier, taken as it is (it is the FP32 reference); preprocessing from the options."""
+    if config.qat:
+        raise DeployKitError(f"--qat fine-tunes a PyTorch model; {ref.text} is an ONNX file: use post-training --int8")
+    if not (config.int8 or config.fp16):
+        raise DeployKitError(f"{ref.text} is an ONNX file already: add --int8 and/or --fp16 to make those files from it")
+    dims = ref.signature.input_dims
+    size = config.input_size or dims[-1]
+    if not size:
+        raise DeployKitError(f"{ref.text} has a dynamic input size; pass --input-size")
+    if dims[-1] and size != dims[-1]:
+        raise DeployKitError(f"{ref.text} takes {dims[-1]}x{dims[-1]} inputs, not {size}; drop --input-size or pass {dims[-1]}")
+    if not ref.signature.num_classes:
+        raise DeployKitError(f"{ref.text} has a dynamic class dimension; deploykit needs [N, classes] logits")
+    if dims[0] not in (None, config.batch) or (config.dynamic_batch and dims[0] is not None):
+        raise DeployKitError(f"{ref.text} has a fixed batch of {dims[0]}; --batch and --dynamic-batch cannot change an ONNX file")
+    serialized = ref.onnx_path.read_bytes()
+    with stage("checking the graph (onnx.checker, strict shape inference)"):
+        check_onnx(serialized)
+    preprocess = Preprocess.default(size, config.mean, config.std)
+    name = ref.onnx_path.stem
+    record = ModelRecord(name, "custom", ref.signature.num_classes,
+                         WeightsRecord(path=str(ref.onnx_path), sha256=sha256_file(ref.onnx_path)), {})
+    notes = [f"{ref.text} was taken as it is, as the FP32 reference (no PyTorch model to check it against); preprocessing "
+             f"from the options: input {size}, mean {tuple(config.mean)}, std {tuple(config.std)}"]
+    return _Source(name, serialized, OrtRunner(serialized), parity_inputs(preprocess, image_dir=config.parity_images), preprocess,
+                   record, None, notes=notes)
+
+
+def _publish(config: ExportConfig, source: _Source) -> ExportResult:
+    """FP16 and INT8 from the source's FP32 file, each checked, then every file and the manifest published at once."""
+    preprocess, size, serialized, notes = source.preprocess, source.preprocess.size, source.serialized, source.notes
+    num_classes = source.record.num_classes
+    quantization_data = load_quantization_data(config.int8, preprocess, num_classes) if config.int8 else None
+    qat_images = finetune_images(_qat_source(config), preprocess, num_classes) if config.qat else None
+    folder = ExportFolder(ensure_writable_dir(Path(config.out) / source.name))
+    if config.dynamic_batch and source.parity is not None:
+        notes.append(_check_batch_consistency(serialized, source.inputs))
     fp16, fp16_parity = None, None
     if config.fp16:
         with stage("converting to FP16 and checking it"):
-            fp16, fp16_parity = _fp16(serialized, reference, inputs, config.fp16_io)
-        report(f"FP16 vs PyTorch FP32: {fp16_parity.summary()}")
+            fp16, fp16_parity = _fp16(serialized, source.reference, source.inputs, config.fp16_io)
+        report(f"FP16 vs FP32: {fp16_parity.summary()}")
 
     gate_failure: Int8GateError | None = None
     quantized: QuantizeResult | None = None
     latency: LatencyComparison | None = None
+    batch = 1 if config.dynamic_batch or source.parity is None else config.batch
     with folder.publishing() as staging:  # nothing of this export is visible until every file is ready
         (staging / ONNX_NAME).write_bytes(serialized)
         if fp16 is not None:
             (staging / FP16_NAME).write_bytes(fp16)
         if quantization_data is not None:
             try:
-                quantized = _quantize(config, model, staging, quantization_data, qat_images, folder, checkpoint is not None,
+                quantized = _quantize(config, source.model, staging, quantization_data, qat_images, folder, not source.random_weights,
                                       {"shape": (config.batch, 3, size, size), "opset": config.opset,
-                                       "dynamic_batch": config.dynamic_batch, "simplified": simplified})
-            except Int8GateError as exc:  # the FP32 export passed parity: it is still published
+                                       "dynamic_batch": config.dynamic_batch, "simplified": source.simplified})
+            except Int8GateError as exc:  # the FP32 file passed its checks: it is still published
                 gate_failure = exc
             else:
                 for line in int8_lines(quantized):
                     report(line)
                 with stage("timing FP32 and INT8 on onnxruntime, back to back"):
-                    latency = compare_latency(staging / ONNX_NAME, quantized.path,
-                                              (1 if config.dynamic_batch else config.batch, 3, size, size))
+                    latency = compare_latency(staging / ONNX_NAME, quantized.path, (batch, 3, size, size))
                 report(latency_line(latency))
                 notes += quantized.notes
         inputs_record = InputRecord(shape=["batch" if config.dynamic_batch else config.batch, 3, size, size],
@@ -191,14 +238,15 @@ def export(config: ExportConfig) -> ExportResult:
                                     interpolation=preprocess.interpolation, name=INPUT_NAME, output=OUTPUT_NAME)
         kept = _keep_twins(folder, staging, inputs_record, made={INT8_NAME: quantization_data is not None, FP16_NAME: fp16 is not None},
                            notes=notes)
+        exporter = "torch.onnx (dynamo)" if source.parity is not None else f"none: the user's file {source.record.weights.path}"
         sections = {
-            "export": {"opset": _file_opset(serialized), "exporter": "torch.onnx (dynamo)", "simplified": simplified,
-                       "dynamic_batch": config.dynamic_batch, "seconds": round(export_seconds, 2), "notes": notes},
-            "parity": {ONNX_NAME: {"reference": "pytorch", **parity.as_dict()}},
+            "export": {"opset": _file_opset(serialized), "exporter": exporter, "simplified": source.simplified,
+                       "dynamic_batch": config.dynamic_batch, "seconds": round(source.export_seconds, 2), "notes": notes},
+            "parity": {ONNX_NAME: {"reference": "pytorch", **source.parity.as_dict()}} if source.parity else {},
         }
         if fp16_parity is not None:
-            sections["parity"][FP16_NAME] = {"reference": "pytorch fp32", "io": "float16" if config.fp16_io else "float32",
-                                             **fp16_parity.as_dict()}
+            sections["parity"][FP16_NAME] = {"reference": "pytorch fp32" if source.parity else "the fp32 onnx file",
+                                             "io": "float16" if config.fp16_io else "float32", **fp16_parity.as_dict()}
         if quantized is not None:
             sections["int8"] = {**quantized.manifest_entry(), "latency_ort_cpu": latency.as_dict()}
         elif gate_failure is not None:
@@ -207,16 +255,15 @@ def export(config: ExportConfig) -> ExportResult:
             sections["int8"] = kept[INT8_NAME]
         if FP16_NAME in kept:
             sections["parity"][FP16_NAME] = kept[FP16_NAME]
-        record = ModelRecord(spec.name, spec.family, config.model_kwargs.get("num_classes", spec.num_classes),
-                             _weights_record(checkpoint, published), {**(ref.builder_kwargs or {}), **config.model_kwargs})
         files = [ONNX_NAME] + ([FP16_NAME] if fp16 is not None else []) + ([INT8_NAME] if quantized else []) + list(kept)
-        ExportFolder(staging).write(Manifest(record, inputs_record, sections=sections), files)
+        ExportFolder(staging).write(Manifest(source.record, inputs_record, sections=sections), files)
     if quantized is not None:
         quantized.path = folder.int8_path
     if gate_failure is not None:
-        raise DeployKitError(f"{gate_failure} The FP32 export passed parity and was written to {folder.onnx_path}; "
+        raise DeployKitError(f"{gate_failure} The FP32 file passed its checks and was written to {folder.onnx_path}; "
                              f"no {INT8_NAME} was written")
-    return ExportResult(folder.path, parity, simplified, export_seconds, notes, checkpoint is None, fp16_parity, quantized, latency)
+    return ExportResult(folder.path, source.parity, source.simplified, source.export_seconds, notes, source.random_weights,
+                        fp16_parity, quantized, latency)
 
 
 def _keep_twins(folder: ExportFolder, staging: Path, inputs_record: InputRecord, made: dict[str, bool],
@@ -249,8 +296,8 @@ def _qat_source(config: ExportConfig) -> Path | str:
     return config.qat_data or config.int8.calib
 
 
-def _fp16(serialized: bytes, reference: TorchRunner, inputs: np.ndarray, fp16_io: bool) -> tuple[bytes, ParityReport]:
-    """The FP16 file and its parity against PyTorch FP32; a one-line error when FP16 is too far off."""
+def _fp16(serialized: bytes, reference: Runner, inputs: np.ndarray, fp16_io: bool) -> tuple[bytes, ParityReport]:
+    """The FP16 file and its parity against the FP32 reference; a one-line error when FP16 is too far off."""
     import onnx
 
     from deploykit.export.fp16 import to_fp16
@@ -258,42 +305,9 @@ def _fp16(serialized: bytes, reference: TorchRunner, inputs: np.ndarray, fp16_io
     converted = to_fp16(onnx.load_from_string(serialized), fp16_io=fp16_io).SerializeToString()
     parity = compare_runners(reference, OrtRunner(converted), inputs, FP16_TOLERANCES)
     if not parity.passed:
-        raise DeployKitError(f"the FP16 model does not match PyTorch FP32 within FP16 tolerances, so nothing was written: "
+        raise DeployKitError(f"the FP16 model does not match FP32 within FP16 tolerances, so nothing was written: "
                              f"{parity.summary()}")
     return converted, parity
-
-
-def check_memory(model, input_shape: tuple[int, ...]) -> None:
-    """Refuse an input size whose activations will not fit in memory, before anything is allocated.
-
-    The estimate adds up every module's output on the meta device (no real memory), times the copies
-    export and parity keep (the exporter's traced graph, PyTorch and onnxruntime runs).
-    """
-    import torch
-
-    from deploykit.bench.memory import available_memory_mb
-
-    total = 0
-
-    def count(module, args, output):
-        nonlocal total
-        if isinstance(output, torch.Tensor):
-            total += output.numel() * output.element_size()
-
-    meta = copy.deepcopy(model).to("meta")
-    hooks = [m.register_forward_hook(count) for m in meta.modules()]
-    try:
-        with torch.no_grad():
-            meta(torch.empty(input_shape, device="meta"))
-    except Exception:  # a model the meta device cannot run: no estimate, the export itself will tell
-        return
-    finally:
-        for hook in hooks:
-            hook.remove()
-    needed_mb, free_mb = 3 * total / 2**20, available_memory_mb()
-    if free_mb is not None and needed_mb > 0.8 * free_mb:
-        raise DeployKitError(f"input {input_shape[-2]}x{input_shape[-1]} needs about {needed_mb / 1024:.1f} GB of activations to "
-                             f"export and check, but {free_mb / 1024:.1f} GB is free; use a smaller --input-size")
 
 
 def _file_opset(serialized: bytes) -> int:
@@ -310,15 +324,6 @@ def _weights_record(checkpoint: Path | None, published: PublishedWeights | None)
         return WeightsRecord(path=str(checkpoint), sha256=sha256_file(checkpoint))
     return WeightsRecord(path=str(checkpoint), sha256=sha256_file(checkpoint), tag=published.tag, source=published.source,
                          url=published.url, published_top1=published.top1, published_top5=published.top5)
-
-
-def compare_latency(fp32_path: Path, int8_path: Path, shape: tuple[int, ...], runs: int = 50) -> LatencyComparison:
-    """Batch latency of the FP32 and INT8 files on ONNX Runtime CPU, measured back to back in this run."""
-    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    with OrtRunner(fp32_path) as fp32, OrtRunner(int8_path) as int8:
-        fp32_ms = measure_latency(lambda: fp32.infer(x), batch=shape[0], runs=runs, max_seconds=5).p50_ms
-        int8_ms = measure_latency(lambda: int8.infer(x), batch=shape[0], runs=runs, max_seconds=5).p50_ms
-    return LatencyComparison(shape[0], fp32_ms, int8_ms)
 
 
 def _check_batch_consistency(serialized: bytes, inputs: np.ndarray) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from deploykit.bench.latency import LatencyComparison
     from deploykit.compress.quantize import QuantizeResult
-    from deploykit.recipes.export import LatencyComparison
 
 
 def int8_lines(int8: QuantizeResult) -> list[str]:

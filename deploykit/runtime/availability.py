@@ -3,6 +3,8 @@ so that a missing GPU or backend is one line at the start rather than after minu
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from deploykit.errors import DeployKitError
 
 ORT_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -26,10 +28,14 @@ def require_backend(engine: str, device: str = "cpu", ort_provider: str | None =
         from deploykit.runtime.trt_engine import gpu_identity, require_tensorrt
 
         require_tensorrt()
+        require_torch_cuda()
         gpu_identity()
 
 
 def require_torch_cuda() -> None:
+    """A CUDA GPU PyTorch can use; without an NVIDIA driver loaded that is known before torch is even imported."""
+    if not Path("/proc/driver/nvidia/version").exists() and not Path("/dev/nvidiactl").exists():
+        raise DeployKitError("no NVIDIA GPU driver is loaded on this machine; use --device cpu, or run on a machine with an NVIDIA GPU")
     import torch
 
     if not torch.cuda.is_available():
