@@ -574,10 +574,8 @@ def prune_command(name, weights, ratio, target_macs, method, global_pruning, rou
                   f"{report.macs_after / 1e9:.3f} G ({report.mac_reduction:.0%} fewer)")
     console.print(f"torch CPU latency, batch 1: {report.torch_cpu_ms_before:.2f} ms -> {report.torch_cpu_ms_after:.2f} ms "
                   f"([bold]{report.speedup:.2f}x[/bold])")
-    if report.speedup < 1.0:
-        console.print(f"PRUNED MODEL IS SLOWER on this CPU ({report.torch_cpu_ms_after:.2f} ms vs {report.torch_cpu_ms_before:.2f} ms, "
-                      f"{report.mac_reduction:.0%} fewer MACs): fewer MACs are not less time here; prune less, round channels "
-                      "(--round-to 8), or time it on the deployment runtime (deploykit bench)", style="bold red")
+    if report.slower_warning():
+        console.print(report.slower_warning(), style="bold red")
     console.print(f"[green]wrote[/green] {result.folder / 'pruned.pth'} and {result.onnx_path}")
 
 

@@ -47,6 +47,14 @@ class PruneReport:
     def speedup(self) -> float:
         return self.torch_cpu_ms_before / self.torch_cpu_ms_after
 
+    def slower_warning(self) -> str | None:
+        """Said as loudly as an INT8 model that is slower: fewer MACs that cost more time."""
+        if self.speedup >= 1.0:
+            return None
+        return (f"PRUNED MODEL IS SLOWER on this CPU ({self.torch_cpu_ms_after:.2f} ms vs {self.torch_cpu_ms_before:.2f} ms, with "
+                f"{self.mac_reduction:.0%} fewer MACs): prune less, keep channel counts multiples of 8 (--round-to 8), or time "
+                "it on the runtime you deploy with (deploykit bench) before shipping it")
+
     def as_dict(self) -> dict:
         config = self.config
         return {"method": config.method, "ratio": config.ratio, "target_macs": config.target_macs, "global": config.global_pruning,
