@@ -1,5 +1,6 @@
 """Shared fixtures: a small classifier trained on the real digits data, so accuracy checks mean something."""
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,16 @@ from deploykit.data.digits import load_digits
 from deploykit.models import get_model
 
 DIGITS_SIZE = 16
+
+
+def pytest_configure(config):
+    """Under xdist, each worker gets its share of the cores (torch and onnxruntime, and the CLI subprocesses it starts):
+    two workers that each spin a thread per core on 2 cores spend their time taking turns."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
 
 
 # name -> (builder kwargs, input size, epochs, learning rate): small enough to train in seconds on 2 cores

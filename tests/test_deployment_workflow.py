@@ -47,7 +47,7 @@ def test_fp16_export_writes_a_checked_float16_file(trained, tmp_path):
     assert graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # float32 I/O by default
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["parity"]["model.fp16.onnx"]["passed"] and "model.fp16.onnx" in manifest["files"]
-    assert "FP16 vs PyTorch FP32: PASS" in text
+    assert "FP16 vs FP32: PASS" in text
 
 
 def test_fp16_io_and_bench_fp16_runs_the_fp16_file(trained, tmp_path):
@@ -117,9 +117,9 @@ def test_export_of_a_users_own_module(tmp_path):
                       " torch.nn.Flatten(), torch.nn.Linear(8, 5))\n")
     result, text = run_cli("export", "--module", f"{source}:tiny", "--input-size", 32, 32, "--out", tmp_path)
     assert result.exit_code == 0 and "PASS" in text, text
-    manifest = json.loads((tmp_path / "tiny" / "manifest.json").read_text())
+    manifest = json.loads((tmp_path / "net_tiny" / "manifest.json").read_text())
     assert manifest["model"]["family"] == "custom" and manifest["model"]["num_classes"] == 5
-    result, text = run_cli("bench", tmp_path / "tiny" / "model.onnx", "--engine", "ort", "--runs", 2, "--warmup", 0)
+    result, text = run_cli("bench", tmp_path / "net_tiny" / "model.onnx", "--engine", "ort", "--runs", 2, "--warmup", 0)
     assert result.exit_code == 0, text
     result, text = run_cli("export", "--module", f"{source}:missing", "--out", tmp_path)
     assert result.exit_code == 2 and "has no function 'missing'" in text

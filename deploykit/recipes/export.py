@@ -112,6 +112,7 @@ class _Source:
     notes: list[str] = field(default_factory=list)
     model: object | None = None  # the nn.Module, for QAT
     random_weights: bool = False
+    batch: int | str = 1  # the file's batch dimension: a number, or "batch" where it is dynamic
 
 
 def export(config: ExportConfig) -> ExportResult:
@@ -164,7 +165,7 @@ def _torch_source(ref: ModelRef, config: ExportConfig) -> _Source:
         raise DeployKitError(f"the ONNX export of {spec.name} does not match PyTorch, so nothing was written: {parity.summary()}")
     report(f"parity vs PyTorch: {parity.summary()}")
     return _Source(spec.name, serialized, reference, inputs, preprocess, record, parity, simplified, export_seconds, notes, model,
-                   checkpoint is None)
+                   checkpoint is None, "batch" if config.dynamic_batch else config.batch)
 
 
 def _onnx_file_source(ref: ModelRef, config: ExportConfig) -> _Source:
@@ -181,7 +182,7 @@ def _onnx_file_source(ref: ModelRef, config: ExportConfig) -> _Source:
         raise DeployKitError(f"{ref.text} takes {dims[-1]}x{dims[-1]} inputs, not {size}; drop --input-size or pass {dims[-1]}")
     if not ref.signature.num_classes:
         raise DeployKitError(f"{ref.text} has a dynamic class dimension; deploykit needs [N, classes] logits")
-    if dims[0] not in (None, config.batch) or (config.dynamic_batch and dims[0] is not None):
+    if dims[0] is not None and (config.dynamic_batch or config.batch not in (1, dims[0])):
         raise DeployKitError(f"{ref.text} has a fixed batch of {dims[0]}; --batch and --dynamic-batch cannot change an ONNX file")
     serialized = ref.onnx_path.read_bytes()
     with stage("checking the graph (onnx.checker, strict shape inference)"):
@@ -193,7 +194,7 @@ def _onnx_file_source(ref: ModelRef, config: ExportConfig) -> _Source:
     notes = [f"{ref.text} was taken as it is, as the FP32 reference (no PyTorch model to check it against); preprocessing "
              f"from the options: input {size}, mean {tuple(config.mean)}, std {tuple(config.std)}"]
     return _Source(name, serialized, OrtRunner(serialized), parity_inputs(preprocess, image_dir=config.parity_images), preprocess,
-                   record, None, notes=notes)
+                   record, None, notes=notes, batch=dims[0] or "batch")
 
 
 def _publish(config: ExportConfig, source: _Source) -> ExportResult:
@@ -214,7 +215,7 @@ def _publish(config: ExportConfig, source: _Source) -> ExportResult:
     gate_failure: Int8GateError | None = None
     quantized: QuantizeResult | None = None
     latency: LatencyComparison | None = None
-    batch = 1 if config.dynamic_batch or source.parity is None else config.batch
+    batch = 1 if source.batch == "batch" else source.batch
     with folder.publishing() as staging:  # nothing of this export is visible until every file is ready
         (staging / ONNX_NAME).write_bytes(serialized)
         if fp16 is not None:
@@ -233,7 +234,7 @@ def _publish(config: ExportConfig, source: _Source) -> ExportResult:
                     latency = compare_latency(staging / ONNX_NAME, quantized.path, (batch, 3, size, size))
                 report(latency_line(latency))
                 notes += quantized.notes
-        inputs_record = InputRecord(shape=["batch" if config.dynamic_batch else config.batch, 3, size, size],
+        inputs_record = InputRecord(shape=[source.batch, 3, size, size],
                                     mean=list(preprocess.mean), std=list(preprocess.std), resize=preprocess.resize,
                                     interpolation=preprocess.interpolation, name=INPUT_NAME, output=OUTPUT_NAME)
         kept = _keep_twins(folder, staging, inputs_record, made={INT8_NAME: quantization_data is not None, FP16_NAME: fp16 is not None},
@@ -241,7 +242,7 @@ def _publish(config: ExportConfig, source: _Source) -> ExportResult:
         exporter = "torch.onnx (dynamo)" if source.parity is not None else f"none: the user's file {source.record.weights.path}"
         sections = {
             "export": {"opset": _file_opset(serialized), "exporter": exporter, "simplified": source.simplified,
-                       "dynamic_batch": config.dynamic_batch, "seconds": round(source.export_seconds, 2), "notes": notes},
+                       "dynamic_batch": source.batch == "batch", "seconds": round(source.export_seconds, 2), "notes": notes},
             "parity": {ONNX_NAME: {"reference": "pytorch", **source.parity.as_dict()}} if source.parity else {},
         }
         if fp16_parity is not None:

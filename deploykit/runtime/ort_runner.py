@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,8 @@ class OrtRunner(Runner):
 
 
 def create_session(model: str | Path | bytes, providers: list[str], threads: int | None = None):
-    """An InferenceSession, with unreadable files and missing providers as one-line user errors."""
+    """An InferenceSession, with unreadable files and missing providers as one-line user errors. Without ``threads``,
+    OMP_NUM_THREADS (where set) bounds onnxruntime's threads as it bounds torch's; otherwise it takes every core."""
     import onnxruntime as ort
 
     if not isinstance(model, bytes) and not Path(model).is_file():
@@ -49,6 +52,7 @@ def create_session(model: str | Path | bytes, providers: list[str], threads: int
     require_ort_providers(providers)
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    threads = threads or _omp_threads()
     if threads:
         options.intra_op_num_threads = threads
     try:
@@ -56,6 +60,11 @@ def create_session(model: str | Path | bytes, providers: list[str], threads: int
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
         where = "the ONNX model" if isinstance(model, bytes) else f"ONNX file {model}"
         raise DeployKitError(f"onnxruntime cannot load {where}: {first_line(exc)}; re-export it with `deploykit export`") from exc
+
+
+def _omp_threads() -> int | None:
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def run_with_intermediates(proto, names: list[str], inputs: np.ndarray, batch: int | None = None) -> dict[str, np.ndarray]:

@@ -61,7 +61,7 @@ def test_mixed_precision_training_on_the_cpu(tmp_path):
 
     from deploykit.cli import cli
 
-    args = ["train", "cifar_resnet20", "--data", "digits", "--epochs", "3", "--lr", "0.1", "--input-size", "16", "--workers", "0"]
+    args = ["train", "cifar_resnet20", "--data", "digits", "--epochs", "2", "--lr", "0.1", "--input-size", "16", "--workers", "0"]
     result = CliRunner().invoke(cli, [*args, "--amp", "bf16", "--out", str(tmp_path / "bf16")])
     assert result.exit_code == 0, result.output
     import json
