@@ -35,6 +35,7 @@ def load_labelled_folder(folder: str | Path, preprocess: Preprocess, num_classes
     return images, labels, dataset.mapping
 
 
+DIGITS_CLASSES = "the digits' own labels 0-9"
 SYNSET = re.compile(r"^n\d{8}$")
 IMAGENET_CLASSES = Path(__file__).with_name("imagenet_classes.tsv")  # wnid and names, in class-index order
 
@@ -57,7 +58,7 @@ class ClassMapping:
         return {"synsets": "classes by ImageNet synset (folder n01440764 is class 0)",
                 "integers": "classes by folder number (folder 7 is class 7)",
                 "sorted": "classes in sorted folder order (the first folder is class 0)",
-                "digits": "the digits' own labels 0-9, from scikit-learn's test split"}[self.rule]
+                "digits": DIGITS_CLASSES}[self.rule]
 
 
 def class_mapping(folders: list[str], num_classes: int) -> ClassMapping:

@@ -17,6 +17,7 @@ from PIL import Image
 from deploykit.data.vision import transforms_v2
 
 if TYPE_CHECKING:
+    from deploykit.manifest import InputRecord
     from deploykit.models.pretrained import PublishedWeights
     from deploykit.models.registry import ModelSpec
 
@@ -34,6 +35,11 @@ class Preprocess:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     interpolation: str = "bilinear"
+
+    @classmethod
+    def recorded(cls, record: InputRecord) -> Preprocess:
+        """The preprocessing an export recorded in its manifest."""
+        return cls(record.size, record.resize, tuple(record.mean), tuple(record.std), record.interpolation)
 
     @classmethod
     def for_model(cls, spec: ModelSpec, input_size: int | None = None, published: PublishedWeights | None = None) -> "Preprocess":

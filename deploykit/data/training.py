@@ -11,7 +11,7 @@ import numpy as np
 
 from deploykit.data.calibration import ARRAY_SUFFIXES, load_samples
 from deploykit.data.images import ImageFiles, find_images
-from deploykit.data.labelled import LabelledImages
+from deploykit.data.labelled import DIGITS_CLASSES, LabelledImages
 from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 
@@ -26,7 +26,7 @@ class TrainingData:
     train: Any
     val: Any
     num_classes: int
-    class_rule: str = "digits"  # how folders map to classes: ClassMapping.describe()
+    class_rule: str = DIGITS_CLASSES  # how folders map to classes: ClassMapping.describe()
 
 
 def load_training_data(source: str, preprocess: Preprocess, val_fraction: float = 0.1, seed: int = 0,

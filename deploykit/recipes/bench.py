@@ -168,8 +168,7 @@ def subject_preprocess(subject: Subject, size: int, mean: tuple, std: tuple) -> 
     """The model's own preprocessing (its published recipe when it has one), or, for a foreign ONNX file, the options'."""
     manifest = subject.ref.manifest
     if subject.foreign_onnx and manifest is not None and manifest.input is not None:  # a user's module exported by deploykit
-        record = manifest.input
-        return Preprocess(size, record.resize, tuple(record.mean), tuple(record.std), record.interpolation)
+        return Preprocess.recorded(manifest.input)
     if subject.foreign_onnx:
         return Preprocess.default(size, mean, std)
     weights = subject.ref.weights

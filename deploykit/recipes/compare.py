@@ -12,8 +12,8 @@ from deploykit.data.calibration import load_samples
 from deploykit.errors import DeployKitError
 from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME
-from deploykit.parity import (FP16_TOLERANCES, LayerDiff, ParityReport, Tolerances, compare_runners, run_all, first_divergent, onnx_layer_diffs, parity_inputs,
-                              per_layer_diffs)
+from deploykit.parity import (FP16_TOLERANCES, LayerDiff, ParityReport, Tolerances, compare_runners, first_divergent,
+                              onnx_layer_diffs, parity_inputs, per_layer_diffs, run_all)
 from deploykit.recipes.ref import ModelRef, parse_model_ref
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
 
@@ -72,7 +72,7 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
     report = compare_runners(_runner(first, size), _runner(second, size), inputs, tolerances)
     result = CompareResult(a, b, report, first.random_weights or second.random_weights, twin=twin)
     if twin == "int8":
-        result.int8 = _int8_check(first, second, preprocess)
+        result.int8 = _int8_check(first, second)
     if config.per_layer:
         from deploykit.export.onnx import load_onnx
 
@@ -102,18 +102,22 @@ def _twin(first: ModelRef, second: ModelRef) -> str | None:
     return "int8" if names == {ONNX_NAME, INT8_NAME} else "fp16" if names == {ONNX_NAME, FP16_NAME} else None
 
 
-def _int8_check(first: ModelRef, second: ModelRef, preprocess: Preprocess) -> Int8Check:
-    """The INT8 file against its FP32 file on the images and thresholds the export's gate used (from the manifest)."""
+def _int8_check(first: ModelRef, second: ModelRef) -> Int8Check:
+    """The INT8 file against its FP32 file on the images, preprocessing and thresholds the export's gate used, all read
+    from the manifest."""
     fp32, int8 = (first, second) if first.onnx_path.name == ONNX_NAME else (second, first)
-    gate = QuantizeConfig.from_gate_record(fp32.manifest.sections.get("int8", {}).get("gate", {}))
+    manifest = fp32.manifest
+    gate = QuantizeConfig.from_gate_record(manifest.sections.get("int8", {}).get("gate", {}))
+    preprocess = Preprocess.recorded(manifest.input)
     holdout = load_samples(gate.holdout, preprocess, HOLDOUT_LIMIT, "held-out")
-    labelled = load_labelled_folder(gate.val, preprocess, fp32.manifest.model.num_classes, VAL_LIMIT) if gate.val else None
-    outputs = []
+    val_images, labels, mapping = (load_labelled_folder(gate.val, preprocess, manifest.model.num_classes, VAL_LIMIT) if gate.val
+                                   else (None, None, None))
+    logits = []
     for ref in (fp32, int8):
         with OrtRunner(ref.onnx_path) as runner:
-            outputs.append((run_all(runner, holdout), run_all(runner, labelled[0]) if labelled else None))
-    (fp32_holdout, fp32_val), (int8_holdout, int8_val) = outputs
-    return compare_int8(fp32_holdout, int8_holdout, gate, fp32_val, int8_val, *((labelled[1], labelled[2].describe()) if labelled else ()))
+            logits.append((run_all(runner, holdout), run_all(runner, val_images) if gate.val else None))
+    (fp32_holdout, fp32_val), (int8_holdout, int8_val) = logits
+    return compare_int8(fp32_holdout, int8_holdout, gate, fp32_val, int8_val, labels, mapping.describe() if mapping else None)
 
 
 def _runner(ref: ModelRef, size: int) -> Runner:

@@ -16,6 +16,7 @@ from deploykit.bench.latency import measure_latency
 from deploykit.compress.distill import STUDENT, DistillConfig, distill, evaluate
 from deploykit.compress.prune import PruneConfig, prune_model
 from deploykit.data import Preprocess
+from deploykit.data.labelled import DIGITS_CLASSES
 from deploykit.data.training import load_training_data
 from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_bytes, ensure_writable_dir
@@ -75,7 +76,7 @@ class TrainingResult:
     config: DistillConfig
     data: str
     teacher: str | None = None
-    class_rule: str = "digits"
+    class_rule: str = DIGITS_CLASSES
 
     def stage_record(self) -> dict:
         return {"history": self.history, "student_start_top1": self.student_start_top1, "teacher_top1": self.teacher_top1,

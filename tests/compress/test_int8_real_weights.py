@@ -135,7 +135,7 @@ def test_val_maps_synset_folders_to_imagenet_classes(real_int8, imagenet_sample,
     assert result.exit_code == 0, result.output
     check = json.loads((tmp_path / "mobilenet_v2" / "manifest.json").read_text())["int8"]["check_vs_fp32"]
     assert check["val_images"] == 500 and check["fp32_top1"] > 0.8 and check["drop_points"] <= 1.0 and check["passed"]
-    assert "on 500 labelled images: top-1 FP32 8" in text
+    assert "on 500 labelled images, classes by ImageNet synset (folder n01440764 is class 0): top-1 FP32 8" in text
 
 
 def test_int8_of_real_lite0_keeps_top1(real_checkpoint, labelled, imagenet_sample, tmp_path):
