@@ -9,6 +9,7 @@ or ``pruned.pth``, and ``manifest.json``: what the model is (``ModelRecord``), w
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import json
 import os
 import platform
@@ -32,6 +33,10 @@ INT8_NAME = "model.int8.onnx"
 FP16_NAME = "model.fp16.onnx"
 PRUNED_NAME = "pruned.pth"
 EXPORTED_FILES = {ONNX_NAME, INT8_NAME, FP16_NAME, MANIFEST_NAME}  # what one export writes anew, all together
+# Everything deploykit writes into an output folder: the exported files, and what commands add beside them (the
+# calibration cache, compression stages, the pruned checkpoint, TensorRT engines with their records and timing cache).
+OWN_ENTRIES = ("model*.onnx", "model*.engine", "model*.engine.json", MANIFEST_NAME, PRUNED_NAME, "timing.cache", "calib-cache",
+               "stages", ".export-*")
 PUBLISH_WAIT_S = 1800.0  # how long an export waits for another one into the same folder
 _TRACKED_PACKAGES = ("deploykit", "torch", "onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt")
 
@@ -124,9 +129,10 @@ class Manifest:
 
 
 def _carry_over(live: Path, staging: Path) -> None:
-    """Hard-link (or copy) into ``staging`` what the live folder has beside the files an export writes."""
+    """Hard-link (or copy) into ``staging`` what the live folder has beside the files an export writes (only deploykit's own
+    files can be there: ``refuse_foreign_files``)."""
     for entry in live.iterdir():
-        if entry.name in EXPORTED_FILES or entry.name.startswith(".") or (staging / entry.name).exists():
+        if entry.name in EXPORTED_FILES or entry.name.startswith(".export-") or (staging / entry.name).exists():
             continue
         if entry.is_dir():
             shutil.copytree(entry, staging / entry.name, copy_function=_link_or_copy, symlinks=True)
@@ -234,20 +240,33 @@ class ExportFolder:
         are carried over; a failure or a kill leaves the live folder as it was, and the next export removes
         the staging folders that killed runs left behind.
         """
-        parent = self.path.parent
+        live = self.path.resolve() if self.path.is_symlink() else self.path  # a linked folder stays a link: publish into its target
+        parent = live.parent
         parent.mkdir(parents=True, exist_ok=True)
-        with exclusive_lock(parent / f".{self.path.name}.lock", wait_seconds):
-            recover_interrupted_exchange(self.path)
-            for stale in [*parent.glob(f".{self.path.name}.staging-*"), *self.path.glob(".export-*")]:
+        with exclusive_lock(parent / f".{live.name}.lock", wait_seconds):
+            recover_interrupted_exchange(live)
+            ExportFolder(live).refuse_foreign_files()
+            for stale in [*parent.glob(f".{live.name}.staging-*"), *live.glob(".export-*")]:
                 shutil.rmtree(stale, ignore_errors=True)
-            self.path.mkdir(exist_ok=True)
-            staging = make_temporary_dir(parent, f".{self.path.name}.staging-")
+            live.mkdir(exist_ok=True)
+            staging = make_temporary_dir(parent, f".{live.name}.staging-")
             try:
                 yield staging
-                _carry_over(self.path, staging)
-                exchange_paths(staging, self.path)  # staging now holds the previous version, removed below
+                _carry_over(live, staging)
+                exchange_paths(staging, live)  # staging now holds the previous version, removed below
             finally:
                 shutil.rmtree(staging, ignore_errors=True)
+
+    def refuse_foreign_files(self) -> None:
+        """An output folder is replaced as a whole when an export is published: refuse one that holds anything deploykit
+        did not write (a git checkout, notes, an .env), rather than lose it."""
+        if not self.path.is_dir():
+            return
+        foreign = sorted(entry.name for entry in self.path.iterdir() if not any(fnmatch.fnmatch(entry.name, p) for p in OWN_ENTRIES))
+        if foreign:
+            shown = ", ".join(foreign[:6]) + (f" and {len(foreign) - 6} more" if len(foreign) > 6 else "")
+            raise DeployKitError(f"{self.path} holds files deploykit did not write ({shown}); an export replaces its folder as a "
+                                 "whole, so nothing was written there: choose another --out, or move those files elsewhere")
 
     def update(self, sections: dict[str, Any], files: list[str] = ()) -> Manifest:
         """Add measured sections (and files) to the existing manifest, under the folder's lock."""

@@ -67,12 +67,16 @@ def test_a_file_changed_after_export_is_refused(tmp_path):
     assert result.exit_code == 2 and "re-export" in text
 
 
-def test_files_beside_the_export_are_kept(tmp_path):
+def test_deploykits_files_beside_the_export_are_kept_and_a_users_file_is_never_replaced(tmp_path):
     assert run_cli("export", "cifar_resnet20", "--out", tmp_path)[0].exit_code == 0
     folder = tmp_path / "cifar_resnet20"
     (folder / "notes.txt").write_text("mine")
     (folder / "calib-cache").mkdir(exist_ok=True)
     (folder / "calib-cache" / "x.json").write_text("{}")
+    result, text = run_cli("export", "cifar_resnet20", "--input-size", 24, 24, "--out", tmp_path)
+    assert result.exit_code == 2 and "holds files deploykit did not write (notes.txt)" in text, text
+    assert (folder / "notes.txt").read_text() == "mine"
+    (folder / "notes.txt").unlink()
     assert run_cli("export", "cifar_resnet20", "--input-size", 24, 24, "--out", tmp_path)[0].exit_code == 0
-    assert (folder / "notes.txt").read_text() == "mine" and (folder / "calib-cache" / "x.json").is_file()
+    assert (folder / "calib-cache" / "x.json").is_file()
     assert json.loads((folder / "manifest.json").read_text())["input"]["shape"][-1] == 24

@@ -102,7 +102,7 @@ def run_prune(reference: str, weights: str | None, config: PruneConfig, folder: 
     ref = parse_model_ref(reference).with_weights(weights)
     spec = ref.spec
     size = input_size or spec.input_size
-    ensure_writable_dir(folder)
+    ExportFolder(ensure_writable_dir(folder)).refuse_foreign_files()
     kwargs = {"aux_logits": False} if spec.has_aux_outputs else {}
     original = ref.build(**kwargs)
     model = ref.build(**kwargs)

@@ -125,6 +125,7 @@ def export(config: ExportConfig) -> ExportResult:
     if config.qat and not config.int8:
         raise DeployKitError("--qat fine-tunes for INT8: add --int8")
     ref = module_ref(config.module) if config.module else parse_model_ref(config.name).with_weights(config.weights)
+    ExportFolder(Path(config.out) / (ref.spec.name if ref.spec else ref.onnx_path.stem)).refuse_foreign_files()  # before any slow step
     if ref.spec is None:
         return _publish(config, _onnx_file_source(ref, config))
     return _publish(config, _torch_source(ref, config))
