@@ -1,5 +1,7 @@
-"""An export never deletes what it did not write (issue 22, cause 1): through `python -m deploykit` in a subprocess."""
+"""Issue 22, through `python -m deploykit` in a subprocess: an export never deletes what it did not write (cause 1), and
+NaN logits are no accuracy (cause 2)."""
 
+import json
 import os
 import stat
 import subprocess
@@ -38,3 +40,38 @@ def test_a_linked_output_folder_stays_a_link(tmp_path):
         assert (tmp_path / "elsewhere" / "model.onnx").is_file() and (tmp_path / "elsewhere" / "manifest.json").is_file()
     assert stat.S_IMODE((tmp_path / "elsewhere").stat().st_mode) == 0o755
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == ["cifar_resnet20"]
+
+
+def nan_model(path: Path) -> Path:
+    """A 10-class ONNX classifier whose every output is NaN: ReduceMean, MatMul with zero weights, then 0 / 0."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("ReduceMean", ["input", "axes"], ["pooled"], keepdims=0),
+             helper.make_node("MatMul", ["pooled", "weights"], ["zeros"]),
+             helper.make_node("Div", ["zeros", "zeros"], ["logits"])]
+    initializers = [numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "axes"),
+                    numpy_helper.from_array(np.zeros((3, 10), dtype=np.float32), "weights")]
+    graph = helper.make_graph(nodes, "nan", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    return path
+
+
+def test_nan_logits_are_no_accuracy(imagenet_sample, tmp_path):
+    """Issue 22, cause 2: eval and bench --data on a model whose outputs are all NaN count every image as wrong."""
+    nan_model(tmp_path / "nan.onnx")
+    photos = sorted(imagenet_sample.glob("n0*/*"))[:8]
+    for index, photo in enumerate(photos):
+        (tmp_path / "d" / str(index % 2)).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "d" / str(index % 2) / photo.name).symlink_to(photo)
+    proc = deploykit("eval", "nan.onnx", "--data", "d", "--json", "e.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "8 of 8 images gave NaN or inf logits: counted as wrong" in " ".join(proc.stdout.split())
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["top1"] == 0.0 and result["top5"] == 0.0
+    proc = deploykit("bench", "nan.onnx", "--engine", "ort", "--data", "d", "--runs", 2, "--warmup", 0, "--json", "b.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    row = json.loads((tmp_path / "b.json").read_text())["results"][0]
+    assert row["accuracy_top1"] == 0.0 and row["accuracy_top5"] == 0.0 and row["nonfinite_images"] == 8

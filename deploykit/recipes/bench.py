@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.bench.accuracy import topk_accuracy
+from deploykit.bench.accuracy import nonfinite_images, nonfinite_note, topk_accuracy
 from deploykit.bench.latency import measure_latency
 from deploykit.bench.memory import peak_rss_mb, reset_peak_rss
 from deploykit.compress.quantize import QuantizeConfig
@@ -130,6 +130,8 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
         fixed = runner.input_metadata().shape[0]
         logits = run_all(runner, images)
         agreement = compare_logits(reference_logits, logits) if reference_logits is not None else None
+        if nonfinite_images(logits):
+            report(f"warning: {nonfinite_note(nonfinite_images(logits), len(logits))}", style="bold red")
         for batch in config.batches:
             if fixed is not None and batch != fixed:
                 raise DeployKitError(f"{runner.name} takes a fixed batch of {fixed}; export with --dynamic-batch to bench batch {batch}")
@@ -160,6 +162,7 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
                 row["accuracy_top1"] = topk_accuracy(logits, labels, 1)
                 row["accuracy_top5"] = topk_accuracy(logits, labels, 5)
                 row["accuracy_images"] = len(labels)
+                row["nonfinite_images"] = nonfinite_images(logits)
             rows.append(row)
     return rows
 

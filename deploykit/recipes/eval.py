@@ -10,8 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from deploykit.bench.accuracy import nonfinite_images, nonfinite_note, topk_hits
 from deploykit.data import LabelledImages, evenly_spaced
 from deploykit.data.images import batches, loader
 from deploykit.errors import DeployKitError
@@ -77,15 +76,17 @@ def evaluate(reference: str, config: EvalConfig) -> EvalResult:
     images_loader = loader(Subset(dataset, indices), config.batch_size, config.workers)
     bench = BenchConfig(engine=config.engine, precision=config.precision, out=config.out, batches=(config.batch_size,))
     started = time.perf_counter()
-    top1 = top5 = seen = 0
+    top1 = top5 = seen = nonfinite = 0
     with make_runner(subject, bench, size) as runner:
         for images, labels in _progress(images_loader, len(indices)):
             logits = run_all(runner, images.numpy())
-            top = np.argsort(-logits, axis=1)[:, :5]
             labels = labels.numpy()
-            top1 += int((top[:, 0] == labels).sum())
-            top5 += int((top == labels[:, None]).any(axis=1).sum())
+            top1 += int(topk_hits(logits, labels, 1).sum())
+            top5 += int(topk_hits(logits, labels, 5).sum())
+            nonfinite += nonfinite_images(logits)
             seen += len(labels)
+    if nonfinite:
+        notes.append(nonfinite_note(nonfinite, seen))
     return EvalResult(subject.ref.text, config.engine, config.precision, seen, top1 / seen, top5 / seen, dataset.mapping.describe(),
                       round(time.perf_counter() - started, 2), notes)
 
