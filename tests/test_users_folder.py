@@ -75,3 +75,21 @@ def test_nan_logits_are_no_accuracy(imagenet_sample, tmp_path):
     assert proc.returncode == 0, proc.stderr
     row = json.loads((tmp_path / "b.json").read_text())["results"][0]
     assert row["accuracy_top1"] == 0.0 and row["accuracy_top5"] == 0.0 and row["nonfinite_images"] == 8
+
+
+def test_a_changed_cached_checkpoint_is_refused_at_every_use(real_checkpoint, tmp_path):
+    """Issue 22, cause 3: zeroed tensors in the weights cache are refused, the file named, not exported as IMAGENET1K_V1."""
+    import torch
+
+    checkpoints = tmp_path / "home" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    name = "mobilenet_v2-b0353104.pth"
+    (checkpoints / name).write_bytes(real_checkpoint(name).read_bytes())
+    env_home = {"TORCH_HOME": str(tmp_path / "home")}
+    state = torch.load(checkpoints / name, weights_only=True)
+    torch.save({key: torch.zeros_like(value) for key, value in state.items()}, checkpoints / name)
+    proc = subprocess.run([sys.executable, "-m", "deploykit", "export", "mobilenet_v2", "--weights", "IMAGENET1K_V1"], cwd=tmp_path,
+                          capture_output=True, text=True, env={**os.environ, **env_home}, timeout=600)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"Error: the cached checkpoint {checkpoints / name} is not the published {name}")
+    assert not (tmp_path / "deploykit-out" / "mobilenet_v2" / "manifest.json").exists()

@@ -22,6 +22,7 @@ from functools import cache
 from pathlib import Path
 
 from deploykit.errors import DeployKitError
+from deploykit.io import sha256_file
 from deploykit.progress import live, stage
 
 TABLE_PATH = Path(__file__).with_name("pretrained.json")
@@ -99,15 +100,33 @@ def checkpoint_dir() -> Path:
     return Path(torch_home).expanduser() / "hub" / "checkpoints"
 
 
+_digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256: one process hashes a big file once
+
+
+def _digest(path: Path) -> str:
+    status = path.stat()
+    key = (str(path.resolve()), status.st_size, status.st_mtime_ns)
+    if key not in _digests:
+        _digests[key] = sha256_file(path)
+    return _digests[key]
+
+
 def download_url(weights: PublishedWeights) -> str:
     base = os.environ.get(BASE_URL_ENV)
     return f"{base.rstrip('/')}/{weights.file_name}" if base else weights.url
 
 
 def fetch_weights(weights: PublishedWeights, progress: bool = True) -> Path:
-    """The local checkpoint file: reused when present, otherwise downloaded, hash-checked and written atomically."""
+    """The local checkpoint file: reused when present and still the published file (its sha256 checked at every use),
+    otherwise downloaded, hash-checked and written atomically."""
     path = checkpoint_dir() / weights.file_name
     if path.is_file():
+        digest = _digest(path)
+        expected = weights.sha256_prefix
+        if expected and not digest.startswith(expected):
+            raise DeployKitError(f"the cached checkpoint {path} is not the published {weights.file_name}: its sha256 starts with "
+                                 f"{digest[:len(expected)]}, not {expected} as its name says (changed or damaged since it was "
+                                 "downloaded); delete it, and the next run downloads it again")
         return path
     url = download_url(weights)
     try:
