@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import re
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, first_line
 from deploykit.io import sha256_file
 from deploykit.progress import live, stage
 
@@ -31,7 +33,11 @@ DEFAULT_TAGS = {"DEFAULT", "IMAGENET"}  # both mean torchvision's default weight
 _TAG = re.compile(r"^[A-Z0-9]+(_[A-Z0-9]+)*_V\d+$")
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.")  # torchvision's file names carry a sha256 prefix
 _CHUNK = 1 << 20
-DOWNLOAD_TIMEOUT_S = 30
+DOWNLOAD_TIMEOUT_S = 30  # per read
+MIN_RATE = 16_000  # bytes/s averaged over the download, checked once MIN_RATE_AFTER_S have passed
+MIN_RATE_AFTER_S = 20
+PARTIAL_MARK = ".partial-"  # .NAME.partial-XXXX: a download in progress, or one a killed run left
+STALE_PARTIAL_S = 600
 
 
 @dataclass(frozen=True)
@@ -129,12 +135,11 @@ def fetch_weights(weights: PublishedWeights, progress: bool = True) -> Path:
                                  "downloaded); delete it, and the next run downloads it again")
         return path
     url = download_url(weights)
+    temporary = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DeployKitError(f"cannot create {path.parent} for downloaded weights ({exc}); set TORCH_HOME to a writable folder") from exc
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{weights.file_name}.")
-    try:
+        _remove_stale_partials(path)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{weights.file_name}{PARTIAL_MARK}")
         with os.fdopen(handle, "wb") as out:
             # A bar of its own on stderr (stdout is the caller's) when deploykit is used as a library; joins a command's display otherwise.
             with live(sys.stderr):
@@ -145,26 +150,48 @@ def fetch_weights(weights: PublishedWeights, progress: bool = True) -> Path:
                                  f"says: corrupt or not the published checkpoint, so it was not kept; retry, or place the "
                                  f"right file at {path}")
         os.replace(temporary, path)
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        raise DeployKitError(f"cannot download {url} ({reason}); offline, download it elsewhere and place it at {path}") from exc
+    except (http.client.HTTPException, OSError, ValueError) as exc:  # URLError, timeouts and resets are OSErrors too
+        reason = getattr(exc, "reason", None) or first_line(exc) or type(exc).__name__
+        if isinstance(exc, OSError) and not isinstance(exc, (urllib.error.URLError, TimeoutError, ConnectionError)):
+            raise DeployKitError(f"cannot write the downloaded weights into {path.parent} ({reason}); set TORCH_HOME to a "
+                                 "writable folder") from exc
+        raise DeployKitError(f"cannot download {url} ({type(exc).__name__}: {reason}); download {weights.url} elsewhere and "
+                             f"place it at {path}") from exc
     finally:
-        if os.path.exists(temporary):
+        if temporary and os.path.exists(temporary):
             os.unlink(temporary)
     return path
 
 
+def _remove_stale_partials(path: Path) -> None:
+    """Partial downloads of this file that a killed run left behind (untouched for STALE_PARTIAL_S: no download is writing them)."""
+    for partial in path.parent.glob(f".{path.name}{PARTIAL_MARK}*"):
+        with contextlib.suppress(OSError):
+            if time.time() - partial.stat().st_mtime > STALE_PARTIAL_S:
+                partial.unlink()
+
+
 def _download(url: str, out, label: str, progress: bool) -> str:
-    """Stream ``url`` into ``out`` with a progress bar (one of its own when no command shows one); the sha256 of what arrived."""
+    """Stream ``url`` into ``out`` with a progress bar (one of its own when no command shows one); the sha256 of what arrived.
+
+    Each read waits DOWNLOAD_TIMEOUT_S at most, and a download that averages under MIN_RATE bytes/s once MIN_RATE_AFTER_S
+    have passed is abandoned: a server that trickles a byte at a time cannot hold the command forever."""
     digest = hashlib.sha256()
+    started, received = time.monotonic(), 0
     with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-        total = int(response.headers.get("Content-Length") or 0) or None
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
         with contextlib.ExitStack() as stack:
             advance = stack.enter_context(stage(f"downloading {label}", total=total, unit="bytes")) if progress else (lambda n: None)
-            while chunk := response.read(_CHUNK):
+            while chunk := response.read1(_CHUNK):
                 out.write(chunk)
                 digest.update(chunk)
                 advance(len(chunk))
+                received += len(chunk)
+                elapsed = time.monotonic() - started
+                if elapsed > MIN_RATE_AFTER_S and received / elapsed < MIN_RATE:
+                    raise TimeoutError(f"the server sent {received:,} bytes in {elapsed:.0f} s, under the minimum of "
+                                       f"{MIN_RATE // 1000} kB/s")
     return digest.hexdigest()
 
 
