@@ -11,3 +11,4 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 AMP_TYPES = ("off", "bf16", "fp16")
 MAX_WORKERS = 16  # DataLoader worker processes
+MAX_INPUT_SIZE = 4096  # the largest square input any command feeds

@@ -6,7 +6,7 @@ import math
 
 import click
 
-MAX_INPUT_SIZE = 4096
+from deploykit.choices import MAX_INPUT_SIZE
 
 
 class InputSizeOption(click.Option):

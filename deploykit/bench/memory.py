@@ -4,11 +4,13 @@ export's activations will fit before anything is allocated."""
 from __future__ import annotations
 
 import copy
+import math
 import resource
 from pathlib import Path
 
 from deploykit.errors import DeployKitError
 
+_CGROUP = Path("/sys/fs/cgroup")
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
 
@@ -33,14 +35,30 @@ def peak_rss_mb() -> float:
 
 
 def available_memory_mb() -> float | None:
-    """MemAvailable from /proc/meminfo (Linux); None where it cannot be read."""
+    """MemAvailable from /proc/meminfo, or what this process's cgroup (v2) still allows where that is less; None where
+    neither can be read (not Linux)."""
+    figures = []
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024
+                figures.append(int(line.split()[1]) / 1024)
     except OSError:
         pass
-    return None
+    try:
+        limit = _CGROUP.joinpath("memory.max").read_text().strip()
+        if limit.isdigit():
+            figures.append((int(limit) - int(_CGROUP.joinpath("memory.current").read_text())) / 2**20)
+    except (OSError, ValueError):
+        pass
+    return min(figures) if figures else None
+
+
+def check_input_memory(shape: tuple[int, ...], what: str) -> None:
+    """Refuse a float32 input array of ``shape`` that would take more than a quarter of the memory left, before it is made."""
+    needed_mb, free_mb = 4 * math.prod(shape) / 2**20, available_memory_mb()
+    if free_mb is not None and needed_mb > 0.25 * free_mb:
+        raise DeployKitError(f"{what} of shape {list(shape)} needs {needed_mb / 1024:.1f} GB as float32, and {free_mb / 1024:.1f} GB "
+                             "of memory is free (a quarter of it at most is used for inputs); use a smaller batch or input size")
 
 
 def check_memory(model, input_shape: tuple[int, ...]) -> None:

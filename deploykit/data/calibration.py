@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 
 MIN_CALIBRATION_SAMPLES = 8
+MAX_ARRAY_BYTES = 2**31  # 2 GB of float32 samples: some 10,000 images at 224x224, far more than calibration needs
 ARRAY_SUFFIXES = {".npy", ".npz"}
 DIGITS = "digits"  # scikit-learn's real digits, as --data takes them: calibration reads the training split, checks the test split
 
@@ -51,14 +53,36 @@ def _load_arrays(source: Path) -> np.ndarray:
     arrays = []
     for path in files:
         try:
+            if path.suffix == ".npy":
+                with open(path, "rb") as f:
+                    _check_array_size(path, _declared_shape(f))
             loaded = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                for key in loaded.files:
+                    with loaded.zip.open(f"{key}.npy") as member:
+                        _check_array_size(path, _declared_shape(member))
+                    arrays.append(loaded[key])
+            else:
+                arrays.append(loaded)
+        except (ValueError, OSError, KeyError) as exc:
             raise DeployKitError(f"cannot read calibration array {path}: {exc}") from exc
-        arrays += [loaded[key] for key in loaded.files] if isinstance(loaded, np.lib.npyio.NpzFile) else [loaded]
     try:
         return np.concatenate([np.asarray(a, dtype=np.float32) for a in arrays])
     except ValueError as exc:
         raise DeployKitError(f"calibration arrays in {source} have different shapes: {exc}") from exc
+
+
+def _declared_shape(file) -> tuple[int, ...]:
+    """The shape an .npy header declares, read before any of the data."""
+    version = np.lib.format.read_magic(file)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read_header(file)[0]
+
+
+def _check_array_size(path: Path, shape: tuple[int, ...]) -> None:
+    if 4 * math.prod(shape) > MAX_ARRAY_BYTES:
+        raise DeployKitError(f"{path} declares an array of shape {list(shape)} ({4 * math.prod(shape) / 2**30:.1f} GB as float32), "
+                             f"more than the {MAX_ARRAY_BYTES / 2**30:.0f} GB deploykit reads as samples; keep a few hundred samples")
 
 
 def calibration_hash(samples: np.ndarray) -> str:

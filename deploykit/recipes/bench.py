@@ -15,14 +15,14 @@ import numpy as np
 
 from deploykit.bench.accuracy import nonfinite_images, nonfinite_note, topk_accuracy
 from deploykit.bench.latency import measure_latency
-from deploykit.bench.memory import peak_rss_mb, reset_peak_rss
+from deploykit.bench.memory import check_input_memory, peak_rss_mb, reset_peak_rss
 from deploykit.compress.quantize import QuantizeConfig
 from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder
 from deploykit.models.pretrained import find_weights, is_weights_tag
-from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
+from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_SIZE
 from deploykit.parity import compare_logits, parity_inputs, run_all
 from deploykit.progress import report
 from deploykit.recipes.export import ExportConfig, export
@@ -83,6 +83,9 @@ class Subject:
             size = requested or self.ref.signature.input_dims[-1]
             if not size:
                 raise DeployKitError(f"{self.ref.text} has a dynamic input size and no manifest; pass --input-size")
+            if size > MAX_INPUT_SIZE:
+                raise DeployKitError(f"{self.ref.text} takes {size}x{size} inputs, beyond the {MAX_INPUT_SIZE}x{MAX_INPUT_SIZE} deploykit "
+                                     "feeds; export it at a smaller size")
             return size
         return requested or self.spec.input_size
 
@@ -113,6 +116,8 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
     require_backend(config.engine, config.device, config.ort_provider)
     subject = resolve_subject(text, allow_bare_onnx=True)
     size = subject.input_size(config.input_size)
+    for batch in config.batches:  # before any model is built or exported
+        check_input_memory((batch, 3, size, size), f"--batch {batch}")
     preprocess = subject_preprocess(subject, size, config.mean, config.std)
     if config.data is not None:
         num_classes = subject.num_outputs() if subject.ref.manifest or subject.foreign_onnx else subject.spec.num_classes

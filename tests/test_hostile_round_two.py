@@ -1,5 +1,6 @@
-"""Issue 22, through `python -m deploykit` in a subprocess: an export never deletes what it did not write (cause 1), and
-NaN logits are no accuracy (cause 2)."""
+"""Issue 22, through `python -m deploykit` in a subprocess, with real files: an export never deletes what it did not write
+(cause 1), NaN logits are no accuracy (cause 2), the weights cache is checked at every use (cause 3), memory is bounded
+before anything is allocated (cause 5). The download path (cause 4) is in tests/models/test_hostile_downloads.py."""
 
 import json
 import os
@@ -93,3 +94,37 @@ def test_a_changed_cached_checkpoint_is_refused_at_every_use(real_checkpoint, tm
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith(f"Error: the cached checkpoint {checkpoints / name} is not the published {name}")
     assert not (tmp_path / "deploykit-out" / "mobilenet_v2" / "manifest.json").exists()
+
+
+def one_line_refusal(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), proc.stderr
+    return lines[0]
+
+
+def test_memory_is_bounded_before_anything_is_allocated(imagenet_sample, tmp_path):
+    """Issue 22, cause 5: a huge --batch (given or from a preset), a huge declared ONNX input and a huge .npy header."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper
+
+    assert "--batch 65536 of shape [65536, 3, 224, 224] needs 36.8 GB" in one_line_refusal(
+        deploykit("bench", "squeezenet1_1", "--batch", 65536, cwd=tmp_path))
+    (tmp_path / "presets.toml").write_text('[huge]\ndescription = "too big"\nengine = "torch"\ndevice = "cpu"\n'
+                                           'precision = "fp32"\nbatches = [65536]\n')
+    assert "--batch 65536" in one_line_refusal(deploykit("bench", "squeezenet1_1", "--presets", "presets.toml", "--target", "huge",
+                                                          cwd=tmp_path))
+    graph = helper.make_graph([helper.make_node("ReduceMean", ["input"], ["pooled"], keepdims=0, axes=None),
+                               helper.make_node("Flatten", ["pooled"], ["logits"])], "big",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 10000, 10000])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "big.onnx")
+    (tmp_path / "d" / "0").mkdir(parents=True)
+    photo = sorted(imagenet_sample.glob("n0*/*"))[0]
+    (tmp_path / "d" / "0" / photo.name).symlink_to(photo)
+    assert "takes 10000x10000 inputs, beyond the 4096x4096" in one_line_refusal(deploykit("eval", "big.onnx", "--data", "d", cwd=tmp_path))
+    with open(tmp_path / "huge.npy", "wb") as f:  # the header of a 56 GB array, without its data
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (100000, 3, 224, 224)})
+    assert "declares an array of shape [100000, 3, 224, 224] (56.1 GB" in one_line_refusal(
+        deploykit("export", "cifar_resnet20", "--int8", "--calib", "huge.npy", cwd=tmp_path))
