@@ -3,6 +3,8 @@
 Kept free of heavy imports, so that ``deploykit --help`` can build its options without torch or onnx.
 """
 
+import os
+
 CALIBRATION_METHODS = ("auto", "mean-minmax", "minmax", "entropy", "percentile")
 INT8_TARGETS = ("cpu", "trt")
 PRUNE_METHODS = ("l1", "l2", "taylor", "bn-scale")
@@ -12,3 +14,4 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 AMP_TYPES = ("off", "bf16", "fp16")
 MAX_WORKERS = 16  # DataLoader worker processes
 MAX_INPUT_SIZE = 4096  # the largest square input any command feeds
+MAX_THREADS = 4 * (os.cpu_count() or 1)  # more threads than that only thrash (and 10^5 segfaults onnxruntime)

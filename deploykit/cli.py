@@ -16,7 +16,7 @@ from rich.table import Table
 from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, get_preset, load_presets
 from deploykit.cli_types import FiniteFloatRange, input_size_option
 from deploykit.choices import (AMP_TYPES, CALIBRATION_METHODS, DEFAULT_OPSET, IMAGENET_MEAN, IMAGENET_STD, INT8_TARGETS,
-                               MAX_WORKERS, PRUNE_METHODS)
+                               MAX_THREADS, MAX_WORKERS, PRUNE_METHODS)
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR
 from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
@@ -25,7 +25,6 @@ from deploykit.progress import live, stage
 
 # Piped or captured output gets a wide console, so tables are not cut at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
-MAX_THREADS = 4 * (os.cpu_count() or 1)  # more threads than that only thrash (and 10^5 segfaults onnxruntime)
 MAX_WARMUP_SECONDS = 600
 TRT_LAYOUT_HINT = ", or time it on TensorRT, the runtime its layout (--target trt) is for"
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess, evenly_spaced, find_images, load_images
+from deploykit.errors import DeployKitError
 from deploykit.runtime.base import Runner, padded_batches
 
 if TYPE_CHECKING:
@@ -72,7 +73,8 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, tolerances: Tol
     is a near tie, not a disagreement: no backend can be asked to break ties finer than its tolerance.
     """
     if reference.shape != candidate.shape:
-        raise ValueError(f"output shapes differ: {reference.shape} vs {candidate.shape}")
+        raise DeployKitError(f"the two models give outputs of different shapes ({list(reference.shape)} and {list(candidate.shape)}): "
+                             "they are not the same classifier")
     reference = reference.astype(np.float64)
     candidate = candidate.astype(np.float64)
     diff = np.abs(reference - candidate)

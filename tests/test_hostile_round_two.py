@@ -128,3 +128,78 @@ def test_memory_is_bounded_before_anything_is_allocated(imagenet_sample, tmp_pat
         np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (100000, 3, 224, 224)})
     assert "declares an array of shape [100000, 3, 224, 224] (56.1 GB" in one_line_refusal(
         deploykit("export", "cifar_resnet20", "--int8", "--calib", "huge.npy", cwd=tmp_path))
+
+
+MODULE = """import sys
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self, returns):
+        super().__init__()
+        self.conv, self.fc, self.returns = torch.nn.Conv2d(3, 5, 3), torch.nn.Linear(5, 5), returns
+
+    def forward(self, x):
+        features = self.conv(x)
+        logits = self.fc(features.mean((2, 3)))
+        return {"tuple": (logits, features), "dict": {"logits": logits}, "4d": features}.get(self.returns, logits)
+
+
+def tuple_out():
+    return Net("tuple")
+
+
+def dict_out():
+    return Net("dict")
+
+
+def four_d():
+    return Net("4d")
+
+
+def five_classes():
+    return Net("logits")
+
+
+def exits():
+    sys.exit(0)
+"""
+
+
+def test_runtime_and_user_code_errors_are_one_line(trained_digits, tmp_path):
+    """Issue 22, cause 7."""
+    (tmp_path / "nets.py").write_text(MODULE)
+    for function, expected in (("tuple_out", "returned a tuple, not a logits tensor"), ("dict_out", "returned a dict, not a logits"),
+                               ("four_d", "outputs shape [")):
+        line = one_line_refusal(deploykit("export", "--module", f"nets.py:{function}", "--input-size", 16, cwd=tmp_path))
+        assert expected in line, line
+    line = one_line_refusal(deploykit("export", "--module", "nets.py:exits", "--input-size", 16, cwd=tmp_path))
+    assert "calling nets.py:exits() failed: SystemExit" in line, line
+    line = one_line_refusal(deploykit("export", "--module", "nets.py:five_classes", "--input-size", 16, "--int8", "--qat", "--data",
+                                      "digits", "--calib", "digits", cwd=tmp_path))
+    assert "the digits have 10 classes and the model 5" in line
+    assert not (tmp_path / "deploykit-out" / "nets_five_classes" / "model.int8.onnx").exists()
+    nan_model(tmp_path / "nan.onnx")
+    same_classes = deploykit("compare", "cifar_resnet20", "nan.onnx", "--input-size", 32, "--no-images", cwd=tmp_path)
+    assert same_classes.returncode == 1 and "FAIL (outputs contain NaN or inf" in same_classes.stdout  # a verdict, not an error
+    line = one_line_refusal(deploykit("compare", "squeezenet1_1", "nan.onnx", "--input-size", 32, "--no-images", cwd=tmp_path))
+    assert "outputs of different shapes ([4, 1000] and [4, 10])" in line, line
+
+
+def test_presets_and_qat_folders_are_read_strictly(tmp_path):
+    """Issue 22, cause 9: deep nesting, a threads count --threads refuses, a .DS_Store beside class folders, and class
+    folders that are not the model's classes."""
+    (tmp_path / "deep.toml").write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert "nests its tables or arrays too deeply" in one_line_refusal(
+        deploykit("bench", "cifar_resnet20", "--presets", "deep.toml", "--target", "x", cwd=tmp_path))
+    (tmp_path / "threads.toml").write_text('[t]\nengine = "torch"\ndevice = "cpu"\nprecision = "fp32"\nthreads = 1024\n')
+    assert "threads must be an integer from 1 to" in one_line_refusal(
+        deploykit("bench", "cifar_resnet20", "--presets", "threads.toml", "--target", "t", cwd=tmp_path))
+    photos = sorted((Path(__file__).resolve().parents[1] / "deploykit" / "data" / "sets" / "calibration").glob("*.jpg"))[:16]
+    for index, photo in enumerate(photos):
+        folder = tmp_path / "qat" / ("cat" if index % 2 else "espresso")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / photo.name).symlink_to(photo)
+    (tmp_path / "qat" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    line = one_line_refusal(deploykit("export", "mobilenet_v2", "--input-size", 64, "--int8", "--qat", "--data", "qat", cwd=tmp_path))
+    assert "2 class folders but the model has 1000 classes" in line and "QAT labels must name the model's classes" in line, line

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 
+from deploykit.errors import DeployKitError
+
 from deploykit.parity import Tolerances, compare_logits
 
 
@@ -44,5 +46,5 @@ def test_near_tie_within_tolerance_is_not_a_disagreement():
 
 
 def test_shape_mismatch_is_rejected():
-    with pytest.raises(ValueError, match="shapes differ"):
+    with pytest.raises(DeployKitError, match="outputs of different shapes"):
         compare_logits(logits(classes=10), logits(classes=11))

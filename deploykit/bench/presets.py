@@ -6,6 +6,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploykit.choices import MAX_THREADS
 from deploykit.errors import DeployKitError
 
 ENGINES = ("torch", "ort", "trt", "openvino")
@@ -50,6 +51,8 @@ def _parse(path: Path) -> dict[str, Preset]:
         raise DeployKitError(f"preset file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8 TOML") from exc
     except tomllib.TOMLDecodeError as exc:
         raise DeployKitError(f"preset file {path} is not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses once per nested bracket
+        raise DeployKitError(f"preset file {path} nests its tables or arrays too deeply to be a preset file") from exc
     return {name: _validate(name, fields, path) for name, fields in table.items()}
 
 
@@ -68,8 +71,8 @@ def _validate(name: str, fields: dict, path: Path) -> Preset:
     if not isinstance(batches, list) or not batches or not all(_is_int(b) and 0 < b <= 65536 for b in batches):
         raise DeployKitError(f"{where}: batches must be a non-empty list of positive integers")
     threads = fields.get("threads")
-    if threads is not None and (not _is_int(threads) or not 1 <= threads <= 1024):
-        raise DeployKitError(f"{where}: threads must be an integer from 1 to 1024")
+    if threads is not None and (not _is_int(threads) or not 1 <= threads <= MAX_THREADS):
+        raise DeployKitError(f"{where}: threads must be an integer from 1 to {MAX_THREADS} (4 per core here), as --threads")
     workspace = fields.get("workspace_gb")
     if workspace is not None and (isinstance(workspace, bool) or not isinstance(workspace, (int, float)) or not 0 < workspace <= 1024):
         raise DeployKitError(f"{where}: workspace_gb must be a number of GB between 0 and 1024")

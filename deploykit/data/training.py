@@ -70,13 +70,21 @@ def finetune_images(folder: str | Path, preprocess: Preprocess, num_classes: int
     ``digits`` the digits' training split, ``.npy/.npz`` arrays their samples unlabelled. Images are augmented as for
     training."""
     if str(folder) == "digits":
+        if num_classes < 10:
+            raise DeployKitError(f"the digits have 10 classes and the model {num_classes}: its labels would be out of range; "
+                                 "give --data a folder of your own images")
         return _digits(preprocess.size, 0).train, True
     folder = Path(folder)
-    if folder.suffix in ARRAY_SUFFIXES or (folder.is_dir() and any(p.suffix in ARRAY_SUFFIXES for p in folder.iterdir())):
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []  # .DS_Store and the like
+    if folder.suffix in ARRAY_SUFFIXES or any(p.suffix in ARRAY_SUFFIXES for p in entries):
         samples = load_samples(folder, preprocess, MAX_ARRAY_SAMPLES, "QAT")  # preprocessed already: no augmentation
         return array_dataset(samples, np.full(len(samples), -1)), False
-    if folder.is_dir() and any(p.is_dir() for p in folder.iterdir()) and not any(p.is_file() for p in folder.iterdir()):
-        return LabelledImages(folder, preprocess.train_transform, num_classes), True
+    if any(p.is_dir() for p in entries) and not any(p.is_file() for p in entries):
+        labelled = LabelledImages(folder, preprocess.train_transform, num_classes)
+        if labelled.mapping.warning:  # sorted folders that are not the model's classes: labels that mean nothing
+            raise DeployKitError(f"{folder}: {labelled.mapping.warning}. QAT labels must name the model's classes (ImageNet "
+                                 "synsets or class numbers); pass a flat folder of the images instead to fine-tune without labels")
+        return labelled, True
     return UnlabelledImages(find_images(folder), preprocess.train_transform), False
 
 

@@ -126,7 +126,7 @@ def module_ref(text: str) -> ModelRef:
     prepare_for_user_code()
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:  # the user's code: any error is theirs to fix, reported in one line
+    except (Exception, SystemExit) as exc:  # the user's code: any error (or exit) is theirs to fix, reported in one line
         raise DeployKitError(f"--module: importing {path} failed: {type(exc).__name__}: {first_line(exc)}") from exc
     factory = getattr(module, function, None)
     if not callable(factory):
@@ -145,7 +145,7 @@ def _call_factory(factory: Callable, text: str) -> nn.Module:
 
     try:
         model = factory()
-    except Exception as exc:  # the user's code
+    except (Exception, SystemExit) as exc:  # the user's code
         raise DeployKitError(f"--module: calling {text}() failed: {type(exc).__name__}: {first_line(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise DeployKitError(f"--module: {text}() returned a {type(model).__name__}, not a torch.nn.Module")

@@ -36,7 +36,11 @@ class OrtRunner(Runner):
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
         name = self.session.get_inputs()[0].name
-        return self.session.run(None, {name: batch})[0]
+        try:
+            return self.session.run(None, {name: batch})[0]
+        except Exception as exc:  # onnxruntime's own exception types: the file cannot take this input
+            raise DeployKitError(f"onnxruntime cannot run {self.name} on a {list(batch.shape)} input: {first_line(exc)}; "
+                                 "check its input layout (NCHW) and size (--input-size)") from exc
 
     def close_impl(self) -> None:
         self.session = None

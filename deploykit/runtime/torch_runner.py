@@ -51,6 +51,9 @@ class TorchRunner(Runner):
             if self.cuda_graphs:
                 return self._replay(batch)
             out = self.forward(self._prepare(batch))
+            if not isinstance(out, torch.Tensor):
+                raise DeployKitError(f"{self.name} returned a {type(out).__name__}, not a logits tensor; make the model return its "
+                                     "logits alone (for example out[0] or out['logits'])")
             return out.float().cpu().numpy()
 
     def _replay(self, batch: np.ndarray) -> np.ndarray:
