@@ -203,3 +203,19 @@ def test_presets_and_qat_folders_are_read_strictly(tmp_path):
     (tmp_path / "qat" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     line = one_line_refusal(deploykit("export", "mobilenet_v2", "--input-size", 64, "--int8", "--qat", "--data", "qat", cwd=tmp_path))
     assert "2 class folders but the model has 1000 classes" in line and "QAT labels must name the model's classes" in line, line
+
+
+def test_an_edited_manifest_is_refused_naming_the_field(tmp_path):
+    """Issue 22, cause 8."""
+    assert deploykit("export", "cifar_resnet20", "--input-size", 16, cwd=tmp_path).returncode == 0
+    manifest_path = tmp_path / "deploykit-out" / "cifar_resnet20" / "manifest.json"
+    original = json.loads(manifest_path.read_text())
+    edits = [(("input", "shape"), [], "input.shape must be"), (("input", "shape"), [1, 3, "a", "b"], "input.shape must be"),
+             (("model", "num_classes"), "many", "model.num_classes must be"),
+             (("model", "builder_kwargs"), {"num_classes": 10**9}, "model.builder_kwargs.num_classes must be")]
+    for (section, key), value, expected in edits:
+        edited = json.loads(json.dumps(original))
+        edited[section][key] = value
+        manifest_path.write_text(json.dumps(edited))
+        line = one_line_refusal(deploykit("bench", "deploykit-out/cifar_resnet20", "--runs", 2, "--warmup", 0, cwd=tmp_path))
+        assert expected in line and "manifest.json" in line, line
