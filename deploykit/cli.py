@@ -19,7 +19,7 @@ from deploykit.choices import (AMP_TYPES, CALIBRATION_METHODS, DEFAULT_OPSET, IM
                                MAX_THREADS, MAX_WORKERS, PRUNE_METHODS)
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR
 from deploykit.errors import DeployKitError
-from deploykit.io import atomic_write_bytes, atomic_write_json, ensure_writable_dir
+from deploykit.io import atomic_write_bytes, atomic_write_json
 from deploykit.parity import Tolerances
 from deploykit.progress import live, stage
 
@@ -521,13 +521,11 @@ def eval_command(model, data, engine, precision, batch_size, workers, limit, out
               help="Folder for report.md and pareto.png.")
 def report_command(results: tuple[Path, ...], out: Path) -> None:
     """Merge benchmark JSON files into a Markdown table and an accuracy-vs-latency plot (Pareto front marked)."""
-    from deploykit.bench.report import load_results, plot, to_markdown
+    from deploykit.bench.report import load_results, write_report
 
     rows = load_results(list(results))
-    ensure_writable_dir(out)
-    atomic_write_bytes(out / "report.md", to_markdown(rows).encode())
-    plot(rows, out / "pareto.png")
-    console.print(f"[green]wrote[/green] {out / 'report.md'} and {out / 'pareto.png'} ({len(rows)} results)")
+    markdown, picture = write_report(rows, out)
+    console.print(f"[green]wrote[/green] {markdown} and {picture} ({len(rows)} results)")
 
 
 @cli.command("build-engine")

@@ -50,6 +50,14 @@ def make_temporary_dir(parent: Path, prefix: str) -> Path:
     return path
 
 
+def make_temporary_file(parent: Path, prefix: str) -> Path:
+    """A new empty file in ``parent`` with the permissions the umask gives (mkstemp's are 0600)."""
+    handle, name = tempfile.mkstemp(dir=parent, prefix=prefix)
+    os.close(handle)
+    os.chmod(name, 0o666 & ~_umask())
+    return Path(name)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -1,12 +1,15 @@
 """Issue 22, through `python -m deploykit` in a subprocess, with real files: an export never deletes what it did not write
 (cause 1), NaN logits are no accuracy (cause 2), the weights cache is checked at every use (cause 3), memory is bounded
-before anything is allocated (cause 5). The download path (cause 4) is in tests/models/test_hostile_downloads.py."""
+before anything is allocated (cause 5), report checks its input and writes both files or neither (cause 6), runtime and
+user-code errors are one line (cause 7), manifests are validated (cause 8), presets and QAT folders are read strictly
+(cause 9). The download path (cause 4) is in tests/models/test_hostile_downloads.py."""
 
 import json
 import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 
@@ -219,3 +222,47 @@ def test_an_edited_manifest_is_refused_naming_the_field(tmp_path):
         manifest_path.write_text(json.dumps(edited))
         line = one_line_refusal(deploykit("bench", "deploykit-out/cifar_resnet20", "--runs", 2, "--warmup", 0, cwd=tmp_path))
         assert expected in line and "manifest.json" in line, line
+
+
+def result_row(**fields) -> dict:
+    return {"model": "m", "engine": "ort", "device": "cpu", "precision": "fp32", "batch": 1, "p50_ms": 1.0, "p90_ms": 1.1,
+            "p99_ms": 1.2, "throughput": 1000.0, "agreement_top1": 1.0, "threads": 2, **fields}
+
+
+def test_report_checks_its_input_scales_and_writes_both_files_or_neither(tmp_path):
+    """Issue 22, cause 6."""
+    bad = {"empty row": '{"results": [{}]}', "NaN p50": json.dumps({"results": [result_row(p50_ms=float("nan"))]}),
+           "batch 0": json.dumps({"results": [result_row(batch=0)]}), "negative": json.dumps({"results": [result_row(p50_ms=-1)]}),
+           "not a dict": '{"results": [1, 2]}', "string batch": json.dumps({"results": [result_row(batch="8")]}),
+           "deep": '{"results": ' + "[" * 100_000 + "]" * 100_000 + "}"}
+    for name, text in bad.items():
+        (tmp_path / "bad.json").write_text(text)
+        line = one_line_refusal(deploykit("report", "bad.json", "--out", "r", cwd=tmp_path))
+        assert "bad.json" in line, (name, line)
+    (tmp_path / "latin1.json").write_bytes('{"results": [{"model": "caf\xe9"}]}'.encode("latin-1"))
+    assert "UnicodeDecodeError" in one_line_refusal(deploykit("report", "latin1.json", cwd=tmp_path))
+
+    nan_model(tmp_path / "nan.onnx")  # a foreign ONNX row has no quality figure: a table row, no point
+    proc = deploykit("bench", "nan.onnx", "--engine", "ort", "--runs", 2, "--warmup", 0, "--input-size", 32, "--md", "n.md",
+                     "--json", "n.json", cwd=tmp_path)
+    assert proc.returncode == 0 and (tmp_path / "n.md").is_file(), proc.stderr
+    assert deploykit("report", "n.json", "--out", "n", cwd=tmp_path).returncode == 0
+
+    rows = [result_row(model=f"m{i % 7}", batch=1 + i % 8, p50_ms=1.0 + (i % 97) / 10, agreement_top1=(i % 50) / 50)
+            for i in range(1000)]
+    (tmp_path / "many.json").write_text(json.dumps({"results": rows}))
+    started = time.monotonic()
+    assert deploykit("report", "many.json", "--out", "many", cwd=tmp_path).returncode == 0
+    assert time.monotonic() - started < 60
+
+    disk = tmp_path / "full"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True).returncode != 0:
+        return  # a small disk needs root to mount; the rest of the test has run
+    try:
+        (disk / "report.md").write_text("the user's earlier report\n")
+        proc = deploykit("report", "many.json", "--out", disk, cwd=tmp_path)
+        assert proc.returncode == 2 and "the disk is full" in proc.stderr, proc.stderr
+        assert (disk / "report.md").read_text() == "the user's earlier report\n" and not (disk / "pareto.png").exists()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)

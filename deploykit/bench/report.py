@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 
 from deploykit.errors import DeployKitError
+from deploykit.io import atomic_write_bytes, ensure_writable_dir, make_temporary_file
 
 # p50/p90/p99 are per batch (as measured); "p50 ms/image" is what the Pareto front ranks by.
 COLUMNS = [("model", "model"), ("engine", "engine"), ("device", "device"), ("precision", "precision"),
@@ -15,32 +18,70 @@ COLUMNS = [("model", "model"), ("engine", "engine"), ("device", "device"), ("pre
 PERCENT_COLUMNS = {"agreement_top1", "accuracy_top1"}
 
 
+MAX_RESULT_BYTES = 50 * 2**20
+
+
 def load_results(paths: list[Path]) -> list[dict]:
+    """The rows of benchmark JSON files, each checked for the fields and ranges a report reads (one line naming the first
+    that is wrong)."""
     rows = []
     for path in paths:
         try:
-            payload = json.loads(Path(path).read_text())
+            if Path(path).stat().st_size > MAX_RESULT_BYTES:
+                raise DeployKitError(f"{path} is larger than {MAX_RESULT_BYTES >> 20} MB: not a deploykit benchmark JSON file")
+            payload = json.loads(Path(path).read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise DeployKitError(f"result file {path} does not exist") from exc
-        except json.JSONDecodeError as exc:
-            raise DeployKitError(f"{path} is not a deploykit benchmark JSON file ({exc.msg})") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise DeployKitError(f"{path} is not a deploykit benchmark JSON file ({type(exc).__name__}: {exc})") from exc
         if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
             raise DeployKitError(f"{path} is not a deploykit benchmark JSON file (no 'results' list)")
-        rows += [{**row, "source": str(path)} for row in payload["results"]]
+        for index, row in enumerate(payload["results"]):
+            _check_row(row, f"{path}: result {index + 1}")
+            rows.append({**row, "source": str(path)})
     if not rows:
         raise DeployKitError("the result files hold no results")
     return rows
 
 
-def quality(row: dict) -> tuple[float, str]:
-    """Accuracy when measured, else agreement with the FP32 reference."""
+def _check_row(row: object, where: str) -> None:
+    if not isinstance(row, dict):
+        raise DeployKitError(f"{where} is a {type(row).__name__}, not an object")
+    for key in ("model", "engine", "precision"):
+        if not isinstance(row.get(key), str):
+            raise DeployKitError(f"{where}: {key} must be a string, got {row.get(key)!r}")
+    batch = row.get("batch")
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 65536:
+        raise DeployKitError(f"{where}: batch must be an integer from 1 to 65536, got {batch!r}")
+    for key in ("p50_ms", "p90_ms", "p99_ms", "throughput"):
+        value = row.get(key)
+        if not _number(value) or not (value > 0 if key == "p50_ms" else value >= 0):
+            raise DeployKitError(f"{where}: {key} must be a finite positive number, got {value!r}")
+    for key in ("agreement_top1", "accuracy_top1"):
+        value = row.get(key)
+        if value is not None and (not _number(value) or not 0 <= value <= 1):
+            raise DeployKitError(f"{where}: {key} must be a fraction from 0 to 1 (or absent), got {value!r}")
+    threads = row.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise DeployKitError(f"{where}: threads must be a positive integer, got {threads!r}")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def quality(row: dict) -> tuple[float | None, str]:
+    """Accuracy when measured, else agreement with the FP32 reference; None for neither (an ONNX file deploykit did not
+    make, benched without labelled data)."""
     if row.get("accuracy_top1") is not None:
         return row["accuracy_top1"], "top-1 accuracy"
-    return row["agreement_top1"], "top-1 agreement with FP32"
+    return row.get("agreement_top1"), "top-1 agreement with FP32"
 
 
 def pareto_front(rows: list[dict]) -> list[dict]:
-    """Rows that no other row of the same model beats on both latency per image (lower) and quality (higher)."""
+    """Rows that no other row of the same model beats on both latency per image (lower) and quality (higher); rows with
+    no quality figure are on no front."""
+    rows = [row for row in rows if quality(row)[0] is not None]
     front = []
     for row in rows:
         dominated = any(
@@ -74,6 +115,21 @@ def _cell(value, percent: bool = False) -> str:
     return str(value)
 
 
+def write_report(rows: list[dict], out: Path) -> tuple[Path, Path]:
+    """report.md and pareto.png in ``out``, both or neither: the plot is drawn into a temporary file, then the table is
+    written atomically, then the plot is moved into place."""
+    markdown, picture = out / "report.md", out / "pareto.png"
+    ensure_writable_dir(out)
+    drawn = make_temporary_file(out, ".pareto.png.")
+    try:
+        plot(rows, drawn)
+        atomic_write_bytes(markdown, to_markdown(rows).encode())
+        os.replace(drawn, picture)
+    finally:
+        drawn.unlink(missing_ok=True)
+    return markdown, picture
+
+
 def plot(rows: list[dict], path: Path, title: str | None = None) -> None:
     """Quality vs p50 latency per image: one series per batch size, each point labelled, the Pareto front per model."""
     import matplotlib
@@ -82,6 +138,7 @@ def plot(rows: list[dict], path: Path, title: str | None = None) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
+    rows = [row for row in rows if quality(row)[0] is not None]  # a point needs a quality figure
     figure, axes = plt.subplots(figsize=(11, 6))
     markers = "osD^vP*X"
     for index, batch in enumerate(sorted({row["batch"] for row in rows})):
@@ -102,14 +159,15 @@ def plot(rows: list[dict], path: Path, title: str | None = None) -> None:
     axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes.margins(y=0.15)
     axes.set_xlabel("p50 latency per image (ms, log scale)")
-    axes.set_ylabel(quality(rows[0])[1] if len({quality(r)[1] for r in rows}) == 1 else "top-1 (accuracy, else FP32 agreement)")
-    axes.set_title(title or f"{quality(rows[0])[1]} against latency per image, {len(rows)} results "
+    kinds = {quality(r)[1] for r in rows}
+    axes.set_ylabel(kinds.pop() if len(kinds) == 1 else "top-1 (accuracy, else FP32 agreement)")
+    axes.set_title(title or f"quality against latency per image, {len(rows)} results "
                             f"({', '.join(sorted({r['model'] for r in rows}))})")
     axes.legend(loc="lower right", fontsize=8)
     axes.grid(alpha=0.3, which="both")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, format="png")
     plt.close(figure)
 
 
@@ -126,19 +184,21 @@ def _per_image_ms(row: dict) -> float:
 
 
 def _label_points(axes, rows: list[dict]) -> None:
-    """A number beside each point and a key of numbered labels beside the plot, so that no two labels overlap."""
-    import math
+    """A number beside each point and a key of numbered labels beside the plot, so that no two labels overlap.
 
-    placed: list[tuple[float, float, int]] = []  # (log10 x, y, vertical slot) of each number
+    Points fall into grid cells as wide as a label; a number takes the lowest slot that no point of its own or a
+    neighbouring cell holds: near-linear in the number of points."""
+    taken: dict[tuple[int, int], set[int]] = {}
     key = []
     ordered = sorted(rows, key=lambda r: (r["model"], r["engine"], r["precision"], r.get("threads") or 0, r["batch"]))
-    y_span = (max(quality(r)[0] for r in rows) - min(quality(r)[0] for r in rows)) or 1.0
+    qualities = [quality(r)[0] for r in rows]
+    y_span = (max(qualities) - min(qualities)) or 1.0 if qualities else 1.0
     for number, row in enumerate(ordered, start=1):
         x, y = _per_image_ms(row), quality(row)[0]
-        slot = 0
-        while any(abs(math.log10(x) - px) < 0.04 and abs(y - py) < 0.02 * y_span and slot == ps for px, py, ps in placed):
-            slot += 1
-        placed.append((math.log10(x), y, slot))
+        cell = (math.floor(math.log10(x) / 0.04), math.floor(y / (0.02 * y_span)))
+        near = set().union(*(taken.get((cell[0] + dx, cell[1] + dy), set()) for dx in (-1, 0, 1) for dy in (-1, 0, 1)))
+        slot = next(s for s in range(len(near) + 1) if s not in near)
+        taken.setdefault(cell, set()).add(slot)
         axes.annotate(str(number), (x, y), fontsize=7, xytext=(3, 3 + 8 * slot), textcoords="offset points")
         key.append(f"{number:>2} {label(row)}")
     axes.text(1.02, 1.0, "\n".join(key), transform=axes.transAxes, fontsize=7, va="top", family="monospace")
