@@ -172,3 +172,74 @@ def test_a_manifest_missing_keys_is_one_line(tmp_path):
     del data["model"]["name"]
     manifest.write_text(json.dumps(data))
     one_line_error(*run_cli("bench", tmp_path / "cifar_resnet20", "--engine", "ort"), "is not a deploykit manifest")
+
+
+def _no_traceback(args, result, text) -> None:
+    assert result.exit_code in (0, 1, 2), (args, text)
+    assert "Traceback" not in result.output and not (result.exception and not isinstance(result.exception, SystemExit)), \
+        (args, text, repr(result.exception))
+
+
+def test_fuzzed_files_never_traceback(good_export, tmp_path, monkeypatch):
+    """The files and servers deploykit reads, mutated with a fixed seed: hostile download replies, report inputs,
+    manifests, --module returns and preset files. Every run ends in a result or one line, never a traceback."""
+    from tests.models.test_hostile_downloads import scripted_server
+
+    rng = random.Random(20261202)
+    junk = [None, True, -1, 0, 1e308, float("nan"), "x", [], {}, [1, 3, "a"], {"num_classes": 10**9}, "9" * 40, [[[[]]]]]
+
+    def garbage_reply(connection, stop):
+        status = rng.choice([b"HTTP/1.1 200 OK", b"HTTP/1.1 301 Moved", b"HTTP/1.0 404 X", b"HTTP/9 OK", b"", b"\xff\xfe"])
+        headers = rng.choice([b"Content-Length: " + str(rng.randint(-5, 10**12)).encode(), b"Transfer-Encoding: chunked",
+                              b"Location: " + rng.choice([b"/", b"http://[::1", b"ftp://x"]), b"X: " + b"y" * rng.randint(0, 70_000)])
+        connection.sendall(status + b"\r\n" + headers + b"\r\n\r\n" + bytes(rng.randrange(256) for _ in range(rng.randint(0, 64))))
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    with scripted_server(garbage_reply) as url:
+        monkeypatch.setenv("DEPLOYKIT_WEIGHTS_URL", url)
+        for _ in range(12):
+            args = ["export", "mobilenet_v2", "--weights", "IMAGENET1K_V1", "--input-size", 32, 32, "--out", tmp_path / "dl"]
+            result, text = run_cli(*args)
+            _no_traceback(args, result, text)
+            assert result.exit_code == 2 and "Error:" in result.output, text
+    monkeypatch.delenv("DEPLOYKIT_WEIGHTS_URL")
+
+    row = {"model": "m", "engine": "ort", "device": "cpu", "precision": "fp32", "batch": 1, "p50_ms": 1.0, "p90_ms": 1.0,
+           "p99_ms": 1.0, "throughput": 1.0, "agreement_top1": 1.0}
+    for index in range(15):
+        mutated = dict(row, **{rng.choice(list(row)): rng.choice(junk)})
+        path = tmp_path / f"r{index}.json"
+        path.write_text(json.dumps(rng.choice([{"results": [mutated]}, {"results": mutated}, [mutated], {"results": [row, mutated]}])))
+        args = ["report", path, "--out", tmp_path / f"report{index}"]
+        _no_traceback(args, *run_cli(*args))
+
+    folder = good_export / "cifar_resnet20"
+    original = (folder / "manifest.json").read_text()
+    try:
+        for _ in range(12):
+            data = json.loads(original)
+            section = rng.choice(["model", "input"])
+            data[section][rng.choice(list(data[section]))] = rng.choice(junk)
+            (folder / "manifest.json").write_text(json.dumps(data))
+            args = rng.choice([["bench", folder, "--runs", 1, "--warmup", 0], ["compare", folder, folder, "--no-images"]])
+            _no_traceback(args, *run_cli(*args))
+    finally:
+        (folder / "manifest.json").write_text(original)
+
+    returns = ["(x, x)", "{'logits': x}", "x[:, :, None, None]", "None", "'text'", "[x]", "x.sum()", "x.int()"]
+    for index, expression in enumerate(rng.sample(returns, len(returns))):
+        (tmp_path / f"m{index}.py").write_text(
+            "import torch\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+            "        self.fc = torch.nn.Linear(3, 4)\n\n    def forward(self, x):\n        x = self.fc(x.mean((2, 3)))\n"
+            f"        return {expression}\n\n\ndef build():\n    return Net()\n")
+        args = ["export", "--module", f"{tmp_path / f'm{index}.py'}:build", "--input-size", 8, "--out", tmp_path / "modules"]
+        _no_traceback(args, *run_cli(*args))
+
+    pieces = ['engine = "torch"', 'device = "cpu"', 'precision = "fp32"', "batches = [1]", "threads = 99999", "batches = []",
+              'engine = 3', "workspace_gb = -1", "[[x]]", "x = [[[[", "description = 1", "batches = [true]"]
+    for index in range(12):
+        text = "[fuzz]\n" + "\n".join(rng.sample(pieces, rng.randint(1, 5))) + "\n"
+        (tmp_path / f"p{index}.toml").write_text(text)
+        args = ["bench", "cifar_resnet20", "--presets", tmp_path / f"p{index}.toml", "--target", "fuzz", "--runs", 1, "--warmup", 0,
+                "--input-size", 16]
+        _no_traceback(args, *run_cli(*args))
