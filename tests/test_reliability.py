@@ -2,7 +2,6 @@
 
 import json
 import random
-import subprocess
 
 import numpy as np
 import onnx
@@ -12,6 +11,7 @@ from onnx import TensorProto, helper
 
 from deploykit.manifest import ExportFolder
 from tests.cli import run_cli
+from tests.mounts import tmpfs
 
 pytestmark = pytest.mark.xdist_group("reliability")
 
@@ -103,11 +103,7 @@ def test_inputs_too_large_for_memory_are_refused_before_allocating(tmp_path):
 
 
 def test_a_full_disk_leaves_the_previous_export(tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    try:
+    with tmpfs(tmp_path / "disk", "size=3m") as disk:
         assert run_cli("export", "cifar_resnet20", "--out", disk)[0].exit_code == 0  # 1.1 MB fits
         folder = disk / "cifar_resnet20"
         before = {name: entry["sha256"] for name, entry in ExportFolder(folder).read().files.items()}
@@ -117,8 +113,6 @@ def test_a_full_disk_leaves_the_previous_export(tmp_path):
         assert {name: entry["sha256"] for name, entry in ExportFolder(folder).read().files.items()} == before
         for name in before:
             ExportFolder(folder).verified(name)
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
 @pytest.fixture(scope="module")

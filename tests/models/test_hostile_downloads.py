@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.mounts import tmpfs
+
 NAME = "mobilenet_v2-b0353104.pth"
 HEADER_END = b"\r\n\r\n"
 
@@ -109,15 +111,9 @@ def test_a_trickling_server_is_abandoned_with_the_reason(tmp_path):
 
 
 def test_a_read_only_cache_is_one_line(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(home)], capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a read-only tmpfs here (needs root)")
-    try:
+    with tmpfs(tmp_path / "home", "size=1m,ro"):
         proc, _ = fetch(tmp_path, "http://127.0.0.1:9")
-        assert "set TORCH_HOME to a writable folder" in one_error_line(proc)
-    finally:
-        subprocess.run(["umount", "-l", str(home)], capture_output=True)
+    assert "set TORCH_HOME to a writable folder" in one_error_line(proc)
 
 
 def test_a_killed_downloads_partial_file_is_cleaned_by_the_next_run(real_checkpoint, tmp_path):
