@@ -171,6 +171,22 @@ def exits():
 """
 
 
+def helper_nhwc_model(path: Path) -> Path:
+    """An NHWC classifier with dynamic sizes: its MatMul takes the last axis (3 channels) as features."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("ReduceMean", ["input", "axes"], ["pooled"], keepdims=0),
+             helper.make_node("MatMul", ["pooled", "weights"], ["logits"])]
+    graph = helper.make_graph(nodes, "nhwc", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", "H", "W", "C"])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+                              [numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes"),
+                               numpy_helper.from_array(np.ones((3, 10), dtype=np.float32), "weights")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    return path
+
+
 def test_runtime_and_user_code_errors_are_one_line(trained_digits, tmp_path):
     """Issue 22, cause 7."""
     (tmp_path / "nets.py").write_text(MODULE)
@@ -187,6 +203,9 @@ def test_runtime_and_user_code_errors_are_one_line(trained_digits, tmp_path):
     nan_model(tmp_path / "nan.onnx")
     same_classes = deploykit("compare", "cifar_resnet20", "nan.onnx", "--input-size", 32, "--no-images", cwd=tmp_path)
     assert same_classes.returncode == 1 and "FAIL (outputs contain NaN or inf" in same_classes.stdout  # a verdict, not an error
+    nhwc = helper_nhwc_model(tmp_path / "nhwc.onnx")  # [N, H, W, 3] with dynamic sizes: fed NCHW, onnxruntime fails
+    line = one_line_refusal(deploykit("bench", nhwc.name, "--engine", "ort", "--input-size", 224, "--runs", 1, cwd=tmp_path))
+    assert "onnxruntime cannot run" in line and "check its input layout (NCHW)" in line, line
     line = one_line_refusal(deploykit("compare", "squeezenet1_1", "nan.onnx", "--input-size", 32, "--no-images", cwd=tmp_path))
     assert "outputs of different shapes ([4, 1000] and [4, 10])" in line, line
 

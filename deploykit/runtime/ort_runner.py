@@ -39,7 +39,8 @@ class OrtRunner(Runner):
         try:
             return self.session.run(None, {name: batch})[0]
         except Exception as exc:  # onnxruntime's own exception types: the file cannot take this input
-            raise DeployKitError(f"onnxruntime cannot run {self.name} on a {list(batch.shape)} input: {first_line(exc)}; "
+            what = self.model if isinstance(self.model, Path) else self.name
+            raise DeployKitError(f"onnxruntime cannot run {what} on a {list(batch.shape)} input: {first_line(exc)}; "
                                  "check its input layout (NCHW) and size (--input-size)") from exc
 
     def close_impl(self) -> None:
@@ -55,7 +56,7 @@ def create_session(model: str | Path | bytes, providers: list[str], threads: int
         raise DeployKitError(f"ONNX file {model} does not exist")
     require_ort_providers(providers)
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: its errors reach the user as deploykit's one line
     threads = threads or _omp_threads()
     if threads:
         options.intra_op_num_threads = threads
