@@ -135,8 +135,9 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
         fixed = runner.input_metadata().shape[0]
         logits = run_all(runner, images)
         agreement = compare_logits(reference_logits, logits) if reference_logits is not None else None
-        if nonfinite_images(logits):
-            report(f"warning: {nonfinite_note(nonfinite_images(logits), len(logits))}", style="bold red")
+        nonfinite = nonfinite_images(logits)
+        if nonfinite:
+            report(f"warning: {nonfinite_note(nonfinite, len(logits))}", style="bold red")
         for batch in config.batches:
             if fixed is not None and batch != fixed:
                 raise DeployKitError(f"{runner.name} takes a fixed batch of {fixed}; export with --dynamic-batch to bench batch {batch}")
@@ -167,7 +168,7 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
                 row["accuracy_top1"] = topk_accuracy(logits, labels, 1)
                 row["accuracy_top5"] = topk_accuracy(logits, labels, 5)
                 row["accuracy_images"] = len(labels)
-                row["nonfinite_images"] = nonfinite_images(logits)
+                row["nonfinite_images"] = nonfinite
             rows.append(row)
     return rows
 
