@@ -17,7 +17,8 @@ from pathlib import Path
 
 from deploykit.bench.machine import machine_info
 from deploykit.bench.report import plot, to_markdown
-from deploykit.recipes.bench import BenchConfig, run_benchmark
+from deploykit.recipes.bench import run_benchmark
+from deploykit.recipes.configs import BenchConfig
 from deploykit.errors import DeployKitError
 
 

@@ -20,17 +20,18 @@ import torch
 
 from deploykit.bench.latency import measure_latency
 from deploykit.bench.machine import machine_info
-from deploykit.compress.distill import DistillConfig
-from deploykit.compress.prune import PruneConfig
-from deploykit.compress.quantize import QuantizeConfig
+from deploykit.compress.configs import DistillConfig
+from deploykit.compress.configs import PruneConfig
+from deploykit.compress.configs import QuantizeConfig
 from deploykit.manifest import PRUNED_NAME
 from deploykit.recipes.compress import run_distill, run_prune
 from deploykit.bench.accuracy import topk_accuracy
 from deploykit.data.digits import load_digits
-from deploykit.recipes.export import ExportConfig, export
+from deploykit.recipes.export import export
+from deploykit.recipes.configs import ExportConfig
 from deploykit.profile import profile_model
 from deploykit.runtime import OrtRunner
-from deploykit.recipes.ref import build_model
+from deploykit.recipes.ref import build_model, parse_model_ref
 
 
 def latency(call, batch_input) -> float:
@@ -51,7 +52,7 @@ def main() -> None:
         kd = DistillConfig(epochs=args.epochs, alpha=0.9, temperature=4.0, lr=0.1)
         run_distill("cifar_resnet56", None, "digits", train, work / "teacher")
         teacher = f"cifar_resnet56:{work / 'teacher' / 'student.pth'}"
-        prune = run_prune("cifar_resnet56", str(work / "teacher" / "student.pth"),
+        prune = run_prune(parse_model_ref(teacher),
                           PruneConfig(target_macs=0.5 * 125.75e6, method="taylor"), work / "pruned")
         run_distill("cifar_resnet20", teacher, "digits", kd, work / "r20_kd")
         run_distill(f"cifar_resnet56:{work / 'pruned' / PRUNED_NAME}", teacher, "digits", kd, work / "pruned_kd")

@@ -20,7 +20,8 @@ from deploykit.bench.latency import measure_latency
 from deploykit.bench.machine import machine_info
 from deploykit.errors import DeployKitError
 from deploykit.models import get_spec, list_models
-from deploykit.recipes.export import ExportConfig, export
+from deploykit.recipes.export import export
+from deploykit.recipes.configs import ExportConfig
 from deploykit.runtime import OrtRunner, TorchRunner
 from deploykit.recipes.ref import build_model
 

@@ -4,7 +4,7 @@ On a machine with an NVIDIA GPU, for MobileNet-v2 (real ImageNet weights when `-
 is given, so parity means something) and ResNet-50 (random weights: throughput does not depend on
 trained values):
 
-1. export FP32, FP16 and the `--target trt` INT8 Q/DQ file with deploykit (dynamic batch);
+1. export FP32, FP16 and the `--int8-layout trt` INT8 Q/DQ file with deploykit (dynamic batch);
 2. build TensorRT engines: FP16 from the FP16 ONNX, INT8 from the Q/DQ file;
 3. check each engine against onnxruntime CPU FP32 on the held-out photos (max error / logit range,
    min cosine, top-1 agreement, FP32 top-1 in the engine's top-5);
@@ -72,15 +72,16 @@ def main() -> int:
 
 
 def run_model(name: str, reference: str, work: Path, batches: list[int], runs: int) -> dict:
-    from deploykit.compress.quantize import QuantizeConfig
+    from deploykit.compress.configs import QuantizeConfig
     from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess, find_images, load_images
     from deploykit.export.tensorrt import EngineConfig, build_engine
     from deploykit.parity import run_all
-    from deploykit.recipes.export import ExportConfig, export
+    from deploykit.recipes.export import export
+    from deploykit.recipes.configs import ExportConfig
     from deploykit.runtime import OrtRunner
 
     random_weights = ":" not in reference
-    int8 = QuantizeConfig(target="trt", min_cosine=-1.0, min_top5=0.0) if random_weights else QuantizeConfig(target="trt", min_cosine=0.9)
+    int8 = QuantizeConfig(layout="trt", min_cosine=-1.0, min_top5=0.0) if random_weights else QuantizeConfig(layout="trt", min_cosine=0.9)
     exported = export(ExportConfig(reference, out=work, dynamic_batch=True, fp16=True, int8=int8))
     manifest = json.loads((exported.folder / "manifest.json").read_text())
     preprocess = Preprocess(224, manifest["input"]["resize"], tuple(manifest["input"]["mean"]), tuple(manifest["input"]["std"]),

@@ -4,7 +4,7 @@ Real weights (torchvision's ImageNet MobileNet-v2, `--mobilenet-weights`, and Ef
 `--lite0-weights`): for each, one FP32 ONNX and the same 64 calibration photos for every quantizer:
 onnxruntime's quantize_static with its defaults (the first round's deploykit), NNCF's `nncf.quantize`
 defaults on the ONNX file, NNCF on OpenVINO's IR (OpenVINO's own INT8), deploykit's default and
-deploykit's `--target trt`. The verdict is top-1 on the labelled photos (`--labelled`, default the
+deploykit's `--int8-layout trt`. The verdict is top-1 on the labelled photos (`--labelled`, default the
 500 of ../shared/imagenet-sample) and agreement with FP32's top-1 there; mean logit cosine on the
 bundled held-out photos is reported beside it as a diagnostic. Every file is timed on ORT and OpenVINO.
 
@@ -32,14 +32,18 @@ import numpy as np
 
 from deploykit.bench.latency import measure_latency
 from deploykit.bench.machine import machine_info
-from deploykit.compress.quantize import HOLDOUT_LIMIT, QuantizeConfig, compare_int8, load_quantization_data, quantize_int8
+from deploykit.compress.int8_check import compare_int8
+from deploykit.compress.int8_data import HOLDOUT_LIMIT, load_quantization_data
+from deploykit.compress.quantize import quantize_int8
+from deploykit.compress.configs import QuantizeConfig
 from deploykit.bench.accuracy import topk_accuracy
 from deploykit.compress.distill import train_classifier
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR, Preprocess, find_images, load_images, load_labelled_folder
 from deploykit.data.calibration import load_samples
 from deploykit.data.digits import load_digits
 from deploykit.models import get_model, get_spec
-from deploykit.recipes.export import ExportConfig, export
+from deploykit.recipes.export import export
+from deploykit.recipes.configs import ExportConfig
 from deploykit.runtime import OrtRunner
 from deploykit.runtime.openvino_runner import OpenVinoRunner, import_openvino
 
@@ -132,7 +136,7 @@ def bench_real(name: str, weights: Path, labelled: Path, workdir: Path) -> dict:
     started = time.perf_counter()
     result = export(ExportConfig(name, out=workdir, weights=str(weights), int8=QuantizeConfig()))
     deploykit_s = time.perf_counter() - started
-    trt = export(ExportConfig(name, out=workdir / "trt", weights=str(weights), int8=QuantizeConfig(target="trt")))
+    trt = export(ExportConfig(name, out=workdir / "trt", weights=str(weights), int8=QuantizeConfig(layout="trt")))
     fp32 = result.onnx_path
     calibration = load_samples(DEFAULT_CALIBRATION_DIR, preprocess, 64)
     holdout = load_samples(DEFAULT_HOLDOUT_DIR, preprocess, HOLDOUT_LIMIT)
@@ -183,7 +187,7 @@ def bench_real(name: str, weights: Path, labelled: Path, workdir: Path) -> dict:
 
 def bench_fallback_to_the_limit(workdir: Path) -> dict:
     """ResNet-50 with a gate no INT8 can pass: sensitivity ranking plus every fallback re-quantization, timed."""
-    from deploykit.compress.quantize import Int8GateError
+    from deploykit.compress.int8_check import Int8GateError
 
     config = QuantizeConfig(min_cosine=1.01)
     result = export(ExportConfig("resnet50", out=workdir / "fallback"))
@@ -240,7 +244,7 @@ def real_markdown(real: dict) -> list[str]:
     chosen = real["deploykit_calibration"]
     lines += ["", f"deploykit's ranges: `{chosen.get('chosen')}` chosen by mean cosine on calibration images "
               f"{chosen.get('selection_mean_cosine')}; export + INT8 {real['deploykit_export_with_int8_s']} s. "
-              f"`--target trt` kept in FP32 by the fallback: {', '.join(real['deploykit_trt_kept_fp32']) or 'none'}.", ""]
+              f"`--int8-layout trt` kept in FP32 by the fallback: {', '.join(real['deploykit_trt_kept_fp32']) or 'none'}.", ""]
     return lines
 
 

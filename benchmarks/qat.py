@@ -27,13 +27,14 @@ import torch
 from deploykit.bench.latency import measure_latency
 from deploykit.bench.machine import machine_info
 from deploykit.compress.distill import train_classifier
-from deploykit.compress.qat import QatConfig
-from deploykit.compress.quantize import QuantizeConfig
+from deploykit.compress.configs import QatConfig
+from deploykit.compress.configs import QuantizeConfig
 from deploykit.data import Preprocess, load_labelled_folder
 from deploykit.data.digits import load_digits
 from deploykit.models import get_model, get_spec
 from deploykit.parity import run_all
-from deploykit.recipes.export import ExportConfig, export
+from deploykit.recipes.export import export
+from deploykit.recipes.configs import ExportConfig
 from deploykit.runtime import OrtRunner
 
 RESULTS = Path(__file__).with_name("results")

@@ -6,7 +6,7 @@ Kept free of heavy imports, so that ``deploykit --help`` can build its options w
 import os
 
 CALIBRATION_METHODS = ("auto", "mean-minmax", "minmax", "entropy", "percentile")
-INT8_TARGETS = ("cpu", "trt")
+INT8_LAYOUTS = ("cpu", "trt")  # export --int8-layout: the Q/DQ placement of the runtime the file is for
 PRUNE_METHODS = ("l1", "l2", "taylor", "bn-scale")
 DEFAULT_OPSET = 18
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

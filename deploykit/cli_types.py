@@ -1,4 +1,4 @@
-"""Option types the commands share: how ``--input-size`` and the tolerances are read, the same on every command."""
+"""Option types the commands share: how ``--input-size``, the tolerances, ``--warmup`` and ``--batch`` lists are read."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 import click
 
 from deploykit.choices import MAX_INPUT_SIZE
+
+MAX_WARMUP_SECONDS = 600
 
 
 class InputSizeOption(click.Option):
@@ -58,3 +60,42 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         return number
+
+
+class Warmup(click.ParamType):
+    """``--warmup 10`` (runs) or ``--warmup 2s`` (seconds): a (runs, seconds) pair, one of them set."""
+
+    name = "N|Ns"
+
+    def convert(self, value, param, ctx) -> tuple[int, float | None]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value)
+        try:
+            if text.endswith("s"):
+                seconds = float(text[:-1])
+                if 0 < seconds <= MAX_WARMUP_SECONDS:  # NaN and inf fail this too
+                    return 0, seconds
+            elif 0 <= int(text) <= 100_000:
+                return int(text), None
+        except ValueError:
+            pass
+        self.fail(f"--warmup takes a number of runs (0 to 100000, e.g. 10) or seconds (up to {MAX_WARMUP_SECONDS}s, e.g. 2s), "
+                  f"got {text!r}", param, ctx)
+
+
+class BatchList(click.ParamType):
+    """``--batch 1,8,32``: a tuple of positive batch sizes."""
+
+    name = "N[,N...]"
+
+    def convert(self, value, param, ctx) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            values = tuple(int(part) for part in str(value).split(","))
+        except ValueError:
+            values = ()
+        if not values or min(values) < 1:
+            self.fail(f"--batch takes comma-separated positive integers such as 1,8,32, got {value!r}", param, ctx)
+        return values

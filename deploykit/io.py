@@ -25,6 +25,16 @@ def ensure_writable_dir(path: Path) -> Path:
     return path
 
 
+def check_writable_file(path: Path | None) -> None:
+    """A results file must be writable before a long run, not found unwritable after it (None: nothing to check)."""
+    if path is None:
+        return
+    folder = Path(path).resolve().parent
+    if Path(path).is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise DeployKitError(f"cannot write {path}: {'it is a folder' if Path(path).is_dir() else 'its folder is missing or not writable'};"
+                             " choose another path")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
     path = Path(path)
@@ -66,6 +76,17 @@ def _umask() -> int:
 
 def atomic_write_json(path: Path, payload: dict) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
+
+
+def atomic_save_torch(path: Path, state: object) -> None:
+    """``torch.save`` into ``path`` atomically: a kill leaves the previous file or the new one, never half of one."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def sha256_file(path: Path) -> str:

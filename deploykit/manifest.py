@@ -22,12 +22,15 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deploykit.choices import MAX_INPUT_SIZE
 from deploykit.errors import DeployKitError
 from deploykit.io import (atomic_write_json, exchange_paths, exclusive_lock, make_temporary_dir, recover_interrupted_exchange,
                           sha256_file)
+
+if TYPE_CHECKING:
+    from deploykit.models.sources import Weights
 
 MANIFEST_NAME = "manifest.json"
 ONNX_NAME = "model.onnx"
@@ -72,6 +75,29 @@ class WeightsRecord:
     def reference(self) -> str | None:
         """What ``--weights`` takes to rebuild the same model: the tag, else the file."""
         return self.tag or self.path
+
+    @classmethod
+    def of(cls, weights: Weights) -> WeightsRecord:
+        """The record of resolved weights (the file's hash as read when the model was built)."""
+        from deploykit.models.sources import Published, RandomInit
+
+        if isinstance(weights, RandomInit):
+            return cls(seed=weights.seed, random=True)
+        if isinstance(weights, Published):
+            entry = weights.entry
+            return cls(path=str(weights.path), sha256=weights.sha256, tag=entry.tag, source=entry.source, url=entry.url,
+                       published_top1=entry.top1, published_top5=entry.top5)
+        return cls(path=str(weights.path), sha256=weights.sha256)
+
+    def matches(self, weights: Weights) -> bool:
+        """Whether this record describes the same weights: the same tag, the same file content, or both random."""
+        from deploykit.models.sources import Published, RandomInit
+
+        if isinstance(weights, RandomInit):
+            return self.random
+        if isinstance(weights, Published):
+            return self.tag == weights.entry.tag
+        return self.sha256 is not None and weights.path.is_file() and self.sha256 == weights.sha256
 
 
 @dataclass(frozen=True)

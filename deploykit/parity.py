@@ -81,8 +81,7 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, tolerances: Tol
     logit_range = float(reference.max() - reference.min()) or 1.0
     max_abs = float(diff.max())
     allowed_abs = tolerances.rel_error * logit_range
-    norms = np.linalg.norm(reference, axis=1) * np.linalg.norm(candidate, axis=1)
-    cosine = np.where(norms > 0, np.sum(reference * candidate, axis=1) / np.maximum(norms, 1e-300), 1.0)
+    cosine = row_cosines(reference, candidate)
     ref_top1 = reference.argmax(axis=1)
     cand_top1 = candidate.argmax(axis=1)
     rows = np.arange(len(reference))
@@ -108,6 +107,19 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, tolerances: Tol
     if report.top5_agreement < tolerances.min_top5:
         report.failures.append(f"same top-5 set {report.top5_agreement:.1%} < {tolerances.min_top5:.1%}")
     return report
+
+
+def row_cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Per-row cosine similarity of two (N, classes) arrays, in float64: 1 where both rows are all zeros, 0 where one is."""
+    reference, candidate = reference.astype(np.float64), candidate.astype(np.float64)
+    a, b = np.linalg.norm(reference, axis=1), np.linalg.norm(candidate, axis=1)
+    dot = np.sum(reference * candidate, axis=1) / np.maximum(a * b, 1e-300)
+    return np.where((a > 0) & (b > 0), dot, np.where((a > 0) | (b > 0), 0.0, 1.0))
+
+
+def mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
+    """The mean row cosine, NaN and inf in ``candidate`` read as zeros (so they lower it, never make it NaN)."""
+    return float(row_cosines(reference, np.nan_to_num(candidate, nan=0.0, posinf=0.0, neginf=0.0)).mean())
 
 
 def parity_inputs(preprocess: Preprocess, random_count: int = 4, image_dir: Path | None = DEFAULT_CALIBRATION_DIR,

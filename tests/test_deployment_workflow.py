@@ -161,7 +161,7 @@ def test_long_steps_report_stages_inside_one_display(tmp_path):
 
 
 def test_training_reports_each_epoch_as_it_ends(tmp_path):
-    from deploykit.compress.distill import DistillConfig
+    from deploykit.compress.configs import DistillConfig
     from deploykit.recipes.compress import run_distill
 
     seen = []

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from deploykit.bench.report import label, load_results
-from deploykit.compress.prune import PruneConfig
+from deploykit.compress.configs import PruneConfig
 from deploykit.recipes.compress import PruneReport
 from tests.models.test_pretrained import serving
 

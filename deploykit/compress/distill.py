@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from deploykit.bench.accuracy import topk_accuracy
 from deploykit.choices import AMP_TYPES
+from deploykit.compress.configs import DistillConfig
 from deploykit.data.images import batches, loader
 from deploykit.data.training import TrainingData, array_dataset
 from deploykit.errors import DeployKitError, first_line
@@ -36,18 +37,6 @@ from deploykit.io import atomic_write_bytes, atomic_write_json
 
 CHECKPOINT = "last.pth"
 STUDENT = "student.pth"
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    epochs: int = 10
-    temperature: float = 4.0
-    alpha: float = 0.9
-    lr: float = 0.05
-    batch_size: int = 64
-    weight_decay: float = 5e-4
-    seed: int = 0
-    amp: str = "off"  # "bf16" (CPU or CUDA) or "fp16" (CUDA, with loss scaling)
 
 
 def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, config: DistillConfig, out: Path,
@@ -112,7 +101,7 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
             _sync_buffers(student)
         seconds = time.perf_counter() - started
         record = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "seconds": round(seconds, 2),
-                  "images_per_second": round(seen * world / seconds, 1), "val_top1": evaluate(student, data.val, workers=workers)}
+                  "images_per_second": round(seen * world / seconds, 1), "val_top1": validation_top1(student, data.val, workers=workers)}
         history.append(record)
         if on_epoch is not None and rank == 0:
             on_epoch(record)
@@ -150,7 +139,7 @@ def soft_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: f
                             reduction="batchmean", log_target=True)
 
 
-def evaluate(model: nn.Module, dataset, batch_size: int = 256, workers: int | None = None) -> float:
+def validation_top1(model: nn.Module, dataset, batch_size: int = 256, workers: int | None = None) -> float:
     """Top-1 accuracy of ``model`` in eval mode over a dataset of (image, label) (the model is left in eval mode)."""
     model.eval()
     device = next(model.parameters()).device

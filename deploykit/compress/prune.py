@@ -14,22 +14,10 @@ import torch
 from torch import nn
 
 from deploykit.choices import PRUNE_METHODS
+from deploykit.compress.configs import PruneConfig
 from deploykit.errors import DeployKitError
 from deploykit.models.layers import classifier_layer
 from deploykit.profile import count_params, profile_model
-
-
-
-@dataclass(frozen=True)
-class PruneConfig:
-    """Either ``ratio`` (fraction of channels removed per layer group) or ``target_macs`` (absolute MACs)."""
-
-    ratio: float | None = None
-    target_macs: float | None = None
-    method: str = "l2"
-    global_pruning: bool = False
-    round_to: int | None = None
-    steps: int = 20
 
 
 @dataclass(frozen=True)

@@ -27,23 +27,13 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
+from deploykit.compress.configs import QatConfig
 from deploykit.compress.qdq import QdqGraph
 from deploykit.data.images import batches, loader
 from deploykit.errors import DeployKitError
 from deploykit.progress import stage
 
 WEIGHTED = {"Conv", "Gemm", "MatMul"}
-
-
-@dataclass(frozen=True)
-class QatConfig:
-    """Options of ``deploykit export --int8 --qat``."""
-
-    epochs: int = 10
-    lr: float = 3e-6  # Adam; 1e-6 barely moves, 1e-5 starts to overfit 70 photos
-    batch_size: int = 16
-    label_weight: float = 0.5  # share of cross-entropy in the loss when the images have labels
-    seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,8 @@ def checkpoint_dir() -> Path:
 _digests: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256: one process hashes a big file once
 
 
-def _digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """The sha256 of a file, computed once per process for each (path, size, mtime)."""
     status = path.stat()
     key = (str(path.resolve()), status.st_size, status.st_mtime_ns)
     if key not in _digests:
@@ -127,7 +128,7 @@ def fetch_weights(weights: PublishedWeights, progress: bool = True) -> Path:
     otherwise downloaded, hash-checked and written atomically."""
     path = checkpoint_dir() / weights.file_name
     if path.is_file():
-        digest = _digest(path)
+        digest = file_digest(path)
         expected = weights.sha256_prefix
         if expected and not digest.startswith(expected):
             raise DeployKitError(f"the cached checkpoint {path} is not the published {weights.file_name}: its sha256 starts with "
@@ -193,12 +194,3 @@ def _download(url: str, out, label: str, progress: bool) -> str:
                     raise TimeoutError(f"the server sent {received:,} bytes in {elapsed:.0f} s, under the minimum of "
                                        f"{MIN_RATE // 1000} kB/s")
     return digest.hexdigest()
-
-
-def weights_file(model: str, weights: str | os.PathLike | None) -> Path | None:
-    """What ``--weights`` names as a local file: a path as given, or published weights fetched by tag."""
-    if weights is None:
-        return None
-    if is_weights_tag(weights):
-        return fetch_weights(find_weights(model, str(weights)))
-    return Path(weights)

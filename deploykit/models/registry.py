@@ -5,13 +5,16 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import nn
 
 from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
 from deploykit.errors import DeployKitError
+
+if TYPE_CHECKING:
+    from deploykit.models.sources import Weights
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,13 @@ class ModelSpec:
     def input_shape(self) -> tuple[int, int, int]:
         """Default (C, H, W) input shape."""
         return (3, self.input_size, self.input_size)
+
+    def checked_input_size(self, size: int | None) -> int:
+        """``size`` (the model's own when None), refused in one line when the architecture cannot take it."""
+        size = size or self.input_size
+        if size < self.min_input_size:
+            raise DeployKitError(f"{self.name} needs inputs of at least {self.min_input_size}x{self.min_input_size}, got {size}")
+        return size
 
 
 _SPECS: dict[str, ModelSpec] = {}
@@ -101,39 +111,39 @@ def get_spec(name: str) -> ModelSpec:
     return _SPECS[resolve_name(name)]
 
 
-def get_model(name: str, weights: str | None = None, seed: int | None = None, **kwargs: Any) -> nn.Module:
+def get_model(name: str, weights: str | Weights | None = None, seed: int | None = None, **kwargs: Any) -> nn.Module:
     """Build a registered model, with weights in any format deploykit knows.
 
     ``weights`` is the tag of published weights (``IMAGENET1K_V1``, ``DEFAULT``; fetched once into
-    torch's cache), a plain checkpoint (loaded strictly with ``weights_only=True``), or a pruned
-    checkpoint written by ``deploykit prune`` (the architecture narrowed to its widths). The file is
-    read once. ``seed`` makes a random initialisation reproducible without touching the global RNG.
-    ``name`` may carry its weights as the command line writes them: ``NAME:IMAGENET1K_V1``, ``NAME:path/to.pth``.
+    torch's cache), a plain checkpoint (loaded strictly with ``weights_only=True``), a pruned
+    checkpoint written by ``deploykit prune`` (the architecture narrowed to its widths), or one of
+    these already resolved (``models.sources``). ``seed`` makes a random initialisation reproducible
+    without touching the global RNG. ``name`` may carry its weights as the command line writes them:
+    ``NAME:IMAGENET1K_V1``, ``NAME:path/to.pth``.
     """
-    from deploykit.models.pretrained import fetch_weights, find_weights, is_weights_tag
-    from deploykit.models.pruned import apply_pruned_state, check_pruned_checkpoint, is_pruned_checkpoint
-    from deploykit.models.weights import load_weights, read_checkpoint
+    from deploykit.models.pruned import apply_pruned_state, check_pruned_checkpoint
+    from deploykit.models.sources import Published, RandomInit, resolve_weights
+    from deploykit.models.weights import load_weights
 
     name, weights = _split_reference(name, weights)
     spec = get_spec(name)
     kwargs.setdefault("num_classes", spec.num_classes)
-    published = find_weights(spec.name, weights) if is_weights_tag(weights) else None
-    path = fetch_weights(published) if published else weights
-    checkpoint = read_checkpoint(path) if path is not None else None
-    if is_pruned_checkpoint(checkpoint):
-        source = check_pruned_checkpoint(checkpoint, path)["source"]
-        if source["name"] != spec.name:
-            raise DeployKitError(f"{path} is a pruned {source['name']}, not a {spec.name}")
-        return apply_pruned_state(_build(spec, DEFAULT_BUILD_SEED, source.get("kwargs", {})), checkpoint)
-    for key, value in (published.build_kwargs if published else {}).items():
+    source = resolve_weights(spec.name, weights)
+    if isinstance(source, RandomInit):
+        return _build(spec, seed, kwargs)
+    if source.pruned:
+        original = check_pruned_checkpoint(source.content, source.path)["source"]
+        if original["name"] != spec.name:
+            raise DeployKitError(f"{source.path} is a pruned {original['name']}, not a {spec.name}")
+        return apply_pruned_state(_build(spec, DEFAULT_BUILD_SEED, original.get("kwargs", {})), source.content)
+    for key, value in (source.entry.build_kwargs if isinstance(source, Published) else {}).items():
         kwargs.setdefault(key, value)
     model = _build(spec, seed, kwargs)
-    if checkpoint is not None:
-        load_weights(model, checkpoint, path, spec.name)
+    load_weights(model, source.content, source.path, spec.name)
     return model
 
 
-def _split_reference(name: str, weights: str | None) -> tuple[str, str | None]:
+def _split_reference(name: str, weights: str | Weights | None) -> tuple[str, str | Weights | None]:
     """``NAME:WEIGHTS`` into (NAME, WEIGHTS); a plain name as it is."""
     base, colon, named = str(name).partition(":")
     if not colon:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import BinaryIO
 
 import torch
 from torch import nn
@@ -26,8 +27,13 @@ def read_checkpoint(path: str | Path) -> object:
     path = Path(path)
     if not path.is_file():
         raise DeployKitError(f"checkpoint {path} does not exist; pass the path of a .pth/.pt file")
+    return load_checkpoint_bytes(path, path)
+
+
+def load_checkpoint_bytes(source: str | Path | BinaryIO, path: str | Path) -> object:
+    """Unpickle a checkpoint (a file, or its bytes already read) with ``weights_only=True``; ``path`` names it in errors."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types on a bad file; all mean "not a readable checkpoint"
         if "Unsupported global" in str(exc):  # weights_only refused a pickled class or function
             raise DeployKitError(f"{path} holds code or Python objects beyond tensors, so it was not loaded (that would run "

@@ -16,46 +16,22 @@ import numpy as np
 from deploykit.bench.accuracy import nonfinite_images, nonfinite_note, topk_accuracy
 from deploykit.bench.latency import measure_latency
 from deploykit.bench.memory import check_input_memory, peak_rss_mb, reset_peak_rss
-from deploykit.compress.quantize import QuantizeConfig
+from deploykit.compress.configs import QuantizeConfig
 from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder
-from deploykit.models.pretrained import find_weights, is_weights_tag
-from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD, MAX_INPUT_SIZE
+from deploykit.choices import MAX_INPUT_SIZE
 from deploykit.parity import compare_logits, parity_inputs, run_all
 from deploykit.progress import report
-from deploykit.recipes.export import ExportConfig, export
+from deploykit.recipes.export import export
+from deploykit.recipes.configs import ExportConfig
+from deploykit.recipes.configs import BenchConfig
 from deploykit.recipes.ref import ModelRef, parse_model_ref
 from deploykit.runtime.availability import ORT_PROVIDERS, require_backend
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
 
 BENCH_EXPORTS = ".bench-exports"  # OUT/.bench-exports/<key>/NAME: what bench exported for itself
-
-@dataclass(frozen=True)
-class BenchConfig:
-    """Options of ``deploykit bench``; each maps to one command-line option."""
-
-    engine: str = "torch"
-    device: str = "cpu"
-    precision: str = "fp32"
-    batches: tuple[int, ...] = (1,)
-    threads: int | None = None
-    runs: int = 50
-    warmup: int = 10
-    warmup_seconds: float | None = None
-    data: Path | None = None
-    data_limit: int = 500
-    out: Path = Path("deploykit-out")
-    ort_provider: str | None = None
-    channels_last: bool = False
-    compile: bool = False
-    cuda_graphs: bool = False
-    workspace_gb: float = 4.0
-    no_data_transfers: bool = False  # trt: time the engine alone, input kept on the GPU (trtexec --noDataTransfers)
-    input_size: int | None = None  # for an ONNX file with no manifest
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
 
 
 @dataclass
@@ -180,9 +156,7 @@ def subject_preprocess(subject: Subject, size: int, mean: tuple, std: tuple) -> 
         return Preprocess.recorded(manifest.input)
     if subject.foreign_onnx:
         return Preprocess.default(size, mean, std)
-    weights = subject.ref.weights
-    published = find_weights(subject.spec.name, weights) if is_weights_tag(weights) else None
-    return Preprocess.for_model(subject.spec, size, published)
+    return Preprocess.for_model(subject.spec, size, subject.ref.published)
 
 
 def make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
@@ -241,10 +215,10 @@ def _onnx_for(subject: Subject, config: BenchConfig) -> Path:
         return ExportFolder(subject.folder).verified(name)
     folder = _matching_export(subject, config, name)
     if folder is None:  # exported into bench's own folder: another command's files are never replaced
-        int8 = QuantizeConfig(target="trt" if config.engine == "trt" else "cpu") if config.precision == "int8" else None
+        int8 = QuantizeConfig(layout=_int8_layout(config)) if config.precision == "int8" else None
         out = config.out / BENCH_EXPORTS / _export_key(subject)
         report(f"no export of {subject.ref.text} with {name} at hand: exporting it (dynamic batch) into {out / subject.spec.name}")
-        result = export(ExportConfig(subject.ref.text, out=out, dynamic_batch=True, int8=int8, fp16=config.precision == "fp16"))
+        result = export(ExportConfig(out=out, dynamic_batch=True, int8=int8, fp16=config.precision == "fp16"), subject.ref)
         folder = result.folder
     subject.folder = folder
     return folder / name
@@ -260,25 +234,20 @@ def _matching_export(subject: Subject, config: BenchConfig, name: str) -> Path |
             continue
         manifest = folder.read()
         int8 = manifest.sections.get("int8", {}).get("settings", {})
-        if (manifest.model.name == spec.name and _same_weights(manifest.model.weights, subject.ref.weights, spec.name)
+        if (manifest.model.name == spec.name and manifest.model.weights.matches(subject.ref.weights)
                 and manifest.input.size == spec.input_size and manifest.input.dynamic_batch
-                and (name != INT8_NAME or int8.get("target") == ("trt" if config.engine == "trt" else "cpu"))):
+                and (name != INT8_NAME or int8.get("layout") == _int8_layout(config))):
             return candidate
     return None
-
-
-def _same_weights(record, weights: str | None, model: str) -> bool:
-    if weights is None:
-        return record.random
-    if is_weights_tag(weights):
-        return record.tag == find_weights(model, weights).tag
-    return record.sha256 is not None and Path(weights).is_file() and record.sha256 == sha256_file(Path(weights))
 
 
 def _export_key(subject: Subject) -> str:
     """A folder name for bench's own export of this model and weights."""
     import hashlib
 
-    weights = subject.ref.weights
-    identity = "random" if weights is None else weights.upper() if is_weights_tag(weights) else sha256_file(Path(weights))
-    return hashlib.sha256(f"{subject.spec.name}|{identity}".encode()).hexdigest()[:12]
+    return hashlib.sha256(f"{subject.spec.name}|{subject.ref.weights.identity}".encode()).hexdigest()[:12]
+
+
+def _int8_layout(config: BenchConfig) -> str:
+    """The INT8 layout of the runtime being timed: TensorRT's placement for trt, onnxruntime's otherwise."""
+    return "trt" if config.engine == "trt" else "cpu"

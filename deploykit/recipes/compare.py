@@ -3,33 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from deploykit.compress.quantize import HOLDOUT_LIMIT, VAL_LIMIT, Int8Check, QuantizeConfig, compare_int8
+from deploykit.compress.int8_check import Int8Check, compare_int8
+from deploykit.compress.int8_data import HOLDOUT_LIMIT, VAL_LIMIT
+from deploykit.compress.configs import QuantizeConfig
 from deploykit.compress.saturation import Saturation, activation_saturation
-from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess, load_labelled_folder
+from deploykit.data import Preprocess, load_labelled_folder
 from deploykit.data.calibration import load_samples
 from deploykit.errors import DeployKitError
 from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME
-from deploykit.parity import (FP16_TOLERANCES, LayerDiff, ParityReport, Tolerances, compare_runners, first_divergent,
+from deploykit.parity import (FP16_TOLERANCES, LayerDiff, ParityReport, compare_runners, first_divergent,
                               onnx_layer_diffs, parity_inputs, per_layer_diffs, run_all)
+from deploykit.recipes.configs import CompareConfig
 from deploykit.recipes.ref import ModelRef, parse_model_ref
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
 
 
 SATURATION_ROWS = 10
-
-
-@dataclass(frozen=True)
-class CompareConfig:
-    """Options of ``deploykit compare``; each maps to one command-line option."""
-
-    input_size: int | None = None
-    images: Path | None = DEFAULT_CALIBRATION_DIR
-    per_layer: bool = False
-    layer_tolerance: float = 1e-3
-    tolerances: Tolerances = field(default_factory=Tolerances)
 
 
 @dataclass

@@ -8,32 +8,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from deploykit.bench.accuracy import nonfinite_images, nonfinite_note, topk_hits
 from deploykit.data import LabelledImages, evenly_spaced
 from deploykit.data.images import batches, loader
 from deploykit.errors import DeployKitError
-from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD, MAX_WORKERS
+from deploykit.choices import MAX_WORKERS
 from deploykit.parity import run_all
 from deploykit.progress import stage
-from deploykit.recipes.bench import BenchConfig, make_runner, resolve_subject, subject_preprocess
+from deploykit.recipes.configs import EvalConfig
+from deploykit.recipes.bench import make_runner, resolve_subject, subject_preprocess
+from deploykit.recipes.configs import BenchConfig
 from deploykit.runtime.availability import require_backend
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Options of ``deploykit eval``; each maps to one command-line option."""
-
-    data: Path
-    engine: str = "ort"
-    precision: str = "fp32"
-    batch_size: int = 32
-    workers: int = 2
-    limit: int | None = None
-    input_size: int | None = None  # for an ONNX file with no manifest
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    out: Path = Path("deploykit-out")
 
 
 @dataclass

@@ -15,55 +15,25 @@ import numpy as np
 
 from deploykit.bench.latency import LatencyComparison, compare_latency
 from deploykit.bench.memory import check_memory
-from deploykit.choices import DEFAULT_OPSET, IMAGENET_MEAN, IMAGENET_STD
-from deploykit.compress.qat import QatConfig
-from deploykit.compress.quantize import (Int8GateError, QuantizationData, QuantizeConfig, QuantizeResult, load_quantization_data,
-                                         quantize_int8)
-from deploykit.data import DEFAULT_CALIBRATION_DIR, Preprocess
+from deploykit.compress.int8_check import Int8GateError
+from deploykit.compress.int8_data import QuantizationData, load_quantization_data
+from deploykit.compress.quantize import QuantizeResult, quantize_int8
+from deploykit.data import Preprocess
 from deploykit.data.training import finetune_images
 from deploykit.errors import DeployKitError
 from deploykit.export.onnx import INPUT_NAME, OUTPUT_NAME, check_onnx, simplify_onnx, torch_to_onnx
 from deploykit.io import ensure_writable_dir, sha256_file
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder, InputRecord, Manifest, ModelRecord, WeightsRecord
 from deploykit.models.layers import classifier_outputs
-from deploykit.models.pretrained import PublishedWeights, find_weights, is_weights_tag, weights_file
-from deploykit.progress import report, stage
 from deploykit.parity import FP16_TOLERANCES, ParityReport, Tolerances, compare_logits, compare_runners, parity_inputs, run_all
+from deploykit.progress import report, stage
+from deploykit.recipes.configs import ExportConfig
 from deploykit.recipes.lines import int8_lines, latency_line
 from deploykit.recipes.qat import quantize_with_qat
-from deploykit.recipes.ref import DEFAULT_SEED, ModelRef, module_ref, parse_model_ref
+from deploykit.recipes.ref import ModelRef, module_ref, parse_model_ref
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
 
 CALIBRATION_CACHE = "calib-cache"
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """Options of ``deploykit export``; each maps to one command-line option.
-
-    ``name`` is any model reference that names an architecture (``resnet50``, ``resnet50:ckpt.pth``,
-    ``resnet50:IMAGENET1K_V2``, a pruned folder); ``weights`` is ``--weights``.
-    """
-
-    name: str | None = None
-    out: Path = Path("deploykit-out")
-    weights: str | None = None
-    opset: int = DEFAULT_OPSET
-    batch: int = 1
-    dynamic_batch: bool = False
-    input_size: int | None = None
-    simplify: bool = True
-    tolerances: Tolerances = field(default_factory=Tolerances)
-    parity_images: Path | None = DEFAULT_CALIBRATION_DIR
-    int8: QuantizeConfig | None = None
-    fp16: bool = False
-    fp16_io: bool = False
-    model_kwargs: dict = field(default_factory=dict)
-    mean: tuple[float, float, float] = IMAGENET_MEAN  # preprocessing of a user's ONNX file (it has no manifest)
-    std: tuple[float, float, float] = IMAGENET_STD
-    module: str | None = None  # path/to/file.py:function, the user's own nn.Module, instead of ``name``
-    qat: QatConfig | None = None  # with ``int8``: quantization-aware fine-tuning after PTQ
-    qat_data: Path | None = None  # images for it (labels optional); the calibration images by default
 
 
 @dataclass
@@ -115,16 +85,23 @@ class _Source:
     batch: int | str = 1  # the file's batch dimension: a number, or "batch" where it is dynamic
 
 
-def export(config: ExportConfig) -> ExportResult:
-    """Export a registry model (or a user's module) to ONNX and write it only if it matches PyTorch within tolerance;
-    or take a user's ONNX file as it is, to make its FP16 and INT8 files with the same checks and manifest."""
+def export_ref(config: ExportConfig) -> ModelRef:
+    """The model an export's options name: NAME (with ``--weights``) or ``--module``, parsed and resolved once."""
     if (config.name is None) == (config.module is None):
         raise DeployKitError("give a model NAME or --module path/to/file.py:function, not both or neither")
+    return module_ref(config.module) if config.module else parse_model_ref(config.name).with_weights(config.weights)
+
+
+def export(config: ExportConfig, ref: ModelRef | None = None) -> ExportResult:
+    """Export a registry model (or a user's module) to ONNX and write it only if it matches PyTorch within tolerance;
+    or take a user's ONNX file as it is, to make its FP16 and INT8 files with the same checks and manifest.
+
+    ``ref`` is the model, already resolved by the caller; by default, the one ``config`` names."""
     if config.batch < 1:
         raise DeployKitError(f"--batch must be at least 1, got {config.batch}")
     if config.qat and not config.int8:
         raise DeployKitError("--qat fine-tunes for INT8: add --int8")
-    ref = module_ref(config.module) if config.module else parse_model_ref(config.name).with_weights(config.weights)
+    ref = ref or export_ref(config)
     ExportFolder(Path(config.out) / (ref.spec.name if ref.spec else ref.onnx_path.stem)).refuse_foreign_files()  # before any slow step
     if ref.spec is None:
         return _publish(config, _onnx_file_source(ref, config))
@@ -133,15 +110,11 @@ def export(config: ExportConfig) -> ExportResult:
 
 def _torch_source(ref: ModelRef, config: ExportConfig) -> _Source:
     spec = ref.spec
-    size = config.input_size or spec.input_size
-    if size < spec.min_input_size:
-        raise DeployKitError(f"{spec.name} needs inputs of at least {spec.min_input_size}x{spec.min_input_size}, got {size}")
-    published = find_weights(spec.name, ref.weights) if is_weights_tag(ref.weights) else None
-    preprocess = Preprocess.for_model(spec, size, published)
+    size = spec.checked_input_size(config.input_size)
+    preprocess = Preprocess.for_model(spec, size, ref.published)
     model = ref.build(**config.model_kwargs)
-    checkpoint = Path(config.module.rpartition(":")[0]) if config.module else weights_file(spec.name, ref.weights)
-    record = ModelRecord(spec.name, spec.family, classifier_outputs(model),
-                         _weights_record(checkpoint, published), {**(ref.builder_kwargs or {}), **config.model_kwargs})
+    record = ModelRecord(spec.name, spec.family, classifier_outputs(model), _weights_record(ref),
+                         {**(ref.builder_kwargs or {}), **config.model_kwargs})
     check_memory(model, (max(config.batch, 2), 3, size, size))
     started = time.perf_counter()
     with stage(f"exporting {spec.name} to ONNX (opset {config.opset})"):
@@ -166,7 +139,7 @@ def _torch_source(ref: ModelRef, config: ExportConfig) -> _Source:
         raise DeployKitError(f"the ONNX export of {spec.name} does not match PyTorch, so nothing was written: {parity.summary()}")
     report(f"parity vs PyTorch: {parity.summary()}")
     return _Source(spec.name, serialized, reference, inputs, preprocess, record, parity, simplified, export_seconds, notes, model,
-                   checkpoint is None, "batch" if config.dynamic_batch else config.batch)
+                   ref.random_weights, "batch" if config.dynamic_batch else config.batch)
 
 
 def _onnx_file_source(ref: ModelRef, config: ExportConfig) -> _Source:
@@ -319,13 +292,11 @@ def _file_opset(serialized: bytes) -> int:
     return next(o.version for o in onnx.load_from_string(serialized).opset_import if o.domain in ("", "ai.onnx"))
 
 
-def _weights_record(checkpoint: Path | None, published: PublishedWeights | None) -> WeightsRecord:
-    if checkpoint is None:
-        return WeightsRecord(seed=DEFAULT_SEED, random=True)
-    if published is None:
-        return WeightsRecord(path=str(checkpoint), sha256=sha256_file(checkpoint))
-    return WeightsRecord(path=str(checkpoint), sha256=sha256_file(checkpoint), tag=published.tag, source=published.source,
-                         url=published.url, published_top1=published.top1, published_top5=published.top5)
+def _weights_record(ref: ModelRef) -> WeightsRecord:
+    if ref.factory is not None:  # a user's module: its file is what the weights came with
+        module_file = Path(ref.text.rpartition(":")[0])
+        return WeightsRecord(path=str(module_file), sha256=sha256_file(module_file))
+    return WeightsRecord.of(ref.weights)
 
 
 def _check_batch_consistency(serialized: bytes, inputs: np.ndarray) -> str:

@@ -14,8 +14,11 @@ from pathlib import Path
 import onnx
 import torch
 
-from deploykit.compress.qat import QatConfig, qat_finetune, read_plan
-from deploykit.compress.quantize import QuantizationData, QuantizeConfig, QuantizeResult, quantize_int8
+from deploykit.compress.qat import qat_finetune, read_plan
+from deploykit.compress.configs import QatConfig
+from deploykit.compress.int8_data import QuantizationData
+from deploykit.compress.quantize import QuantizeResult, quantize_int8
+from deploykit.compress.configs import QuantizeConfig
 from deploykit.export.onnx import simplify_onnx, torch_to_onnx
 from deploykit.progress import stage
 

@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploykit.errors import DeployKitError, first_line
 from deploykit.manifest import ONNX_NAME, PRUNED_NAME, ExportFolder, Manifest
 from deploykit.models import ModelSpec, get_spec, resolve_name
-from deploykit.models.pretrained import is_weights_tag
+from deploykit.models.pretrained import PublishedWeights, is_weights_tag
+from deploykit.models.sources import DEFAULT_SEED, Checkpoint, Published, RandomInit, Weights, resolve_weights
 
 if TYPE_CHECKING:
     from torch import nn
 
-# Without weights, registry models are built with this seed, so an export and a later
-# `deploykit compare NAME model.onnx` see the same random weights.
-DEFAULT_SEED = 0
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".safetensors"}
 RANDOM_WEIGHTS_WARNING = ("random-init weights (no --weights): parity and accuracy figures mean nothing for them; "
                           "pass --weights IMAGENET1K_V1 (or DEFAULT) or a checkpoint of your own")
@@ -36,11 +34,11 @@ RANDOM_WEIGHTS_WARNING = ("random-init weights (no --weights): parity and accura
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A parsed model reference: an architecture with weights, an ONNX file, or both (an export folder)."""
+    """A parsed model reference: an architecture with its weights resolved, an ONNX file, or both (an export folder)."""
 
     text: str
     spec: ModelSpec | None  # None for an ONNX file with no manifest
-    weights: str | None = None  # checkpoint path or published tag; None: seeded random init
+    weights: Weights = RandomInit()
     onnx_path: Path | None = None
     manifest: Manifest | None = None
     builder_kwargs: dict | None = None
@@ -57,7 +55,12 @@ class ModelRef:
             return False  # the user's module brings its own weights
         if self.manifest is not None:
             return self.manifest.model.weights.random
-        return self.spec is not None and self.weights is None
+        return self.spec is not None and isinstance(self.weights, RandomInit)
+
+    @property
+    def published(self) -> PublishedWeights | None:
+        """The published checkpoint's entry (its evaluation recipe, its accuracy), when the weights are published ones."""
+        return self.weights.entry if isinstance(self.weights, Published) else None
 
     @property
     def name(self) -> str:
@@ -70,11 +73,16 @@ class ModelRef:
         """The same architecture with ``--weights`` applied (a reference that names weights keeps them unless given)."""
         if weights is None:
             return self
-        if self.weights is not None and self.weights != weights:
-            raise DeployKitError(f"{self.text} already names its weights; drop --weights {weights} or name the model alone")
         if self.factory is not None:
             raise DeployKitError("--weights does not apply to --module: the function builds the model with its weights")
-        return ModelRef(self.text, self.spec, weights, self.onnx_path, self.manifest, self.builder_kwargs)
+        resolved = resolve_weights(self.name, weights)
+        if not isinstance(self.weights, RandomInit) and not _same_source(self.weights, resolved):
+            raise DeployKitError(f"{self.text} already names its weights; drop --weights {weights} or name the model alone")
+        return replace(self, weights=resolved)
+
+    def with_checkpoint(self, path: Path) -> ModelRef:
+        """The same architecture with the checkpoint a stage of this command just wrote (pruned, trained)."""
+        return replace(self, text=f"{self.name}:{path}", weights=Checkpoint(Path(path)), onnx_path=None, manifest=None)
 
     def build(self, **kwargs) -> nn.Module:
         """The PyTorch model in eval mode: from its checkpoint or tag, or reproducibly initialised."""
@@ -82,9 +90,15 @@ class ModelRef:
 
         if self.factory is not None:
             return _call_factory(self.factory, self.text).eval()
-        name = self.name
         kwargs = {**(self.builder_kwargs or {}), **kwargs}
-        return get_model(name, weights=self.weights, seed=None if self.weights else DEFAULT_SEED, **kwargs).eval()
+        seed = self.weights.seed if isinstance(self.weights, RandomInit) else None
+        return get_model(self.name, weights=self.weights, seed=seed, **kwargs).eval()
+
+
+def _same_source(a: Weights, b: Weights) -> bool:
+    if isinstance(a, Published) and isinstance(b, Published):
+        return a.entry.tag == b.entry.tag
+    return isinstance(a, Checkpoint) and isinstance(b, Checkpoint) and a.path.resolve() == b.path.resolve()
 
 
 def parse_model_ref(text: str) -> ModelRef:
@@ -96,7 +110,8 @@ def parse_model_ref(text: str) -> ModelRef:
             raise DeployKitError(f"{text}: name the weights after the colon, e.g. {name}:IMAGENET1K_V1 or {name}:model.pth")
         if not is_weights_tag(rest) and not Path(rest).is_file():
             raise DeployKitError(f"checkpoint {rest} does not exist; pass a checkpoint file or a published tag such as IMAGENET1K_V1")
-        return ModelRef(text, get_spec(name), rest)
+        spec = get_spec(name)
+        return ModelRef(text, spec, resolve_weights(spec.name, rest))
     path = Path(text)
     if os.sep in text or text.endswith((".onnx", *CHECKPOINT_SUFFIXES)) or (path.exists() and not _is_registry_name(text)):
         return _path_ref(text, path)
@@ -165,8 +180,8 @@ def _path_ref(text: str, path: Path) -> ModelRef:
         if folder.pruned_path.is_file():  # written by `deploykit prune`: the pruned checkpoint is the model
             pruned = folder.verified(PRUNED_NAME) if PRUNED_NAME in manifest.files else folder.pruned_path
             onnx_path = folder.verified(ONNX_NAME) if ONNX_NAME in manifest.files else None
-            return ModelRef(text, spec, str(pruned), onnx_path, manifest, kwargs)
-        return ModelRef(text, spec, manifest.model.weights.reference, folder.verified(ONNX_NAME), manifest, kwargs)
+            return ModelRef(text, spec, Checkpoint(pruned), onnx_path, manifest, kwargs)
+        return ModelRef(text, spec, _recorded_weights(spec, manifest), folder.verified(ONNX_NAME), manifest, kwargs)
     folder = ExportFolder(path.parent)
     manifest = folder.read() if folder.exists() else None
     if manifest is not None and path.name not in manifest.files:
@@ -174,9 +189,9 @@ def _path_ref(text: str, path: Path) -> ModelRef:
     if manifest is not None:
         folder.verified(path.name)
     if manifest is None:  # a file deploykit did not make: what its graph says is all there is to know
-        return ModelRef(text, None, None, path, signature=classifier_signature(path))
-    return ModelRef(text, _registered_spec(manifest), manifest.model.weights.reference, path, manifest,
-                    dict(manifest.model.builder_kwargs))
+        return ModelRef(text, None, onnx_path=path, signature=classifier_signature(path))
+    spec = _registered_spec(manifest)
+    return ModelRef(text, spec, _recorded_weights(spec, manifest), path, manifest, dict(manifest.model.builder_kwargs))
 
 
 @dataclass(frozen=True)
@@ -212,6 +227,14 @@ def classifier_signature(path: Path) -> OnnxSignature:
         raise DeployKitError(f"{path} outputs rank-{len(output.shape.dim)} "
                              f"{onnx.TensorProto.DataType.Name(output.elem_type).lower()} values, not [N, classes] logits")
     return OnnxSignature(dims, output.shape.dim[1].dim_value or None)
+
+
+def _recorded_weights(spec: ModelSpec | None, manifest: Manifest) -> Weights:
+    """The weights an export was made with, as its manifest records them (a user's module: none to rebuild from)."""
+    record = manifest.model.weights
+    if spec is None or record.random or record.reference is None:
+        return RandomInit(record.seed if record.seed is not None else DEFAULT_SEED)
+    return resolve_weights(spec.name, record.reference)
 
 
 def _registered_spec(manifest: Manifest) -> ModelSpec | None:

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from deploykit.cli import cli
-from deploykit.recipes.export import ExportConfig, export
+from deploykit.recipes.export import export
+from deploykit.recipes.configs import ExportConfig
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -21,7 +22,7 @@ def run(*args):
 @pytest.fixture(scope="module")
 def digits_export(train_on_digits, tmp_path_factory):
     trained = train_on_digits("cifar_resnet20")
-    from deploykit.compress.quantize import QuantizeConfig
+    from deploykit.compress.configs import QuantizeConfig
 
     result = export(ExportConfig(trained.name, out=tmp_path_factory.mktemp("bench"), weights=str(trained.weights),
                                  input_size=trained.size, dynamic_batch=True,

@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from deploykit.compress.distill import DistillConfig, distill
+from deploykit.compress.distill import distill
+from deploykit.compress.configs import DistillConfig
 from deploykit.data import Preprocess
 from deploykit.data.training import TrainingData, load_training_data
 from deploykit.models import get_spec

@@ -9,7 +9,8 @@ import onnx
 import pytest
 from onnx import helper, numpy_helper
 
-from deploykit.compress.quantize import QuantizeConfig, compare_int8
+from deploykit.compress.int8_check import compare_int8
+from deploykit.compress.configs import QuantizeConfig
 from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
 from deploykit.data.calibration import load_samples
 from deploykit.models import get_spec

@@ -12,15 +12,18 @@ from click.testing import CliRunner
 
 from deploykit import DeployKitError
 from deploykit.cli import cli
-from deploykit.compress.distill import DistillConfig, distill, evaluate
+from deploykit.compress.distill import distill, validation_top1
+from deploykit.compress.configs import DistillConfig
 from deploykit.data.training import load_training_data
-from deploykit.compress.prune import PruneConfig, prune_model
+from deploykit.compress.prune import prune_model
+from deploykit.compress.configs import PruneConfig
 from deploykit.manifest import PRUNED_NAME
 from deploykit.recipes.compress import run_distill, run_prune
 from deploykit.data import Preprocess
 from deploykit.models import get_spec
-from deploykit.recipes.export import ExportConfig, export
-from deploykit.recipes.ref import build_model
+from deploykit.recipes.export import export
+from deploykit.recipes.configs import ExportConfig
+from deploykit.recipes.ref import build_model, parse_model_ref
 
 pytestmark = pytest.mark.xdist_group("digits-train")
 
@@ -34,7 +37,7 @@ pytestmark = pytest.mark.xdist_group("digits-train")
     ("googlenet", 64, 1000),         # inception concatenation, aux heads dropped
 ])
 def test_pruning_gives_a_smaller_model_that_exports_with_parity(name, size, classes, tmp_path):
-    report = run_prune(name, None, PruneConfig(ratio=0.3, round_to=8), tmp_path / name, size)
+    report = run_prune(parse_model_ref(name), PruneConfig(ratio=0.3, round_to=8), tmp_path / name, size)
     assert report.macs_after < report.macs_before and report.params_after < report.params_before
     model = build_model(name, str(tmp_path / name / PRUNED_NAME))
     assert model(torch.randn(2, 3, size, size)).shape == (2, classes)
@@ -43,7 +46,7 @@ def test_pruning_gives_a_smaller_model_that_exports_with_parity(name, size, clas
 
 
 def test_pruned_checkpoint_reloads_exactly_and_safely(tmp_path):
-    run_prune("cifar_resnet20", None, PruneConfig(ratio=0.5), tmp_path, 32)
+    run_prune(parse_model_ref("cifar_resnet20"), PruneConfig(ratio=0.5), tmp_path, 32)
     original = build_model("cifar_resnet20")
     x = torch.randn(3, 3, 32, 32)
     a = build_model("cifar_resnet20", str(tmp_path / PRUNED_NAME))
@@ -97,7 +100,7 @@ def test_distillation_improves_the_student(train_on_digits, tmp_path):
     preprocess = Preprocess.for_model(get_spec("cifar_resnet20"), teacher.size)
     data = load_training_data("digits", preprocess)
     student = build_model("cifar_resnet20", width=8)
-    start = evaluate(student, data.val)
+    start = validation_top1(student, data.val)
     result = distill(student, build_model("cifar_resnet20", str(teacher.weights)), data, DistillConfig(epochs=2, lr=0.1),
                      tmp_path, {"name": "cifar_resnet20", "kwargs": {"width": 8}})
     assert start < 0.3 and result["history"][-1]["val_top1"] > start + 0.3

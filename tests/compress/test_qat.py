@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from deploykit import DeployKitError
-from deploykit.compress.qat import QatConfig, SimulatedQuantization, read_plan
-from deploykit.compress.quantize import QuantizeConfig
-from deploykit.recipes.export import ExportConfig, export
+from deploykit.compress.qat import SimulatedQuantization, read_plan
+from deploykit.compress.configs import QatConfig
+from deploykit.compress.configs import QuantizeConfig
+from deploykit.recipes.export import export
+from deploykit.recipes.configs import ExportConfig
 from deploykit.recipes.ref import build_model
 from deploykit.runtime import OrtRunner
 
@@ -87,11 +89,12 @@ def test_qat_needs_int8_and_its_images_are_checked_before_any_slow_step(tmp_path
 def test_fixed_ranges_give_back_the_ptq_scales(target, trained_digits, tmp_path):
     """The ranges QAT hands back to onnxruntime reproduce each activation's scale and zero point exactly, for the
     asymmetric uint8 (cpu) and the symmetric int8 (trt) layouts alike, so the file is what training simulated."""
-    from deploykit.compress.quantize import load_quantization_data, quantize_int8
+    from deploykit.compress.int8_data import load_quantization_data
+    from deploykit.compress.quantize import quantize_int8
     from deploykit.data import Preprocess
     from deploykit.models import get_spec
 
-    config = QuantizeConfig(calib=trained_digits.calib, holdout=trained_digits.holdout, target=target, min_cosine=-1.0,
+    config = QuantizeConfig(calib=trained_digits.calib, holdout=trained_digits.holdout, layout=target, min_cosine=-1.0,
                             min_top5=0.0, max_fallback_layers=0, bias_correction=False)
     ptq = export(ExportConfig(f"{trained_digits.name}:{trained_digits.weights}", out=tmp_path, input_size=trained_digits.size,
                               model_kwargs=trained_digits.model_kwargs, int8=config))

@@ -9,9 +9,10 @@ from click.testing import CliRunner
 
 from deploykit import DeployKitError
 from deploykit.cli import cli
-from deploykit.compress.quantize import QuantizeConfig
+from deploykit.compress.configs import QuantizeConfig
 from deploykit.data import DEFAULT_CALIBRATION_DIR, find_images
-from deploykit.recipes.export import ExportConfig, export
+from deploykit.recipes.export import export
+from deploykit.recipes.configs import ExportConfig
 
 SIZE = 64
 # Tests that use the digits-trained models share one xdist worker, so each model is trained once.
@@ -68,7 +69,7 @@ def test_calibration_cache_is_reused_and_invalidated(tmp_path):
 
 
 def test_trt_target_is_symmetric(tmp_path):
-    result = int8_export("cifar_resnet20", tmp_path, target="trt")
+    result = int8_export("cifar_resnet20", tmp_path, layout="trt")
     graph = onnx.load(str(result.folder / "model.int8.onnx")).graph
     zero_points = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("zero_point")}
     assert zero_points and all(z.dtype in (np.int8, np.int32) and not z.any() for z in zero_points.values())
@@ -110,7 +111,7 @@ def test_sensitivity_blames_the_layer_whose_input_range_is_wrong(trained_digits,
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from deploykit.compress.quantize import layer_sensitivity
+    from deploykit.compress.fallback import layer_sensitivity
 
     squeezed = tmp_path / "squeezed.npy"
     np.save(squeezed, np.load(trained_digits.calib) * 0.1)

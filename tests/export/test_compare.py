@@ -9,10 +9,11 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 
 from deploykit.cli import cli
-from deploykit.compress.quantize import QuantizeConfig
+from deploykit.compress.configs import QuantizeConfig
 from deploykit.export.onnx import load_onnx
 from deploykit.parity import first_divergent, parity_inputs, per_layer_diffs
-from deploykit.recipes.export import ExportConfig, export
+from deploykit.recipes.export import export
+from deploykit.recipes.configs import ExportConfig
 from deploykit.data import Preprocess
 from deploykit.models import get_spec
 from deploykit.recipes.ref import build_model

@@ -8,7 +8,8 @@ import pytest
 
 from deploykit.io import sha256_file
 from deploykit.models import get_spec, list_models
-from deploykit.recipes.export import ExportConfig, export
+from deploykit.recipes.export import export
+from deploykit.recipes.configs import ExportConfig
 
 # One model per family runs at its full input size; the rest at a small valid resolution.
 FULL_SIZE = {"alexnet", "vgg11", "googlenet", "resnet50", "preact_resnet18", "cifar_resnet20", "resnext50_32x4d",

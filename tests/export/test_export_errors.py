@@ -12,7 +12,8 @@ from deploykit.cli import cli
 from deploykit.io import sha256_file
 from deploykit.models import get_model
 from deploykit.parity import Tolerances
-from deploykit.recipes.export import ExportConfig, export
+from deploykit.recipes.export import export
+from deploykit.recipes.configs import ExportConfig
 
 
 def run(*args):

@@ -1,0 +1,188 @@
+"""The option groups the commands declare, each reading its default from the config type it fills, and the mapping of
+``deploykit export``'s many options onto its typed configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, load_presets
+from deploykit.choices import AMP_TYPES, CALIBRATION_METHODS, IMAGENET_MEAN, IMAGENET_STD, INT8_LAYOUTS, MAX_THREADS, MAX_WORKERS
+from deploykit.cli_types import BatchList, FiniteFloatRange, Warmup, input_size_option
+from deploykit.compress.configs import DistillConfig, QatConfig, QuantizeConfig
+from deploykit.errors import DeployKitError
+from deploykit.parity import Tolerances
+from deploykit.recipes.configs import DEFAULT_OUT, BenchConfig, Compression, ExportConfig
+
+OUT_OPTION = dict(type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True)
+
+
+def apply(options: list):
+    """Decorate a command with ``options`` in the order they are listed (as ``--help`` shows them)."""
+    def decorate(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+    return decorate
+
+
+tolerance_options = apply([
+    click.option("--rel-error", type=FiniteFloatRange(min=0), default=Tolerances.rel_error, show_default=True,
+                 help="Maximum abs error, as a fraction of the reference logit range."),
+    click.option("--min-cosine", type=FiniteFloatRange(-1, 1), default=Tolerances.min_cosine, show_default=True,
+                 help="Minimum cosine similarity of the logits, per input."),
+    click.option("--min-top1", type=FiniteFloatRange(0, 1), default=Tolerances.min_top1, show_default=True,
+                 help="Minimum top-1 agreement (fraction of inputs)."),
+])
+
+foreign_onnx_options = apply([
+    input_size_option("Input size of an ONNX file with a dynamic size and no manifest: N (square) or H W."),
+    click.option("--mean", nargs=3, type=float, default=IMAGENET_MEAN, show_default=True,
+                 help="Per-channel mean for an ONNX file with no manifest."),
+    click.option("--std", nargs=3, type=float, default=IMAGENET_STD, show_default=True,
+                 help="Per-channel std for an ONNX file with no manifest."),
+])
+
+training_options = apply([
+    click.option("--data", required=True, help="'digits' (built in) or a folder of class subfolders."),
+    click.option("--epochs", type=click.IntRange(min=1), default=DistillConfig.epochs, show_default=True),
+    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DistillConfig.lr, show_default=True),
+    click.option("--batch-size", type=click.IntRange(min=1), default=DistillConfig.batch_size, show_default=True),
+    click.option("--seed", type=int, default=DistillConfig.seed, show_default=True),
+    input_size_option(),
+    click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder."),
+    click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/last.pth if present."),
+    click.option("--workers", type=click.IntRange(0, MAX_WORKERS), help="DataLoader worker processes (default: up to 4)."),
+    click.option("--amp", type=click.Choice(AMP_TYPES), default=DistillConfig.amp, show_default=True,
+                 help="Mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with loss scaling)."),
+])
+
+
+def _deprecated_target(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        click.echo("warning: export --target is now --int8-layout (same values); --target will be removed in the next release",
+                   err=True)
+    return value
+
+
+export_options = apply([
+    click.argument("name", required=False),
+    click.option("--module", help="Export your own nn.Module instead: path/to/file.py:function (called with no arguments)."),
+    click.option("--weights", help="Published weights (IMAGENET1K_V1, IMAGENET1K_V2, DEFAULT, imagenet) or a checkpoint file; "
+                 "default: seeded random init, for structure and latency only."),
+    click.option("--out", **OUT_OPTION, help="Output folder; the export goes to OUT/NAME/."),
+    click.option("--opset", type=click.IntRange(min=18), default=ExportConfig.opset, show_default=True, help="ONNX opset."),
+    click.option("--batch", type=click.IntRange(min=1), default=ExportConfig.batch, show_default=True, help="Fixed batch size."),
+    click.option("--dynamic-batch", is_flag=True, help="Export with a dynamic batch dimension instead of --batch."),
+    input_size_option(),
+    click.option("--simplify/--no-simplify", default=ExportConfig.simplify, show_default=True,
+                 help="Simplify with onnxslim when parity holds."),
+    click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (float16 weights and compute), checked against PyTorch."),
+    click.option("--fp16-io", is_flag=True, help="With --fp16: float16 graph inputs and outputs too (default float32)."),
+    tolerance_options,
+    click.option("--int8", is_flag=True, help="Also write a calibrated Q/DQ INT8 model (model.int8.onnx)."),
+    click.option("--calib", type=click.Path(exists=False, path_type=Path), default=QuantizeConfig.calib,
+                 show_default="bundled photos", help="Calibration images (flat or class subfolders) or .npy/.npz arrays."),
+    click.option("--calib-size", type=click.IntRange(min=1), default=QuantizeConfig.calib_size, show_default=True,
+                 help="Calibration samples to use."),
+    click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), default=QuantizeConfig.method, show_default=True,
+                 help="Activation ranges: mean of per-image min/max (robust), global min/max, onnxruntime's histograms, "
+                 "or auto: whichever of the first two is closer to FP32 on the calibration images."),
+    click.option("--bias-correction/--no-bias-correction", default=QuantizeConfig.bias_correction, show_default=True,
+                 help="Fold each conv's mean weight-rounding error into its bias."),
+    click.option("--per-channel/--per-tensor", default=QuantizeConfig.per_channel, show_default=True,
+                 help="Weight quantization granularity."),
+    click.option("--exclude", multiple=True, help="Keep matching layers in FP32 (shell pattern over layer names; repeatable)."),
+    click.option("--int8-layout", "layout", type=click.Choice(INT8_LAYOUTS), default=QuantizeConfig.layout, show_default=True,
+                 help="Q/DQ placement: cpu (uint8 activations, fast on x86 with onnxruntime) or trt (symmetric int8, "
+                 "TensorRT's placement)."),
+    click.option("--target", "deprecated_target", type=click.Choice(INT8_LAYOUTS), hidden=True, callback=_deprecated_target,
+                 help="Deprecated: --int8-layout."),
+    click.option("--int8-min-cosine", type=FiniteFloatRange(-1, 1), default=QuantizeConfig.min_cosine, show_default=True,
+                 help="Gate without --val: mean logit cosine of INT8 vs FP32 on the held-out images."),
+    click.option("--int8-min-confident-agreement", type=FiniteFloatRange(0, 1), default=QuantizeConfig.min_confident_agreement,
+                 show_default=True, help="Gate without --val: top-1 agreement with FP32 on the held-out images FP32 is confident "
+                 "on (top-1 probability >= 0.5; gated where there are at least 8)."),
+    click.option("--int8-min-top5", type=FiniteFloatRange(0, 1), default=QuantizeConfig.min_top5, show_default=True,
+                 help="Gate without --val: share of held-out images whose FP32 top-1 is in the INT8 top-5."),
+    click.option("--val", type=click.Path(file_okay=False, path_type=Path),
+                 help="Labelled folder (class subfolders): gate INT8 on its top-1 drop instead (--max-drop)."),
+    click.option("--max-drop", type=FiniteFloatRange(min=0), default=QuantizeConfig.max_drop, show_default=True,
+                 help="With --val: top-1 points INT8 may lose against FP32."),
+    click.option("--mean", nargs=3, type=float, default=ExportConfig.mean, show_default=True,
+                 help="Per-channel mean, for an ONNX file given as NAME (a model's own otherwise)."),
+    click.option("--std", nargs=3, type=float, default=ExportConfig.std, show_default=True,
+                 help="Per-channel std, for an ONNX file given as NAME (a model's own otherwise)."),
+    click.option("--holdout", type=click.Path(path_type=Path), default=QuantizeConfig.holdout, show_default="bundled photos",
+                 help="Held-out images (or .npy/.npz arrays) for the INT8 accuracy check; not used for calibration."),
+    click.option("--prune", "prune_ratio", type=float, help="First prune this fraction of channels (see `deploykit prune`)."),
+    click.option("--distill-from", "teacher", help="Then distil from this teacher (NAME:CHECKPOINT) on --data."),
+    click.option("--data", help="Training data for --distill-from or fine-tuning after --prune: a labelled folder or 'digits'."),
+    click.option("--epochs", type=click.IntRange(min=1), default=Compression.epochs, show_default=True,
+                 help="Epochs of distillation/fine-tuning/QAT."),
+    click.option("--qat", is_flag=True, help="With --int8: quantization-aware fine-tuning from the PTQ ranges, the FP32 model "
+                 "as teacher, on --data (labels optional; default: the calibration images)."),
+    click.option("--qat-lr", type=FiniteFloatRange(min=0, min_open=True), default=QatConfig.lr, show_default=True,
+                 help="QAT learning rate (Adam)."),
+])
+
+
+def export_request(o: dict) -> tuple[ExportConfig, Compression]:
+    """``deploykit export``'s options as the export config and the compression stages before it."""
+    if o["dynamic_batch"] and o["batch"] != 1:
+        raise DeployKitError("--batch and --dynamic-batch exclude each other: a dynamic batch has no fixed size")
+    if o["deprecated_target"] and o["layout"] != QuantizeConfig.layout and o["deprecated_target"] != o["layout"]:
+        raise DeployKitError(f"--target {o['deprecated_target']} contradicts --int8-layout {o['layout']}; give --int8-layout alone")
+    quantize = QuantizeConfig(
+        calib=o["calib"], calib_size=o["calib_size"], method=o["calib_method"], per_channel=o["per_channel"],
+        bias_correction=o["bias_correction"], exclude=o["exclude"], layout=o["deprecated_target"] or o["layout"],
+        holdout=o["holdout"], min_cosine=o["int8_min_cosine"], min_top5=o["int8_min_top5"],
+        min_confident_agreement=o["int8_min_confident_agreement"], val=o["val"], max_drop=o["max_drop"]) if o["int8"] else None
+    config = ExportConfig(
+        name=o["name"], out=o["out"], weights=o["weights"], opset=o["opset"], batch=o["batch"], dynamic_batch=o["dynamic_batch"],
+        input_size=o["input_size"], simplify=o["simplify"], tolerances=Tolerances(o["rel_error"], o["min_cosine"], o["min_top1"]),
+        int8=quantize, fp16=o["fp16"] or o["fp16_io"], fp16_io=o["fp16_io"], module=o["module"],
+        qat=QatConfig(epochs=o["epochs"], lr=o["qat_lr"]) if o["qat"] else None, qat_data=Path(o["data"]) if o["qat"] and o["data"] else None,
+        mean=tuple(o["mean"]), std=tuple(o["std"]))
+    return config, Compression(o["prune_ratio"], o["teacher"], o["data"], o["epochs"])
+
+
+bench_options = apply([
+    click.argument("models", nargs=-1, required=True),
+    click.option("--engine", type=click.Choice(ENGINES), help=f"Backend (default {BenchConfig.engine}, or the preset's)."),
+    click.option("--device", type=click.Choice(DEVICES), help=f"cpu or cuda (default {BenchConfig.device}, or the preset's)."),
+    click.option("--precision", type=click.Choice(PRECISIONS),
+                 help=f"fp32, fp16 or int8 (default {BenchConfig.precision}, or the preset's)."),
+    click.option("--batch", "batches", type=BatchList(), help="Comma-separated batch sizes, e.g. 1,8,32 (default 1, or the preset's)."),
+    click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="CPU threads (torch, ONNX Runtime, OpenVINO)."),
+    click.option("--target", help=f"A deployment preset: {', '.join(load_presets())}, or one from --presets."),
+    click.option("--presets", type=click.Path(dir_okay=False, path_type=Path), help="Extra presets (TOML file)."),
+    click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Labelled folder (class subfolders) for accuracy."),
+    click.option("--runs", type=click.IntRange(1, 100_000), default=BenchConfig.runs, show_default=True, help="Timed runs per batch size."),
+    click.option("--warmup", type=Warmup(), default=str(BenchConfig.warmup), show_default=True,
+                 help="Untimed warm-up: a number of runs, or seconds such as 2s."),
+    click.option("--ort-provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), help="ONNX Runtime execution provider (default: --device)."),
+    click.option("--channels-last", is_flag=True, help="torch: channels_last memory format."),
+    click.option("--compile", "compile_", is_flag=True, help="torch: torch.compile the model."),
+    click.option("--cuda-graphs", is_flag=True, help="torch: capture and replay a CUDA graph."),
+    click.option("--no-data-transfers", is_flag=True, help="trt: time the engine alone, input kept on the GPU (trtexec's --noDataTransfers)."),
+    click.option("--out", **OUT_OPTION, help="Where models given by name are exported."),
+    click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as JSON."),
+    click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as CSV."),
+    click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as a Markdown table."),
+    foreign_onnx_options,
+])
+
+
+def bench_config(o: dict) -> BenchConfig:
+    """``deploykit bench``'s options, over the preset's (``--target``), over the defaults."""
+    from deploykit.bench.presets import get_preset
+
+    runs, seconds = o["warmup"]
+    return BenchConfig.with_preset(
+        get_preset(o["target"], o["presets"]) if o["target"] else None, engine=o["engine"], device=o["device"],
+        precision=o["precision"], batches=o["batches"], threads=o["threads"], runs=o["runs"], warmup=runs, warmup_seconds=seconds,
+        data=o["data"], out=o["out"], ort_provider=o["ort_provider"], channels_last=o["channels_last"], compile=o["compile_"],
+        cuda_graphs=o["cuda_graphs"], no_data_transfers=o["no_data_transfers"], input_size=o["input_size"], mean=tuple(o["mean"]),
+        std=tuple(o["std"]))

@@ -1,0 +1,205 @@
+"""What the commands print: each recipe's typed result as tables and lines on the console, worded in one place."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from deploykit.catalog import CatalogEntry
+    from deploykit.parity import LayerDiff
+    from deploykit.recipes.bench_results import BenchRun
+    from deploykit.recipes.compare import CompareResult
+    from deploykit.recipes.compress import PruneReport, TrainingResult
+    from deploykit.recipes.engine import EngineResult
+    from deploykit.recipes.eval import EvalResult
+    from deploykit.recipes.export import ExportResult
+    from deploykit.recipes.info import ModelInfo
+    from deploykit.recipes.report import ReportResult
+
+# Piped or captured output gets a wide console, so tables are not cut at 80 columns.
+console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
+TRT_LAYOUT_HINT = ", or time it on TensorRT, the runtime its layout (--int8-layout trt) is for"
+
+
+def table(title: str, columns: list[tuple[str, str]]) -> Table:
+    """A left-titled table; ``columns`` are (header, justify) pairs."""
+    result = Table(title=title, title_justify="left")
+    for column, justify in columns:
+        result.add_column(column, justify=justify)
+    return result
+
+
+def catalog(entries: list[CatalogEntry]) -> None:
+    rows = table(f"{len(entries)} models", [("name", "left"), ("family", "left"), ("params (eval)", "right"), ("GMACs", "right"),
+                                            ("input", "right")])
+    for entry in entries:
+        rows.add_row(entry.name, entry.family, f"{entry.params:,}", f"{entry.macs / 1e9:.2f}", f"{entry.input_size}x{entry.input_size}")
+    console.print(rows)
+
+
+def model_info(info: ModelInfo) -> None:
+    spec, profile, size = info.spec, info.profile, info.size
+    console.print(f"[bold]{spec.name}[/bold] ({spec.family}): {spec.paper}")
+    console.print(f"input 3x{size}x{size}, {spec.num_classes} classes, mean {spec.mean}, std {spec.std}")
+    aux_note = f" (+{info.training_only_params:,} in training-only auxiliary heads)" if info.training_only_params else ""
+    console.print(f"params {profile.inference_params:,}{aux_note}, MACs {profile.macs / 1e9:.3f} G, FLOPs {profile.flops / 1e9:.3f} G")
+    if spec.reference:
+        ref = spec.reference
+        top1 = f", top-1 {ref.top1:.2f}%" if ref.top1 is not None else ""
+        console.print(f"reference ({ref.source}): params {ref.params:,}, GMACs {ref.gmacs:.2f}{top1}")
+    if spec.torchvision_compatible:
+        console.print("state_dict matches torchvision's: its checkpoints load with strict=True")
+    if not info.published:
+        console.print(f"no published pretrained weights for {spec.name}: pass --weights PATH to a checkpoint of your own")
+    else:
+        weights = table("pretrained weights (--weights TAG)", [("tag", "left"), ("top-1", "right"), ("top-5", "right"),
+                                                                ("eval resize/crop", "left"), ("file", "left")])
+        for entry in info.published:
+            weights.add_row(f"{entry.tag} (DEFAULT)" if entry.default else entry.tag, f"{entry.top1:.2f}", f"{entry.top5:.2f}",
+                            f"{entry.resize}/{entry.crop} {entry.interpolation}", entry.file_name)
+        console.print(weights)
+    stages = table("stages", [("stage", "left"), ("output", "left"), ("params", "right"), ("MMACs", "right")])
+    for summary in profile.stages:
+        shape = "x".join(str(d) for d in summary.output_shape[1:]) if summary.output_shape else "-"
+        stages.add_row(summary.name, shape, f"{summary.params:,}", f"{summary.macs / 1e6:.1f}")
+    console.print(stages)
+
+
+def export_result(result: ExportResult) -> None:
+    for step, record in result.stages.items():
+        if step == "prune":
+            console.print(f"pruned: MACs {record['macs_before'] / 1e9:.3f} G -> {record['macs_after'] / 1e9:.3f} G")
+        else:
+            console.print(f"{step}: val top-1 {record['student_start_top1']:.2%} -> {record['history'][-1]['val_top1']:.2%}")
+    made = (f"exported in {result.export_seconds:.1f} s{', simplified' if result.simplified else ''}" if result.parity is not None
+            else "your file as it is")
+    console.print(f"[green]wrote[/green] {result.onnx_path} ({size(result.onnx_path)}, {made})")
+    for path, written in ((result.fp16_path, result.fp16_parity is not None), (result.int8_path, result.int8 is not None)):
+        if written:
+            console.print(f"[green]wrote[/green] {path} ({size(path)})")
+    for note in result.notes:
+        console.print(f"note: {note}")
+    if result.int8_slower:
+        latency = result.int8_latency
+        hint = TRT_LAYOUT_HINT if result.int8.settings["layout"] == "trt" else ""
+        console.print(f"INT8 IS SLOWER THAN FP32 on onnxruntime's CPU provider ({latency.int8_ms:.2f} ms vs {latency.fp32_ms:.2f} ms): "
+                      f"deploy the FP32 model here{hint}", style="bold red")
+    if result.random_weights:
+        random_weights_warning()
+
+
+def size(path: Path) -> str:
+    """A file's size as people read it: 812 kB, 14.0 MB."""
+    count = path.stat().st_size
+    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.0f} kB" if count >= 1e3 else f"{count} bytes"
+
+
+def random_weights_warning() -> None:
+    from deploykit.recipes.ref import RANDOM_WEIGHTS_WARNING
+
+    console.print(f"warning: {RANDOM_WEIGHTS_WARNING}", style="bold yellow")
+
+
+def comparison(a: str, b: str, result: CompareResult, layer_tolerance: float) -> None:
+    if result.int8 is not None:  # B is A's INT8 file: judged by the gate export applied, not by FP32 parity tolerances
+        verdict = "PASS" if result.int8.passed else "FAIL (" + "; ".join(result.int8.failures) + ")"
+        console.print(f"{a} vs {b}: INT8 vs FP32, the export's gate (from its manifest): {verdict} {result.int8.summary()}")
+        console.print(f"logits, for diagnosis (not judged for INT8): {result.parity.figures()}")
+    elif result.twin == "fp16":
+        console.print(f"{a} vs {b}: FP16 vs FP32, the export's FP16 tolerances: {result.parity.summary()}")
+    else:
+        console.print(f"{a} vs {b}: {result.parity.summary()}")
+    if result.random_weights:
+        random_weights_warning()
+    if result.layers is not None:
+        _layers(result.layers, result.first_divergent, layer_tolerance)
+        _saturation(result.saturation)
+
+
+def _layers(diffs: list[LayerDiff], culprit: LayerDiff | None, tolerance: float) -> None:
+    shown = diffs if len(diffs) <= 40 else diffs[:20] + [d for d in diffs[20:] if d is culprit]
+    divergent_later = " and the first divergent" if len(shown) > 20 else ""
+    cut = f", the first 20{divergent_later} shown; all of them in --json" if len(shown) < len(diffs) else ""
+    rows = table(f"per-layer comparison ({len(diffs)} layers matched{cut})", [("layer", "left"), ("type", "left"),
+                                                                              ("rel error", "right"), ("max abs error", "right")])
+    for diff in shown:
+        rows.add_row(diff.name, diff.kind, f"{diff.rel_error:.3g}", f"{diff.max_abs_error:.3g}", style="bold red" if diff is culprit else None)
+    console.print(rows)
+    if culprit:
+        console.print(f"[bold red]first divergent layer:[/bold red] {culprit.name} ({culprit.kind}): "
+                      f"relative error {culprit.rel_error:.3g} > {tolerance:g}")
+    else:
+        console.print(f"every layer within {tolerance:g}")
+
+
+def _saturation(saturation) -> None:
+    if not saturation:
+        return
+    rows = table("most clipped INT8 quantizers (values beyond their range)", [("tensor", "left"), ("values clipped", "right"),
+                                                                             ("images with clipping", "right"), ("range", "right")])
+    for entry in saturation:
+        rows.add_row(entry.tensor, f"{entry.clipped:.3%}", f"{entry.images:.0%}", f"[{entry.low:.3g}, {entry.high:.3g}]")
+    console.print(rows)
+
+
+def bench_run(run: BenchRun) -> None:
+    config = run.config
+    title = f"{config.engine} on {config.device}, {config.precision}" + (f" (target {config.preset})" if config.preset else "")
+    columns = ("model", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "FP32 agree", "top-1", "peak RSS MB")
+    rows = table(title, [(column, "left" if column == "model" else "right") for column in columns])
+    rows.columns[0].no_wrap = True
+    for row in run.rows:
+        top1 = f"{row['accuracy_top1']:.1%}" if "accuracy_top1" in row else "-"
+        agreement = "-" if row["agreement_top1"] is None else f"{row['agreement_top1']:.1%}"
+        rows.add_row(row["model"], str(row["batch"]), f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}",
+                     f"{row['throughput']:.1f}", agreement, top1, f"{row['peak_rss_mb']:.0f}")
+    console.print(rows)
+    for model, timed in run.timed_files:
+        console.print(f"{model}: timed {timed}")
+    if run.random_weights:
+        random_weights_warning()
+
+
+def evaluation(result: EvalResult, data: Path) -> None:
+    rows = table(f"{result.model} on {result.engine} ({result.precision})", [(c, "right") for c in ("images", "top-1", "top-5", "seconds")])
+    rows.add_row(str(result.images), f"{result.top1:.2%}", f"{result.top5:.2%}", f"{result.seconds:.1f}")
+    console.print(rows)
+    console.print(f"{data}: {result.class_rule}")
+    for note in result.notes:
+        console.print(f"note: {note}", style="yellow")
+
+
+def report(result: ReportResult) -> None:
+    console.print(f"[green]wrote[/green] {result.markdown} and {result.picture} ({result.results} results)")
+
+
+def engine(result: EngineResult) -> None:
+    console.print(f"[green]wrote[/green] {result.path} (TensorRT {result.tensorrt}, {result.gpu}, sm {result.compute_capability})")
+
+
+def pruning(report: PruneReport, result: ExportResult) -> None:
+    console.print(f"params {report.params_before:,} -> {report.params_after:,}, MACs {report.macs_before / 1e9:.3f} G -> "
+                  f"{report.macs_after / 1e9:.3f} G ({report.mac_reduction:.0%} fewer)")
+    console.print(f"torch CPU latency, batch 1: {report.torch_cpu_ms_before:.2f} ms -> {report.torch_cpu_ms_after:.2f} ms "
+                  f"([bold]{report.speedup:.2f}x[/bold])")
+    if report.slower_warning():
+        console.print(report.slower_warning(), style="bold red")
+    console.print(f"[green]wrote[/green] {result.folder / 'pruned.pth'} and {result.onnx_path}")
+
+
+def epoch(record: dict) -> None:
+    console.print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val top-1 {record['val_top1']:.2%}")
+
+
+def training(result: TrainingResult) -> None:
+    if not result.reports:
+        return
+    console.print(f"data {result.data}: {result.class_rule}")
+    teacher = f", teacher {result.teacher_top1:.2%}" if result.teacher_top1 is not None else ""
+    console.print(f"val top-1: start {result.student_start_top1:.2%} -> {result.history[-1]['val_top1']:.2%}{teacher}")
+    console.print(f"[green]wrote[/green] {result.student}")

@@ -1,0 +1,87 @@
+"""The options of the compression passes, one typed config each; the command-line options read their defaults here.
+
+Kept free of torch and onnx, so that ``deploykit --help`` starts at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR
+from deploykit.data.calibration import DIGITS
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """Options of ``deploykit export --int8``; each maps to one command-line option."""
+
+    calib: Path = DEFAULT_CALIBRATION_DIR
+    calib_size: int = 64
+    method: str = "auto"
+    per_channel: bool = True
+    bias_correction: bool = True
+    exclude: tuple[str, ...] = ()
+    layout: str = "cpu"  # cpu: onnxruntime's fast x86 layout; trt: TensorRT's placement
+    holdout: Path = DEFAULT_HOLDOUT_DIR
+    min_cosine: float = 0.985  # mean logit cosine vs FP32 on held-out images (the gate without labels)
+    min_top5: float = 0.9  # share of held-out images whose FP32 top-1 is in the INT8 top-5 (likewise)
+    min_confident_agreement: float = 0.9  # top-1 agreement on the held-out images FP32 is confident on (likewise)
+    val: Path | None = None  # labelled folder: gate on the top-1 drop instead
+    max_drop: float = 1.0  # top-1 points INT8 may lose on ``val``
+    max_fallback_layers: int = 10
+
+    def gate_record(self) -> dict:
+        """The gate's images and thresholds as the manifest keeps them, so that ``compare`` judges the file as export did."""
+        return {"holdout": _absolute(self.holdout), "min_cosine": self.min_cosine, "min_top5": self.min_top5,
+                "min_confident_agreement": self.min_confident_agreement, "val": _absolute(self.val) if self.val else None,
+                "max_drop": self.max_drop}
+
+    @classmethod
+    def from_gate_record(cls, record: dict) -> QuantizeConfig:
+        """The gate a manifest recorded (defaults for a manifest written before gates were recorded)."""
+        val = record.get("val")
+        return cls(holdout=Path(record.get("holdout", DEFAULT_HOLDOUT_DIR)), min_cosine=record.get("min_cosine", cls.min_cosine),
+                   min_top5=record.get("min_top5", cls.min_top5),
+                   min_confident_agreement=record.get("min_confident_agreement", cls.min_confident_agreement),
+                   val=Path(val) if val else None, max_drop=record.get("max_drop", cls.max_drop))
+
+
+def _absolute(source: Path | str) -> str:
+    """A folder or file as an absolute path, so that a later command run elsewhere finds it; ``digits`` as it is."""
+    return DIGITS if str(source) == DIGITS else str(Path(source).resolve())
+
+
+@dataclass(frozen=True)
+class QatConfig:
+    """Options of ``deploykit export --int8 --qat``."""
+
+    epochs: int = 10
+    lr: float = 3e-6  # Adam; 1e-6 barely moves, 1e-5 starts to overfit 70 photos
+    batch_size: int = 16
+    label_weight: float = 0.5  # share of cross-entropy in the loss when the images have labels
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    epochs: int = 10
+    temperature: float = 4.0
+    alpha: float = 0.9
+    lr: float = 0.05
+    batch_size: int = 64
+    weight_decay: float = 5e-4
+    seed: int = 0
+    amp: str = "off"  # "bf16" (CPU or CUDA) or "fp16" (CUDA, with loss scaling)
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Either ``ratio`` (fraction of channels removed per layer group) or ``target_macs`` (absolute MACs)."""
+
+    ratio: float | None = None
+    target_macs: float | None = None
+    method: str = "l2"
+    global_pruning: bool = False
+    round_to: int | None = None
+    steps: int = 20

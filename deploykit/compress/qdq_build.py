@@ -1,0 +1,131 @@
+"""Building the Q/DQ file: onnxruntime's ``quantize_static`` from cached ranges, graph outputs kept float, bias
+correction, and (``--int8-layout trt``) TensorRT's placement; the arguments each layout takes; ``--exclude``."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from deploykit.compress.bias_correction import correct_biases
+from deploykit.compress.calibrate import ActivationStats
+from deploykit.compress.configs import QuantizeConfig
+from deploykit.compress.fallback import WEIGHTED_OPS
+from deploykit.compress.qdq import float_graph_outputs
+from deploykit.compress.trt_placement import apply_tensorrt_rules
+from deploykit.errors import DeployKitError
+from deploykit.parity import mean_cosine, run_all
+from deploykit.quiet import quiet
+from deploykit.runtime.ort_runner import OrtRunner
+
+
+def has_vnni() -> bool:
+    """Whether this CPU has VNNI int8 dot products (AVX512-VNNI or AVX-VNNI)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def int8_settings(config: QuantizeConfig) -> dict:
+    """The quantize_static arguments for the layout, as plain data (also recorded in the manifest)."""
+    symmetric_activations = config.layout == "trt"
+    return {
+        "format": "QDQ", "layout": config.layout, "per_channel": config.per_channel,
+        "activation_type": "int8" if symmetric_activations else "uint8", "weight_type": "int8",
+        "activation_symmetric": symmetric_activations, "weight_symmetric": True,
+        "reduce_range": config.layout == "cpu" and not has_vnni(), "calibrate_method": config.method,
+        "bias_correction": config.bias_correction,
+    }
+
+
+def quantize_static_qdq(pre_path: Path, out_path: Path, reader, settings: dict, exclude: list[str], ranges_path: Path) -> None:
+    """onnxruntime's quantize_static; with ``reader=None`` it takes the ranges from ``ranges_path``."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    methods = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    extra = {"ActivationSymmetric": settings["activation_symmetric"], "WeightSymmetric": settings["weight_symmetric"]}
+    if settings["calibrate_method"] == "percentile":
+        extra["CalibPercentile"] = 99.999
+    quantize_static(
+        str(pre_path), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=settings["per_channel"],
+        reduce_range=settings["reduce_range"],
+        activation_type=QuantType.QInt8 if settings["activation_type"] == "int8" else QuantType.QUInt8,
+        weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+        calibrate_method=methods.get(settings["calibrate_method"], CalibrationMethod.MinMax),
+        extra_options=extra, calibration_cache_path=str(ranges_path),
+    )
+
+
+def pre_process(fp32_path: Path, pre_path: Path) -> None:
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(fp32_path), str(pre_path))
+
+
+def quiet_ort(function, *args) -> None:
+    """Run an onnxruntime.quantization step without its log lines and warnings on the console."""
+    with quiet("onnxruntime"):
+        function(*args)
+
+
+def build_qdq(pre_path: Path, pre_proto: onnx.ModelProto, out_path: Path, settings: dict, exclude: list[str], ranges_path: Path,
+           stats: ActivationStats | None) -> int:
+    """Quantize from the cached ranges, keep the graph outputs float, bias-correct, then (``--int8-layout trt``) apply
+    TensorRT's placement rules; the number of corrected convolutions."""
+    quiet_ort(quantize_static_qdq, pre_path, out_path, None, settings, exclude, ranges_path)
+    quantized = onnx.load(str(out_path))
+    float_graph_outputs(quantized)
+    corrected = correct_biases(pre_proto, quantized, stats.channel_means) if stats is not None else 0
+    if settings["layout"] == "trt":
+        apply_tensorrt_rules(quantized)
+    onnx.save(quantized, str(out_path))
+    return corrected
+
+
+def choose_ranges(fp32_path: Path, pre_path: Path, pre_proto: onnx.ModelProto, int8_path: Path, settings: dict,
+                   excluded: list[str], ranges: dict[str, Path], stats: ActivationStats | None,
+                   samples: np.ndarray) -> tuple[str, dict[str, float]]:
+    """The range method whose INT8 output is closest to FP32 on calibration samples (the held-out set stays unseen).
+
+    Robust ranges win on photos, where a few images stretch the extremes; global extremes win where
+    rare large activations carry the signal (strokes on a black background).
+    """
+    with OrtRunner(fp32_path) as runner:
+        reference = run_all(runner, samples)
+    scores = {}
+    for method, path in ranges.items():
+        build_qdq(pre_path, pre_proto, int8_path, settings, excluded, path, stats)
+        with OrtRunner(int8_path) as runner:
+            scores[method] = round(mean_cosine(reference, run_all(runner, samples)), 6)
+    return max(scores, key=scores.get), scores
+
+
+def classifier_inputs(proto: onnx.ModelProto) -> frozenset[str]:
+    """The activations read by a Gemm/MatMul that computes a graph output: a classifier's features."""
+    outputs = {o.name for o in proto.graph.output}
+    initializers = {i.name for i in proto.graph.initializer}
+    return frozenset(name for node in proto.graph.node if node.op_type in ("Gemm", "MatMul") and set(node.output) & outputs
+                     for name in node.input if name not in initializers)
+
+
+def fixed_batch(proto: onnx.ModelProto) -> int | None:
+    return proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value or None
+
+
+def resolve_exclusions(proto: onnx.ModelProto, patterns: tuple[str, ...]) -> list[str]:
+    """Node names matched by shell-style patterns over layer names.
+
+    A layer name is the module path a node was exported from (``layer3.1.conv2``, ``fc``; node names
+    are ``module/OpType``), the full node name, or the node's output tensor.
+    """
+    names = []
+    for pattern in patterns:
+        matched = [n.name for n in proto.graph.node
+                   if any(fnmatch.fnmatch(candidate, pattern) for candidate in (n.name, n.name.rsplit("/", 1)[0], *n.output))]
+        if not matched:
+            examples = ", ".join(n.name.rsplit("/", 1)[0] for n in proto.graph.node if n.op_type in WEIGHTED_OPS)[:160]
+            raise DeployKitError(f"--exclude {pattern!r} matches no layer; layers are named like: {examples}")
+        names += [m for m in matched if m not in names]
+    return names

@@ -1,0 +1,77 @@
+"""A ``deploykit bench`` run over several models: its rows, and the JSON, CSV and Markdown files written from them."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from deploykit.bench.machine import machine_info
+from deploykit.bench.report import to_markdown
+from deploykit.io import atomic_write_bytes, atomic_write_json, check_writable_file
+from deploykit.progress import live, stage
+from deploykit.recipes.bench import run_benchmark
+from deploykit.recipes.configs import BenchConfig
+
+
+@dataclass(frozen=True)
+class ResultFiles:
+    """Where ``--json``, ``--csv`` and ``--md`` write a run's rows (each optional)."""
+
+    json: Path | None = None
+    csv: Path | None = None
+    md: Path | None = None
+
+    def check_writable(self) -> None:
+        """Each file must be writable before a long run, not found unwritable after it."""
+        for path in (self.json, self.csv, self.md):
+            check_writable_file(path)
+
+
+@dataclass
+class BenchRun:
+    """Every model's rows, one per batch size, with the configuration they were measured with."""
+
+    config: BenchConfig
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def timed_files(self) -> list[tuple[str, str]]:
+        """(model, file) for each ONNX file or engine that was timed, once each."""
+        return list(dict.fromkeys((row["model"], row["file"]) for row in self.rows if row["file"]))
+
+    @property
+    def random_weights(self) -> bool:
+        return any(row["random_weights"] for row in self.rows)
+
+    def write(self, files: ResultFiles) -> None:
+        """The rows as JSON (with the machine and configuration), CSV and Markdown, each where asked."""
+        payload = {"machine": machine_info(),
+                   "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()}, "results": self.rows}
+        if files.json:
+            atomic_write_json(files.json, payload)
+        if files.csv:
+            atomic_write_bytes(files.csv, _csv(self.rows).encode())
+        if files.md:
+            atomic_write_bytes(files.md, to_markdown(self.rows).encode())
+
+
+def run_benchmarks(models: list[str], config: BenchConfig, files: ResultFiles = ResultFiles()) -> BenchRun:
+    """Benchmark each model in turn, then write the result files asked for (checked writable before the first model)."""
+    files.check_writable()
+    run = BenchRun(config)
+    for model in models:
+        with live(), stage(f"benchmarking {model} on {config.engine} ({config.device}, {config.precision})"):
+            run.rows += run_benchmark(model, config)
+    run.write(files)
+    return run
+
+
+def _csv(rows: list[dict]) -> str:
+    columns = sorted({key for row in rows for key in row}, key=lambda k: list(rows[0]).index(k) if k in rows[0] else 999)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -1,0 +1,131 @@
+"""The options of each command, one typed config per recipe; the command-line options read their defaults here.
+
+Kept free of torch and onnx, so that ``deploykit --help`` starts at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deploykit.choices import DEFAULT_OPSET, IMAGENET_MEAN, IMAGENET_STD
+from deploykit.compress.configs import QatConfig, QuantizeConfig
+from deploykit.data import DEFAULT_CALIBRATION_DIR
+from deploykit.parity import Tolerances
+
+if TYPE_CHECKING:
+    from deploykit.bench.presets import Preset
+
+DEFAULT_OUT = Path("deploykit-out")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Options of ``deploykit export``; each maps to one command-line option.
+
+    ``name`` is any model reference that names an architecture (``resnet50``, ``resnet50:ckpt.pth``,
+    ``resnet50:IMAGENET1K_V2``, a pruned folder); ``weights`` is ``--weights``.
+    """
+
+    name: str | None = None
+    out: Path = DEFAULT_OUT
+    weights: str | None = None
+    opset: int = DEFAULT_OPSET
+    batch: int = 1
+    dynamic_batch: bool = False
+    input_size: int | None = None
+    simplify: bool = True
+    tolerances: Tolerances = field(default_factory=Tolerances)
+    parity_images: Path | None = DEFAULT_CALIBRATION_DIR
+    int8: QuantizeConfig | None = None
+    fp16: bool = False
+    fp16_io: bool = False
+    model_kwargs: dict = field(default_factory=dict)
+    mean: tuple[float, float, float] = IMAGENET_MEAN  # preprocessing of a user's ONNX file (it has no manifest)
+    std: tuple[float, float, float] = IMAGENET_STD
+    module: str | None = None  # path/to/file.py:function, the user's own nn.Module, instead of ``name``
+    qat: QatConfig | None = None  # with ``int8``: quantization-aware fine-tuning after PTQ
+    qat_data: Path | None = None  # images for it (labels optional); the calibration images by default
+
+
+@dataclass(frozen=True)
+class Compression:
+    """The compression stages ``deploykit export`` can run before exporting: prune, then distil or fine-tune."""
+
+    prune_ratio: float | None = None
+    teacher: str | None = None
+    data: str | None = None
+    epochs: int = 10
+
+    @property
+    def requested(self) -> bool:
+        return self.prune_ratio is not None or bool(self.teacher) or bool(self.data)
+
+    def for_export(self, qat: bool) -> Compression:
+        """The stages to run: with ``--int8 --qat`` alone, ``--data`` is the QAT images, not data to train on first."""
+        trains = not qat or self.prune_ratio is not None or bool(self.teacher)
+        return self if trains else Compression(self.prune_ratio, self.teacher, None, self.epochs)
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """Options of ``deploykit bench``; each maps to one command-line option."""
+
+    engine: str = "torch"
+    device: str = "cpu"
+    precision: str = "fp32"
+    batches: tuple[int, ...] = (1,)
+    threads: int | None = None
+    runs: int = 50
+    warmup: int = 10
+    warmup_seconds: float | None = None
+    data: Path | None = None
+    data_limit: int = 500
+    out: Path = DEFAULT_OUT
+    ort_provider: str | None = None
+    channels_last: bool = False
+    compile: bool = False
+    cuda_graphs: bool = False
+    workspace_gb: float = 4.0
+    no_data_transfers: bool = False  # trt: time the engine alone, input kept on the GPU (trtexec --noDataTransfers)
+    input_size: int | None = None  # for an ONNX file with no manifest
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    preset: str | None = None  # the deployment preset (``--target``) the engine, device, precision and batches came from
+
+    @classmethod
+    def with_preset(cls, preset: Preset | None, **given) -> BenchConfig:
+        """The options given, then the preset's (``bench --target``) for those not given, then the defaults."""
+        from_preset = {} if preset is None else {
+            "engine": preset.engine, "device": preset.device, "precision": preset.precision, "batches": preset.batches,
+            "threads": preset.threads, "workspace_gb": preset.workspace_gb, "preset": preset.name}
+        chosen = {**{k: v for k, v in from_preset.items() if v is not None}, **{k: v for k, v in given.items() if v is not None}}
+        return cls(**chosen)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Options of ``deploykit eval``; each maps to one command-line option."""
+
+    data: Path
+    engine: str = "ort"
+    precision: str = "fp32"
+    batch_size: int = 32
+    workers: int = 2
+    limit: int | None = None
+    input_size: int | None = None  # for an ONNX file with no manifest
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    out: Path = DEFAULT_OUT
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """Options of ``deploykit compare``; each maps to one command-line option."""
+
+    input_size: int | None = None
+    images: Path | None = DEFAULT_CALIBRATION_DIR
+    per_layer: bool = False
+    layer_tolerance: float = 1e-3
+    tolerances: Tolerances = field(default_factory=Tolerances)
