@@ -5,15 +5,14 @@ Without a teacher it is ordinary supervised training. Batches stream through a D
 dataset's size does not change memory. A checkpoint is written after every epoch (atomically, by
 rank 0) and a rerun of the same command resumes from it on every rank. Under ``torchrun`` every
 process trains on its DistributedSampler shard with DistributedDataParallel (gloo on CPU, nccl on
-GPU, one GPU per process); ``amp`` trains in bf16/fp16 autocast, and CUDA runs channels_last.
+GPU, one GPU per process; set up in compress/distributed.py); ``amp`` trains in bf16/fp16 autocast, and CUDA runs
+channels_last. Checkpoints are written and resumed by compress/training_state.py.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,12 +27,13 @@ from torch.nn import functional as F
 from deploykit.bench.accuracy import topk_accuracy
 from deploykit.choices import AMP_TYPES
 from deploykit.compress.configs import DistillConfig
+from deploykit.compress.distributed import init_distributed, memory_format, sync_buffers
+from deploykit.compress.training_state import resume_state, save_checkpoint, save_student
 from deploykit.data.images import batches, loader
 from deploykit.data.training import TrainingData, array_dataset
-from deploykit.errors import DeployKitError, first_line
-from deploykit.models.pruned import pruned_state
+from deploykit.errors import DeployKitError
 from deploykit.progress import stage
-from deploykit.io import atomic_write_bytes, atomic_write_json
+from deploykit.io import atomic_write_json
 
 CHECKPOINT = "last.pth"
 STUDENT = "student.pth"
@@ -54,12 +54,12 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
         raise DeployKitError("--epochs must be >= 1, --alpha in [0, 1] and --temperature > 0")
     if config.amp not in AMP_TYPES:
         raise DeployKitError(f"--amp must be one of {', '.join(AMP_TYPES)}, got {config.amp!r}")
-    rank, world, device = _init_distributed()
+    rank, world, device = init_distributed()
     if config.amp == "fp16" and device.type != "cuda":
         raise DeployKitError("--amp fp16 needs a CUDA GPU; on the CPU use --amp bf16")
     torch.manual_seed(config.seed)
     out = Path(out)
-    student.to(device, memory_format=_memory_format(device))
+    student.to(device, memory_format=memory_format(device))
     optimizer = torch.optim.SGD(student.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
     # Every rank gets an equal shard of one shared permutation per epoch, so all run the same number of steps.
     sampler = DistributedSampler(data.train, num_replicas=world, rank=rank, shuffle=True, seed=config.seed)
@@ -67,7 +67,7 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=config.epochs * len(train_loader))
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
     checkpoint_path = out / CHECKPOINT
-    state = _resume_state(checkpoint_path, config, student_source, rank, world) if resume else None
+    state = resume_state(checkpoint_path, config, student_source, rank, world) if resume else None
     history: list[dict] = []
     start_epoch = 0
     if state is not None:
@@ -78,14 +78,14 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
         history, start_epoch = state["history"], state["epoch"] + 1
     model = nn.parallel.DistributedDataParallel(student) if world > 1 else student
     if teacher is not None:
-        teacher.to(device, memory_format=_memory_format(device)).eval()
+        teacher.to(device, memory_format=memory_format(device)).eval()
     for epoch in range(start_epoch, config.epochs):
         model.train()
         sampler.set_epoch(epoch)
         total, seen, started = 0.0, 0, time.perf_counter()
         with _stage(f"epoch {epoch + 1}/{config.epochs}", len(train_loader), rank) as advance:
             for inputs, labels in batches(train_loader):
-                inputs = inputs.to(device, non_blocking=True, memory_format=_memory_format(device))
+                inputs = inputs.to(device, non_blocking=True, memory_format=memory_format(device))
                 labels = labels.to(device, non_blocking=True)
                 with _autocast(device, config.amp):
                     logits = model(inputs)
@@ -98,7 +98,7 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
                 total, seen = total + loss.item() * len(labels), seen + len(labels)
                 advance(1, f"loss {total / seen:.4f}")
         if world > 1:
-            _sync_buffers(student)
+            sync_buffers(student)
         seconds = time.perf_counter() - started
         record = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "seconds": round(seconds, 2),
                   "images_per_second": round(seen * world / seconds, 1), "val_top1": validation_top1(student, data.val, workers=workers)}
@@ -106,13 +106,10 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
         if on_epoch is not None and rank == 0:
             on_epoch(record)
         if rank == 0:
-            _save_checkpoint(checkpoint_path, student, optimizer, schedule, scaler, epoch, history, config, student_source)
+            save_checkpoint(checkpoint_path, student, optimizer, schedule, scaler, epoch, history, config, student_source)
     student.to("cpu", memory_format=torch.contiguous_format)
     if rank == 0:
-        final = pruned_state(student, student_source) if student_source.get("pruned") else student.state_dict()
-        buffer = io.BytesIO()
-        torch.save(final, buffer)
-        atomic_write_bytes(out / STUDENT, buffer.getvalue())
+        save_student(out / STUDENT, student, student_source)
         atomic_write_json(out / "history.json", {"config": asdict(config), "source": student_source, "world_size": world,
                                                  "teacher": teacher is not None, "history": history})
     digest = weights_digest(student)
@@ -146,7 +143,7 @@ def validation_top1(model: nn.Module, dataset, batch_size: int = 256, workers: i
     logits, labels = [], []
     with torch.inference_mode():
         for images, targets in batches(loader(dataset, batch_size, workers)):
-            logits.append(model(images.to(device, memory_format=_memory_format(device))).float().cpu().numpy())
+            logits.append(model(images.to(device, memory_format=memory_format(device))).float().cpu().numpy())
             labels.append(targets.numpy())
     return topk_accuracy(np.concatenate(logits), np.concatenate(labels), 1)
 
@@ -167,67 +164,6 @@ def weights_digest(model: nn.Module) -> str:
         digest.update(key.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
-
-
-def _sync_buffers(model: nn.Module) -> None:
-    """Give every rank rank 0's BatchNorm statistics: DDP syncs gradients, but each rank's last
-    forward pass updated its running statistics on its own shard."""
-    for buffer in model.buffers():
-        torch.distributed.broadcast(buffer, src=0)
-
-
-def _save_checkpoint(path: Path, student, optimizer, schedule, scaler, epoch: int, history: list, config: DistillConfig,
-                     source: dict) -> None:
-    buffer = io.BytesIO()
-    torch.save({"student": student.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                "scaler": scaler.state_dict(), "epoch": epoch, "history": history, "config": asdict(config), "source": source},
-               buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _resume_state(path: Path, config: DistillConfig, source: dict, rank: int, world: int) -> dict | None:
-    """The checkpoint of this same run, read by rank 0 and sent to every rank (no shared disk needed); None to start."""
-    state: dict | None = None
-    error = None
-    if rank == 0 and path.is_file():
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            same_run = state["config"] == asdict(config) and state["source"] == source
-        except Exception as exc:  # truncated by a kill or a full disk: torch raises many types
-            error = f"{path} is damaged ({first_line(exc)}); use --no-resume to start over"
-        else:
-            if not same_run:
-                error = (f"{path} was written by a different run (other options or student); "
-                         "use another --out, or --no-resume to start over")
-    if world > 1:
-        shared = [state, error]
-        torch.distributed.broadcast_object_list(shared, src=0)
-        state, error = shared
-    if error:
-        raise DeployKitError(error)
-    return state
-
-
-def _init_distributed() -> tuple[int, int, torch.device]:
-    """(rank, world size, device): from torchrun's environment, initialising the process group; (0, 1, ...) otherwise.
-
-    Each process takes the GPU of its LOCAL_RANK when there are GPUs, the CPU otherwise.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    cuda = torch.cuda.is_available()
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    if world == 1:
-        return 0, 1, device
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend="nccl" if cuda else "gloo")
-    return torch.distributed.get_rank(), world, device
-
-
-def _memory_format(device: torch.device) -> torch.memory_format:
-    """channels_last on CUDA (tensor cores want NHWC), the default layout on the CPU."""
-    return torch.channels_last if device.type == "cuda" else torch.contiguous_format
 
 
 def _autocast(device: torch.device, amp: str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deploykit.models.layers import init_conv_bn_linear
+from deploykit.models.layers import init_weights
 from deploykit.models.registry import Reference, register_model
 from deploykit.models.resnet import BasicBlock, conv1x1
 
@@ -33,7 +33,7 @@ class CifarResNet(nn.Module):
         self.layer3 = self._make_layer(width * 4, blocks, 2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(width * 4, num_classes)
-        init_conv_bn_linear(self, linear_std=None)
+        init_weights(self)
 
     def _make_layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None

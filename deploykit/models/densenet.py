@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from deploykit.models.layers import init_conv_bn_linear
+from deploykit.models.layers import init_weights
 from deploykit.models.registry import Reference, register_model
 
 
@@ -72,7 +72,7 @@ class DenseNet(nn.Module):
                 num_features //= 2
         self.features.add_module("norm5", nn.BatchNorm2d(num_features))
         self.classifier = nn.Linear(num_features, num_classes)
-        init_conv_bn_linear(self, linear_std=None)
+        init_weights(self)
         nn.init.zeros_(self.classifier.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from deploykit.models.layers import ConvBNAct, SqueezeExcitation, StochasticDepth, make_divisible
+from deploykit.models.layers import (ConvBNAct, SqueezeExcitation, StochasticDepth, init_weights, kaiming_normal, make_divisible,
+                                     uniform_by_outputs)
 from deploykit.models.registry import Reference, register_model
 
 # expansion, kernel, stride, input channels, output channels, repeats (B0 at width and depth 1.0)
@@ -60,18 +61,7 @@ class EfficientNet(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(4 * last_in, num_classes))
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                bound = 1.0 / math.sqrt(module.out_features)
-                nn.init.uniform_(module.weight, -bound, bound)
-                nn.init.zeros_(module.bias)
+        init_weights(self, conv=kaiming_normal("leaky_relu"), linear=uniform_by_outputs())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

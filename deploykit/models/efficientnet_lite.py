@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from deploykit.models.efficientnet import B0_STAGES
-from deploykit.models.layers import StochasticDepth
+from deploykit.models.layers import StochasticDepth, init_weights, kaiming_normal, uniform_by_outputs
 from deploykit.models.registry import Reference, register_model
 
 BN_EPS = 1e-3
@@ -80,13 +80,7 @@ class EfficientNetLite(nn.Module):
         self._avg_pooling = nn.AdaptiveAvgPool2d(1)
         self._dropout = nn.Dropout(dropout)
         self._fc = nn.Linear(1280, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out")
-            elif isinstance(module, nn.Linear):
-                bound = 1.0 / math.sqrt(module.out_features)
-                nn.init.uniform_(module.weight, -bound, bound)
-                nn.init.zeros_(module.bias)
+        init_weights(self, conv=kaiming_normal("leaky_relu", zero_bias=False), linear=uniform_by_outputs())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu6(self._bn0(self._conv_stem(x)))

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from deploykit.models.layers import BasicConv2d
+from deploykit.models.layers import BasicConv2d, init_weights, truncated_normal
 from deploykit.models.registry import Reference, register_model
 
 
@@ -93,12 +93,7 @@ class GoogLeNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(1024, num_classes)
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(module.weight, mean=0.0, std=0.01, a=-2, b=2)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_weights(self, conv=truncated_normal(0.01), linear=truncated_normal(0.01))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | GoogLeNetOutputs:
         if self.transform_input:

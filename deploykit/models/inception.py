@@ -9,7 +9,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from deploykit.models.googlenet import transform_imagenet_input
-from deploykit.models.layers import BasicConv2d
+from deploykit.models.layers import BasicConv2d, init_weights, truncated_normal
 from deploykit.models.registry import Reference, register_model
 
 
@@ -155,12 +155,7 @@ class Inception3(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(2048, num_classes)
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(module.weight, mean=0.0, std=0.1, a=-2, b=2)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_weights(self, conv=truncated_normal(0.1), linear=truncated_normal(0.1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | InceptionOutputs:
         if self.transform_input:

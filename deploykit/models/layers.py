@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -97,22 +98,58 @@ class StochasticDepth(nn.Module):
         return x * noise.bernoulli_(survival).div_(survival)
 
 
-def init_conv_bn_linear(model: nn.Module, linear_std: float | None = 0.01) -> None:
-    """Kaiming-normal (fan_out) convs, unit BatchNorm, normal(0, linear_std) linears, zero biases.
+Initializer = Callable[[nn.Module], None]
 
-    ``linear_std=None`` keeps PyTorch's default Linear initialisation.
-    """
+
+def init_weights(model: nn.Module, conv: Initializer | None = None, linear: Initializer | None = None) -> None:
+    """The one initialisation loop of every builder: ``conv`` on each Conv2d, ``linear`` on each Linear (None keeps
+    PyTorch's own), unit weight and zero bias on each BatchNorm and GroupNorm. The defaults are torchvision's for
+    ResNet: Kaiming-normal (fan_out) convs and PyTorch's linears."""
+    conv = conv or kaiming_normal()
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
-            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
+            conv(module)
         elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Linear) and linear_std is not None:
-            nn.init.normal_(module.weight, 0, linear_std)
-            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear) and linear is not None:
+            linear(module)
+
+
+def kaiming_normal(nonlinearity: str = "relu", zero_bias: bool = True) -> Initializer:
+    """Kaiming-normal weights (fan_out); zero bias where there is one, unless ``zero_bias`` is False."""
+    def initialize(module: nn.Module) -> None:
+        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity=nonlinearity)
+        if zero_bias:
+            _zero_bias(module)
+    return initialize
+
+
+def normal(std: float) -> Initializer:
+    """Normal(0, std) weights, zero bias."""
+    def initialize(module: nn.Module) -> None:
+        nn.init.normal_(module.weight, 0.0, std)
+        _zero_bias(module)
+    return initialize
+
+
+def truncated_normal(std: float) -> Initializer:
+    """Truncated normal(0, std) weights within [-2, 2]; the bias is left as built (GoogLeNet, Inception)."""
+    return lambda module: nn.init.trunc_normal_(module.weight, mean=0.0, std=std, a=-2, b=2)
+
+
+def uniform_by_outputs() -> Initializer:
+    """Uniform(+-1/sqrt(outputs)) weights, zero bias (EfficientNet's classifier)."""
+    def initialize(module: nn.Module) -> None:
+        bound = 1.0 / math.sqrt(module.out_features)
+        nn.init.uniform_(module.weight, -bound, bound)
+        _zero_bias(module)
+    return initialize
+
+
+def _zero_bias(module: nn.Module) -> None:
+    if module.bias is not None:
+        nn.init.zeros_(module.bias)
 
 
 def classifier_layer(model: nn.Module) -> nn.Module:

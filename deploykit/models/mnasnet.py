@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deploykit.models.layers import init_weights
 from deploykit.models.registry import Reference, register_model
 
 # Paper's BatchNorm decay of 0.9997, as a PyTorch momentum.
@@ -66,15 +67,11 @@ class MNASNet(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(1280, num_classes))
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.kaiming_uniform_(module.weight, mode="fan_out", nonlinearity="sigmoid")
-                nn.init.zeros_(module.bias)
+        def classifier(module: nn.Module) -> None:
+            nn.init.kaiming_uniform_(module.weight, mode="fan_out", nonlinearity="sigmoid")
+            nn.init.zeros_(module.bias)
+
+        init_weights(self, linear=classifier)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.layers(x).mean([2, 3]))

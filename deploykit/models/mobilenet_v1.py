@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deploykit.models.layers import ConvBNAct, init_conv_bn_linear
+from deploykit.models.layers import ConvBNAct, init_weights, normal
 from deploykit.models.registry import Reference, register_model
 
 # (output channels, stride) of each depthwise separable block.
@@ -38,7 +38,7 @@ class MobileNetV1(nn.Module):
         self.features = nn.Sequential(*layers)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(channels, num_classes))
-        init_conv_bn_linear(self)
+        init_weights(self, linear=normal(0.01))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deploykit.models.layers import ConvBNAct, init_conv_bn_linear, make_divisible
+from deploykit.models.layers import ConvBNAct, init_weights, make_divisible, normal
 from deploykit.models.registry import Reference, register_model
 
 # expansion t, output channels c, repeats n, first stride s
@@ -47,7 +47,7 @@ class MobileNetV2(nn.Module):
         self.features = nn.Sequential(*features)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(last_channel, num_classes))
-        init_conv_bn_linear(self)
+        init_weights(self, linear=normal(0.01))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

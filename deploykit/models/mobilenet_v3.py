@@ -8,7 +8,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from deploykit.models.layers import ConvBNAct, SqueezeExcitation, init_conv_bn_linear, make_divisible
+from deploykit.models.layers import ConvBNAct, SqueezeExcitation, init_weights, make_divisible, normal
 from deploykit.models.registry import Reference, register_model
 
 BatchNorm = partial(nn.BatchNorm2d, eps=0.001, momentum=0.01)
@@ -82,7 +82,7 @@ class MobileNetV3(nn.Module):
             nn.Dropout(p=dropout, inplace=True),
             nn.Linear(last_channel, num_classes),
         )
-        init_conv_bn_linear(self)
+        init_weights(self, linear=normal(0.01))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))

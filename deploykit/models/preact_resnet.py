@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deploykit.models.layers import init_conv_bn_linear
+from deploykit.models.layers import init_weights
 from deploykit.models.registry import register_model
 from deploykit.models.resnet import conv1x1, conv3x3
 
@@ -77,7 +77,7 @@ class PreActResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(self.inplanes, num_classes)
-        init_conv_bn_linear(self, linear_std=None)
+        init_weights(self)
 
     def _make_layer(self, block: PreActBlock, planes: int, blocks: int, stride: int) -> nn.Sequential:
         layers = []

@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from deploykit.models.layers import SqueezeExcitation
+from deploykit.models.layers import SqueezeExcitation, init_weights, kaiming_normal
 from deploykit.models.registry import Reference, register_model
 
 
@@ -95,12 +95,7 @@ class ResNet(nn.Module):
         self.layer4 = self._make_layer(block, 512, layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_weights(self, conv=kaiming_normal(zero_bias=False))  # torchvision leaves conv biases (SE blocks) as built
         if zero_init_residual:
             for module in self.modules():
                 if isinstance(module, Bottleneck):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from deploykit.models.layers import init_weights
 from deploykit.models.registry import Reference, register_model
 
 
@@ -48,13 +49,11 @@ class SqueezeNet(nn.Module):
             raise ValueError(f"unsupported SqueezeNet version {version!r}: expected '1_0' or '1_1'")
         final_conv = nn.Conv2d(512, num_classes, kernel_size=1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), final_conv, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1)))
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                if module is final_conv:
-                    nn.init.normal_(module.weight, mean=0.0, std=0.01)
-                else:
-                    nn.init.kaiming_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+        def initialize(module: nn.Module) -> None:
+            nn.init.normal_(module.weight, mean=0.0, std=0.01) if module is final_conv else nn.init.kaiming_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+
+        init_weights(self, conv=initialize)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.classifier(self.features(x)), 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from deploykit.models.layers import init_conv_bn_linear
+from deploykit.models.layers import init_weights, normal
 from deploykit.models.registry import Reference, register_model
 
 # Channel counts of the conv layers; "M" is a 2x2 max-pool.
@@ -46,7 +46,7 @@ class VGG(nn.Module):
             nn.Dropout(p=dropout),
             nn.Linear(4096, num_classes),
         )
-        init_conv_bn_linear(self)
+        init_weights(self, linear=normal(0.01))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))
