@@ -33,17 +33,60 @@ def consistent_size(folder) -> int:
     return manifest.input.size
 
 
-def test_sigkill_at_any_moment_leaves_the_old_or_the_new_export(tmp_path):
+# Runs `deploykit export` with each publishing step wrapped (the real step still runs) so that the process stops itself
+# (SIGSTOP) just before or after the step named in argv[1]; the test then kills it there with SIGKILL.
+STOP_AT_STEP = """
+import os, signal, sys
+import deploykit.manifest as manifest
+
+stop_at = sys.argv[1]
+
+def stopping(function, name):
+    def step(*args, **kwargs):
+        if stop_at == "before " + name:
+            os.kill(os.getpid(), signal.SIGSTOP)
+        result = function(*args, **kwargs)
+        if stop_at == "after " + name:
+            os.kill(os.getpid(), signal.SIGSTOP)
+        return result
+    return step
+
+manifest.ExportFolder.write = stopping(manifest.ExportFolder.write, "manifest")
+manifest._carry_over = stopping(manifest._carry_over, "carry-over")
+manifest.exchange_paths = stopping(manifest.exchange_paths, "exchange")
+from deploykit.cli import main
+sys.argv = ["deploykit", *sys.argv[2:]]
+main()
+"""
+
+
+def stopped(process, timeout=300) -> bool:
+    """Whether the process stopped itself (state T) before it exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        with open(f"/proc/{process.pid}/stat") as stat:
+            if stat.read().rsplit(")", 1)[1].split()[0] == "T":
+                return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.parametrize("step, live_size", [
+    ("after manifest", 32),  # every new file staged, the manifest written: nothing published yet
+    ("before carry-over", 32),
+    ("after carry-over", 32),  # the side files copied into the staged version
+    ("before exchange", 32),
+    ("after exchange", 24),  # swapped in at once; the previous version not yet removed
+])
+def test_sigkill_inside_the_publish_window_leaves_the_old_or_the_new_export(step, live_size, tmp_path):
     assert run_cli("export", "cifar_resnet20", "--input-size", 32, 32, "--out", tmp_path)[0].exit_code == 0
     folder = tmp_path / "cifar_resnet20"
-    seen = set()
-    for delay in (0.5, 1.5, 2.5, 3.5, 4.5, 6.0):
-        process = export_process(tmp_path, 24)
-        time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        seen.add(consistent_size(folder))
-    assert seen <= {24, 32}
+    process = subprocess.Popen([sys.executable, "-c", STOP_AT_STEP, step, "export", "cifar_resnet20", "--input-size", "24",
+                                "--out", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert stopped(process), f"the export never reached {step!r}: {process.stderr.read()[-1000:]}"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert consistent_size(folder) == live_size
     assert run_cli("export", "cifar_resnet20", "--input-size", 28, 28, "--out", tmp_path)[0].exit_code == 0  # cleans up too
     assert consistent_size(folder) == 28
     assert not list(tmp_path.glob(".cifar_resnet20.staging-*")) and not list(folder.glob(".export-*"))
