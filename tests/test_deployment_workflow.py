@@ -1,6 +1,9 @@
 """FP16 files, ONNX files deploykit did not make, `deploykit eval`, and exports that bench leaves alone."""
 
 import json
+import subprocess
+import sys
+import time
 
 import numpy as np
 import onnx
@@ -154,29 +157,71 @@ def test_class_folders_map_by_synset_integer_or_sorted_name():
     assert named.rule == "sorted" and named.index == {"cat": 0, "dog": 1} and "2 class folders but the model has 10" in named.warning
 
 
+def in_a_terminal(args: list, cwd, timeout: float = 600) -> tuple[int, str]:
+    """Run ``deploykit ARGS`` with a pseudo-terminal as its stdin, stdout and stderr (so its live display is drawn);
+    (exit code, everything it wrote)."""
+    import os
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "deploykit", *map(str, args)], stdin=follower, stdout=follower,
+                               stderr=follower, cwd=cwd, env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})
+    os.close(follower)
+    output, deadline = b"", time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if select.select([leader], [], [], 1.0)[0]:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closes when the process ends
+                break
+            if not chunk:
+                break
+            output += chunk
+        elif process.poll() is not None:
+            break
+    os.close(leader)
+    return process.wait(timeout=60), output.decode(errors="replace")
+
+
 def test_long_steps_report_stages_inside_one_display(tmp_path):
-    """Calibration, download and training bars join the command's display instead of fighting it (rich allows one)."""
-    result, text = run_cli("export", "cifar_resnet20", "--int8", "--calib-method", "percentile", "--calib-size", 16, "--out", tmp_path)
-    assert result.exit_code == 0, text
+    """On a terminal, the stages of library code (export, calibration, quantization) are drawn by the command's one
+    live display, and result lines print above it as each stage ends (rich allows one live display at a time)."""
+    code, shown = in_a_terminal(["export", "cifar_resnet20", "--int8", "--calib-method", "percentile", "--calib-size", 16,
+                                 "--out", tmp_path], cwd=tmp_path)
+    assert code == 0, shown[-2000:]
+    assert "Only one live display" not in shown and "Traceback" not in shown
+    for drawn in ("exporting cifar_resnet20 to ONNX", "quantizing and checking INT8 on", "parity vs PyTorch: PASS", "INT8 vs FP32"):
+        assert drawn in shown, drawn
+    assert shown.index("parity vs PyTorch: PASS") < shown.index("quantizing and checking INT8 on")
 
 
 def test_training_reports_each_epoch_as_it_ends(tmp_path):
+    """Each epoch's record arrives before the next epoch trains: its checkpoint (written after the report) is the
+    previous epoch's, not the last one's."""
+    import torch
+
     from deploykit.compress.configs import DistillConfig
     from deploykit.recipes.compress import run_distill
 
+    def checkpoint_epoch() -> int | None:
+        last = tmp_path / "last.pth"
+        return torch.load(last, weights_only=True)["epoch"] + 1 if last.is_file() else None
+
     seen = []
-    result = run_distill("cifar_resnet20", None, "digits", DistillConfig(epochs=2, lr=0.1), tmp_path, input_size=16,
-                         on_epoch=lambda record: seen.append((record["epoch"], len(seen))))
-    assert seen == [(1, 0), (2, 1)] and [r["epoch"] for r in result.history] == [1, 2]
+    result = run_distill("cifar_resnet20", None, "digits", DistillConfig(epochs=3, lr=0.1), tmp_path, input_size=16,
+                         on_epoch=lambda record: seen.append((record["epoch"], checkpoint_epoch())))
+    assert seen == [(1, None), (2, 1), (3, 2)] and [r["epoch"] for r in result.history] == [1, 2, 3]
 
 
 def test_report_draws_one_series_per_batch_size(tmp_path):
-    from deploykit.bench.report import plot
+    from deploykit.bench.report import draw, pareto_front
 
     rows = [{"model": "m", "engine": e, "precision": "fp32", "batch": b, "p50_ms": ms, "agreement_top1": q}
             for e, b, ms, q in [("ort", 1, 2.0, 1.0), ("ort", 8, 8.0, 1.0), ("torch", 1, 5.0, 0.9), ("torch", 8, 24.0, 0.9)]]
-    plot(rows, tmp_path / "pareto.png", title="t")
-    assert (tmp_path / "pareto.png").stat().st_size > 10_000
-    from deploykit.bench.report import pareto_front
-
+    axes = draw(rows, title="t").axes[0]
+    series = {collection.get_label(): sorted(map(tuple, collection.get_offsets().tolist())) for collection in axes.collections}
+    assert series["batch 1"] == [(2.0, 1.0), (5.0, 0.9)]  # (ms per image, quality)
+    assert series["batch 8"] == [(1.0, 1.0), (3.0, 0.9)]
+    assert series["Pareto front (per model)"] == [(1.0, 1.0)]
     assert [(r["engine"], r["batch"]) for r in pareto_front(rows)] == [("ort", 8)]  # 1 ms per image beats 2 ms at batch 1

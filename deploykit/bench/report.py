@@ -131,7 +131,18 @@ def write_report(rows: list[dict], out: Path) -> tuple[Path, Path]:
 
 
 def plot(rows: list[dict], path: Path, title: str | None = None) -> None:
-    """Quality vs p50 latency per image: one series per batch size, each point labelled, the Pareto front per model."""
+    """Draw the plot (``draw``) into a PNG file."""
+    import matplotlib.pyplot as plt
+
+    figure = draw(rows, title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120, format="png")
+    plt.close(figure)
+
+
+def draw(rows: list[dict], title: str | None = None):
+    """Quality vs p50 latency per image: one series per batch size, each point labelled, the Pareto front per model;
+    the matplotlib Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -166,9 +177,7 @@ def plot(rows: list[dict], path: Path, title: str | None = None) -> None:
     axes.legend(loc="lower right", fontsize=8)
     axes.grid(alpha=0.3, which="both")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120, format="png")
-    plt.close(figure)
+    return figure
 
 
 def label(row: dict) -> str:
