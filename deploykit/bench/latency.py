@@ -29,25 +29,26 @@ class LatencyStats:
 
 
 def measure_latency(call: Callable[[], object], batch: int = 1, warmup: int = 5, runs: int = 50,
-                    max_seconds: float | None = None, min_runs: int = 5, warmup_seconds: float | None = None) -> LatencyStats:
-    """Time ``call`` after ``warmup`` untimed calls (or untimed calls for ``warmup_seconds``).
+                    max_seconds: float | None = None, min_runs: int = 5, warmup_seconds: float | None = None,
+                    clock: Callable[[], float] = time.perf_counter) -> LatencyStats:
+    """Time ``call`` after ``warmup`` untimed calls (or untimed calls for ``warmup_seconds``), in seconds of ``clock``.
 
     Stops after ``runs`` timed calls, or earlier once ``max_seconds`` have passed and at least
     ``min_runs`` calls were timed (so slow models finish in bounded time).
     """
-    warm_until = time.perf_counter() + warmup_seconds if warmup_seconds else None
+    warm_until = clock() + warmup_seconds if warmup_seconds else None
     done = 0
-    while (warm_until is not None and time.perf_counter() < warm_until) or (warm_until is None and done < warmup):
+    while (warm_until is not None and clock() < warm_until) or (warm_until is None and done < warmup):
         call()
         done += 1
     warmup = done
     times = []
-    started = time.perf_counter()
+    started = clock()
     while len(times) < runs:
-        begin = time.perf_counter()
+        begin = clock()
         call()
-        times.append(time.perf_counter() - begin)
-        if max_seconds is not None and len(times) >= min_runs and time.perf_counter() - started > max_seconds:
+        times.append(clock() - begin)
+        if max_seconds is not None and len(times) >= min_runs and clock() - started > max_seconds:
             break
     ms = np.asarray(times) * 1e3
     return LatencyStats(

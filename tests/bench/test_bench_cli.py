@@ -1,5 +1,6 @@
 """`deploykit bench` and `deploykit report` end to end on the CPU; GPU and TensorRT where they exist."""
 
+import csv
 import importlib.util
 import json
 
@@ -40,17 +41,23 @@ def digits_export(train_on_digits, tmp_path_factory):
 pytestmark = pytest.mark.xdist_group("digits-train")
 
 
-def test_bench_torch_writes_checked_json(tmp_path):
-    out = tmp_path / "torch.json"
-    result = run("bench", "cifar_resnet20", "--runs", 7, "--warmup", 2, "--batch", "1,3", "--json", out, "--csv", tmp_path / "t.csv")
+def test_bench_writes_checked_json_and_csv(tmp_path):
+    """onnxruntime timed at two batch sizes (the file exported for bench with a dynamic batch), its agreement with the
+    PyTorch model measured, and the same rows in the JSON and the CSV."""
+    out = tmp_path / "ort.json"
+    result = run("bench", "cifar_resnet20", "--engine", "ort", "--runs", 7, "--warmup", 2, "--batch", "1,3", "--json", out,
+                 "--csv", tmp_path / "t.csv", "--out", tmp_path / "exports")
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
     rows = payload["results"]
     assert [r["batch"] for r in rows] == [1, 3] and all(r["runs"] == 7 and r["warmup"] == 2 for r in rows)
     assert all(r["min_ms"] <= r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] for r in rows)
-    assert all(r["agreement_top1"] == 1.0 and r["peak_rss_mb"] > 0 for r in rows)
-    assert payload["machine"]["cores"] >= 1 and "torch" in payload["machine"]["versions"]
-    assert (tmp_path / "t.csv").read_text().splitlines()[0].startswith("model,")
+    assert all(r["throughput"] == pytest.approx(r["batch"] * 1000 / r["mean_ms"]) and r["peak_rss_mb"] > 0 for r in rows)
+    assert all(r["agreement_top1"] == 1.0 and 0.9999 < r["agreement_min_cosine"] <= 1.0 for r in rows)  # two runtimes, one model
+    assert all(r["file"].endswith("model.onnx") for r in rows) and payload["config"]["engine"] == "ort"
+    assert payload["machine"]["cores"] >= 1 and "onnxruntime" in payload["machine"]["versions"]
+    with open(tmp_path / "t.csv") as table:
+        assert [(int(r["batch"]), float(r["p50_ms"])) for r in csv.DictReader(table)] == [(r["batch"], r["p50_ms"]) for r in rows]
 
 
 @pytest.mark.parametrize("engine, precision", [("ort", "fp32"), ("ort", "int8"), ("openvino", "int8")])

@@ -22,9 +22,31 @@ def test_latency_time_budget_stops_early_but_keeps_min_runs():
     assert 5 <= stats.runs < 20
 
 
+class StepClock:
+    """A clock that moves only when the timed call runs: each call takes ``step`` seconds (1/64: exact in binary)."""
+
+    def __init__(self, step: float = 1 / 64) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        return self.now
+
+    def call(self) -> None:
+        self.now += self.step
+
+
 def test_warmup_can_be_given_in_seconds():
-    stats = measure_latency(lambda: time.sleep(0.005), runs=3, warmup_seconds=0.05)
-    assert stats.warmup >= 5 and stats.runs == 3
+    clock = StepClock()
+    stats = measure_latency(clock.call, runs=3, warmup_seconds=5 / 64, clock=clock)
+    assert stats.warmup == 5 and stats.runs == 3 and stats.p50_ms == 1000 / 64
+
+
+def test_slow_calls_stop_after_max_seconds_with_min_runs():
+    clock = StepClock()
+    stats = measure_latency(clock.call, runs=100, warmup=0, max_seconds=10 / 64, min_runs=4, clock=clock)
+    assert stats.runs == 11  # the first timed run past 10/64 s stops it
+    stats = measure_latency(clock.call, runs=100, warmup=0, max_seconds=1 / 64, min_runs=4, clock=clock)
+    assert stats.runs == 4
 
 
 def test_builtin_presets_validate():
