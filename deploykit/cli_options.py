@@ -132,7 +132,8 @@ def export_request(o: dict) -> tuple[ExportConfig, Compression]:
     """``deploykit export``'s options as the export config and the compression stages before it."""
     if o["dynamic_batch"] and o["batch"] != 1:
         raise DeployKitError("--batch and --dynamic-batch exclude each other: a dynamic batch has no fixed size")
-    if o["deprecated_target"] and o["layout"] != QuantizeConfig.layout and o["deprecated_target"] != o["layout"]:
+    layout_given = click.get_current_context().get_parameter_source("layout") == click.core.ParameterSource.COMMANDLINE
+    if o["deprecated_target"] and layout_given and o["deprecated_target"] != o["layout"]:
         raise DeployKitError(f"--target {o['deprecated_target']} contradicts --int8-layout {o['layout']}; give --int8-layout alone")
     quantize = QuantizeConfig(
         calib=o["calib"], calib_size=o["calib_size"], method=o["calib_method"], per_channel=o["per_channel"],

@@ -119,7 +119,7 @@ def test_clipped_logits_fail_the_default_gate(real_int8, labelled, imagenet_samp
 
 
 def test_trt_target_is_written_by_default_and_keeps_top1(real_checkpoint, labelled, imagenet_sample, tmp_path):
-    result, text = run_cli("export", "mobilenet", "--weights", real_checkpoint(CHECKPOINT), "--int8", "--target", "trt",
+    result, text = run_cli("export", "mobilenet", "--weights", real_checkpoint(CHECKPOINT), "--int8", "--int8-layout", "trt",
                            "--out", tmp_path)
     assert result.exit_code == 0, result.output
     folder = tmp_path / "mobilenet_v2"

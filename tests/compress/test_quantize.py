@@ -68,13 +68,21 @@ def test_calibration_cache_is_reused_and_invalidated(tmp_path):
     assert len(list((tmp_path / "cifar_resnet20" / "calib-cache").glob("*.json"))) == 5  # auto: 2 range files per key
 
 
-def test_trt_target_is_symmetric(tmp_path):
-    result = int8_export("cifar_resnet20", tmp_path, layout="trt")
-    graph = onnx.load(str(result.folder / "model.int8.onnx")).graph
+def test_trt_layout_is_symmetric_and_the_old_target_option_still_asks_for_it(tmp_path):
+    """`--target trt` (export's name for the layout before --int8-layout) still works for one release, with a warning."""
+    result = CliRunner().invoke(cli, ["export", "cifar_resnet20", "--int8", "--target", "trt", "--calib-size", "16",
+                                      "--input-size", str(SIZE), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "export --target is now --int8-layout" in result.output
+    folder = tmp_path / "cifar_resnet20"
+    graph = onnx.load(str(folder / "model.int8.onnx")).graph
     zero_points = {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer if i.name.endswith("zero_point")}
     assert zero_points and all(z.dtype in (np.int8, np.int32) and not z.any() for z in zero_points.values())
     assert any(z.dtype == np.int8 for z in zero_points.values())
-    assert result.int8.settings["activation_symmetric"] is True
+    settings = json.loads((folder / "manifest.json").read_text())["int8"]["settings"]
+    assert settings["layout"] == "trt" and settings["activation_symmetric"] is True
+    clash = CliRunner().invoke(cli, ["export", "cifar_resnet20", "--int8", "--target", "trt", "--int8-layout", "cpu"])
+    assert clash.exit_code == 2 and "--target trt contradicts --int8-layout cpu" in clash.output
 
 
 def test_exclude_keeps_layers_in_fp32(tmp_path):
