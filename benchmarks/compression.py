@@ -72,7 +72,7 @@ def main() -> None:
             model = build_model(name, str(weights))
             macs = profile_model(model, (1, 3, 32, 32)).macs
             result = export(ExportConfig(name, out=work / "onnx" / label.replace(" ", "_"), weights=str(weights), dynamic_batch=True,
-                                         int8=QuantizeConfig(calib=work / "calib.npy", calib_size=256, holdout=work / "holdout.npy",
+                                         quantize=QuantizeConfig(calib=work / "calib.npy", calib_size=256, holdout=work / "holdout.npy",
                                                              min_cosine=-1.0, min_top5=0.0) if int8 else None))
             onnx_path = result.folder / ("model.int8.onnx" if int8 else "model.onnx")
             with OrtRunner(onnx_path) as runner, torch.inference_mode():

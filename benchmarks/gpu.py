@@ -82,7 +82,7 @@ def run_model(name: str, reference: str, work: Path, batches: list[int], runs: i
 
     random_weights = ":" not in reference
     int8 = QuantizeConfig(layout="trt", min_cosine=-1.0, min_top5=0.0) if random_weights else QuantizeConfig(layout="trt", min_cosine=0.9)
-    exported = export(ExportConfig(reference, out=work, dynamic_batch=True, fp16=True, int8=int8))
+    exported = export(ExportConfig(reference, out=work, dynamic_batch=True, fp16=True, quantize=int8))
     manifest = json.loads((exported.folder / "manifest.json").read_text())
     preprocess = Preprocess(224, manifest["input"]["resize"], tuple(manifest["input"]["mean"]), tuple(manifest["input"]["std"]),
                             manifest["input"]["interpolation"])

@@ -85,7 +85,7 @@ def interleaved_p50(runners: dict, x: np.ndarray) -> dict[str, float]:
 def bench_latency(name: str, workdir: Path) -> dict:
     spec = get_spec(name)
     started = time.perf_counter()
-    result = export(ExportConfig(name, out=workdir, int8=QuantizeConfig()))
+    result = export(ExportConfig(name, out=workdir, quantize=QuantizeConfig()))
     export_s = time.perf_counter() - started
     preprocess = Preprocess.for_model(spec)
     calibration = load_images(find_images(DEFAULT_CALIBRATION_DIR)[:64], preprocess)
@@ -134,9 +134,9 @@ def bench_real(name: str, weights: Path, labelled: Path, workdir: Path) -> dict:
     workdir.mkdir()
     preprocess = Preprocess.for_model(spec)  # what export uses for a checkpoint file (torchvision's V1 recipe)
     started = time.perf_counter()
-    result = export(ExportConfig(name, out=workdir, weights=str(weights), int8=QuantizeConfig()))
+    result = export(ExportConfig(name, out=workdir, weights=str(weights), quantize=QuantizeConfig()))
     deploykit_s = time.perf_counter() - started
-    trt = export(ExportConfig(name, out=workdir / "trt", weights=str(weights), int8=QuantizeConfig(layout="trt")))
+    trt = export(ExportConfig(name, out=workdir / "trt", weights=str(weights), quantize=QuantizeConfig(layout="trt")))
     fp32 = result.onnx_path
     calibration = load_samples(DEFAULT_CALIBRATION_DIR, preprocess, 64)
     holdout = load_samples(DEFAULT_HOLDOUT_DIR, preprocess, HOLDOUT_LIMIT)
@@ -216,7 +216,7 @@ def bench_digits_accuracy(workdir: Path, epochs: int) -> dict:
     np.save(workdir / "calib.npy", train.images[:256])
     np.save(workdir / "holdout.npy", test.images)
     result = export(ExportConfig("cifar_resnet20", out=workdir / "digits", weights=str(workdir / "digits.pth"), dynamic_batch=True,
-                                 int8=QuantizeConfig(calib=workdir / "calib.npy", calib_size=256, holdout=workdir / "holdout.npy")))
+                                 quantize=QuantizeConfig(calib=workdir / "calib.npy", calib_size=256, holdout=workdir / "holdout.npy")))
     with OrtRunner(result.onnx_path) as fp32, OrtRunner(result.folder / "model.int8.onnx") as int8:
         fp32_top1, int8_top1 = topk_accuracy(fp32.infer(test.images), test.labels, 1), topk_accuracy(int8.infer(test.images), test.labels, 1)
     return {"model": "cifar_resnet20", "train_epochs": epochs, "test_images": len(test.labels),

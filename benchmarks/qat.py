@@ -61,13 +61,13 @@ def labelled_top1(paths: dict[str, Path], folder: Path) -> dict[str, dict[str, f
 
 def mobilenet(weights: Path, epochs: int, lr: float, labelled: Path, work: Path) -> dict:
     started = time.perf_counter()
-    result = export(ExportConfig(f"mobilenet_v2:{weights}", out=work, int8=QuantizeConfig(), qat=QatConfig(epochs=epochs, lr=lr)))
+    result = export(ExportConfig(f"mobilenet_v2:{weights}", out=work, quantize=QuantizeConfig(), qat=QatConfig(epochs=epochs, lr=lr)))
     seconds = time.perf_counter() - started
     manifest = json.loads((result.folder / "manifest.json").read_text())["int8"]
     ptq = manifest["qat"]["ptq_check_vs_fp32"]
     qat = manifest["check_vs_fp32"]
     # The PTQ file itself is gone (a step of the run); time a PTQ export of the same FP32 for the latency row.
-    ptq_export = export(ExportConfig(f"mobilenet_v2:{weights}", out=work / "ptq", int8=QuantizeConfig()))
+    ptq_export = export(ExportConfig(f"mobilenet_v2:{weights}", out=work / "ptq", quantize=QuantizeConfig()))
     fp32_ms = _latency(result.onnx_path, (1, 3, 224, 224))
     top1 = labelled_top1({"fp32": result.onnx_path, "ptq": ptq_export.int8_path, "qat": result.int8_path}, labelled)
     return {

@@ -143,7 +143,7 @@ def export_request(o: dict) -> tuple[ExportConfig, Compression]:
     config = ExportConfig(
         name=o["name"], out=o["out"], weights=o["weights"], opset=o["opset"], batch=o["batch"], dynamic_batch=o["dynamic_batch"],
         input_size=o["input_size"], simplify=o["simplify"], tolerances=Tolerances(o["rel_error"], o["min_cosine"], o["min_top1"]),
-        int8=quantize, fp16=o["fp16"] or o["fp16_io"], fp16_io=o["fp16_io"], module=o["module"],
+        quantize=quantize, fp16=o["fp16"] or o["fp16_io"], fp16_io=o["fp16_io"], module=o["module"],
         qat=QatConfig(epochs=o["epochs"], lr=o["qat_lr"]) if o["qat"] else None, qat_data=Path(o["data"]) if o["qat"] and o["data"] else None,
         mean=tuple(o["mean"]), std=tuple(o["std"]))
     return config, Compression(o["prune_ratio"], o["teacher"], o["data"], o["epochs"])

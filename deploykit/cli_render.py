@@ -106,9 +106,10 @@ def random_weights_warning() -> None:
 
 
 def comparison(a: str, b: str, result: CompareResult, layer_tolerance: float) -> None:
-    if result.int8 is not None:  # B is A's INT8 file: judged by the gate export applied, not by FP32 parity tolerances
-        verdict = "PASS" if result.int8.passed else "FAIL (" + "; ".join(result.int8.failures) + ")"
-        console.print(f"{a} vs {b}: INT8 vs FP32, the export's gate (from its manifest): {verdict} {result.int8.summary()}")
+    if result.int8_check is not None:  # B is A's INT8 file: judged by the gate export applied, not by FP32 parity tolerances
+        check = result.int8_check
+        verdict = "PASS" if check.passed else "FAIL (" + "; ".join(check.failures) + ")"
+        console.print(f"{a} vs {b}: INT8 vs FP32, the export's gate (from its manifest): {verdict} {check.summary()}")
         console.print(f"logits, for diagnosis (not judged for INT8): {result.parity.figures()}")
     elif result.twin == "fp16":
         console.print(f"{a} vs {b}: FP16 vs FP32, the export's FP16 tolerances: {result.parity.summary()}")

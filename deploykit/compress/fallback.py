@@ -33,27 +33,27 @@ def growing(limit: int) -> list[int]:
     return counts + [limit] if limit else []
 
 
-def layer_sensitivity(fp32: onnx.ModelProto, int8: onnx.ModelProto, inputs: np.ndarray, skip: list[str]) -> list[KeptLayer]:
+def layer_sensitivity(fp32_model: onnx.ModelProto, int8_model: onnx.ModelProto, inputs: np.ndarray, skip: list[str]) -> list[KeptLayer]:
     """Quantized weighted layers ranked by how much closer the INT8 output gets to FP32 when that layer alone runs in
     float (its activation inputs un-quantized, its FP32 weights and bias): the mean output cosine it gains.
 
     Measured at the output, one layer at a time, because an early layer's error is amplified by every layer after
     it: MobileNet-v2's first block adds little error where it sits and costs the most top-1 (symmetric int8).
     """
-    graph = QdqGraph(int8)
-    fp32_nodes = {node.name: node for node in fp32.graph.node}
-    fp32_initializers = {init.name: init for init in fp32.graph.initializer}
-    with OrtRunner(fp32.SerializeToString()) as runner:
+    graph = QdqGraph(int8_model)
+    fp32_nodes = {node.name: node for node in fp32_model.graph.node}
+    fp32_initializers = {init.name: init for init in fp32_model.graph.initializer}
+    with OrtRunner(fp32_model.SerializeToString()) as runner:
         reference = run_all(runner, inputs)
-    base = _output_cosine(reference, int8, inputs)
+    base = _output_cosine(reference, int8_model, inputs)
     ranked = []
-    for index, node in enumerate(int8.graph.node):
+    for index, node in enumerate(int8_model.graph.node):
         if node.op_type not in WEIGHTED_OPS or node.name in skip or node.name not in fp32_nodes:
             continue
         if not any(graph.quantized_source(name) for name in node.input):
             continue
         trial = onnx.ModelProto()
-        trial.CopyFrom(int8)
+        trial.CopyFrom(int8_model)
         float_node, added = trial.graph.node[index], set()
         for position, name in enumerate(node.input):
             source = graph.quantized_source(name)
@@ -61,7 +61,7 @@ def layer_sensitivity(fp32: onnx.ModelProto, int8: onnx.ModelProto, inputs: np.n
                 continue
             if source in graph.initializers:  # a weight or bias: the FP32 graph's own, under a name of its own
                 original = fp32_initializers[fp32_nodes[node.name].input[position]]
-                source = f"{original.name}/fp32"
+                source = f"{original.name}/fp32_model"
                 if source not in added:
                     trial.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(original), source))
                     added.add(source)

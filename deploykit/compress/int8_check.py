@@ -65,11 +65,11 @@ class Int8GateError(DeployKitError):
         self.kept = kept
 
 
-def compare_int8(fp32: np.ndarray, int8: np.ndarray, config: QuantizeConfig, fp32_val: np.ndarray | None = None,
-                 int8_val: np.ndarray | None = None, labels: np.ndarray | None = None, val_classes: str | None = None) -> Int8Check:
+def compare_int8(fp32_logits: np.ndarray, int8_logits: np.ndarray, config: QuantizeConfig, fp32_val_logits: np.ndarray | None = None,
+                 int8_val_logits: np.ndarray | None = None, labels: np.ndarray | None = None, val_classes: str | None = None) -> Int8Check:
     """The gate's figures and verdict. Non-finite INT8 outputs always fail."""
-    finite = bool(np.isfinite(int8).all() and (int8_val is None or np.isfinite(int8_val).all()))
-    reference, candidate = fp32.astype(np.float64), np.nan_to_num(int8.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    finite = bool(np.isfinite(int8_logits).all() and (int8_val_logits is None or np.isfinite(int8_val_logits).all()))
+    reference, candidate = fp32_logits.astype(np.float64), np.nan_to_num(int8_logits.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     cosine = row_cosines(reference, candidate)
     ref_top1 = reference.argmax(axis=1)
     confident = _softmax_top1(reference) >= CONFIDENT
@@ -84,8 +84,8 @@ def compare_int8(fp32: np.ndarray, int8: np.ndarray, config: QuantizeConfig, fp3
         check.failures.append("INT8 outputs contain NaN or inf")
     if labels is not None:
         check.val_images, check.val_classes = len(labels), val_classes
-        check.fp32_top1 = float(np.mean(fp32_val.argmax(axis=1) == labels))
-        check.int8_top1 = float(np.mean(int8_val.argmax(axis=1) == labels))
+        check.fp32_top1 = float(np.mean(topk_hits(fp32_val_logits, labels, 1)))
+        check.int8_top1 = float(np.mean(topk_hits(int8_val_logits, labels, 1)))
         if not check.drop_points <= config.max_drop:
             check.failures.append(f"top-1 drop {check.drop_points:.2f} points > {config.max_drop:g}")
         return check

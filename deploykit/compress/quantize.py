@@ -79,12 +79,12 @@ class QuantizeResult:
 
 
 def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, config: QuantizeConfig, cache_dir: Path,
-                  enforce_gate: bool = True, reference: Path | None = None,
+                  enforce_gate: bool = True, judged_against: Path | None = None,
                   fixed_ranges: dict[str, tuple[float, float]] | None = None) -> QuantizeResult:
     """Quantize ``fp32_path`` into ``out_path`` (moved into place when done), with the accuracy gate and fallback.
 
     ``enforce_gate=False`` (random weights, whose figures mean nothing) measures and reports but never refuses.
-    ``reference`` is the FP32 file the gate compares with (``fp32_path`` by default; QAT quantizes its
+    ``judged_against`` is the FP32 file the gate compares with (``fp32_path`` by default; QAT quantizes its
     fine-tuned copy but is judged against the original). ``fixed_ranges`` (tensor -> (low, high))
     replaces the calibrated ranges of those tensors. Raises Int8GateError when the gate is not met.
     """
@@ -115,13 +115,13 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
             method = methods[0]
         ranges_path = ranges[method]
         calibration["cache_file"] = ranges_path.name
-        with OrtRunner(reference or fp32_path) as fp32_runner:
-            reference = _Logits(run_all(fp32_runner, data.holdout), _maybe_run(fp32_runner, data.val_images))
+        with OrtRunner(judged_against or fp32_path) as fp32_runner:
+            fp32_logits = _Logits(run_all(fp32_runner, data.holdout), _maybe_run(fp32_runner, data.val_images))
 
         def attempt(kept: list[KeptLayer]) -> tuple[Int8Check, int]:
             corrected = build_qdq(pre_path, pre_proto, int8_path, settings, excluded + [k.node for k in kept], ranges_path,
                                stats if config.bias_correction else None)
-            return _check(reference, int8_path, data, config), corrected
+            return _check(fp32_logits, int8_path, data, config), corrected
 
         kept: list[KeptLayer] = []
         with stage(f"quantizing and checking INT8 on {len(data.holdout)} held-out images"):
@@ -166,8 +166,8 @@ def _maybe_run(runner: OrtRunner, images: np.ndarray | None) -> np.ndarray | Non
     return None if images is None else run_all(runner, images)
 
 
-def _check(reference: _Logits, int8_path: Path, data: QuantizationData, config: QuantizeConfig) -> Int8Check:
+def _check(fp32: _Logits, int8_path: Path, data: QuantizationData, config: QuantizeConfig) -> Int8Check:
     with OrtRunner(int8_path) as runner:
         holdout = run_all(runner, data.holdout)
         val = _maybe_run(runner, data.val_images)
-    return compare_int8(reference.holdout, holdout, config, reference.val, val, data.val_labels, data.val_classes)
+    return compare_int8(fp32.holdout, holdout, config, fp32.val, val, data.val_labels, data.val_classes)

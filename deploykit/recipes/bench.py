@@ -215,10 +215,10 @@ def _onnx_for(subject: Subject, config: BenchConfig) -> Path:
         return ExportFolder(subject.folder).verified(name)
     folder = _matching_export(subject, config, name)
     if folder is None:  # exported into bench's own folder: another command's files are never replaced
-        int8 = QuantizeConfig(layout=_int8_layout(config)) if config.precision == "int8" else None
+        quantize = QuantizeConfig(layout=_int8_layout(config)) if config.precision == "int8" else None
         out = config.out / BENCH_EXPORTS / _export_key(subject)
         report(f"no export of {subject.ref.text} with {name} at hand: exporting it (dynamic batch) into {out / subject.spec.name}")
-        result = export(ExportConfig(out=out, dynamic_batch=True, int8=int8, fp16=config.precision == "fp16"), subject.ref)
+        result = export(ExportConfig(out=out, dynamic_batch=True, quantize=quantize, fp16=config.precision == "fp16"), subject.ref)
         folder = result.folder
     subject.folder = folder
     return folder / name

@@ -33,17 +33,17 @@ class CompareResult:
     first_divergent: LayerDiff | None = None
     saturation: list[Saturation] = field(default_factory=list)  # with --per-layer, a Q/DQ side's most clipped quantizers
     twin: str | None = None  # "int8" or "fp16": B is A's INT8 or FP16 file from one export, judged as export judged it
-    int8: Int8Check | None = None  # for an INT8 twin: the export's gate, rerun
+    int8_check: Int8Check | None = None  # for an INT8 twin: the export's gate, rerun
 
     @property
     def passed(self) -> bool:
-        if self.int8 is not None:  # a quantized file diverges layer by layer by design: its gate is the verdict
-            return self.int8.passed
+        if self.int8_check is not None:  # a quantized file diverges layer by layer by design: its gate is the verdict
+            return self.int8_check.passed
         return self.parity.passed and (self.first_divergent is None or self.twin is not None)
 
     def as_dict(self) -> dict:
         payload = {"a": self.a, "b": self.b, "twin": self.twin, "passed": self.passed, "parity": self.parity.as_dict(),
-                   **({"int8_check": self.int8.as_dict()} if self.int8 else {})}
+                   **({"int8_check": self.int8_check.as_dict()} if self.int8_check else {})}
         if self.layers is not None:
             payload["layers"] = [d.as_dict() for d in self.layers]
             payload["first_divergent"] = self.first_divergent.name if self.first_divergent else None
@@ -63,7 +63,7 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
     report = compare_runners(_runner(first, size), _runner(second, size), inputs, tolerances)
     result = CompareResult(a, b, report, first.random_weights or second.random_weights, twin=twin)
     if twin == "int8":
-        result.int8 = _int8_check(first, second)
+        result.int8_check = _int8_check(first, second)
     if config.per_layer:
         from deploykit.export.onnx import load_onnx
 

@@ -38,14 +38,14 @@ class ExportConfig:
     simplify: bool = True
     tolerances: Tolerances = field(default_factory=Tolerances)
     parity_images: Path | None = DEFAULT_CALIBRATION_DIR
-    int8: QuantizeConfig | None = None
+    quantize: QuantizeConfig | None = None  # --int8: the INT8 file and its gate
     fp16: bool = False
     fp16_io: bool = False
     model_kwargs: dict = field(default_factory=dict)
     mean: tuple[float, float, float] = IMAGENET_MEAN  # preprocessing of a user's ONNX file (it has no manifest)
     std: tuple[float, float, float] = IMAGENET_STD
     module: str | None = None  # path/to/file.py:function, the user's own nn.Module, instead of ``name``
-    qat: QatConfig | None = None  # with ``int8``: quantization-aware fine-tuning after PTQ
+    qat: QatConfig | None = None  # with ``quantize``: quantization-aware fine-tuning after PTQ
     qat_data: Path | None = None  # images for it (labels optional); the calibration images by default
 
 

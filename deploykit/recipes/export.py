@@ -72,7 +72,7 @@ class _Source:
 
     name: str
     serialized: bytes
-    reference: Runner  # what FP16 is checked against: PyTorch, or the user's file on onnxruntime
+    fp32_runner: Runner  # what FP16 is checked against: PyTorch, or the user's file on onnxruntime
     inputs: np.ndarray  # the parity inputs
     preprocess: Preprocess
     record: ModelRecord
@@ -99,7 +99,7 @@ def export(config: ExportConfig, ref: ModelRef | None = None) -> ExportResult:
     ``ref`` is the model, already resolved by the caller; by default, the one ``config`` names."""
     if config.batch < 1:
         raise DeployKitError(f"--batch must be at least 1, got {config.batch}")
-    if config.qat and not config.int8:
+    if config.qat and not config.quantize:
         raise DeployKitError("--qat fine-tunes for INT8: add --int8")
     ref = ref or export_ref(config)
     ExportFolder(Path(config.out) / (ref.spec.name if ref.spec else ref.onnx_path.stem)).refuse_foreign_files()  # before any slow step
@@ -124,13 +124,13 @@ def _torch_source(ref: ModelRef, config: ExportConfig) -> _Source:
     with stage("checking the graph (onnx.checker, strict shape inference)"):
         check_onnx(raw)
     inputs = parity_inputs(preprocess, image_dir=config.parity_images)
-    reference = TorchRunner(model, (3, size, size))
+    pytorch = TorchRunner(model, (3, size, size))
     notes: list[str] = []
     with stage("simplifying with onnxslim"):
         candidates = [(simplify_onnx(proto).SerializeToString(), True)] if config.simplify else []
     for serialized, simplified in [*candidates, (raw, False)]:
         with stage(f"parity vs PyTorch on {len(inputs)} inputs"):
-            parity = compare_runners(reference, OrtRunner(serialized), inputs, config.tolerances)
+            parity = compare_runners(pytorch, OrtRunner(serialized), inputs, config.tolerances)
         if parity.passed:
             break
         if simplified:
@@ -138,7 +138,7 @@ def _torch_source(ref: ModelRef, config: ExportConfig) -> _Source:
     if not parity.passed:
         raise DeployKitError(f"the ONNX export of {spec.name} does not match PyTorch, so nothing was written: {parity.summary()}")
     report(f"parity vs PyTorch: {parity.summary()}")
-    return _Source(spec.name, serialized, reference, inputs, preprocess, record, parity, simplified, export_seconds, notes, model,
+    return _Source(spec.name, serialized, pytorch, inputs, preprocess, record, parity, simplified, export_seconds, notes, model,
                    ref.random_weights, "batch" if config.dynamic_batch else config.batch)
 
 
@@ -146,7 +146,7 @@ def _onnx_file_source(ref: ModelRef, config: ExportConfig) -> _Source:
     """A user's ONNX classifier, taken as it is (it is the FP32 reference); preprocessing from the options."""
     if config.qat:
         raise DeployKitError(f"--qat fine-tunes a PyTorch model; {ref.text} is an ONNX file: use post-training --int8")
-    if not (config.int8 or config.fp16):
+    if not (config.quantize or config.fp16):
         raise DeployKitError(f"{ref.text} is an ONNX file already: add --int8 and/or --fp16 to make those files from it")
     dims = ref.signature.input_dims
     size = config.input_size or dims[-1]
@@ -175,7 +175,7 @@ def _publish(config: ExportConfig, source: _Source) -> ExportResult:
     """FP16 and INT8 from the source's FP32 file, each checked, then every file and the manifest published at once."""
     preprocess, size, serialized, notes = source.preprocess, source.preprocess.size, source.serialized, source.notes
     num_classes = source.record.num_classes
-    quantization_data = load_quantization_data(config.int8, preprocess, num_classes) if config.int8 else None
+    quantization_data = load_quantization_data(config.quantize, preprocess, num_classes) if config.quantize else None
     qat_images = finetune_images(_qat_source(config), preprocess, num_classes) if config.qat else None
     folder = ExportFolder(ensure_writable_dir(Path(config.out) / source.name))
     if config.dynamic_batch and source.parity is not None:
@@ -183,7 +183,7 @@ def _publish(config: ExportConfig, source: _Source) -> ExportResult:
     fp16, fp16_parity = None, None
     if config.fp16:
         with stage("converting to FP16 and checking it"):
-            fp16, fp16_parity = _fp16(serialized, source.reference, source.inputs, config.fp16_io)
+            fp16, fp16_parity = _fp16(serialized, source.fp32_runner, source.inputs, config.fp16_io)
         report(f"FP16 vs FP32: {fp16_parity.summary()}")
 
     gate_failure: Int8GateError | None = None
@@ -262,23 +262,23 @@ def _quantize(config: ExportConfig, model, staging: Path, data: QuantizationData
     """PTQ, or with ``config.qat`` PTQ followed by quantization-aware fine-tuning on ``qat_images`` (dataset, labelled)."""
     cache = folder.path / CALIBRATION_CACHE
     if config.qat is None:
-        return quantize_int8(staging / ONNX_NAME, staging / INT8_NAME, data, config.int8, cache, enforce_gate=enforce_gate)
-    return quantize_with_qat(model, staging / ONNX_NAME, staging / INT8_NAME, data, config.int8, config.qat, *qat_images,
+        return quantize_int8(staging / ONNX_NAME, staging / INT8_NAME, data, config.quantize, cache, enforce_gate=enforce_gate)
+    return quantize_with_qat(model, staging / ONNX_NAME, staging / INT8_NAME, data, config.quantize, config.qat, *qat_images,
                              str(_qat_source(config)), export_options, cache, enforce_gate)
 
 
 def _qat_source(config: ExportConfig) -> Path | str:
-    return config.qat_data or config.int8.calib
+    return config.qat_data or config.quantize.calib
 
 
-def _fp16(serialized: bytes, reference: Runner, inputs: np.ndarray, fp16_io: bool) -> tuple[bytes, ParityReport]:
+def _fp16(serialized: bytes, fp32_runner: Runner, inputs: np.ndarray, fp16_io: bool) -> tuple[bytes, ParityReport]:
     """The FP16 file and its parity against the FP32 reference; a one-line error when FP16 is too far off."""
     import onnx
 
     from deploykit.export.fp16 import to_fp16
 
     converted = to_fp16(onnx.load_from_string(serialized), fp16_io=fp16_io).SerializeToString()
-    parity = compare_runners(reference, OrtRunner(converted), inputs, FP16_TOLERANCES)
+    parity = compare_runners(fp32_runner, OrtRunner(converted), inputs, FP16_TOLERANCES)
     if not parity.passed:
         raise DeployKitError(f"the FP16 model does not match FP32 within FP16 tolerances, so nothing was written: "
                              f"{parity.summary()}")

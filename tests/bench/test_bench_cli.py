@@ -27,7 +27,7 @@ def digits_export(train_on_digits, tmp_path_factory):
 
     result = export(ExportConfig(trained.name, out=tmp_path_factory.mktemp("bench"), weights=str(trained.weights),
                                  input_size=trained.size, dynamic_batch=True,
-                                 int8=QuantizeConfig(calib=trained.calib, holdout=trained.holdout)))
+                                 quantize=QuantizeConfig(calib=trained.calib, holdout=trained.holdout)))
     labelled = tmp_path_factory.mktemp("labelled")
     # The digits' test images as a labelled folder: class subfolders 0..9 of PNGs, resized like any photo.
     raw = np.load(trained.holdout)

@@ -21,13 +21,13 @@ pytestmark = pytest.mark.xdist_group("digits")
 
 def int8_export(name, out, **quantize):
     quantize.setdefault("calib_size", 16)
-    return export(ExportConfig(name, out=out, input_size=SIZE, int8=QuantizeConfig(**quantize)))
+    return export(ExportConfig(name, out=out, input_size=SIZE, quantize=QuantizeConfig(**quantize)))
 
 
 def trained_int8_export(trained, out, **quantize):
     quantize = {"calib": trained.calib, "holdout": trained.holdout, **quantize}
     return export(ExportConfig(trained.name, out=out, weights=str(trained.weights), input_size=trained.size, dynamic_batch=True,
-                               model_kwargs=trained.model_kwargs, int8=QuantizeConfig(**quantize)))
+                               model_kwargs=trained.model_kwargs, quantize=QuantizeConfig(**quantize)))
 
 
 @pytest.mark.parametrize("name", ["cifar_resnet20", "googlenet"])  # residual, inception
@@ -103,7 +103,7 @@ def test_fallback_keeps_sensitive_layers_and_says_which(trained_digits, tmp_path
     def config(fallback_layers: int) -> ExportConfig:
         return ExportConfig(trained_digits.name, out=tmp_path / f"out{fallback_layers}", weights=str(trained_digits.weights),
                             input_size=16, dynamic_batch=True,
-                            int8=QuantizeConfig(calib=squeezed, holdout=trained_digits.holdout, min_cosine=0.98,
+                            quantize=QuantizeConfig(calib=squeezed, holdout=trained_digits.holdout, min_cosine=0.98,
                                                 max_fallback_layers=fallback_layers))
 
     with pytest.raises(DeployKitError, match=r"even with 0 layer\(s\) kept in FP32"):
@@ -126,7 +126,7 @@ def test_sensitivity_blames_the_layer_whose_input_range_is_wrong(trained_digits,
     squeezed = tmp_path / "squeezed.npy"
     np.save(squeezed, np.load(trained_digits.calib) * 0.5)
     result = export(ExportConfig(trained_digits.name, out=tmp_path, weights=str(trained_digits.weights), input_size=16,
-                                 dynamic_batch=True, int8=QuantizeConfig(calib=squeezed, holdout=trained_digits.holdout,
+                                 dynamic_batch=True, quantize=QuantizeConfig(calib=squeezed, holdout=trained_digits.holdout,
                                                                          min_cosine=-1.0, min_top5=0.0,
                                                                          min_confident_agreement=0.0)))
     quant_pre_process(str(result.onnx_path), str(tmp_path / "pre.onnx"))

@@ -21,7 +21,7 @@ REFERENCE = json.loads((Path(__file__).with_name("data") / "trt_placement_refere
 def test_trt_target_places_qdq_as_tensorrt_rules_do(name, tmp_path):
     """Structure only (random weights): the same dequantized inputs, op by op, as ModelOpt's ONNX PTQ on the same graph
     (at 64x64: placement does not depend on the input size)."""
-    result = export(ExportConfig(name, out=tmp_path, input_size=64, int8=QuantizeConfig(layout="trt", calib_size=8)))
+    result = export(ExportConfig(name, out=tmp_path, input_size=64, quantize=QuantizeConfig(layout="trt", calib_size=8)))
     ours, reference = Counter(placement(onnx.load(str(result.int8_path)))), Counter(REFERENCE["placement"][name])
     assert ours == reference, f"only deploykit: {dict(ours - reference)}; only ModelOpt: {dict(reference - ours)}"
     graph = onnx.load(str(result.int8_path)).graph
@@ -38,7 +38,7 @@ def test_trt_placement_keeps_the_accuracy_work_on_real_weights(real_checkpoint, 
     mean cosine here, below the 0.98 gate, as ModelOpt's own layout would): the gate is lowered to see the figure."""
     weights = real_checkpoint("mobilenet_v2-b0353104.pth")
     config = QuantizeConfig(layout="trt", min_cosine=0.9, max_fallback_layers=0)
-    result = export(ExportConfig(f"mobilenet_v2:{weights}", out=tmp_path, int8=config))
+    result = export(ExportConfig(f"mobilenet_v2:{weights}", out=tmp_path, quantize=config))
     assert result.int8.gate_applied and result.int8.biases_corrected > 40 and result.int8.check.mean_cosine > 0.96
     assert Counter(placement(onnx.load(str(result.int8_path)))) == Counter(REFERENCE["placement"]["mobilenet_v2"])
     with OrtRunner(result.int8_path) as runner:
