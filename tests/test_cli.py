@@ -1,13 +1,8 @@
 import subprocess
 import sys
 
-from click.testing import CliRunner
 
-from deploykit.cli import cli
-
-
-def run(*args):
-    return CliRunner().invoke(cli, list(args))
+from tests.cli import invoke as run
 
 
 def test_list_shows_models_with_params_and_macs():

@@ -12,12 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.cli import deploykit
 from tests.mounts import tmpfs
-
-
-def deploykit(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "deploykit", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, preexec_fn=lambda: os.umask(0o022))
 
 
 def test_a_folder_holding_the_users_files_is_refused_untouched(tmp_path):

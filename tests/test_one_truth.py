@@ -14,16 +14,11 @@ import pytest
 from deploykit.bench.report import label, load_results
 from deploykit.compress.configs import PruneConfig
 from deploykit.recipes.compress import PruneReport
+from tests.cli import deploykit
 from tests.models.test_pretrained import serving
 
 ROOT = Path(__file__).resolve().parents[1]
 MOBILENET = "mobilenet_v2-b0353104.pth"
-
-
-def deploykit(*args, cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """``python -m deploykit ARGS`` in ``cwd`` with umask 022, as a user's shell runs it."""
-    return subprocess.run([sys.executable, "-m", "deploykit", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout, preexec_fn=lambda: os.umask(0o022))
 
 
 def output(proc: subprocess.CompletedProcess) -> str:

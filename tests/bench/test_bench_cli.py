@@ -6,18 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from deploykit.cli import cli
 from deploykit.recipes.export import export
 from deploykit.recipes.configs import ExportConfig
+from tests.cli import invoke as run
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
-
-
-def run(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 @pytest.fixture(scope="module")

@@ -5,19 +5,14 @@ import sys
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from deploykit import DeployKitError
-from deploykit.cli import cli
 from deploykit.io import sha256_file
 from deploykit.models import get_model
 from deploykit.parity import Tolerances
 from deploykit.recipes.export import export
 from deploykit.recipes.configs import ExportConfig
-
-
-def run(*args):
-    return CliRunner().invoke(cli, list(args))
+from tests.cli import invoke as run
 
 
 def test_unknown_model_suggests_names(tmp_path):
