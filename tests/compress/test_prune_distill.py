@@ -131,22 +131,22 @@ def test_bad_training_input(setup, message, tmp_path):
 
     data = tmp_path / "data"
     data.mkdir()
-    teacher = "cifar_resnet20:x.pth"
+    teacher = "cifar_resnet20:" + str(_save(tmp_path, "cifar_resnet20"))  # a valid teacher: the data is what is wrong
     student = "cifar_resnet20"
     if setup == "one_class":
         (data / "cat").mkdir()
         Image.new("RGB", (32, 32)).save(data / "cat" / "a.png")
     elif setup == "mismatch":
-        data, student = "digits", "resnet18:" + str(_save_resnet18(tmp_path))
+        data, student = "digits", "resnet18:" + str(_save(tmp_path, "resnet18"))
     elif setup == "no_teacher_weights":
         data, teacher = "digits", "cifar_resnet20"
     with pytest.raises(DeployKitError, match=message):
         run_distill(student, teacher, str(data), DistillConfig(epochs=1), tmp_path / "out", input_size=16)
 
 
-def _save_resnet18(tmp_path):
-    path = tmp_path / "resnet18.pth"
-    torch.save(build_model("resnet18").state_dict(), path)
+def _save(tmp_path, name):
+    path = tmp_path / f"{name}.pth"
+    torch.save(build_model(name).state_dict(), path)
     return path
 
 

@@ -1,6 +1,7 @@
 """INT8 export: Q/DQ graphs that agree with FP32 on held-out real images, calibration cache, fallback."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -95,25 +96,27 @@ def test_exclude_keeps_layers_in_fp32(tmp_path):
 
 
 def test_fallback_keeps_sensitive_layers_and_says_which(trained_digits, tmp_path):
-    """Calibrating on half the real value range clips activations (mean cosine about 0.68): PTQ alone fails the gate,
-    and the fallback keeps the layers that matter in FP32 until it passes (about 0.99), and says which."""
-    squeezed = tmp_path / "squeezed.npy"
-    np.save(squeezed, np.load(trained_digits.calib) * 0.5)
+    """The image's quantizer given a range a hundred times too narrow (the graph input, read by the stem conv alone) clips
+    every pixel: PTQ alone fails the gate; the fallback keeps the stem conv in FP32 (so its input is not quantized),
+    passes, and names it."""
+    from deploykit.compress.int8_check import Int8GateError
+    from deploykit.compress.int8_data import load_quantization_data
+    from deploykit.compress.quantize import quantize_int8
+    from deploykit.data import Preprocess
+    from deploykit.models import get_spec
 
-    def config(fallback_layers: int) -> ExportConfig:
-        return ExportConfig(trained_digits.name, out=tmp_path / f"out{fallback_layers}", weights=str(trained_digits.weights),
-                            input_size=16, dynamic_batch=True,
-                            quantize=QuantizeConfig(calib=squeezed, holdout=trained_digits.holdout, min_cosine=0.98,
-                                                max_fallback_layers=fallback_layers))
-
-    with pytest.raises(DeployKitError, match=r"even with 0 layer\(s\) kept in FP32"):
-        export(config(0))
-    result = export(config(4))
-    kept = result.int8.kept_fp32
-    assert 0 < len(kept) <= 4 and all(k.output_gain > 0 for k in kept)
-    assert result.int8.check.passed and result.int8.check.mean_cosine >= 0.98
-    manifest = json.loads((tmp_path / "out4" / trained_digits.name / "manifest.json").read_text())["int8"]
-    assert [k["node"] for k in manifest["kept_fp32_by_fallback"]] == [k.node for k in kept]
+    fp32 = export(ExportConfig(trained_digits.name, out=tmp_path, weights=str(trained_digits.weights), input_size=trained_digits.size))
+    config = QuantizeConfig(calib=trained_digits.calib, holdout=trained_digits.holdout)
+    data = load_quantization_data(config, Preprocess.for_model(get_spec(trained_digits.name), trained_digits.size), 10)
+    clipped = {"input": (-0.01, 0.01)}
+    with pytest.raises(Int8GateError, match=r"even with 0 layer\(s\) kept in FP32"):
+        quantize_int8(fp32.onnx_path, tmp_path / "ptq.onnx", data, replace(config, max_fallback_layers=0), tmp_path / "cache",
+                      fixed_ranges=clipped)
+    result = quantize_int8(fp32.onnx_path, tmp_path / "int8.onnx", data, config, tmp_path / "cache", fixed_ranges=clipped)
+    assert result.check.passed and [k.node for k in result.kept_fp32][:1] == ["bn1/Conv"]
+    assert all(k.output_gain > 0 for k in result.kept_fp32)
+    kept = result.manifest_entry()["kept_fp32_by_fallback"]
+    assert [k["node"] for k in kept] == [k.node for k in result.kept_fp32] and kept[0]["output"] == "relu"  # the stem conv, its ReLU fused by the pre-processing
 
 
 def test_sensitivity_blames_the_layer_whose_input_range_is_wrong(trained_digits, tmp_path):
