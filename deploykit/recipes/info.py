@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from deploykit.catalog import CatalogEntry, read_catalog
 from deploykit.errors import DeployKitError
-from deploykit.models import ModelSpec, get_spec
-from deploykit.models.pretrained import PublishedWeights, published_weights
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the registry imports torch: `deploykit list` reads the catalogue without it
+    from deploykit.models import ModelSpec
+    from deploykit.models.pretrained import PublishedWeights
     from deploykit.profile import Profile
 
 
@@ -41,7 +41,8 @@ def model_info(name: str, input_size: int | None = None) -> ModelInfo:
     """Profile ``name`` on the meta device (shapes only: no memory, no initialisation cost)."""
     import torch
 
-    from deploykit.models import get_model
+    from deploykit.models import get_model, get_spec
+    from deploykit.models.pretrained import published_weights
     from deploykit.profile import profile_model
 
     spec = get_spec(name)

@@ -27,6 +27,10 @@ def test_cli_module_is_light():
     assert imported_after("import deploykit.cli") == []
 
 
+def test_list_reads_the_catalogue_without_torch():
+    assert imported_after("from deploykit.recipes.info import list_catalog; list_catalog('*')") == []
+
+
 def test_model_api_still_reachable_from_the_package():
     assert "torch" in imported_after("from deploykit import get_model; get_model")
 
