@@ -24,7 +24,7 @@ from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_json, check_writable_file
 from deploykit.parity import Tolerances
 from deploykit.progress import live, stage
-from deploykit.recipes.configs import CompareConfig, EvalConfig
+from deploykit.recipes.configs import CompareConfig, EvalConfig, ResultFiles
 
 
 class UserError(click.ClickException):
@@ -129,7 +129,6 @@ def bench_command(models: tuple[str, ...], json_path: Path | None, csv_path: Pat
 
     MODELS are model references: NAME, NAME:CHECKPOINT, NAME:TAG, export folders, or any ONNX classifier file.
     """
-    from deploykit.recipes.bench_results import ResultFiles
     from deploykit.runtime.availability import require_backend
 
     config, files = bench_config(options), ResultFiles(json_path, csv_path, md_path)

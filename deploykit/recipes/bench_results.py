@@ -9,24 +9,10 @@ from pathlib import Path
 
 from deploykit.bench.machine import machine_info
 from deploykit.bench.report import to_markdown
-from deploykit.io import atomic_write_bytes, atomic_write_json, check_writable_file
+from deploykit.io import atomic_write_bytes, atomic_write_json
 from deploykit.progress import live, stage
 from deploykit.recipes.bench import run_benchmark
-from deploykit.recipes.configs import BenchConfig
-
-
-@dataclass(frozen=True)
-class ResultFiles:
-    """Where ``--json``, ``--csv`` and ``--md`` write a run's rows (each optional)."""
-
-    json: Path | None = None
-    csv: Path | None = None
-    md: Path | None = None
-
-    def check_writable(self) -> None:
-        """Each file must be writable before a long run, not found unwritable after it."""
-        for path in (self.json, self.csv, self.md):
-            check_writable_file(path)
+from deploykit.recipes.configs import BenchConfig, ResultFiles
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from deploykit.choices import DEFAULT_OPSET, IMAGENET_MEAN, IMAGENET_STD
 from deploykit.compress.configs import QatConfig, QuantizeConfig
 from deploykit.data import DEFAULT_CALIBRATION_DIR
+from deploykit.io import check_writable_file
 from deploykit.parity import Tolerances
 
 if TYPE_CHECKING:
@@ -102,6 +103,20 @@ class BenchConfig:
             "threads": preset.threads, "workspace_gb": preset.workspace_gb, "preset": preset.name}
         chosen = {**{k: v for k, v in from_preset.items() if v is not None}, **{k: v for k, v in given.items() if v is not None}}
         return cls(**chosen)
+
+
+@dataclass(frozen=True)
+class ResultFiles:
+    """Where ``--json``, ``--csv`` and ``--md`` write a run's rows (each optional)."""
+
+    json: Path | None = None
+    csv: Path | None = None
+    md: Path | None = None
+
+    def check_writable(self) -> None:
+        """Each file must be writable before a long run, not found unwritable after it."""
+        for path in (self.json, self.csv, self.md):
+            check_writable_file(path)
 
 
 @dataclass(frozen=True)
