@@ -71,22 +71,23 @@ def stopped(process, timeout=300) -> bool:
     return False
 
 
-@pytest.mark.parametrize("step, live_size", [
-    ("after manifest", 32),  # every new file staged, the manifest written: nothing published yet
-    ("before carry-over", 32),
-    ("after carry-over", 32),  # the side files copied into the staged version
-    ("before exchange", 32),
-    ("after exchange", 24),  # swapped in at once; the previous version not yet removed
-])
-def test_sigkill_inside_the_publish_window_leaves_the_old_or_the_new_export(step, live_size, tmp_path):
+def test_sigkill_inside_the_publish_window_leaves_the_old_or_the_new_export(tmp_path):
+    """Killed at each step of publishing, in turn: before the swap the old export is whole, after it the new one."""
     assert run_cli("export", "cifar_resnet20", "--input-size", 32, 32, "--out", tmp_path)[0].exit_code == 0
     folder = tmp_path / "cifar_resnet20"
-    process = subprocess.Popen([sys.executable, "-c", STOP_AT_STEP, step, "export", "cifar_resnet20", "--input-size", "24",
-                                "--out", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert stopped(process), f"the export never reached {step!r}: {process.stderr.read()[-1000:]}"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert consistent_size(folder) == live_size
+    for step, live_size in [
+        ("after manifest", 32),  # every new file staged, the manifest written: nothing published yet
+        ("before carry-over", 32),
+        ("after carry-over", 32),  # the side files copied into the staged version
+        ("before exchange", 32),
+        ("after exchange", 24),  # swapped in at once; the previous version not yet removed
+    ]:
+        process = subprocess.Popen([sys.executable, "-c", STOP_AT_STEP, step, "export", "cifar_resnet20", "--input-size", "24",
+                                    "--out", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert stopped(process), f"the export never reached {step!r}: {process.stderr.read()[-1000:]}"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert consistent_size(folder) == live_size, step
     assert run_cli("export", "cifar_resnet20", "--input-size", 28, 28, "--out", tmp_path)[0].exit_code == 0  # cleans up too
     assert consistent_size(folder) == 28
     assert not list(tmp_path.glob(".cifar_resnet20.staging-*")) and not list(folder.glob(".export-*"))

@@ -4,6 +4,7 @@ correction, and (``--int8-layout trt``) TensorRT's placement; the arguments each
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -84,22 +85,33 @@ def build_qdq(pre_path: Path, pre_proto: onnx.ModelProto, out_path: Path, settin
     return corrected
 
 
-def choose_ranges(fp32_path: Path, pre_path: Path, pre_proto: onnx.ModelProto, int8_path: Path, settings: dict,
-                   excluded: list[str], ranges: dict[str, Path], stats: ActivationStats | None,
-                   samples: np.ndarray) -> tuple[str, dict[str, float]]:
+@dataclass(frozen=True)
+class RangeChoice:
+    """The range method closest to FP32, every method's score, and the chosen method's INT8 file, already built."""
+
+    method: str
+    scores: dict[str, float]
+    built: Path
+    corrected: int  # convolutions bias-corrected in ``built``
+
+
+def choose_ranges(fp32_path: Path, pre_path: Path, pre_proto: onnx.ModelProto, workdir: Path, settings: dict,
+                  excluded: list[str], ranges: dict[str, Path], stats: ActivationStats | None, samples: np.ndarray) -> RangeChoice:
     """The range method whose INT8 output is closest to FP32 on calibration samples (the held-out set stays unseen).
 
     Robust ranges win on photos, where a few images stretch the extremes; global extremes win where
-    rare large activations carry the signal (strokes on a black background).
+    rare large activations carry the signal (strokes on a black background). Each candidate is built in
+    ``workdir``; the chosen one is kept, so that it is not built again.
     """
     with OrtRunner(fp32_path) as runner:
         reference = run_all(runner, samples)
-    scores = {}
+    scores, corrected = {}, {}
     for method, path in ranges.items():
-        build_qdq(pre_path, pre_proto, int8_path, settings, excluded, path, stats)
-        with OrtRunner(int8_path) as runner:
+        corrected[method] = build_qdq(pre_path, pre_proto, workdir / f"{method}.onnx", settings, excluded, path, stats)
+        with OrtRunner(workdir / f"{method}.onnx") as runner:
             scores[method] = round(mean_cosine(reference, run_all(runner, samples)), 6)
-    return max(scores, key=scores.get), scores
+    method = max(scores, key=scores.get)
+    return RangeChoice(method, scores, workdir / f"{method}.onnx", corrected[method])
 
 
 def classifier_inputs(proto: onnx.ModelProto) -> frozenset[str]:

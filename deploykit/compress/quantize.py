@@ -101,26 +101,29 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
         pre_proto = onnx.load(str(pre_path))
         excluded = resolve_exclusions(pre_proto, config.exclude)
         stats, reused = cached_statistics(pre_proto, pre_path, data.calibration, settings, stats_path,
-                                    {m: path for m, path in ranges.items() if m != "fixed"})
+                                          {m: path for m, path in ranges.items() if m != "fixed"})
         if fixed_ranges:  # tensors QAT did not simulate keep their calibrated min/max
             write_ort_ranges(stats.ranges("minmax") | fixed_ranges, ranges["fixed"])
         calibration["cache"] = "reused" if reused else "computed"
         int8_path = Path(workdir) / "int8.onnx"
+        choice = None
         if len(methods) > 1:
             with stage(f"choosing activation ranges ({' or '.join(methods)})"):
-                method, scores = choose_ranges(fp32_path, pre_path, pre_proto, int8_path, settings, excluded, ranges,
-                                                stats if config.bias_correction else None, data.calibration[:SELECTION_SAMPLES])
-            calibration |= {"chosen": method, "selection_mean_cosine": scores}
-        else:
-            method = methods[0]
-        ranges_path = ranges[method]
+                choice = choose_ranges(fp32_path, pre_path, pre_proto, Path(workdir), settings, excluded, ranges,
+                                       stats if config.bias_correction else None, data.calibration[:SELECTION_SAMPLES])
+            calibration |= {"chosen": choice.method, "selection_mean_cosine": choice.scores}
+        ranges_path = ranges[choice.method if choice else methods[0]]
         calibration["cache_file"] = ranges_path.name
         with OrtRunner(judged_against or fp32_path) as fp32_runner:
             fp32_logits = _Logits(run_all(fp32_runner, data.holdout), _maybe_run(fp32_runner, data.val_images))
 
         def attempt(kept: list[KeptLayer]) -> tuple[Int8Check, int]:
-            corrected = build_qdq(pre_path, pre_proto, int8_path, settings, excluded + [k.node for k in kept], ranges_path,
-                               stats if config.bias_correction else None)
+            if choice is not None and not kept:  # the chosen method's file, built while choosing
+                os.replace(choice.built, int8_path)
+                corrected = choice.corrected
+            else:
+                corrected = build_qdq(pre_path, pre_proto, int8_path, settings, excluded + [k.node for k in kept], ranges_path,
+                                      stats if config.bias_correction else None)
             return _check(fp32_logits, int8_path, data, config), corrected
 
         kept: list[KeptLayer] = []

@@ -57,12 +57,10 @@ def test_two_ranks_see_disjoint_halves_end_identical_and_resume_together(tmp_pat
 
 def test_mixed_precision_training_on_the_cpu(tmp_path):
     """--amp bf16 trains on the CPU (autocast); fp16 needs CUDA and says so in one line."""
-    from click.testing import CliRunner
-
-    from deploykit.cli import cli
+    from tests.cli import invoke
 
     args = ["train", "cifar_resnet20", "--data", "digits", "--epochs", "2", "--lr", "0.1", "--input-size", "16", "--workers", "0"]
-    result = CliRunner().invoke(cli, [*args, "--amp", "bf16", "--out", str(tmp_path / "bf16")])
+    result = invoke(*args, "--amp", "bf16", "--out", tmp_path / "bf16")
     assert result.exit_code == 0, result.output
     import json
 
@@ -72,5 +70,5 @@ def test_mixed_precision_training_on_the_cpu(tmp_path):
     import torch
 
     if not torch.cuda.is_available():
-        result = CliRunner().invoke(cli, [*args, "--amp", "fp16", "--out", str(tmp_path / "fp16")])
+        result = invoke(*args, "--amp", "fp16", "--out", tmp_path / "fp16")
         assert result.exit_code == 2 and "--amp fp16 needs a CUDA GPU" in result.output
