@@ -25,6 +25,25 @@ def pytest_configure(config):
         torch.set_num_threads(threads)
 
 
+# The longest tests (minutes each on 2 cores), started first: under xdist the workers then end together, instead of
+# one running a long test alone at the end while the other waits.
+LONGEST_FIRST = (
+    "tests/test_readme.py::test_readme_pruning_and_distillation_examples",
+    "tests/test_readme.py::test_readme_model_and_file_examples",
+    "tests/compress/test_int8_real_weights.py::test_label_free_qat_keeps_top1_on_labelled_photos",
+    "tests/test_reliability.py::test_fuzzed_options_never_traceback_or_damage_an_export",
+    "tests/test_hostile_round_two.py::test_runtime_and_user_code_errors_are_one_line",
+    "tests/compress/test_int8_real_weights.py::test_trt_target_is_written_by_default_and_keeps_top1",
+    "tests/test_publish.py::test_sigkill_inside_the_publish_window_leaves_the_old_or_the_new_export",
+    "tests/compress/test_ddp.py::test_mixed_precision_training_on_the_cpu",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {nodeid: index for index, nodeid in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: the others keep their order
+
+
 # name -> (builder kwargs, input size, epochs, learning rate): small enough to train in seconds on 2 cores
 RECIPES = {
     "cifar_resnet20": ({}, 16, 4, 0.1),
