@@ -6,7 +6,7 @@ Kept free of heavy imports, so that ``deploykit --help`` can build its options w
 import os
 
 CALIBRATION_METHODS = ("auto", "mean-minmax", "minmax", "entropy", "percentile")
-INT8_LAYOUTS = ("cpu", "trt")  # export --int8-layout: the Q/DQ placement of the runtime the file is for
+INT8_LAYOUTS = ("cpu", "trt", "openvino")  # export --int8-layout: the Q/DQ placement of the runtime the file is for
 PRUNE_METHODS = ("l1", "l2", "taylor", "bn-scale")
 DEFAULT_OPSET = 18
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -15,3 +15,4 @@ AMP_TYPES = ("off", "bf16", "fp16")
 MAX_WORKERS = 16  # DataLoader worker processes
 MAX_INPUT_SIZE = 4096  # the largest square input any command feeds
 MAX_THREADS = 4 * (os.cpu_count() or 1)  # more threads than that only thrash (and 10^5 segfaults onnxruntime)
+CPU_RUNTIMES = {"ort": "onnxruntime", "openvino": "OpenVINO"}  # the runtimes an ONNX file is timed and judged on, by name

@@ -144,7 +144,7 @@ def bench_command(models: tuple[str, ...], json_path: Path | None, csv_path: Pat
 @click.argument("model")
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Labelled folder: one subfolder per class (ImageNet synsets n01440764..., class indices, or names).")
-@click.option("--engine", type=click.Choice(ENGINES), default=EvalConfig.engine, show_default=True,
+@click.option("--engine", type=click.Choice([e for e in ENGINES if e != "auto"]), default=EvalConfig.engine, show_default=True,
               help="Backend to evaluate on.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=EvalConfig.precision, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 1024), default=EvalConfig.batch_size, show_default=True)

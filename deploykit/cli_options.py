@@ -80,6 +80,8 @@ export_options = apply([
                  help="Simplify with onnxslim when parity holds."),
     click.option("--fp16", is_flag=True, help="Also write model.fp16.onnx (float16 weights and compute), checked against PyTorch."),
     click.option("--fp16-io", is_flag=True, help="With --fp16: float16 graph inputs and outputs too (default float32)."),
+    click.option("--no-timing", is_flag=True, help="Skip timing every file on every CPU runtime (then bench --engine auto "
+                 "has no fastest combination to read)."),
     tolerance_options,
     click.option("--int8", is_flag=True, help="Also write a calibrated Q/DQ INT8 model (model.int8.onnx)."),
     click.option("--calib", type=click.Path(exists=False, path_type=Path), default=QuantizeConfig.calib,
@@ -95,8 +97,8 @@ export_options = apply([
                  help="Weight quantization granularity."),
     click.option("--exclude", multiple=True, help="Keep matching layers in FP32 (shell pattern over layer names; repeatable)."),
     click.option("--int8-layout", "layout", type=click.Choice(INT8_LAYOUTS), default=QuantizeConfig.layout, show_default=True,
-                 help="Q/DQ placement: cpu (uint8 activations, fast on x86 with onnxruntime) or trt (symmetric int8, "
-                 "TensorRT's placement)."),
+                 help="Q/DQ placement: cpu (uint8 activations, fast on x86 with onnxruntime), trt (symmetric int8, "
+                 "TensorRT's placement) or openvino (NNCF's placement for OpenVINO's CPU plugin; judged on OpenVINO)."),
     click.option("--target", "deprecated_target", type=click.Choice(INT8_LAYOUTS), hidden=True, callback=_deprecated_target,
                  help="Deprecated: --int8-layout."),
     click.option("--int8-min-cosine", type=FiniteFloatRange(-1, 1), default=QuantizeConfig.min_cosine, show_default=True,
@@ -143,7 +145,7 @@ def export_request(o: dict) -> tuple[ExportConfig, Compression]:
     config = ExportConfig(
         name=o["name"], out=o["out"], weights=o["weights"], opset=o["opset"], batch=o["batch"], dynamic_batch=o["dynamic_batch"],
         input_size=o["input_size"], simplify=o["simplify"], tolerances=Tolerances(o["rel_error"], o["min_cosine"], o["min_top1"]),
-        quantize=quantize, fp16=o["fp16"] or o["fp16_io"], fp16_io=o["fp16_io"], module=o["module"],
+        quantize=quantize, fp16=o["fp16"] or o["fp16_io"], fp16_io=o["fp16_io"], module=o["module"], time_runtimes=not o["no_timing"],
         qat=QatConfig(epochs=o["epochs"], lr=o["qat_lr"]) if o["qat"] else None, qat_data=Path(o["data"]) if o["qat"] and o["data"] else None,
         mean=tuple(o["mean"]), std=tuple(o["std"]))
     return config, Compression(o["prune_ratio"], o["teacher"], o["data"], o["epochs"])
@@ -151,12 +153,16 @@ def export_request(o: dict) -> tuple[ExportConfig, Compression]:
 
 bench_options = apply([
     click.argument("models", nargs=-1, required=True),
-    click.option("--engine", type=click.Choice(ENGINES), help=f"Backend (default {BenchConfig.engine}, or the preset's)."),
+    click.option("--engine", type=click.Choice(ENGINES), help=f"Backend (default {BenchConfig.engine}, or the preset's); auto: "
+                 "the fastest CPU runtime and precision the export's manifest names."),
     click.option("--device", type=click.Choice(DEVICES), help=f"cpu or cuda (default {BenchConfig.device}, or the preset's)."),
     click.option("--precision", type=click.Choice(PRECISIONS),
                  help=f"fp32, fp16 or int8 (default {BenchConfig.precision}, or the preset's)."),
     click.option("--batch", "batches", type=BatchList(), help="Comma-separated batch sizes, e.g. 1,8,32 (default 1, or the preset's)."),
     click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="CPU threads (torch, ONNX Runtime, OpenVINO)."),
+    click.option("--streams", type=click.IntRange(1, MAX_THREADS), default=BenchConfig.streams,
+                 help="ort/openvino: also time this many requests in parallel (OpenVINO's THROUGHPUT hint with that many "
+                 "streams, or as many onnxruntime sessions), for images per second; the number of cores is one per core."),
     click.option("--target", help=f"A deployment preset: {', '.join(load_presets())}, or one from --presets."),
     click.option("--presets", type=click.Path(dir_okay=False, path_type=Path), help="Extra presets (TOML file)."),
     click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Labelled folder (class subfolders) for accuracy."),
@@ -186,4 +192,4 @@ def bench_config(o: dict) -> BenchConfig:
         precision=o["precision"], batches=o["batches"], threads=o["threads"], runs=o["runs"], warmup=runs, warmup_seconds=seconds,
         data=o["data"], out=o["out"], ort_provider=o["ort_provider"], channels_last=o["channels_last"], compile=o["compile_"],
         cuda_graphs=o["cuda_graphs"], no_data_transfers=o["no_data_transfers"], input_size=o["input_size"], mean=tuple(o["mean"]),
-        std=tuple(o["std"]))
+        std=tuple(o["std"]), streams=o["streams"])

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from deploykit.choices import CPU_RUNTIMES
+
 if TYPE_CHECKING:
     from deploykit.catalog import CatalogEntry
     from deploykit.parity import LayerDiff
@@ -85,10 +87,11 @@ def export_result(result: ExportResult) -> None:
     for note in result.notes:
         console.print(f"note: {note}")
     if result.int8_slower:
-        latency = result.int8_latency
+        runtime = result.int8_runtime
+        fp32, int8 = result.runtimes.find(runtime, "fp32"), result.runtimes.find(runtime, "int8")
         hint = TRT_LAYOUT_HINT if result.int8.settings["layout"] == "trt" else ""
-        console.print(f"INT8 IS SLOWER THAN FP32 on onnxruntime's CPU provider ({latency.int8_ms:.2f} ms vs {latency.fp32_ms:.2f} ms): "
-                      f"deploy the FP32 model here{hint}", style="bold red")
+        console.print(f"INT8 IS SLOWER THAN FP32 on {CPU_RUNTIMES[runtime]} ({int8.p50_ms:.2f} ms vs {fp32.p50_ms:.2f} ms): "
+                      f"deploy the FP32 model there{hint}", style="bold red")
     if result.random_weights:
         random_weights_warning()
 
@@ -150,14 +153,18 @@ def _saturation(saturation) -> None:
 
 def bench_run(run: BenchRun) -> None:
     config = run.config
-    title = f"{config.engine} on {config.device}, {config.precision}" + (f" (target {config.preset})" if config.preset else "")
-    columns = ("model", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "FP32 agree", "top-1", "peak RSS MB")
+    if config.engine == "auto":  # each model's own fastest combination: name what ran
+        chosen = sorted({f"{row['engine']} {row['precision']}" for row in run.rows})
+        title = f"auto (the export's fastest): {', '.join(chosen)} on {config.device}"
+    else:
+        title = f"{config.engine} on {config.device}, {config.precision}" + (f" (target {config.preset})" if config.preset else "")
+    columns = ("model", "batch", "streams", "p50 ms", "p90 ms", "p99 ms", "img/s", "FP32 agree", "top-1", "peak RSS MB")
     rows = table(title, [(column, "left" if column == "model" else "right") for column in columns])
     rows.columns[0].no_wrap = True
     for row in run.rows:
         top1 = f"{row['accuracy_top1']:.1%}" if "accuracy_top1" in row else "-"
         agreement = "-" if row["agreement_top1"] is None else f"{row['agreement_top1']:.1%}"
-        rows.add_row(row["model"], str(row["batch"]), f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}",
+        rows.add_row(row["model"], str(row["batch"]), str(row.get("streams", 1)), f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}",
                      f"{row['throughput']:.1f}", agreement, top1, f"{row['peak_rss_mb']:.0f}")
     console.print(rows)
     for model, timed in run.timed_files:

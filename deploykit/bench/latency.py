@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -56,32 +55,3 @@ def measure_latency(call: Callable[[], object], batch: int = 1, warmup: int = 5,
         p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)), p99_ms=float(np.percentile(ms, 99)),
         min_ms=float(ms.min()), throughput=float(batch * 1e3 / ms.mean()),
     )
-
-
-@dataclass(frozen=True)
-class LatencyComparison:
-    """FP32 and INT8 batch latency on ONNX Runtime CPU, measured back to back in one run."""
-
-    batch: int
-    fp32_ms: float
-    int8_ms: float
-
-    @property
-    def speedup(self) -> float:
-        return self.fp32_ms / self.int8_ms
-
-    def as_dict(self) -> dict:
-        return {"batch": self.batch, "fp32_ms": round(self.fp32_ms, 3), "int8_ms": round(self.int8_ms, 3),
-                "int8_speedup": round(self.speedup, 2)}
-
-
-
-def compare_latency(fp32_path: Path, int8_path: Path, shape: tuple[int, ...], runs: int = 50) -> LatencyComparison:
-    """Batch latency of the FP32 and INT8 files on ONNX Runtime CPU, measured back to back in this run."""
-    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    from deploykit.runtime.ort_runner import OrtRunner
-
-    with OrtRunner(fp32_path) as fp32, OrtRunner(int8_path) as int8:
-        fp32_ms = measure_latency(lambda: fp32.infer(x), batch=shape[0], runs=runs, max_seconds=5).p50_ms
-        int8_ms = measure_latency(lambda: int8.infer(x), batch=shape[0], runs=runs, max_seconds=5).p50_ms
-    return LatencyComparison(shape[0], fp32_ms, int8_ms)

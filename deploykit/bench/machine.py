@@ -21,6 +21,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (/proc/cpuinfo; empty where there is none)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def machine_info() -> dict:
     """CPU, core count, OS, package versions, the command line and the time."""
     import torch
@@ -28,6 +37,7 @@ def machine_info() -> dict:
     info = {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
+        "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}),
         "torch_threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "versions": package_versions(),

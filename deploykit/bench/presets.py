@@ -9,7 +9,7 @@ from pathlib import Path
 from deploykit.choices import MAX_THREADS
 from deploykit.errors import DeployKitError
 
-ENGINES = ("torch", "ort", "trt", "openvino")
+ENGINES = ("torch", "ort", "trt", "openvino", "auto")  # auto: the fastest CPU runtime an export measured
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
 BUILTIN_PRESETS = Path(__file__).with_name("presets.toml")

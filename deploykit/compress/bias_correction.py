@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from deploykit.compress.qdq import QdqGraph
+from deploykit.compress.qdq import QdqGraph, groups
 
 
 def correct_biases(fp32: onnx.ModelProto, int8: onnx.ModelProto, input_means: dict[str, np.ndarray]) -> int:
@@ -31,7 +31,7 @@ def correct_biases(fp32: onnx.ModelProto, int8: onnx.ModelProto, input_means: di
             continue
         weight = numpy_helper.to_array(fp32_weights[source.input[1]]).astype(np.float64)
         shift = _mean_output_shift((rounded - weight).sum(axis=(2, 3)), input_means[source.input[0]].astype(np.float64),
-                                   _groups(node))
+                                   groups(node))
         bias_dq = graph.producers[node.input[2]]
         bias = graph.initializers[bias_dq.input[0]]
         scale = numpy_helper.to_array(graph.initializers[bias_dq.input[1]]).astype(np.float64)
@@ -48,7 +48,3 @@ def _mean_output_shift(error: np.ndarray, input_mean: np.ndarray, groups: int) -
     per_group = out_channels // groups
     means = input_mean.reshape(groups, group_inputs)
     return np.einsum("gok,gk->go", error.reshape(groups, per_group, group_inputs), means).reshape(out_channels)
-
-
-def _groups(node: onnx.NodeProto) -> int:
-    return next((attribute.i for attribute in node.attribute if attribute.name == "group"), 1)

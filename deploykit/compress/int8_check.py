@@ -32,6 +32,7 @@ class Int8Check:
     val_classes: str | None = None  # how the labelled folder's subfolders map to classes (ClassMapping.describe)
     fp32_top1: float | None = None
     int8_top1: float | None = None
+    runtime: str = "onnxruntime"  # what ran the INT8 file
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -43,7 +44,8 @@ class Int8Check:
         return None if self.fp32_top1 is None else 100.0 * (self.fp32_top1 - self.int8_top1)
 
     def summary(self) -> str:
-        text = (f"on {self.samples} held-out images: mean cosine {self.mean_cosine:.4f} (min {self.min_cosine:.4f}), "
+        runs_on = "" if self.runtime == "onnxruntime" else f" (INT8 run on {self.runtime})"
+        text = (f"on {self.samples} held-out images{runs_on}: mean cosine {self.mean_cosine:.4f} (min {self.min_cosine:.4f}), "
                 f"FP32 top-1 in INT8 top-5 {self.fp32_top1_in_int8_top5:.1%}, top-1 agreement {self.top1_agreement:.1%}")
         if self.confident_agreement is not None:
             text += f" ({self.confident_agreement:.1%} on the {self.confident_images} FP32 is confident on)"
@@ -66,8 +68,9 @@ class Int8GateError(DeployKitError):
 
 
 def compare_int8(fp32_logits: np.ndarray, int8_logits: np.ndarray, config: QuantizeConfig, fp32_val_logits: np.ndarray | None = None,
-                 int8_val_logits: np.ndarray | None = None, labels: np.ndarray | None = None, val_classes: str | None = None) -> Int8Check:
-    """The gate's figures and verdict. Non-finite INT8 outputs always fail."""
+                 int8_val_logits: np.ndarray | None = None, labels: np.ndarray | None = None, val_classes: str | None = None,
+                 runtime: str = "onnxruntime") -> Int8Check:
+    """The gate's figures and verdict (``runtime`` ran the INT8 file). Non-finite INT8 outputs always fail."""
     finite = bool(np.isfinite(int8_logits).all() and (int8_val_logits is None or np.isfinite(int8_val_logits).all()))
     reference, candidate = fp32_logits.astype(np.float64), np.nan_to_num(int8_logits.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     cosine = row_cosines(reference, candidate)
@@ -79,6 +82,7 @@ def compare_int8(fp32_logits: np.ndarray, int8_logits: np.ndarray, config: Quant
         fp32_top1_in_int8_top5=float(np.mean(topk_hits(candidate, ref_top1, 5))),
         mean_cosine=float(cosine.mean()), min_cosine=float(cosine.min()), finite=finite,
         confident_images=int(confident.sum()), confident_agreement=float(np.mean(agree[confident])) if confident.any() else None,
+        runtime=runtime,
     )
     if not finite:
         check.failures.append("INT8 outputs contain NaN or inf")

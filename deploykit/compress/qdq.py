@@ -1,7 +1,10 @@
 """Reading a Q/DQ graph: who produces and who reads each tensor, seen through Q/DQ pairs, and the float value
-behind a dequantized initializer. Shared by bias correction, QAT and the TensorRT placement rules."""
+behind a dequantized initializer, and where a graph's Q/DQ pairs sit. Shared by bias correction, QAT and the
+placement rules of each layout."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -72,6 +75,11 @@ class QdqGraph:
         return self.dequantized(name)
 
 
+def groups(node: onnx.NodeProto) -> int:
+    """A Conv's ``group`` attribute (1 when absent)."""
+    return next((attribute.i for attribute in node.attribute if attribute.name == "group"), 1)
+
+
 def float_graph_outputs(model: onnx.ModelProto) -> int:
     """Remove the Q/DQ pair in front of every graph output (in place), so the outputs stay float; how many were removed.
 
@@ -97,3 +105,76 @@ def float_graph_outputs(model: onnx.ModelProto) -> int:
             model.graph.value_info.remove(info)
         removed += 1
     return removed
+
+
+def remove_pairs(model: onnx.ModelProto, removed: Callable[[onnx.NodeProto, int, QdqGraph], bool]) -> int:
+    """Rewire every compute-node input that ``removed(node, index, graph)`` picks from its Q/DQ pair to the float tensor
+    behind it (a weight or bias: to a float initializer of its dequantized values), then drop what nobody reads; in
+    place. The number of inputs rewired."""
+    graph = QdqGraph(model)
+    rewired = 0
+    added: dict[str, onnx.TensorProto] = {}
+    for node in model.graph.node:
+        if node.op_type in QDQ:
+            continue
+        for index, name in enumerate(node.input):
+            source = graph.quantized_source(name)
+            if source is None or not removed(node, index, graph):
+                continue
+            if source in graph.initializers:
+                replacement = f"{source.removesuffix('_quantized')}_float"
+                added.setdefault(replacement, numpy_helper.from_array(graph.dequantized(name).astype(np.float32), replacement))
+                source = replacement
+            node.input[index] = source
+            rewired += 1
+    model.graph.initializer.extend(added.values())
+    drop_unused(model)
+    return rewired
+
+
+def drop_unused(model: onnx.ModelProto) -> None:
+    """Remove Q/DQ nodes nobody reads any more, then initializers nobody reads."""
+    outputs = {o.name for o in model.graph.output}
+    while True:
+        read = {name for node in model.graph.node for name in node.input} | outputs
+        dead = [n for n in model.graph.node if n.op_type in QDQ and not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            model.graph.node.remove(node)
+    read = {name for node in model.graph.node for name in node.input}
+    for init in [i for i in model.graph.initializer if i.name not in read]:
+        model.graph.initializer.remove(init)
+
+
+def placement(model: onnx.ModelProto, types: bool = False) -> list[str]:
+    """Where a graph's Q/DQ pairs sit, comparable across quantizers that name nodes differently: each dequantized
+    input of a compute node as "OpType[input] <- producer OpType" (or "<- weight"), sorted, repeats kept. A Cast
+    is looked through (ModelOpt casts the graph input). With ``types``, an activation's entry also says its integer
+    type and whether its scale is per-tensor or per-channel ("Conv[0] <- Clip uint8 per-channel")."""
+    graph = QdqGraph(model)
+    entries = []
+    for node in model.graph.node:
+        if node.op_type in QDQ or node.op_type == "Cast":
+            continue
+        for index, name in enumerate(node.input):
+            source = graph.quantized_source(name)
+            if source is None:
+                continue
+            while source in graph.producers and graph.producers[source].op_type == "Cast":
+                source = graph.producers[source].input[0]
+            if source in graph.initializers or graph.quantized_source(source) in graph.initializers:
+                entries.append(f"{node.op_type}[{index}] <- weight")
+            else:
+                producer = graph.producers.get(source)
+                entry = f"{node.op_type}[{index}] <- {producer.op_type if producer is not None else 'graph input'}"
+                entries.append(f"{entry} {_quantizer_type(graph, name)}" if types else entry)
+    return sorted(entries)
+
+
+def _quantizer_type(graph: QdqGraph, dequantized: str) -> str:
+    """"uint8 per-tensor", "int8 per-channel", ... for the DequantizeLinear that computes ``dequantized``."""
+    dq = graph.producers[dequantized]
+    zero = graph.initializers.get(dq.input[2]) if len(dq.input) > 2 else None
+    integer = onnx.helper.tensor_dtype_to_np_dtype(zero.data_type).name if zero is not None else "uint8"
+    return f"{integer} {'per-channel' if graph.initializers[dq.input[1]].dims else 'per-tensor'}"

@@ -1,5 +1,6 @@
 """Building the Q/DQ file: onnxruntime's ``quantize_static`` from cached ranges, graph outputs kept float, bias
-correction, and (``--int8-layout trt``) TensorRT's placement; the arguments each layout takes; ``--exclude``."""
+correction, and the placement rules of the ``--int8-layout`` (TensorRT's, OpenVINO's); the arguments each layout
+takes; ``--exclude``."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from deploykit.bench.machine import cpu_flags
 from deploykit.compress.bias_correction import correct_biases
 from deploykit.compress.calibrate import ActivationStats
 from deploykit.compress.configs import QuantizeConfig
 from deploykit.compress.fallback import WEIGHTED_OPS
 from deploykit.compress.qdq import float_graph_outputs
+from deploykit.compress.openvino_placement import apply_openvino_rules, first_layer_weights
 from deploykit.compress.trt_placement import apply_tensorrt_rules
 from deploykit.errors import DeployKitError
 from deploykit.parity import mean_cosine, run_all
@@ -24,20 +27,25 @@ from deploykit.runtime.ort_runner import OrtRunner
 
 def has_vnni() -> bool:
     """Whether this CPU has VNNI int8 dot products (AVX512-VNNI or AVX-VNNI)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text() if cpuinfo.is_file() else ""
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
 
 
 def int8_settings(config: QuantizeConfig) -> dict:
-    """The quantize_static arguments for the layout, as plain data (also recorded in the manifest)."""
-    symmetric_activations = config.layout == "trt"
+    """The quantize_static arguments for the layout, as plain data (also recorded in the manifest).
+
+    cpu: uint8 activations with a zero point, the layout onnxruntime's x86 kernels fuse (7-bit weights
+    where the CPU has no VNNI); trt: symmetric int8 everywhere; openvino: symmetric activations, uint8
+    where calibration saw no negative value, 7-bit weights on the first layer only (NNCF's choices).
+    """
+    symmetric_activations = config.layout in ("trt", "openvino")
+    openvino = config.layout == "openvino"
     return {
         "format": "QDQ", "layout": config.layout, "per_channel": config.per_channel,
         "activation_type": "int8" if symmetric_activations else "uint8", "weight_type": "int8",
         "activation_symmetric": symmetric_activations, "weight_symmetric": True,
-        "reduce_range": config.layout == "cpu" and not has_vnni(), "calibrate_method": config.method,
-        "bias_correction": config.bias_correction,
+        "unsigned_non_negative_activations": openvino, "keep_activation_functions": openvino,
+        "reduce_range": config.layout == "cpu" and not has_vnni(), "first_layer_7bit_weights": openvino,
+        "calibrate_method": config.method, "bias_correction": config.bias_correction,
     }
 
 
@@ -46,7 +54,10 @@ def quantize_static_qdq(pre_path: Path, out_path: Path, reader, settings: dict, 
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
-    extra = {"ActivationSymmetric": settings["activation_symmetric"], "WeightSymmetric": settings["weight_symmetric"]}
+    extra = {"ActivationSymmetric": settings["activation_symmetric"], "WeightSymmetric": settings["weight_symmetric"],
+             "QDQKeepRemovableActivations": settings.get("keep_activation_functions", False)}
+    if reader is None:
+        extra["TensorQuantOverrides"] = _overrides(pre_path, settings, ranges_path)
     if settings["calibrate_method"] == "percentile":
         extra["CalibPercentile"] = 99.999
     quantize_static(
@@ -57,6 +68,22 @@ def quantize_static_qdq(pre_path: Path, out_path: Path, reader, settings: dict, 
         calibrate_method=methods.get(settings["calibrate_method"], CalibrationMethod.MinMax),
         extra_options=extra, calibration_cache_path=str(ranges_path),
     )
+
+
+def _overrides(pre_path: Path, settings: dict, ranges_path: Path) -> dict[str, list[dict]]:
+    """quantize_static's per-tensor overrides: uint8 (zero point 0) for activations calibration saw no negative value
+    in, and 7-bit first-layer weights."""
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    overrides: dict[str, list[dict]] = {}
+    if settings.get("unsigned_non_negative_activations"):
+        ranges = load_tensors_data(ranges_path).data
+        overrides |= {name: [{"quant_type": QuantType.QUInt8, "symmetric": False}] for name, data in ranges.items()
+                      if float(np.min(data.range_value[0])) >= 0.0}
+    if settings.get("first_layer_7bit_weights"):
+        overrides |= {name: [{"axis": 0, "reduce_range": True}] for name in first_layer_weights(onnx.load(str(pre_path)))}
+    return overrides
 
 
 def pre_process(fp32_path: Path, pre_path: Path) -> None:
@@ -72,15 +99,17 @@ def quiet_ort(function, *args) -> None:
 
 
 def build_qdq(pre_path: Path, pre_proto: onnx.ModelProto, out_path: Path, settings: dict, exclude: list[str], ranges_path: Path,
-           stats: ActivationStats | None) -> int:
-    """Quantize from the cached ranges, keep the graph outputs float, bias-correct, then (``--int8-layout trt``) apply
-    TensorRT's placement rules; the number of corrected convolutions."""
+              stats: ActivationStats) -> int:
+    """Quantize from the cached ranges, keep the graph outputs float, bias-correct (unless the settings say not to),
+    then apply the layout's placement rules; the number of corrected convolutions."""
     quiet_ort(quantize_static_qdq, pre_path, out_path, None, settings, exclude, ranges_path)
     quantized = onnx.load(str(out_path))
     float_graph_outputs(quantized)
-    corrected = correct_biases(pre_proto, quantized, stats.channel_means) if stats is not None else 0
+    corrected = correct_biases(pre_proto, quantized, stats.channel_means) if settings["bias_correction"] else 0
     if settings["layout"] == "trt":
         apply_tensorrt_rules(quantized)
+    elif settings["layout"] == "openvino":
+        apply_openvino_rules(quantized)
     onnx.save(quantized, str(out_path))
     return corrected
 
@@ -96,7 +125,7 @@ class RangeChoice:
 
 
 def choose_ranges(fp32_path: Path, pre_path: Path, pre_proto: onnx.ModelProto, workdir: Path, settings: dict,
-                  excluded: list[str], ranges: dict[str, Path], stats: ActivationStats | None, samples: np.ndarray) -> RangeChoice:
+                  excluded: list[str], ranges: dict[str, Path], stats: ActivationStats, samples: np.ndarray) -> RangeChoice:
     """The range method whose INT8 output is closest to FP32 on calibration samples (the held-out set stays unseen).
 
     Robust ranges win on photos, where a few images stretch the extremes; global extremes win where

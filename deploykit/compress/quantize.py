@@ -39,6 +39,8 @@ from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
 from deploykit.parity import run_all
 from deploykit.progress import stage
+from deploykit.runtime import CPU_RUNTIMES, Runner, cpu_runner
+from deploykit.runtime.availability import openvino_installed
 from deploykit.runtime.ort_runner import OrtRunner
 
 SATURATION_IMAGES = 64  # clipping is a share of values: 64 held-out images measure it as well as 256, at a quarter of the cost
@@ -110,10 +112,11 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
         if len(methods) > 1:
             with stage(f"choosing activation ranges ({' or '.join(methods)})"):
                 choice = choose_ranges(fp32_path, pre_path, pre_proto, Path(workdir), settings, excluded, ranges,
-                                       stats if config.bias_correction else None, data.calibration[:SELECTION_SAMPLES])
+                                       stats, data.calibration[:SELECTION_SAMPLES])
             calibration |= {"chosen": choice.method, "selection_mean_cosine": choice.scores}
         ranges_path = ranges[choice.method if choice else methods[0]]
         calibration["cache_file"] = ranges_path.name
+        judged_on = judging_runtime(config.layout)
         with OrtRunner(judged_against or fp32_path) as fp32_runner:
             fp32_logits = _Logits(run_all(fp32_runner, data.holdout), _maybe_run(fp32_runner, data.val_images))
 
@@ -123,8 +126,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
                 corrected = choice.corrected
             else:
                 corrected = build_qdq(pre_path, pre_proto, int8_path, settings, excluded + [k.node for k in kept], ranges_path,
-                                      stats if config.bias_correction else None)
-            return _check(fp32_logits, int8_path, data, config), corrected
+                                      stats)
+            return _check(fp32_logits, int8_path, data, config, judged_on), corrected
 
         kept: list[KeptLayer] = []
         with stage(f"quantizing and checking INT8 on {len(data.holdout)} held-out images"):
@@ -155,6 +158,9 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
             saturation = activation_saturation(int8_proto, clipping_images)
         os.replace(int8_path, out_path)
     notes = [] if enforce_gate else [f"accuracy gate not applied (random weights): {'; '.join(check.failures) or 'passed'}"]
+    if config.layout == "openvino" and judged_on != "openvino":
+        notes.append("OpenVINO is not installed, so this openvino-layout file was judged on onnxruntime; install "
+                     "deploykit[openvino] to judge it on the runtime it is for")
     return QuantizeResult(out_path, check, kept, excluded, calibration, settings, enforce_gate, qdq_nodes, corrected, notes,
                           saturation, classifier_inputs(pre_proto), gate=config.gate_record())
 
@@ -165,12 +171,17 @@ class _Logits:
     val: np.ndarray | None
 
 
-def _maybe_run(runner: OrtRunner, images: np.ndarray | None) -> np.ndarray | None:
+def _maybe_run(runner: Runner, images: np.ndarray | None) -> np.ndarray | None:
     return None if images is None else run_all(runner, images)
 
 
-def _check(fp32: _Logits, int8_path: Path, data: QuantizationData, config: QuantizeConfig) -> Int8Check:
-    with OrtRunner(int8_path) as runner:
+def judging_runtime(layout: str) -> str:
+    """The runtime the gate runs an INT8 file on: OpenVINO for its own layout where it is installed, else onnxruntime."""
+    return "openvino" if layout == "openvino" and openvino_installed() else "ort"
+
+
+def _check(fp32: _Logits, int8_path: Path, data: QuantizationData, config: QuantizeConfig, runtime: str) -> Int8Check:
+    with cpu_runner(int8_path, runtime) as runner:
         holdout = run_all(runner, data.holdout)
         val = _maybe_run(runner, data.val_images)
-    return compare_int8(fp32.holdout, holdout, config, fp32.val, val, data.val_labels, data.val_classes)
+    return compare_int8(fp32.holdout, holdout, config, fp32.val, val, data.val_labels, data.val_classes, CPU_RUNTIMES[runtime])

@@ -1,6 +1,7 @@
 """How often each activation quantizer clips: the share of values beyond the range its scale and zero point can hold.
 
-A clipped value is one whose ``round(x / scale) + zero_point`` falls outside the integer type's range.
+A clipped value is one whose ``round(x / scale) + zero_point`` falls outside the integer type's range
+(with per-channel scales, each channel's own).
 Where the range starts at zero (onnxruntime folds a following ReLU or ReLU6 into the range of the
 convolution's output) the values cut off below zero are the activation's work, not clipping, and are
 not counted.
@@ -45,9 +46,9 @@ def activation_saturation(model: onnx.ModelProto, inputs: np.ndarray) -> list[Sa
     quantizers = {}
     for node in model.graph.node:
         if node.op_type == "QuantizeLinear" and node.input[0] not in graph.initializers:
-            scale = float(numpy_helper.to_array(graph.initializers[node.input[1]]).ravel()[0])
+            scale = numpy_helper.to_array(graph.initializers[node.input[1]]).astype(np.float64)
             zero = graph.initializers.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-            zero_point = int(numpy_helper.to_array(zero).ravel()[0]) if zero is not None else 0
+            zero_point = int(numpy_helper.to_array(zero).ravel()[0]) if zero is not None else 0  # 0 where per-channel
             qmin, qmax = _INT_RANGES.get(zero.data_type if zero is not None else onnx.TensorProto.UINT8, (0, 255))
             quantizers[node.input[0]] = (scale, zero_point, qmin, qmax)
     if not quantizers:
@@ -70,12 +71,14 @@ def activation_saturation(model: onnx.ModelProto, inputs: np.ndarray) -> list[Sa
             values[input_name] = chunk
         for name, value in values.items():
             scale, zero_point, qmin, qmax = quantizers[name]
-            levels = np.rint(value[:count].reshape(count, -1) / scale) + zero_point
+            per_channel = scale.reshape(1, -1, *[1] * (value.ndim - 2)) if scale.ndim else scale
+            levels = np.rint((value[:count] / per_channel).reshape(count, -1)) + zero_point
             outside = (levels > qmax) if zero_point == qmin else (levels < qmin) | (levels > qmax)
             clipped[name] += int(outside.sum())
             total[name] += outside.size
             hit_images[name] += int(outside.any(axis=1).sum())
     report = [Saturation(name, clipped[name] / max(total[name], 1), hit_images[name] / max(len(inputs), 1),
-                         (quantizers[name][2] - quantizers[name][1]) * quantizers[name][0],
-                         (quantizers[name][3] - quantizers[name][1]) * quantizers[name][0]) for name in names]
+                         (quantizers[name][2] - quantizers[name][1]) * float(quantizers[name][0].max()),
+                         (quantizers[name][3] - quantizers[name][1]) * float(quantizers[name][0].max()))
+              for name in names]  # the widest channel's range where scales are per-channel
     return sorted(report, key=lambda s: (-s.clipped, -s.images, s.tensor))

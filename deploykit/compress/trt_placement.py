@@ -14,17 +14,15 @@ TensorRT's rules; this pass removes what those rules leave out, so that:
   the int8 layers, where TensorRT fuses them.
 
 Biases stay float (dequantized, with bias correction folded in). Removed pairs are rewired to the
-float tensor they quantized. tests/export/test_trt_placement.py compares the result with ModelOpt's
-placement on resnet18, resnet50, mobilenet_v2 and efficientnet_b0.
+float tensor they quantized. tests/export/test_trt_placement.py compares the result (``qdq.placement``)
+with ModelOpt's placement on resnet18, resnet50, mobilenet_v2 and efficientnet_b0.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
-from onnx import numpy_helper
 
-from deploykit.compress.qdq import QDQ, QdqGraph
+from deploykit.compress.qdq import QdqGraph, remove_pairs
 
 POOLS = ("MaxPool", "AveragePool")
 MEANS = ("ReduceMean", "GlobalAveragePool")
@@ -32,37 +30,16 @@ MEANS = ("ReduceMean", "GlobalAveragePool")
 
 def apply_tensorrt_rules(model: onnx.ModelProto) -> int:
     """Remove the Q/DQ pairs TensorRT's rules leave out (in place); the number of node inputs rewired to float."""
-    graph = QdqGraph(model)
-    rewired = 0
-    added: list[onnx.TensorProto] = []
-    for node in model.graph.node:
-        if node.op_type in QDQ:
-            continue
-        fused = _fused_add_input(node, graph) if node.op_type == "Add" else None
-        for index, name in enumerate(node.input):
-            source = graph.quantized_source(name)
-            if source is None or _keeps(node, index, fused, graph):
-                continue
-            if source in graph.initializers:  # a weight or bias: give the layer its float values instead
-                values = graph.dequantized(name).astype(np.float32)
-                replacement = f"{source.removesuffix('_quantized')}_float"
-                if replacement not in {t.name for t in added}:
-                    added.append(numpy_helper.from_array(values, replacement))
-                source = replacement
-            node.input[index] = source
-            rewired += 1
-    model.graph.initializer.extend(added)
-    _drop_unused(model)
-    return rewired
+    return remove_pairs(model, lambda node, index, graph: not _keeps(node, index, graph))
 
 
-def _keeps(node: onnx.NodeProto, index: int, fused: int | None, graph: QdqGraph) -> bool:
+def _keeps(node: onnx.NodeProto, index: int, graph: QdqGraph) -> bool:
     if node.op_type == "Conv":
         return index < 2
     if node.op_type in POOLS:
         return True
     if node.op_type == "Add":
-        return index != fused
+        return index != _fused_add_input(node, graph)
     if node.op_type in MEANS:
         readers = graph.float_consumers(node.output[0])
         return bool(readers) and all(reader.op_type == "Conv" for reader in readers)
@@ -84,41 +61,3 @@ def _fused_add_input(node: onnx.NodeProto, graph: QdqGraph) -> int | None:
 def _is_conv_output(name: str, graph: QdqGraph) -> bool:
     producer = graph.float_producer(name)
     return producer is not None and producer.op_type == "Conv"
-
-
-def _drop_unused(model: onnx.ModelProto) -> None:
-    """Remove Q/DQ nodes nobody reads any more, then initializers nobody reads."""
-    outputs = {o.name for o in model.graph.output}
-    while True:
-        read = {name for node in model.graph.node for name in node.input} | outputs
-        dead = [n for n in model.graph.node if n.op_type in QDQ and not any(o in read for o in n.output)]
-        if not dead:
-            break
-        for node in dead:
-            model.graph.node.remove(node)
-    read = {name for node in model.graph.node for name in node.input}
-    for init in [i for i in model.graph.initializer if i.name not in read]:
-        model.graph.initializer.remove(init)
-
-
-def placement(model: onnx.ModelProto) -> list[str]:
-    """Where a graph's Q/DQ pairs sit, comparable across quantizers that name nodes differently: each dequantized
-    input of a compute node as "OpType[input] <- producer OpType" (or "<- weight"), sorted, repeats kept. A Cast
-    is looked through (ModelOpt casts the graph input)."""
-    graph = QdqGraph(model)
-    entries = []
-    for node in model.graph.node:
-        if node.op_type in QDQ or node.op_type == "Cast":
-            continue
-        for index, name in enumerate(node.input):
-            source = graph.quantized_source(name)
-            if source is None:
-                continue
-            while source in graph.producers and graph.producers[source].op_type == "Cast":
-                source = graph.producers[source].input[0]
-            if source in graph.initializers or graph.quantized_source(source) in graph.initializers:
-                entries.append(f"{node.op_type}[{index}] <- weight")
-            else:
-                producer = graph.producers.get(source)
-                entries.append(f"{node.op_type}[{index}] <- {producer.op_type if producer is not None else 'graph input'}")
-    return sorted(entries)

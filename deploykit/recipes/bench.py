@@ -8,13 +8,15 @@ accuracy when a labelled folder is given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from deploykit.bench.accuracy import nonfinite_images, nonfinite_note, topk_accuracy
 from deploykit.bench.latency import measure_latency
+from deploykit.bench.runtimes import RuntimeTimings
+from deploykit.bench.throughput import stream_throughput
 from deploykit.bench.memory import check_input_memory, peak_rss_mb, reset_peak_rss
 from deploykit.compress.configs import QuantizeConfig
 from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
@@ -89,8 +91,15 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
 
     if config.threads:
         torch.set_num_threads(config.threads)
-    require_backend(config.engine, config.device, config.ort_provider)
+    if config.engine != "auto":
+        require_backend(config.engine, config.device, config.ort_provider)
     subject = resolve_subject(text, allow_bare_onnx=True)
+    if config.engine == "auto":
+        config = fastest_combination(subject, config)
+        require_backend(config.engine, config.device, config.ort_provider)
+    if config.streams > 1 and (config.engine not in ("ort", "openvino") or config.device != "cpu"):
+        raise DeployKitError(f"--streams runs requests in parallel on the CPU with ort or openvino, not {config.engine} on "
+                             f"{config.device}")
     size = subject.input_size(config.input_size)
     for batch in config.batches:  # before any model is built or exported
         check_input_memory((batch, 3, size, size), f"--batch {batch}")
@@ -133,6 +142,7 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
                 "agreement_min_cosine": agreement.min_cosine if agreement else None,
                 "random_weights": subject.ref.random_weights, "preprocessing": "options" if subject.foreign_onnx else "manifest",
                 "file": str(subject.timed_file) if subject.timed_file else None,
+                "chosen_by": "auto" if config.auto else "options", "streams": 1,
             }
             if split is not None:  # trtexec-style split of the last timed run
                 row |= {"h2d_ms": round(split.h2d_ms, 4), "compute_ms": round(split.compute_ms, 4), "d2h_ms": round(split.d2h_ms, 4),
@@ -146,6 +156,9 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
                 row["accuracy_images"] = len(labels)
                 row["nonfinite_images"] = nonfinite
             rows.append(row)
+            if config.streams > 1:
+                parallel = stream_throughput(subject.timed_file, config.engine, x, config.streams, max(config.runs, config.streams))
+                rows.append({**row, **parallel.as_dict(), "streams": config.streams, "peak_rss_mb": peak_rss_mb()})
     return rows
 
 
@@ -157,6 +170,25 @@ def subject_preprocess(subject: Subject, size: int, mean: tuple, std: tuple) -> 
     if subject.foreign_onnx:
         return Preprocess.default(size, mean, std)
     return Preprocess.for_model(subject.spec, size, subject.ref.published)
+
+
+def fastest_combination(subject: Subject, config: BenchConfig) -> BenchConfig:
+    """``--engine auto``: the runtime and precision the export's manifest names as the fastest that passed its check."""
+    folder = subject.folder
+    if folder is None and not subject.foreign_onnx:
+        folder = _matching_export(subject, config, ONNX_NAME)
+    manifest = ExportFolder(folder).read() if folder is not None else None
+    timings = manifest.sections.get("runtimes") if manifest is not None else None
+    fastest = RuntimeTimings.from_dict(timings).fastest if timings else None
+    if fastest is None:
+        name = subject.spec.name if subject.spec else "NAME"
+        raise DeployKitError(f"--engine auto runs the fastest runtime an export measured, and {folder or subject.ref.text} has "
+                             f"no such measurement; export first (`deploykit export {name} --int8 --dynamic-batch`), then "
+                             f"bench its folder with --engine auto, or name an engine")
+    report(f"--engine auto: {folder}'s manifest names {fastest.describe()} as the fastest of its CPU runtimes that passed "
+           f"its check: timing that")
+    subject.folder = folder
+    return replace(config, engine=fastest.runtime, precision=fastest.precision, device="cpu", auto=True)
 
 
 def make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
@@ -176,7 +208,8 @@ def make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
     if config.engine == "openvino":
         from deploykit.runtime.openvino_runner import OpenVinoRunner
 
-        return OpenVinoRunner(onnx_path, threads=config.threads, name=f"openvino-{config.precision}")
+        return OpenVinoRunner(onnx_path, threads=config.threads, precision="bf16" if config.precision == "bf16" else "f32",
+                              name=f"openvino-{config.precision}")
     if config.engine == "trt":
         from deploykit.export.tensorrt import EngineConfig, build_engine
         from deploykit.runtime.trt_engine import check_engine_compatible

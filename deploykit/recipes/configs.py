@@ -42,6 +42,7 @@ class ExportConfig:
     quantize: QuantizeConfig | None = None  # --int8: the INT8 file and its gate
     fp16: bool = False
     fp16_io: bool = False
+    time_runtimes: bool = True  # time every file on every CPU runtime and name the fastest (``--no-timing`` skips it)
     model_kwargs: dict = field(default_factory=dict)
     mean: tuple[float, float, float] = IMAGENET_MEAN  # preprocessing of a user's ONNX file (it has no manifest)
     std: tuple[float, float, float] = IMAGENET_STD
@@ -94,6 +95,8 @@ class BenchConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     preset: str | None = None  # the deployment preset (``--target``) the engine, device, precision and batches came from
+    auto: bool = False  # the engine and precision are the export's fastest (``--engine auto``)
+    streams: int = 1  # above 1: a second row per batch with that many requests in parallel (``--streams``)
 
     @classmethod
     def with_preset(cls, preset: Preset | None, **given) -> BenchConfig:

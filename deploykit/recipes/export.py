@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploykit.bench.latency import LatencyComparison, compare_latency
+from deploykit.bench.runtimes import RuntimeTimings, bf16_possible, time_runtimes_apart
 from deploykit.bench.memory import check_memory
 from deploykit.compress.int8_check import Int8GateError
 from deploykit.compress.int8_data import QuantizationData, load_quantization_data
@@ -28,7 +28,7 @@ from deploykit.models.layers import classifier_outputs
 from deploykit.parity import FP16_TOLERANCES, ParityReport, Tolerances, compare_logits, compare_runners, parity_inputs, run_all
 from deploykit.progress import report, stage
 from deploykit.recipes.configs import ExportConfig
-from deploykit.recipes.lines import int8_lines, latency_line
+from deploykit.recipes.lines import int8_lines, runtime_lines
 from deploykit.recipes.qat import quantize_with_qat
 from deploykit.recipes.ref import ModelRef, module_ref, parse_model_ref
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
@@ -46,7 +46,7 @@ class ExportResult:
     random_weights: bool
     fp16_parity: ParityReport | None = None
     int8: QuantizeResult | None = None
-    int8_latency: LatencyComparison | None = None
+    runtimes: RuntimeTimings | None = None  # every file on every CPU runtime, timed in one run
     stages: dict = field(default_factory=dict)  # compression stages run before the export (recipes.compress)
 
     @property
@@ -62,8 +62,15 @@ class ExportResult:
         return ExportFolder(self.folder).fp16_path
 
     @property
+    def int8_runtime(self) -> str:
+        """The CPU runtime the INT8 file's layout is for (its speed is judged there)."""
+        return "openvino" if self.int8 is not None and self.int8.settings["layout"] == "openvino" else "ort"
+
+    @property
     def int8_slower(self) -> bool:
-        return self.int8_latency is not None and self.int8_latency.speedup < 1.0
+        """Whether INT8 ran slower than FP32 on the runtime its layout is for."""
+        speedup = self.runtimes.speedups("int8").get(self.int8_runtime) if self.runtimes and self.int8 else None
+        return speedup is not None and speedup < 1.0
 
 
 @dataclass
@@ -101,6 +108,9 @@ def export(config: ExportConfig, ref: ModelRef | None = None) -> ExportResult:
         raise DeployKitError(f"--batch must be at least 1, got {config.batch}")
     if config.qat and not config.quantize:
         raise DeployKitError("--qat fine-tunes for INT8: add --int8")
+    if config.qat and config.quantize.layout == "openvino":
+        raise DeployKitError("--qat does not simulate the openvino layout's per-channel depthwise scales yet: use --int8-layout "
+                             "cpu with --qat, or --int8-layout openvino without it")
     ref = ref or export_ref(config)
     ExportFolder(Path(config.out) / (ref.spec.name if ref.spec else ref.onnx_path.stem)).refuse_foreign_files()  # before any slow step
     if ref.spec is None:
@@ -188,7 +198,7 @@ def _publish(config: ExportConfig, source: _Source) -> ExportResult:
 
     gate_failure: Int8GateError | None = None
     quantized: QuantizeResult | None = None
-    latency: LatencyComparison | None = None
+    timings: RuntimeTimings | None = None
     batch = 1 if source.batch == "batch" else source.batch
     with folder.publishing() as staging:  # nothing of this export is visible until every file is ready
         (staging / ONNX_NAME).write_bytes(serialized)
@@ -204,10 +214,11 @@ def _publish(config: ExportConfig, source: _Source) -> ExportResult:
             else:
                 for line in int8_lines(quantized):
                     report(line)
-                with stage("timing FP32 and INT8 on onnxruntime, back to back"):
-                    latency = compare_latency(staging / ONNX_NAME, quantized.path, (batch, 3, size, size))
-                report(latency_line(latency))
                 notes += quantized.notes
+        if config.time_runtimes:
+            timings = _time_runtimes(staging, source, fp16 is not None, quantized, (batch, 3, size, size))
+            for line in runtime_lines(timings, quantized is not None):
+                report(line)
         inputs_record = InputRecord(shape=[source.batch, 3, size, size],
                                     mean=list(preprocess.mean), std=list(preprocess.std), resize=preprocess.resize,
                                     interpolation=preprocess.interpolation, name=INPUT_NAME, output=OUTPUT_NAME)
@@ -222,8 +233,10 @@ def _publish(config: ExportConfig, source: _Source) -> ExportResult:
         if fp16_parity is not None:
             sections["parity"][FP16_NAME] = {"reference": "pytorch fp32" if source.parity else "the fp32 onnx file",
                                              "io": "float16" if config.fp16_io else "float32", **fp16_parity.as_dict()}
+        if timings is not None:
+            sections["runtimes"] = timings.as_dict()
         if quantized is not None:
-            sections["int8"] = {**quantized.manifest_entry(), "latency_ort_cpu": latency.as_dict()}
+            sections["int8"] = quantized.manifest_entry()
         elif gate_failure is not None:
             sections["int8"] = {"failed": str(gate_failure), "check_vs_fp32": gate_failure.check.as_dict()}
         if INT8_NAME in kept:
@@ -238,7 +251,21 @@ def _publish(config: ExportConfig, source: _Source) -> ExportResult:
         raise DeployKitError(f"{gate_failure} The FP32 file passed its checks and was written to {folder.onnx_path}; "
                              f"no {INT8_NAME} was written")
     return ExportResult(folder.path, source.parity, source.simplified, source.export_seconds, notes, source.random_weights,
-                        fp16_parity, quantized, latency)
+                        fp16_parity, quantized, timings)
+
+
+def _time_runtimes(staging: Path, source: _Source, fp16: bool, quantized: QuantizeResult | None,
+                   shape: tuple[int, ...]) -> RuntimeTimings:
+    """Every file of this export on every CPU runtime here, and OpenVINO's bf16 judged by FP16's tolerances."""
+    files = {ONNX_NAME: ("fp32", True)} | ({FP16_NAME: ("fp16", True)} if fp16 else {})
+    if quantized is not None:  # random weights: no gate applies, so the file may still be the fastest
+        files[INT8_NAME] = ("int8", quantized.check.passed or not quantized.gate_applied)
+    reference = None
+    if bf16_possible():
+        with source.fp32_runner as fp32:
+            reference = (source.inputs, run_all(fp32, source.inputs))
+    with stage("timing every file on every CPU runtime, interleaved"):
+        return time_runtimes_apart(staging, files, shape, reference)
 
 
 def _keep_twins(folder: ExportFolder, staging: Path, inputs_record: InputRecord, made: dict[str, bool],

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from deploykit.choices import CPU_RUNTIMES
+
 if TYPE_CHECKING:
-    from deploykit.bench.latency import LatencyComparison
+    from deploykit.bench.runtimes import RuntimeTimings
     from deploykit.compress.quantize import QuantizeResult
 
 
@@ -28,6 +30,16 @@ def int8_lines(int8: QuantizeResult) -> list[str]:
     return lines
 
 
-def latency_line(latency: LatencyComparison) -> str:
-    return (f"ORT CPU latency, batch {latency.batch}: FP32 {latency.fp32_ms:.2f} ms, INT8 {latency.int8_ms:.2f} ms "
-            f"({latency.speedup:.2f}x)")
+def runtime_lines(timings: RuntimeTimings, int8: bool) -> list[str]:
+    """INT8 against FP32 on each runtime (like with like), the fastest combination that passed its check, and what
+    was not timed."""
+    lines = []
+    if int8 and timings.speedups("int8"):
+        pairs = [f"{CPU_RUNTIMES[runtime]} {timings.find(runtime, 'fp32').p50_ms:.2f} -> {timings.find(runtime, 'int8').p50_ms:.2f} ms "
+                 f"({speedup:.2f}x)" for runtime, speedup in timings.speedups("int8").items()]
+        lines.append(f"INT8 vs FP32, batch {timings.batch}, each on the same runtime: {', '.join(pairs)}")
+    fastest = timings.fastest
+    if fastest is not None:
+        lines.append(f"fastest here, of {len(timings.combinations)} timed: {fastest.describe()}; bench --engine auto runs it")
+    lines += [f"not timed: {reason}" for reason in timings.not_timed]
+    return lines

@@ -32,6 +32,13 @@ def require_backend(engine: str, device: str = "cpu", ort_provider: str | None =
         gpu_identity()
 
 
+def openvino_installed() -> bool:
+    """Whether OpenVINO can be imported (found without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
 def require_torch_cuda() -> None:
     """A CUDA GPU PyTorch can use; without an NVIDIA driver loaded that is known before torch is even imported."""
     if not Path("/proc/driver/nvidia/version").exists() and not Path("/dev/nvidiactl").exists():

@@ -3,6 +3,8 @@
 import csv
 import importlib.util
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +132,26 @@ def test_tensorrt_engine_matches_onnx_runtime(digits_export, tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "trt.json").read_text())["results"]
     assert all(r["agreement_top1"] >= 0.97 for r in rows)
+
+
+def test_bench_engine_auto_runs_the_combination_the_manifest_names_fastest(digits_export, tmp_path):
+    """export timed every file on every CPU runtime and named the fastest that passed its check; bench --engine auto
+    times exactly that runtime, precision and file. With the manifest's timings changed so that its slowest combination
+    becomes the fastest, bench follows the manifest."""
+    folder = Path(shutil.copytree(digits_export[0], tmp_path / "export"))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    timed = manifest["runtimes"]["combinations"]
+    assert {(c["runtime"], c["precision"]) for c in timed} >= {("ort", "fp32"), ("ort", "int8")}
+    assert all(c["p50_ms"] > 0 and c["passed"] for c in timed)
+    assert manifest["runtimes"]["fastest"] == min(timed, key=lambda c: c["p50_ms"])
+    slowest = max(timed, key=lambda c: c["p50_ms"])
+    for expected in (manifest["runtimes"]["fastest"], slowest):
+        if expected is slowest:
+            slowest["p50_ms"] = 1e-3
+            (folder / "manifest.json").write_text(json.dumps(manifest))
+        out = tmp_path / f"{expected['runtime']}-{expected['precision']}.json"
+        result = run("bench", folder, "--engine", "auto", "--runs", 3, "--warmup", 1, "--json", out)
+        assert result.exit_code == 0, result.output
+        (row,) = json.loads(out.read_text())["results"]
+        assert (row["engine"], row["precision"], row["chosen_by"]) == (expected["runtime"], expected["precision"], "auto")
+        assert Path(row["file"]) == folder / expected["file"]

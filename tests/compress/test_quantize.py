@@ -1,6 +1,7 @@
 """INT8 export: Q/DQ graphs that agree with FP32 on held-out real images, calibration cache, fallback."""
 
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -49,7 +50,9 @@ def test_trained_model_keeps_its_accuracy_in_int8(name, train_on_digits, tmp_pat
     assert int8_accuracy >= trained.fp32_accuracy - 0.01
     manifest = json.loads((result.folder / "manifest.json").read_text())
     assert set(manifest["files"]) == {"model.onnx", "model.int8.onnx"}
-    assert manifest["int8"]["latency_ort_cpu"]["int8_ms"] > 0 and manifest["int8"]["settings"]["per_channel"] is True
+    assert manifest["int8"]["settings"]["per_channel"] is True
+    timed = {(c["runtime"], c["precision"]): c for c in manifest["runtimes"]["combinations"]}
+    assert timed[("ort", "int8")]["file"] == "model.int8.onnx" and timed[("ort", "int8")]["p50_ms"] > 0
 
 
 def test_depthwise_convolutions_are_quantized(train_on_digits, tmp_path):
@@ -175,4 +178,7 @@ def test_cli_prints_int8_summary(tmp_path):
     result = CliRunner().invoke(cli, ["export", "cifar_resnet20", "--int8", "--calib-size", "16", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "model.int8.onnx" in text and "Q/DQ nodes" in text and "INT8 vs FP32" in text and "ORT CPU latency" in text
+    assert "model.int8.onnx" in text and "Q/DQ nodes" in text and "INT8 vs FP32" in text
+    assert re.search(r"INT8 vs FP32, batch 1, each on the same runtime: onnxruntime [\d.]+ -> [\d.]+ ms \([\d.]+x\)", text)
+    fastest = re.search(r"fastest here, of (\d) timed: (onnxruntime|OpenVINO) (FP32|INT8) \((model\.onnx|model\.int8\.onnx)", text)
+    assert fastest and int(fastest.group(1)) >= 2 and (fastest.group(3) == "INT8") == (fastest.group(4) == "model.int8.onnx")

@@ -23,8 +23,8 @@ OUT = Path(__file__).with_name("data") / "trt_placement_reference.json"
 
 def placement(proto: onnx.ModelProto) -> list[str]:
     """deploykit's own description of a placement (loaded from its file: this venv need not install deploykit)."""
-    path = Path(__file__).resolve().parents[2] / "deploykit" / "compress" / "trt_placement.py"
-    spec = importlib.util.spec_from_file_location("trt_placement", path)
+    path = Path(__file__).resolve().parents[2] / "deploykit" / "compress" / "qdq.py"
+    spec = importlib.util.spec_from_file_location("qdq", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.placement(proto)

@@ -28,7 +28,7 @@ def test_every_family_has_a_full_size_export():
 @pytest.mark.parametrize("name", list_models())
 def test_export_matches_pytorch(name, tmp_path):
     size = export_size(name)
-    result = export(ExportConfig(name, out=tmp_path, input_size=size))
+    result = export(ExportConfig(name, out=tmp_path, input_size=size, time_runtimes=False))
     assert result.parity.passed, result.parity.summary()
     assert result.parity.top1_agreement == 1.0 and result.parity.rel_error <= 1e-4
     manifest = json.loads((tmp_path / name / "manifest.json").read_text())

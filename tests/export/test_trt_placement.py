@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from deploykit.compress.configs import QuantizeConfig
-from deploykit.compress.trt_placement import placement
+from deploykit.compress.qdq import placement
 from deploykit.recipes.export import export
 from deploykit.recipes.configs import ExportConfig
 from deploykit.runtime import OrtRunner
@@ -21,7 +21,8 @@ REFERENCE = json.loads((Path(__file__).with_name("data") / "trt_placement_refere
 def test_trt_target_places_qdq_as_tensorrt_rules_do(name, tmp_path):
     """Structure only (random weights): the same dequantized inputs, op by op, as ModelOpt's ONNX PTQ on the same graph
     (at 64x64: placement does not depend on the input size)."""
-    result = export(ExportConfig(name, out=tmp_path, input_size=64, quantize=QuantizeConfig(layout="trt", calib_size=8)))
+    result = export(ExportConfig(name, out=tmp_path, input_size=64, quantize=QuantizeConfig(layout="trt", calib_size=8),
+                                 time_runtimes=False))
     ours, reference = Counter(placement(onnx.load(str(result.int8_path)))), Counter(REFERENCE["placement"][name])
     assert ours == reference, f"only deploykit: {dict(ours - reference)}; only ModelOpt: {dict(reference - ours)}"
     graph = onnx.load(str(result.int8_path)).graph

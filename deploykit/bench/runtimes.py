@@ -1,0 +1,170 @@
+"""Which CPU runtime runs an export fastest: every file it wrote, on onnxruntime and OpenVINO (and OpenVINO's bf16
+where the CPU has it), timed in interleaved rounds of one run, so that the ratios hold on a busy machine.
+
+Only a combination whose file passed its check may be named fastest: FP32 passed parity, INT8 its
+accuracy gate, FP16 its parity, and OpenVINO's bf16 the FP16 tolerances against FP32 on the parity
+inputs. ``bench --engine auto`` reads the choice from the manifest.
+
+Export times them in a process of its own (``python -m deploykit.bench.runtimes SPEC``): a runtime
+that crashes there costs the timing, not the export, and PyTorch's threads stay out of the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deploykit.bench.latency import measure_latency
+from deploykit.bench.machine import cpu_flags
+from deploykit.runtime import CPU_RUNTIMES, cpu_runner
+from deploykit.runtime.availability import openvino_installed
+
+ROUNDS = 3
+RUNS_PER_ROUND = 10
+ROUND_SECONDS = 1.0  # a combination's timed runs in one round stop after this, once MIN_RUNS are timed
+MIN_RUNS = 3
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+PROCESS_TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One file on one runtime at one precision, its check's verdict and its batch latency (median of the rounds' p50)."""
+
+    file: str
+    runtime: str  # a key of CPU_RUNTIMES
+    precision: str  # fp32, int8, fp16 or bf16 (OpenVINO's precision hint on the FP32 file)
+    passed: bool
+    p50_ms: float
+
+    def describe(self) -> str:
+        return f"{CPU_RUNTIMES[self.runtime]} {self.precision.upper()} ({self.file}, {self.p50_ms:.2f} ms)"
+
+
+@dataclass(frozen=True)
+class RuntimeTimings:
+    """Every combination timed in one run, and what was not timed and why."""
+
+    batch: int
+    rounds: int
+    combinations: tuple[Combination, ...]
+    not_timed: tuple[str, ...] = ()
+
+    @property
+    def fastest(self) -> Combination | None:
+        """The fastest combination that passed its check."""
+        return min((c for c in self.combinations if c.passed), key=lambda c: c.p50_ms, default=None)
+
+    def find(self, runtime: str, precision: str) -> Combination | None:
+        return next((c for c in self.combinations if c.runtime == runtime and c.precision == precision), None)
+
+    def speedups(self, precision: str) -> dict[str, float]:
+        """Per runtime: its FP32 latency over its ``precision`` latency (like with like)."""
+        pairs = {runtime: (self.find(runtime, "fp32"), self.find(runtime, precision)) for runtime in CPU_RUNTIMES}
+        return {runtime: fp32.p50_ms / other.p50_ms for runtime, (fp32, other) in pairs.items() if fp32 and other}
+
+    def as_dict(self) -> dict:
+        fastest = self.fastest
+        return {"batch": self.batch, "rounds": self.rounds, "combinations": [asdict(c) for c in self.combinations],
+                "fastest": asdict(fastest) if fastest else None, "not_timed": list(self.not_timed)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RuntimeTimings:
+        return cls(data["batch"], data["rounds"], tuple(Combination(**c) for c in data["combinations"]),
+                   tuple(data.get("not_timed", ())))
+
+
+def time_runtimes(folder: Path, files: dict[str, tuple[str, bool]], shape: tuple[int, ...],
+                  bf16_passes=None) -> RuntimeTimings:
+    """Time ``files`` (name in ``folder`` -> (precision, passed its check)) on every CPU runtime here, interleaved.
+
+    ``bf16_passes(runner)`` judges OpenVINO's bf16 run of the FP32 file (loaded runner -> passed); without it, or
+    on a CPU with neither AMX nor AVX-512 BF16, bf16 is not timed.
+    """
+    runtimes = ["ort"]
+    not_timed = []
+    if openvino_installed():
+        runtimes.append("openvino")
+    else:
+        not_timed.append("OpenVINO is not installed: pip install 'deploykit[openvino]' adds its FP32 and INT8 timings, "
+                         "often the fastest on Intel CPUs")
+    runners = {(name, runtime, precision): cpu_runner(folder / name, runtime)
+               for name, (precision, _) in files.items() for runtime in runtimes}
+    passed = {(name, runtime, precision): files[name][1] for name, runtime, precision in runners}
+    if "openvino" in runtimes and not cpu_flags() & set(BF16_FLAGS):
+        not_timed.append("bf16: this CPU has neither AMX nor AVX-512 BF16")
+    elif "openvino" in runtimes and bf16_passes is not None:
+        key = (next(name for name, (precision, _) in files.items() if precision == "fp32"), "openvino", "bf16")
+        runners[key] = cpu_runner(folder / key[0], "openvino", precision="bf16")
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    samples: dict[tuple, list[float]] = {key: [] for key in runners}
+    try:
+        for key, runner in runners.items():
+            runner.load()
+            if key[2] == "bf16":
+                passed[key] = bool(bf16_passes(runner))
+        for _ in range(ROUNDS):
+            for key, runner in runners.items():
+                stats = measure_latency(lambda: runner.infer(x), batch=shape[0], warmup=2, runs=RUNS_PER_ROUND,
+                                        max_seconds=ROUND_SECONDS, min_runs=MIN_RUNS)
+                samples[key].append(stats.p50_ms)
+    finally:
+        for runner in runners.values():
+            runner.close()
+    combinations = tuple(Combination(name, runtime, precision, passed[(name, runtime, precision)],
+                                     round(float(np.median(samples[(name, runtime, precision)])), 3))
+                         for name, runtime, precision in runners)
+    return RuntimeTimings(shape[0], ROUNDS, combinations, tuple(not_timed))
+
+
+def bf16_possible() -> bool:
+    """Whether OpenVINO's bf16 can be timed here: OpenVINO installed and a CPU with AMX or AVX-512 BF16."""
+    return openvino_installed() and bool(cpu_flags() & set(BF16_FLAGS))
+
+
+def time_runtimes_apart(folder: Path, files: dict[str, tuple[str, bool]], shape: tuple[int, ...],
+                        reference: tuple[np.ndarray, np.ndarray] | None = None) -> RuntimeTimings:
+    """``time_runtimes`` in a process of its own; ``reference`` (inputs, FP32 logits) judges bf16 by FP16's tolerances.
+    A process that fails or crashes leaves nothing timed, and says why."""
+    with tempfile.TemporaryDirectory(prefix="deploykit-timing-") as work:
+        spec = {"folder": str(folder), "files": files, "shape": list(shape), "reference": None}
+        if reference is not None:
+            spec["reference"] = str(Path(work) / "reference.npz")
+            np.savez(spec["reference"], inputs=reference[0], logits=reference[1])
+        (Path(work) / "spec.json").write_text(json.dumps(spec))
+        try:
+            done = subprocess.run([sys.executable, "-m", "deploykit.bench.runtimes", str(Path(work) / "spec.json")],
+                                  capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return RuntimeTimings(shape[0], ROUNDS, (), (f"the timing took over {PROCESS_TIMEOUT_S} s and was stopped",))
+    if done.returncode != 0:
+        ending = f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}"
+        last = (done.stderr.strip().splitlines() or [""])[-1][:200]
+        return RuntimeTimings(shape[0], ROUNDS, (), (f"the timing process ended with {ending}, so nothing was timed: {last}",))
+    return RuntimeTimings.from_dict(json.loads(done.stdout))
+
+
+def _main(spec_path: str) -> None:
+    spec = json.loads(Path(spec_path).read_text())
+    files = {name: (precision, passed) for name, (precision, passed) in spec["files"].items()}
+    bf16_passes = _bf16_judge(Path(spec["reference"])) if spec["reference"] else None
+    print(json.dumps(time_runtimes(Path(spec["folder"]), files, tuple(spec["shape"]), bf16_passes).as_dict()))
+
+
+def _bf16_judge(reference_path: Path):
+    """A judge of OpenVINO's bf16 run: FP16's tolerances against the FP32 logits saved with their inputs."""
+    from deploykit.parity import FP16_TOLERANCES, compare_logits, run_all
+
+    with np.load(reference_path) as reference:
+        inputs, logits = reference["inputs"], reference["logits"]
+    return lambda runner: compare_logits(logits, run_all(runner, inputs), FP16_TOLERANCES).passed
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1])
