@@ -1,4 +1,5 @@
-"""`deploykit report`: merge benchmark JSON files into one Markdown table and an accuracy-vs-latency plot."""
+"""`deploykit report`: merge benchmark JSON files into one Markdown table and a plot: accuracy against latency, and
+throughput against batch size (with parallel streams where they were measured)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from deploykit.io import atomic_write_bytes, ensure_writable_dir, make_temporary
 
 # p50/p90/p99 are per batch (as measured); "p50 ms/image" is what the Pareto front ranks by.
 COLUMNS = [("model", "model"), ("engine", "engine"), ("device", "device"), ("precision", "precision"),
-           ("threads", "threads"), ("batch", "batch"), ("p50_ms", "p50 ms/batch"), ("p50_ms_per_image", "p50 ms/image"),
+           ("threads", "threads"), ("batch", "batch"), ("streams", "streams"), ("p50_ms", "p50 ms/batch"), ("p50_ms_per_image", "p50 ms/image"),
            ("p90_ms", "p90 ms/batch"), ("p99_ms", "p99 ms/batch"), ("throughput", "img/s"),
            ("agreement_top1", "FP32 agreement"), ("accuracy_top1", "top-1"), ("peak_rss_mb", "peak RSS MB")]
 PERCENT_COLUMNS = {"agreement_top1", "accuracy_top1"}
@@ -99,7 +100,7 @@ def to_markdown(rows: list[dict]) -> str:
     front = {id(r) for r in pareto_front(rows)}
     lines = ["| " + " | ".join(title for _, title in COLUMNS) + " | Pareto |", "|" + "---|" * (len(COLUMNS) + 1)]
     for row in sorted(rows, key=lambda r: (r["model"], r["p50_ms"])):
-        values = {**row, "p50_ms_per_image": _per_image_ms(row)}
+        values = {**row, "p50_ms_per_image": _per_image_ms(row), "streams": row.get("streams", 1)}
         cells = [_cell(values.get(key), key in PERCENT_COLUMNS) for key, _ in COLUMNS]
         lines.append("| " + " | ".join(cells) + f" | {'*' if id(row) in front else ''} |")
     return "\n".join(lines) + "\n"
@@ -141,16 +142,17 @@ def plot(rows: list[dict], path: Path, title: str | None = None) -> None:
 
 
 def draw(rows: list[dict], title: str | None = None):
-    """Quality vs p50 latency per image: one series per batch size, each point labelled, the Pareto front per model;
-    the matplotlib Figure."""
+    """Above, quality vs p50 latency per image: one series per batch size, each point labelled, the Pareto front per
+    model. Below, throughput against batch size, one line per configuration. The matplotlib Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
+    figure, (axes, speed) = plt.subplots(2, 1, figsize=(11, 10), height_ratios=(3, 2))
+    _draw_throughput(speed, rows)
     rows = [row for row in rows if quality(row)[0] is not None]  # a point needs a quality figure
-    figure, axes = plt.subplots(figsize=(11, 6))
     markers = "osD^vP*X"
     for index, batch in enumerate(sorted({row["batch"] for row in rows})):
         series = [row for row in rows if row["batch"] == batch]
@@ -180,12 +182,37 @@ def draw(rows: list[dict], title: str | None = None):
     return figure
 
 
+def _draw_throughput(axes, rows: list[dict]) -> None:
+    """Images per second against batch size: one line per model, engine, device, precision and number of streams."""
+    import matplotlib.ticker
+
+    lines: dict[str, list[tuple[int, float]]] = {}
+    for row in rows:
+        if row.get("throughput") is not None:
+            streams = row.get("streams", 1)
+            name = (f"{row['model']} {row['engine']}-{row.get('device', 'cpu')} {row['precision']}"
+                    + (f", {streams} streams" if streams > 1 else ""))
+            lines.setdefault(name, []).append((row["batch"], row["throughput"]))
+    for name, points in sorted(lines.items()):
+        points.sort()
+        axes.plot([b for b, _ in points], [t for _, t in points], marker="o", label=name)
+    axes.set_xscale("log", base=2)
+    axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes.set_xlabel("batch size (log scale)")
+    axes.set_ylabel("throughput (images/s)")
+    axes.set_title("throughput against batch size (streams: requests run in parallel)")
+    if lines:
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    axes.grid(alpha=0.3, which="both")
+
+
 def label(row: dict) -> str:
     """What sets a result apart from the others of one report: model, engine, device, precision, variant (torch
     options such as channels_last), threads, batch."""
     variant = f" {row['variant']}" if row.get("variant", "default") != "default" else ""
     threads = f" {row['threads']}t" if row.get("threads") else ""
-    return f"{row['model']} {row['engine']}-{row.get('device', 'cpu')} {row['precision']}{variant}{threads} b{row['batch']}"
+    streams = f" {row['streams']}s" if row.get("streams", 1) > 1 else ""
+    return f"{row['model']} {row['engine']}-{row.get('device', 'cpu')} {row['precision']}{variant}{threads}{streams} b{row['batch']}"
 
 
 def _per_image_ms(row: dict) -> float:

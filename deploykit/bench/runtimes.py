@@ -109,8 +109,9 @@ def time_runtimes(folder: Path, files: dict[str, tuple[str, bool]], shape: tuple
             runner.load()
             if key[2] == "bf16":
                 passed[key] = bool(bf16_passes(runner))
-        for _ in range(ROUNDS):
-            for key, runner in runners.items():
+        order = list(runners.items())
+        for round_index in range(ROUNDS):  # each round starts one further along, so no combination always follows another
+            for key, runner in order[round_index % len(order):] + order[:round_index % len(order)]:
                 stats = measure_latency(lambda: runner.infer(x), batch=shape[0], warmup=2, runs=RUNS_PER_ROUND,
                                         max_seconds=ROUND_SECONDS, min_runs=MIN_RUNS)
                 samples[key].append(stats.p50_ms)

@@ -48,7 +48,9 @@ def run_benchmarks(models: list[str], config: BenchConfig, files: ResultFiles = 
     files.check_writable()
     run = BenchRun(config)
     for model in models:
-        with live(), stage(f"benchmarking {model} on {config.engine} ({config.device}, {config.precision})"):
+        on = ("the fastest runtime its export measured" if config.engine == "auto"
+              else f"{config.engine} ({config.device}, {config.precision})")
+        with live(), stage(f"benchmarking {model} on {on}"):
             run.rows += run_benchmark(model, config)
     run.write(files)
     return run

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deploykit.compress.int8_check import Int8Check, compare_int8
+from deploykit.compress.quantize import judging_runtime
 from deploykit.compress.int8_data import HOLDOUT_LIMIT, VAL_LIMIT
 from deploykit.compress.configs import QuantizeConfig
 from deploykit.compress.saturation import Saturation, activation_saturation
@@ -17,7 +18,7 @@ from deploykit.parity import (FP16_TOLERANCES, LayerDiff, ParityReport, compare_
                               onnx_layer_diffs, parity_inputs, per_layer_diffs, run_all)
 from deploykit.recipes.configs import CompareConfig
 from deploykit.recipes.ref import ModelRef, parse_model_ref
-from deploykit.runtime import OrtRunner, Runner, TorchRunner
+from deploykit.runtime import CPU_RUNTIMES, OrtRunner, Runner, TorchRunner, cpu_runner
 
 
 SATURATION_ROWS = 10
@@ -94,21 +95,24 @@ def _twin(first: ModelRef, second: ModelRef) -> str | None:
 
 
 def _int8_check(first: ModelRef, second: ModelRef) -> Int8Check:
-    """The INT8 file against its FP32 file on the images, preprocessing and thresholds the export's gate used, all read
-    from the manifest."""
+    """The INT8 file against its FP32 file on the images, preprocessing and thresholds the export's gate used, and on the
+    runtime it judged the INT8 file on (OpenVINO for the openvino layout), all read from the manifest."""
     fp32, int8 = (first, second) if first.onnx_path.name == ONNX_NAME else (second, first)
     manifest = fp32.manifest
-    gate = QuantizeConfig.from_gate_record(manifest.sections.get("int8", {}).get("gate", {}))
+    section = manifest.sections.get("int8", {})
+    gate = QuantizeConfig.from_gate_record(section.get("gate", {}))
+    runtime = judging_runtime(section.get("settings", {}).get("layout", "cpu"))
     preprocess = Preprocess.recorded(manifest.input)
     holdout = load_samples(gate.holdout, preprocess, HOLDOUT_LIMIT, "held-out")
     val_images, labels, mapping = (load_labelled_folder(gate.val, preprocess, manifest.model.num_classes, VAL_LIMIT) if gate.val
                                    else (None, None, None))
     logits = []
-    for ref in (fp32, int8):
-        with OrtRunner(ref.onnx_path) as runner:
+    for ref, on in ((fp32, "ort"), (int8, runtime)):
+        with cpu_runner(ref.onnx_path, on) as runner:
             logits.append((run_all(runner, holdout), run_all(runner, val_images) if gate.val else None))
     (fp32_holdout, fp32_val), (int8_holdout, int8_val) = logits
-    return compare_int8(fp32_holdout, int8_holdout, gate, fp32_val, int8_val, labels, mapping.describe() if mapping else None)
+    return compare_int8(fp32_holdout, int8_holdout, gate, fp32_val, int8_val, labels, mapping.describe() if mapping else None,
+                        CPU_RUNTIMES[runtime])
 
 
 def _runner(ref: ModelRef, size: int) -> Runner:

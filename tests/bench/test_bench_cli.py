@@ -155,3 +155,26 @@ def test_bench_engine_auto_runs_the_combination_the_manifest_names_fastest(digit
         (row,) = json.loads(out.read_text())["results"]
         assert (row["engine"], row["precision"], row["chosen_by"]) == (expected["runtime"], expected["precision"], "auto")
         assert Path(row["file"]) == folder / expected["file"]
+
+
+@pytest.mark.parametrize("engine", ["ort", "openvino"])
+def test_bench_streams_add_a_parallel_row_per_batch_that_report_plots(digits_export, engine, tmp_path):
+    """--streams 2: after each batch's one-request row, a row with two requests in parallel (OpenVINO's THROUGHPUT hint
+    with two streams, or two onnxruntime sessions); report draws images per second against batch, one line each."""
+    if engine == "openvino":
+        pytest.importorskip("openvino", reason="OpenVINO is an optional extra")
+    from deploykit.bench.report import draw
+
+    out = tmp_path / "s.json"
+    result = run("bench", digits_export[0], "--engine", engine, "--precision", "int8", "--batch", "1,4", "--streams", 2,
+                 "--runs", 8, "--json", out)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["batch"], r["streams"]) for r in rows] == [(1, 1), (1, 2), (4, 1), (4, 2)]
+    assert all(r["throughput"] > 0 and r["p50_ms"] <= r["p99_ms"] for r in rows) and rows[1]["runs"] == 8
+    lines = {line.get_label(): line.get_xydata().tolist() for line in draw(rows).axes[1].get_lines()}
+    expected = f"cifar_resnet20 {engine}-cpu int8"
+    assert lines[expected] == [[1, rows[0]["throughput"]], [4, rows[2]["throughput"]]]
+    assert lines[f"{expected}, 2 streams"] == [[1, rows[1]["throughput"]], [4, rows[3]["throughput"]]]
+    refused = run("bench", digits_export[0], "--engine", "torch", "--streams", 2)
+    assert refused.exit_code == 2 and "--streams runs requests in parallel on the CPU with ort or openvino" in refused.output

@@ -1,6 +1,7 @@
 """INT8 on real ImageNet networks, judged as top-1 on real labelled photos: the 500 of ../shared/imagenet-sample and the
 20 ImageNet validation photos in foolbox's wheel. Cosine on held-out crops is a diagnostic here, never the verdict."""
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -129,14 +130,18 @@ def test_trt_target_is_written_by_default_and_keeps_top1(real_checkpoint, labell
     assert {n.op_type for n in graph.node if graph.output[0].name in n.output} == {"Gemm"}
 
 
-def test_val_maps_synset_folders_to_imagenet_classes(real_int8, imagenet_sample, tmp_path):
-    """`--val ../shared/imagenet-sample` reads the synset folders as `eval` does, so the gate is the real top-1 drop."""
+def test_val_maps_synset_folders_and_the_openvino_layout_is_judged_on_openvino(real_int8, imagenet_sample, tmp_path):
+    """`--val ../shared/imagenet-sample` reads the synset folders as `eval` does, so the gate is the real top-1 drop; with
+    `--int8-layout openvino` the gate runs the file on OpenVINO, where it is deployed, and it loses at most 1 point."""
     _, weights, _ = real_int8
-    result, text = run_cli("export", "mobilenet", "--weights", weights, "--int8", "--val", imagenet_sample, "--out", tmp_path)
+    result, text = run_cli("export", "mobilenet", "--weights", weights, "--int8", "--int8-layout", "openvino", "--val",
+                           imagenet_sample, "--no-timing", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     check = json.loads((tmp_path / "mobilenet_v2" / "manifest.json").read_text())["int8"]["check_vs_fp32"]
     assert check["val_images"] == 500 and check["fp32_top1"] > 0.8 and check["drop_points"] <= 1.0 and check["passed"]
     assert "on 500 labelled images, classes by ImageNet synset (folder n01440764 is class 0): top-1 FP32 8" in text
+    runtime = "OpenVINO" if importlib.util.find_spec("openvino") else "onnxruntime"
+    assert check["runtime"] == runtime and ("(INT8 run on OpenVINO)" in text) == (runtime == "OpenVINO")
 
 
 def test_int8_of_real_lite0_keeps_top1(real_checkpoint, labelled, imagenet_sample, tmp_path):

@@ -39,3 +39,4 @@ def test_openvino_layout_places_qdq_as_nncf_does(name, tmp_path):
              any(w.startswith(f.removesuffix("_float")) for f in first_layer_weights(onnx.load(str(result.onnx_path))))]
     assert first and all(np.abs(weights[w]).max() <= 64 for w in first), "7-bit first layer (NNCF's overflow fix)"
     assert max(np.abs(w).max() for name, w in weights.items() if name not in first) > 64, "8-bit weights elsewhere"
+
