@@ -109,8 +109,8 @@ def export(config: ExportConfig, ref: ModelRef | None = None) -> ExportResult:
     if config.qat and not config.quantize:
         raise DeployKitError("--qat fine-tunes for INT8: add --int8")
     if config.qat and config.quantize.layout == "openvino":
-        raise DeployKitError("--qat does not simulate the openvino layout's per-channel depthwise scales yet: use --int8-layout "
-                             "cpu with --qat, or --int8-layout openvino without it")
+        raise DeployKitError("--qat does not simulate the openvino layout yet (its signed and unsigned symmetric activations, "
+                             "its 7-bit first layer): use --int8-layout cpu with --qat, or --int8-layout openvino without it")
     ref = ref or export_ref(config)
     ExportFolder(Path(config.out) / (ref.spec.name if ref.spec else ref.onnx_path.stem)).refuse_foreign_files()  # before any slow step
     if ref.spec is None:

@@ -15,6 +15,7 @@ from deploykit.compress.openvino_placement import first_layer_weights
 from deploykit.compress.qdq import placement
 from deploykit.recipes.configs import ExportConfig
 from deploykit.recipes.export import export
+from tests.cli import run_cli
 
 REFERENCE = json.loads((Path(__file__).with_name("data") / "openvino_placement_reference.json").read_text())
 
@@ -40,3 +41,9 @@ def test_openvino_layout_places_qdq_as_nncf_does(name, tmp_path):
     assert first and all(np.abs(weights[w]).max() <= 64 for w in first), "7-bit first layer (NNCF's overflow fix)"
     assert max(np.abs(w).max() for name, w in weights.items() if name not in first) > 64, "8-bit weights elsewhere"
 
+
+
+def test_qat_with_the_openvino_layout_is_refused_before_anything_runs(tmp_path):
+    result, text = run_cli("export", "cifar_resnet20", "--int8", "--int8-layout", "openvino", "--qat", "--out", tmp_path)
+    assert result.exit_code == 2 and text.startswith("Error: --qat does not simulate the openvino layout yet")
+    assert not (tmp_path / "cifar_resnet20").exists()
