@@ -114,7 +114,8 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
                                                  "teacher": teacher is not None, "history": history})
     digest = weights_digest(student)
     if world > 1:
-        print(f"rank {rank}/{world} weights sha256 {digest}", flush=True)
+        # One write per line, so the ranks' lines do not interleave on a shared unbuffered pipe.
+        print(f"rank {rank}/{world} weights sha256 {digest}\n", end="", flush=True)
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return {"history": history, "weights_sha256": digest, "world_size": world}

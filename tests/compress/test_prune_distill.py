@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -160,8 +161,8 @@ def test_two_process_ddp_run_agrees_on_weights(train_on_digits, tmp_path):
         capture_output=True, text=True, env=env, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    digests = {line.split()[-1] for line in proc.stdout.splitlines() if "weights sha256" in line}
-    ranks = [line for line in proc.stdout.splitlines() if "weights sha256" in line]
-    assert len(ranks) == 2 and len(digests) == 1
+    # The two ranks share one pipe, so their lines may interleave: read the pairs, not the lines.
+    reports = dict(re.findall(r"rank (\d)/2 weights sha256 ([0-9a-f]{64})", proc.stdout))
+    assert sorted(reports) == ["0", "1"] and len(set(reports.values())) == 1, proc.stdout[-2000:]
     history = json.loads((tmp_path / "history.json").read_text())
     assert history["world_size"] == 2 and np.isfinite(history["history"][0]["train_loss"])
