@@ -22,6 +22,26 @@ DEFAULT_OUT = Path("deploykit-out")
 
 
 @dataclass(frozen=True)
+class TritonConfig:
+    """Options of ``deploykit triton`` (and ``export --triton``): where the repository goes and how its models are served.
+
+    ``device`` is the instance kind, gpu or cpu (default: cpu for OpenVINO, gpu otherwise); ``bench_results`` are
+    ``deploykit bench --json`` files whose rows for a served file set its batching.
+    """
+
+    repo: Path
+    backend: str = "onnxruntime"
+    device: str | None = None
+    instances: int = 1
+    dynamic_batching: bool = True
+    bench_results: tuple[Path, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return self.device or ("cpu" if self.backend == "openvino" else "gpu")
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     """Options of ``deploykit export``; each maps to one command-line option.
 
@@ -49,6 +69,7 @@ class ExportConfig:
     module: str | None = None  # path/to/file.py:function, the user's own nn.Module, instead of ``name``
     qat: QatConfig | None = None  # with ``quantize``: quantization-aware fine-tuning after PTQ
     qat_data: Path | None = None  # images for it (labels optional); the calibration images by default
+    triton: TritonConfig | None = None  # --triton REPO: also write the export into a Triton model repository
 
 
 @dataclass(frozen=True)
