@@ -6,6 +6,9 @@ Kept free of heavy imports, so that ``deploykit --help`` can build its options w
 import os
 
 CALIBRATION_METHODS = ("auto", "mean-minmax", "minmax", "entropy", "percentile")
+TRITON_BACKENDS = ("onnxruntime", "openvino")  # triton --backend: what the ONNX files run on (engines: tensorrt)
+TRITON_DEVICES = ("gpu", "cpu")  # triton --device: the instance kind
+NO_BATCHING = -1  # bench --server --queue-delay off: no dynamic batcher
 INT8_LAYOUTS = ("cpu", "trt", "openvino")  # export --int8-layout: the Q/DQ placement of the runtime the file is for
 PRUNE_METHODS = ("l1", "l2", "taylor", "bn-scale")
 DEFAULT_OPSET = 18

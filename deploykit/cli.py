@@ -16,7 +16,7 @@ from deploykit import cli_render as render
 from deploykit.bench.presets import ENGINES, PRECISIONS
 from deploykit.choices import MAX_WORKERS, PRUNE_METHODS
 from deploykit.cli_options import (OUT_OPTION, bench_config, bench_options, export_options, export_request, foreign_onnx_options,
-                                   tolerance_options, training_options)
+                                   server_bench_request, tolerance_options, training_options, triton_options)
 from deploykit.cli_types import FiniteFloatRange, input_size_option
 from deploykit.compress.configs import DistillConfig, PruneConfig
 from deploykit.data import DEFAULT_CALIBRATION_DIR
@@ -24,7 +24,7 @@ from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_json, check_writable_file
 from deploykit.parity import Tolerances
 from deploykit.progress import live, stage
-from deploykit.recipes.configs import CompareConfig, EvalConfig, ResultFiles
+from deploykit.recipes.configs import CompareConfig, EvalConfig, ResultFiles, TritonConfig
 
 
 class UserError(click.ClickException):
@@ -128,9 +128,16 @@ def bench_command(models: tuple[str, ...], json_path: Path | None, csv_path: Pat
     """Measure latency (p50/p90/p99), throughput, memory and accuracy of MODELS on one backend.
 
     MODELS are model references: NAME, NAME:CHECKPOINT, NAME:TAG, export folders, or any ONNX classifier file.
+    With --server URL --model NAME instead: throughput and latency of a Triton server under concurrent clients.
     """
     from deploykit.runtime.availability import require_backend
 
+    server = server_bench_request(models, options)
+    if server:
+        from deploykit.recipes.serve import measure_server
+
+        render.load_run(measure_server(*server, json_path))
+        return
     config, files = bench_config(options), ResultFiles(json_path, csv_path, md_path)
     files.check_writable()
     require_backend(config.engine, config.device, config.ort_provider)  # one line within a second, before anything heavy
@@ -181,6 +188,32 @@ def report_command(results: tuple[Path, ...], out: Path) -> None:
     from deploykit.recipes.report import make_report
 
     render.report(make_report(list(results), out))
+
+
+@cli.command("triton")
+@click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@triton_options
+def triton_command(repo, folders, backend, device, instances, no_dynamic_batching, bench_results) -> None:
+    """Write export FOLDERS into the Triton model repository REPO: a model per verified file (config.pbtxt + 1/model.onnx)."""
+    from deploykit.recipes.triton import write_triton_repository
+
+    config = TritonConfig(repo, backend, device, instances, not no_dynamic_batching, tuple(bench_results))
+    render.triton_repository(write_triton_repository(list(folders), config))
+
+
+@cli.command("serve")
+@click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--http-port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--grpc-port", type=click.IntRange(1, 65535), default=8001, show_default=True)
+@click.option("--start-timeout", type=FiniteFloatRange(1, 3600), default=120.0, show_default=True, help="Seconds to wait for every model to load.")
+def serve_command(repo: Path, http_port: int, grpc_port: int, start_timeout: float) -> None:
+    """Serve the Triton repository REPO on 127.0.0.1 with the tritonserver nvidia-pytriton bundles (CPU, Python backend) until Ctrl-C."""
+    from deploykit.recipes.serve import serve_until_stopped
+    from deploykit.serve.server import Ports
+
+    serve_until_stopped(repo, Ports(http_port, grpc_port), start_timeout, render.serving)
+    render.stopped()
 
 
 @cli.command("build-engine")

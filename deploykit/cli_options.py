@@ -8,12 +8,12 @@ from pathlib import Path
 import click
 
 from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, load_presets
-from deploykit.choices import AMP_TYPES, CALIBRATION_METHODS, IMAGENET_MEAN, IMAGENET_STD, INT8_LAYOUTS, MAX_THREADS, MAX_WORKERS
+from deploykit.choices import AMP_TYPES, NO_BATCHING, TRITON_BACKENDS, TRITON_DEVICES, CALIBRATION_METHODS, IMAGENET_MEAN, IMAGENET_STD, INT8_LAYOUTS, MAX_THREADS, MAX_WORKERS
 from deploykit.cli_types import BatchList, FiniteFloatRange, Warmup, input_size_option
 from deploykit.compress.configs import DistillConfig, QatConfig, QuantizeConfig
 from deploykit.errors import DeployKitError
 from deploykit.parity import Tolerances
-from deploykit.recipes.configs import DEFAULT_OUT, BenchConfig, Compression, ExportConfig
+from deploykit.recipes.configs import DEFAULT_OUT, BenchConfig, Compression, ExportConfig, ServerBenchConfig, TritonConfig
 
 OUT_OPTION = dict(type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True)
 
@@ -127,6 +127,25 @@ export_options = apply([
                  "as teacher, on --data (labels optional; default: the calibration images)."),
     click.option("--qat-lr", type=FiniteFloatRange(min=0, min_open=True), default=QatConfig.lr, show_default=True,
                  help="QAT learning rate (Adam)."),
+    click.option("--triton", "triton_repo", type=click.Path(file_okay=False, path_type=Path),
+                 help="Also write the export into this Triton model repository (needs --dynamic-batch; see `deploykit triton`)."),
+    click.option("--triton-backend", type=click.Choice(TRITON_BACKENDS), default=TritonConfig.backend, show_default=True,
+                 help="With --triton: the Triton backend the ONNX files run on."),
+    click.option("--triton-device", type=click.Choice(TRITON_DEVICES),
+                 help="With --triton: instance kind (default: cpu for openvino, gpu otherwise)."),
+])
+
+
+triton_options = apply([
+    click.option("--backend", type=click.Choice(TRITON_BACKENDS), default=TritonConfig.backend, show_default=True,
+                 help="The Triton backend the ONNX files run on (TensorRT engines beside them are added on the tensorrt backend)."),
+    click.option("--device", type=click.Choice(TRITON_DEVICES), help="Instance kind: gpu or cpu (default: cpu for openvino, gpu otherwise)."),
+    click.option("--instances", type=click.IntRange(1, 64), default=TritonConfig.instances, show_default=True,
+                 help="Model instances (instance_group count)."),
+    click.option("--no-dynamic-batching", is_flag=True, help="Leave the dynamic batcher out (each request runs alone)."),
+    click.option("--bench-results", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+                 help="`deploykit bench --json` files: their rows for a served file set max_batch_size and the queue delay "
+                 "(repeatable; default: max batch 32, 100 us)."),
 ])
 
 
@@ -147,18 +166,19 @@ def export_request(o: dict) -> tuple[ExportConfig, Compression]:
         input_size=o["input_size"], simplify=o["simplify"], tolerances=Tolerances(o["rel_error"], o["min_cosine"], o["min_top1"]),
         quantize=quantize, fp16=o["fp16"] or o["fp16_io"], fp16_io=o["fp16_io"], module=o["module"], time_runtimes=not o["no_timing"],
         qat=QatConfig(epochs=o["epochs"], lr=o["qat_lr"]) if o["qat"] else None, qat_data=Path(o["data"]) if o["qat"] and o["data"] else None,
-        mean=tuple(o["mean"]), std=tuple(o["std"]))
+        mean=tuple(o["mean"]), std=tuple(o["std"]),
+        triton=TritonConfig(o["triton_repo"], o["triton_backend"], o["triton_device"]) if o["triton_repo"] else None)
     return config, Compression(o["prune_ratio"], o["teacher"], o["data"], o["epochs"])
 
 
 bench_options = apply([
-    click.argument("models", nargs=-1, required=True),
+    click.argument("models", nargs=-1),
     click.option("--engine", type=click.Choice(ENGINES), help=f"Backend (default {BenchConfig.engine}, or the preset's); auto: "
                  "the fastest CPU runtime and precision the export's manifest names."),
     click.option("--device", type=click.Choice(DEVICES), help=f"cpu or cuda (default {BenchConfig.device}, or the preset's)."),
     click.option("--precision", type=click.Choice(PRECISIONS),
                  help=f"fp32, fp16 or int8 (default {BenchConfig.precision}, or the preset's)."),
-    click.option("--batch", "batches", type=BatchList(), help="Comma-separated batch sizes, e.g. 1,8,32 (default 1, or the preset's)."),
+    click.option("--batch", "batches", type=BatchList(high=65536), help="Comma-separated batch sizes, e.g. 1,8,32 (default 1, or the preset's)."),
     click.option("--threads", type=click.IntRange(1, MAX_THREADS), help="CPU threads (torch, ONNX Runtime, OpenVINO)."),
     click.option("--streams", type=click.IntRange(1, MAX_THREADS), default=BenchConfig.streams,
                  help="ort/openvino: also time this many requests in parallel (OpenVINO's THROUGHPUT hint with that many "
@@ -179,7 +199,34 @@ bench_options = apply([
     click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as CSV."),
     click.option("--md", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as a Markdown table."),
     foreign_onnx_options,
+    click.option("--server", help="Measure load on a Triton server instead: its HTTP address, e.g. http://127.0.0.1:8000."),
+    click.option("--model", "server_model", help="With --server: the served model's name."),
+    click.option("--concurrency", type=BatchList(high=1024), default=",".join(map(str, ServerBenchConfig.concurrency)), show_default=True,
+                 help="With --server: numbers of concurrent clients to sweep."),
+    click.option("--max-latency", type=FiniteFloatRange(min=0, min_open=True),
+                 help="With --server: stop a sweep at the first level whose p99 passes this many ms."),
+    click.option("--duration", type=FiniteFloatRange(0.1, 600), default=ServerBenchConfig.duration_s, show_default=True,
+                 help="With --server: measured seconds per level (after a 1 s warm-up)."),
+    click.option("--instances", type=BatchList(high=64), help="With --server: also sweep these instance counts (reloads the model)."),
+    click.option("--queue-delay", type=BatchList(low=0, high=1_000_000, off_value=NO_BATCHING),
+                 help="With --server: also sweep these dynamic-batching queue delays in us; off: no dynamic batching."),
 ])
+
+
+def server_bench_request(models: tuple[str, ...], o: dict) -> tuple[str, str, ServerBenchConfig] | None:
+    """``bench --server URL --model NAME``'s options as (url, model, config); None for a benchmark of MODELS."""
+    if not o["server"]:
+        if o["server_model"] or not models:
+            raise DeployKitError("give MODELS to benchmark, or --server URL --model NAME to measure load on a Triton server")
+        return None
+    if models or not o["server_model"]:
+        raise DeployKitError("--server measures one served model: give --model NAME and no MODELS")
+    batches = o["batches"] or (1,)
+    if len(batches) > 1:
+        raise DeployKitError("with --server, --batch is the batch of each request: give one number")
+    config = ServerBenchConfig(concurrency=o["concurrency"], max_latency_ms=o["max_latency"], duration_s=o["duration"],
+                               batch_size=batches[0], instances=o["instances"] or (), queue_delays_us=o["queue_delay"] or ())
+    return o["server"], o["server_model"], config
 
 
 def bench_config(o: dict) -> BenchConfig:

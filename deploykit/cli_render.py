@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from deploykit.recipes.export import ExportResult
     from deploykit.recipes.info import ModelInfo
     from deploykit.recipes.report import ReportResult
+    from deploykit.recipes.serve import LoadRun, Serving
+    from deploykit.recipes.triton import TritonRepository
 
 # Piped or captured output gets a wide console, so tables are not cut at 80 columns.
 console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
@@ -92,6 +94,8 @@ def export_result(result: ExportResult) -> None:
         hint = TRT_LAYOUT_HINT if result.int8.settings["layout"] == "trt" else ""
         console.print(f"INT8 IS SLOWER THAN FP32 on {CPU_RUNTIMES[runtime]} ({int8.p50_ms:.2f} ms vs {fp32.p50_ms:.2f} ms): "
                       f"deploy the FP32 model there{hint}", style="bold red")
+    if result.triton is not None:
+        triton_repository(result.triton)
     if result.random_weights:
         random_weights_warning()
 
@@ -211,3 +215,43 @@ def training(result: TrainingResult) -> None:
     teacher = f", teacher {result.teacher_top1:.2%}" if result.teacher_top1 is not None else ""
     console.print(f"val top-1: start {result.student_start_top1:.2%} -> {result.history[-1]['val_top1']:.2%}{teacher}")
     console.print(f"[green]wrote[/green] {result.student}")
+
+
+def triton_repository(result: TritonRepository) -> None:
+    rows = table(f"Triton repository {result.repo}", [(c, "left") for c in ("model", "backend", "instances", "precision", "input", "batching")])
+    for spec in result.models:
+        batching = (f"max {spec.batching.max_batch_size}, " + (f"preferred {list(spec.batching.preferred)}, " if spec.batching.preferred else "")
+                    + (f"delay {spec.batching.max_queue_delay_us} us" if spec.dynamic_batching else "no dynamic batching")
+                    + f" ({spec.batching.source})")
+        rows.add_row(spec.name, spec.backend, f"{spec.instances} {spec.kind}", spec.precision,
+                     f"{spec.input.name} {spec.input.data_type} {list(spec.input.dims)}", batching)
+    console.print(rows)
+    console.print(f"serve it on this CPU: deploykit serve {result.repo}")
+
+
+def serving(served: Serving) -> None:
+    console.print(f"serving {', '.join(served.models)} at {served.url} (tritonserver, Python backend on the CPU, "
+                  f"{served.threads} thread{'s' if served.threads != 1 else ''} per instance); Ctrl-C stops it")
+    for name, why in served.skipped.items():
+        console.print(f"not served here: {name} ({why})", style="yellow")
+
+
+def stopped() -> None:
+    console.print("stopped")
+
+
+def load_run(run: LoadRun) -> None:
+    columns = ("configuration", "clients", "img/s", "p50 ms", "p90 ms", "p99 ms", "queue ms", "compute ms", "img/execution", "errors")
+    rows = table(f"{run.model} at {run.url}, batch {run.config.batch_size} per request",
+                 [(column, "left" if column == "configuration" else "right") for column in columns])
+    for level in run.levels:
+        rows.add_row(level.configuration, str(level.concurrency), f"{level.throughput:.1f}", f"{level.p50_ms:.2f}",
+                     f"{level.p90_ms:.2f}", f"{level.p99_ms:.2f}", _maybe(level.queue_ms), _maybe(level.compute_ms),
+                     _maybe(level.images_per_execution), str(level.errors))
+    console.print(rows)
+    if run.config.max_latency_ms is not None and any(level.p99_ms > run.config.max_latency_ms for level in run.levels):
+        console.print(f"a sweep stops at the first level whose p99 passes {run.config.max_latency_ms:g} ms")
+
+
+def _maybe(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

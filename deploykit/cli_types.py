@@ -85,17 +85,23 @@ class Warmup(click.ParamType):
 
 
 class BatchList(click.ParamType):
-    """``--batch 1,8,32``: a tuple of positive batch sizes."""
+    """``--batch 1,8,32``: a tuple of positive integers; ``off_value`` stands for the word ``off`` where allowed."""
 
     name = "N[,N...]"
+
+    def __init__(self, low: int = 1, high: int = 1 << 20, off_value: int | None = None) -> None:
+        self.low, self.high, self.off_value = low, high, off_value
 
     def convert(self, value, param, ctx) -> tuple[int, ...]:
         if isinstance(value, tuple):
             return value
         try:
-            values = tuple(int(part) for part in str(value).split(","))
+            values = tuple(self.off_value if part == "off" and self.off_value is not None else int(part)
+                           for part in str(value).split(","))
         except ValueError:
             values = ()
-        if not values or min(values) < 1:
-            self.fail(f"--batch takes comma-separated positive integers such as 1,8,32, got {value!r}", param, ctx)
+        if not values or any(v != self.off_value and not self.low <= v <= self.high for v in values):
+            option = param.opts[0] if param is not None else "--batch"
+            self.fail(f"{option} takes comma-separated integers from {self.low} to {self.high}"
+                      f"{' (or off)' if self.off_value is not None else ''}, such as {self.low},8,32, got {value!r}", param, ctx)
         return values

@@ -26,10 +26,10 @@ from deploykit.manifest import ONNX_NAME, PRUNED_NAME, ExportFolder
 from deploykit.models.layers import classifier_outputs
 from deploykit.models.pruned import pruned_state
 from deploykit.models.sources import RandomInit
-from deploykit.recipes.configs import Compression
+from deploykit.recipes.configs import Compression, ExportConfig
 from deploykit.recipes.export import ExportResult, export, export_ref
-from deploykit.recipes.configs import ExportConfig
 from deploykit.recipes.ref import ModelRef, parse_model_ref
+from deploykit.recipes.triton import check_triton_config, write_triton_repository
 
 
 @dataclass(frozen=True)
@@ -159,6 +159,17 @@ def compress_and_export(config: ExportConfig, compression: Compression = Compres
     if compression.teacher and not compression.data:
         raise DeployKitError("--distill-from needs --data (a labelled folder or 'digits')")
     ref = export_ref(config)
+    if config.triton:
+        check_triton_config(config.triton)
+        if not config.dynamic_batch and ref.has_torch:  # a user's ONNX file is checked when it is read
+            raise DeployKitError("--triton needs a dynamic batch, for Triton to batch requests: add --dynamic-batch")
+    exported = _compress_then_export(config, ref, compression)
+    if config.triton:
+        exported.triton = write_triton_repository([exported.folder], config.triton)
+    return exported
+
+
+def _compress_then_export(config: ExportConfig, ref: ModelRef, compression: Compression) -> ExportResult:
     compression = compression.for_export(qat=config.qat is not None)
     if not compression.requested:
         return export(config, ref)

@@ -42,6 +42,24 @@ class TritonConfig:
 
 
 @dataclass(frozen=True)
+class ServerBenchConfig:
+    """Options of ``deploykit bench --server URL --model NAME``: the concurrency sweep and the configurations tried.
+
+    Every level runs ``warmup_s`` then a window of ``duration_s``; the sweep of a configuration stops at the first level
+    whose p99 passes ``max_latency_ms``. ``queue_delays_us`` may hold -1: no dynamic batching.
+    """
+
+    concurrency: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+    max_latency_ms: float | None = None
+    duration_s: float = 5.0
+    warmup_s: float = 1.0
+    batch_size: int = 1
+    instances: tuple[int, ...] = ()
+    queue_delays_us: tuple[int, ...] = ()
+    timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class ExportConfig:
     """Options of ``deploykit export``; each maps to one command-line option.
 

@@ -31,6 +31,7 @@ from deploykit.recipes.configs import ExportConfig
 from deploykit.recipes.lines import int8_lines, runtime_lines
 from deploykit.recipes.qat import quantize_with_qat
 from deploykit.recipes.ref import ModelRef, module_ref, parse_model_ref
+from deploykit.recipes.triton import TritonRepository
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
 
 CALIBRATION_CACHE = "calib-cache"
@@ -48,6 +49,7 @@ class ExportResult:
     int8: QuantizeResult | None = None
     runtimes: RuntimeTimings | None = None  # every file on every CPU runtime, timed in one run
     stages: dict = field(default_factory=dict)  # compression stages run before the export (recipes.compress)
+    triton: TritonRepository | None = None  # --triton: the repository it was written into (recipes.compress)
 
     @property
     def onnx_path(self) -> Path:

@@ -1,19 +1,32 @@
-"""``deploykit serve``: a Triton model repository served on 127.0.0.1 by the bundled CPU tritonserver until Ctrl-C."""
+"""``deploykit serve``: a Triton model repository served on 127.0.0.1 by the bundled CPU tritonserver until Ctrl-C; and
+``deploykit bench --server``: load on a served model, measured."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
+from deploykit.bench.machine import machine_info
+from deploykit.data import DEFAULT_CALIBRATION_DIR
+from deploykit.data.images import find_images, load_images
 from deploykit.errors import DeployKitError
+from deploykit.io import atomic_write_json, check_writable_file
+from deploykit.progress import stage
+from deploykit.recipes.configs import ServerBenchConfig
+from deploykit.serve.client import RemoteModel
 from deploykit.serve.cpu_copy import make_cpu_copy
+from deploykit.serve.load import Configuration, LoadLevel, measure_level, original_config, reload_with
 from deploykit.serve.server import Ports, TritonServer, workdir
 
 DEFAULT_START_TIMEOUT_S = 120.0
+MAX_DISTINCT_REQUESTS = 16
 
 
 @dataclass(frozen=True)
@@ -47,3 +60,74 @@ def serving(repo: Path, ports: Ports = Ports(), start_timeout_s: float = DEFAULT
             yield Serving(server, copy.served, copy.skipped, copy.threads)
         finally:
             server.stop()
+
+
+def serve_until_stopped(repo: Path, ports: Ports, start_timeout_s: float, on_ready: Callable[[Serving], None]) -> None:
+    """Serve until Ctrl-C or SIGTERM (a clean stop), or until the server stops by itself (then one line)."""
+    def interrupt(signum, frame) -> None:
+        raise KeyboardInterrupt
+
+    # SIGINT is set too: a background job of a script inherits it ignored.
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with serving(repo, ports, start_timeout_s) as served:
+            on_ready(served)
+            with contextlib.suppress(KeyboardInterrupt):
+                served.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@dataclass
+class LoadRun:
+    """A concurrency sweep against one served model: a level per configuration and concurrency."""
+
+    url: str
+    model: str
+    precision: str
+    config: ServerBenchConfig
+    levels: list[LoadLevel]
+
+    def rows(self) -> list[dict]:
+        """The levels as rows ``deploykit report`` reads (engine ``triton``)."""
+        return [{"model": self.model, "engine": "triton", "device": "server", "precision": self.precision, **level.as_dict()}
+                for level in self.levels]
+
+    def write(self, path: Path) -> None:
+        atomic_write_json(path, {"machine": machine_info(), "server": self.url, "config": asdict(self.config), "results": self.rows()})
+
+
+def measure_server(url: str, model_name: str, config: ServerBenchConfig, json_path: Path | None = None) -> LoadRun:
+    """Sweep client concurrency against ``model_name`` at ``url``, for each configuration asked (else as served)."""
+    check_writable_file(json_path)
+    model = RemoteModel.fetch(url, model_name)
+    inputs = _request_batches(model, config.batch_size)
+    configurations = [Configuration(i, d) for i in (config.instances or (None,)) for d in (config.queue_delays_us or (None,))]
+    original = original_config(model) if configurations != [Configuration()] else {}
+    run = LoadRun(url, model_name, model.precision, config, [])
+    try:
+        for configuration in configurations:
+            if configuration != Configuration():
+                reload_with(model, configuration, original)
+            with stage(f"{model_name}: {configuration.label}", total=len(config.concurrency), unit="levels") as advance:
+                for concurrency in config.concurrency:
+                    level = measure_level(model, inputs, concurrency, configuration.label, config.warmup_s, config.duration_s,
+                                          config.timeout_s)
+                    run.levels.append(level)
+                    advance(1)
+                    if config.max_latency_ms is not None and level.p99_ms > config.max_latency_ms:
+                        break
+    finally:
+        if original:
+            reload_with(model, Configuration(), original)  # the repository's own config again
+    if json_path:
+        run.write(json_path)
+    return run
+
+
+def _request_batches(model: RemoteModel, batch_size: int) -> list[np.ndarray]:
+    """Requests of real photos (the bundled calibration set), preprocessed as the model's config says."""
+    photos = load_images(find_images(DEFAULT_CALIBRATION_DIR)[:MAX_DISTINCT_REQUESTS * batch_size], model.preprocess)
+    count = max(1, len(photos) // batch_size)
+    return [np.resize(photos, (count * batch_size, *photos.shape[1:]))[i * batch_size:(i + 1) * batch_size] for i in range(count)]

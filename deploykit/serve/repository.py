@@ -79,9 +79,9 @@ def refuse_foreign_folder(folder: Path) -> None:
     present = {str(path.relative_to(folder)) for path in folder.rglob("*")}
     foreign = sorted(present - written)
     if not record or foreign:
-        shown = ", ".join(foreign[:4]) if record else "no .deploykit.json"
-        raise DeployKitError(f"{folder} is a model folder deploykit did not write ({shown}); it would be replaced whole, so "
-                             "nothing was written: move it, or write the repository elsewhere")
+        what = f"holds files deploykit did not write ({', '.join(foreign[:4])})" if record else "was not written by deploykit"
+        raise DeployKitError(f"model folder {folder} {what}; it would be replaced whole, so nothing was written: move it, or "
+                             "write the repository elsewhere")
 
 
 def read_record(folder: Path) -> dict:

@@ -101,7 +101,8 @@ class TritonServer:
         command = [str(installation.binary), "--model-repository", str(self.repository), "--backend-directory", str(backends),
                    "--http-address", HOST, "--http-port", str(self.ports.http), "--grpc-address", HOST,
                    "--grpc-port", str(self.ports.grpc), "--allow-metrics", "false", "--strict-readiness", "true",
-                   "--exit-on-error", "true", "--exit-timeout-secs", str(int(STOP_WAIT_S / 2))]
+                   "--exit-on-error", "true", "--model-control-mode", "explicit", "--load-model", "*",
+                   "--exit-timeout-secs", str(int(STOP_WAIT_S / 2))]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env=self._environment(installation), start_new_session=True)

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from deploykit.errors import DeployKitError
 
-BACKENDS = ("onnxruntime", "openvino", "tensorrt")
-KINDS = ("gpu", "cpu")
 MODEL_FILES = {"onnxruntime": "model.onnx", "openvino": "model.onnx", "tensorrt": "model.plan"}
 MAX_BATCH_SIZE = 1024
 _ONNX_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 2: "TYPE_UINT8", 3: "TYPE_INT8", 6: "TYPE_INT32", 7: "TYPE_INT64"}

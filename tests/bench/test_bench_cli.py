@@ -108,7 +108,7 @@ def test_cuda_without_a_gpu_is_a_clear_error():
 
 @pytest.mark.parametrize("args, message", [
     (["bench", "no_such_model"], "unknown model"),
-    (["bench", "cifar_resnet20", "--batch", "1,x"], "comma-separated positive integers"),
+    (["bench", "cifar_resnet20", "--batch", "1,x"], "--batch takes comma-separated integers from 1"),
     (["bench", "cifar_resnet20", "--precision", "int8"], "torch engine runs fp32 or fp16"),
     (["bench", "cifar_resnet20", "--target", "nowhere"], "unknown target preset"),
     (["bench", "cifar_resnet20", "--warmup", "soon"], "--warmup takes a number of runs"),

@@ -1,0 +1,99 @@
+"""A model served by Triton, as a client sees it: its input and output, and the preprocessing its config records."""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+
+import numpy as np
+
+from deploykit.data.preprocess import Preprocess
+from deploykit.errors import DeployKitError, first_line
+
+_NUMPY_TYPES = {"FP32": np.float32, "FP16": np.float16}
+
+
+def server_address(url: str) -> str:
+    """``host:port`` of an ``http://`` URL (what tritonclient takes); one line for anything else."""
+    parsed = urllib.parse.urlparse(url if "://" in url else f"http://{url}")
+    if parsed.scheme != "http" or not parsed.hostname or parsed.path not in ("", "/"):
+        raise DeployKitError(f"--server takes a Triton HTTP address such as http://127.0.0.1:8000, got {url!r}")
+    return f"{parsed.hostname}:{parsed.port or 80}"
+
+
+def tritonclient_http():
+    try:
+        import tritonclient.http as http
+    except ImportError as exc:
+        raise DeployKitError("talking to Triton needs tritonclient: pip install 'deploykit[serve]'") from exc
+    return http
+
+
+@dataclass(frozen=True)
+class RemoteModel:
+    """What ``GET /v2/models/NAME/config`` says about a deploykit model."""
+
+    address: str
+    name: str
+    input: str
+    output: str
+    datatype: str
+    dims: tuple[int, ...]
+    max_batch_size: int
+    parameters: dict[str, str]
+
+    @classmethod
+    def fetch(cls, url: str, name: str) -> RemoteModel:
+        http = tritonclient_http()
+        address = server_address(url)
+        try:
+            client = http.InferenceServerClient(address, connection_timeout=10, network_timeout=30)
+            if not client.is_model_ready(name):
+                raise DeployKitError(f"{url} serves no ready model {name!r}; see GET {url}/v2/repository/index for its models")
+            config = client.get_model_config(name)
+        except DeployKitError:
+            raise
+        except Exception as exc:  # tritonclient's and the socket's own errors: the server cannot be reached
+            raise DeployKitError(f"cannot reach Triton at {url}: {first_line(exc)}; start it with `deploykit serve REPO`") from exc
+        parameters = {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
+        (model_input,), (output,) = config["input"], config["output"]
+        return cls(address, name, model_input["name"], output["name"], model_input["data_type"].removeprefix("TYPE_"),
+                   tuple(int(d) for d in model_input["dims"]), int(config.get("max_batch_size", 0)), parameters)
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """The preprocessing the config records (``deploykit triton`` writes it); one line when it records none."""
+        p = self.parameters
+        try:
+            return Preprocess(int(p["deploykit.size"]), int(p["deploykit.resize"]), _floats(p["deploykit.mean"]),
+                              _floats(p["deploykit.std"]), p.get("deploykit.interpolation", "bilinear"))
+        except (KeyError, ValueError) as exc:
+            raise DeployKitError(f"model {self.name} records no deploykit preprocessing in its config ({exc}); write its "
+                                 "repository with `deploykit triton`") from exc
+
+    @property
+    def precision(self) -> str:
+        return self.parameters.get("deploykit.precision", self.datatype.lower())
+
+    def request(self, http_module, batch: np.ndarray):
+        """The input of one request for ``batch``, cast to the type the model takes."""
+        array = np.ascontiguousarray(batch, dtype=_NUMPY_TYPES.get(self.datatype, np.float32))
+        tensor = http_module.InferInput(self.input, list(array.shape), self.datatype)
+        tensor.set_data_from_numpy(array)
+        return [tensor]
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for ``batch`` from the server, one request per ``max_batch_size`` rows."""
+        http = tritonclient_http()
+        client = http.InferenceServerClient(self.address, network_timeout=120)
+        step = max(1, self.max_batch_size)
+        parts = [client.infer(self.name, self.request(http, batch[i:i + step])).as_numpy(self.output)
+                 for i in range(0, len(batch), step)]
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+
+def _floats(text: str) -> tuple[float, float, float]:
+    values = tuple(float(v) for v in text.split(","))
+    if len(values) != 3:
+        raise ValueError(f"{text!r} is not three numbers")
+    return values
