@@ -1,5 +1,6 @@
-"""`deploykit report`: merge benchmark JSON files into one Markdown table and a plot: accuracy against latency, and
-throughput against batch size (with parallel streams where they were measured)."""
+"""`deploykit report`: merge benchmark JSON files into one Markdown table and a plot: accuracy against latency,
+throughput against batch size (with parallel streams where they were measured), and, for ``bench --server`` results,
+throughput against p99 latency as client concurrency rises."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from deploykit.io import atomic_write_bytes, ensure_writable_dir, make_temporary
 COLUMNS = [("model", "model"), ("engine", "engine"), ("device", "device"), ("precision", "precision"),
            ("threads", "threads"), ("batch", "batch"), ("streams", "streams"), ("p50_ms", "p50 ms/batch"), ("p50_ms_per_image", "p50 ms/image"),
            ("p90_ms", "p90 ms/batch"), ("p99_ms", "p99 ms/batch"), ("throughput", "img/s"),
-           ("agreement_top1", "FP32 agreement"), ("accuracy_top1", "top-1"), ("peak_rss_mb", "peak RSS MB")]
+           ("agreement_top1", "FP32 agreement"), ("accuracy_top1", "top-1"), ("peak_rss_mb", "peak RSS MB"),
+           ("configuration", "server configuration"), ("concurrency", "clients")]
 PERCENT_COLUMNS = {"agreement_top1", "accuracy_top1"}
 
 
@@ -150,8 +152,13 @@ def draw(rows: list[dict], title: str | None = None):
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    figure, (axes, speed) = plt.subplots(2, 1, figsize=(11, 10), height_ratios=(3, 2))
+    served = [row for row in rows if row.get("concurrency") is not None]  # bench --server: load on a Triton model
+    rows = [row for row in rows if row.get("concurrency") is None]
+    figure, panels = plt.subplots(3 if served else 2, 1, figsize=(11, 15 if served else 10), height_ratios=(3, 2, 2)[:3 if served else 2])
+    axes, speed = panels[0], panels[1]
     _draw_throughput(speed, rows)
+    if served:
+        _draw_load(panels[2], served)
     rows = [row for row in rows if quality(row)[0] is not None]  # a point needs a quality figure
     markers = "osD^vP*X"
     for index, batch in enumerate(sorted({row["batch"] for row in rows})):
@@ -204,6 +211,24 @@ def _draw_throughput(axes, rows: list[dict]) -> None:
     if lines:
         axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     axes.grid(alpha=0.3, which="both")
+
+
+def _draw_load(axes, rows: list[dict]) -> None:
+    """Throughput against p99 latency as client concurrency rises: one curve per model and server configuration."""
+    curves: dict[str, list[dict]] = {}
+    for row in rows:
+        curves.setdefault(f"{row['model']}, {row.get('configuration', 'as served')}", []).append(row)
+    for name, points in sorted(curves.items()):
+        points.sort(key=lambda r: r["concurrency"])
+        axes.plot([r["p99_ms"] for r in points], [r["throughput"] for r in points], marker="o", label=name)
+        for point in points:
+            axes.annotate(str(point["concurrency"]), (point["p99_ms"], point["throughput"]), fontsize=7, xytext=(3, 3),
+                          textcoords="offset points")
+    axes.set_xlabel("p99 latency (ms)")
+    axes.set_ylabel("throughput (images/s)")
+    axes.set_title("Triton under load: throughput against p99 (points labelled with the number of concurrent clients)")
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    axes.grid(alpha=0.3)
 
 
 def label(row: dict) -> str:

@@ -144,14 +144,12 @@ def _server_times(before: dict, after: dict) -> tuple[float | None, float | None
 
 
 def reload_with(model: RemoteModel, configuration: Configuration, original: dict) -> None:
-    """Reload the model with ``configuration`` applied to its original config (None: the repository's own config)."""
+    """Reload the model with ``configuration`` applied to its original config (as served: the original itself; a reload
+    without a config would keep the last override, since the repository's files did not change)."""
     http = tritonclient_http()
     client = http.InferenceServerClient(model.address, network_timeout=300)
     try:
-        if configuration == Configuration():
-            client.load_model(model.name)
-        else:
-            client.load_model(model.name, config=json.dumps(configuration.applied_to(original)))
+        client.load_model(model.name, config=json.dumps(configuration.applied_to(original)))
     except Exception as exc:  # tritonclient's InferenceServerException: the server refused the reload
         raise DeployKitError(f"Triton could not reload {model.name} as '{configuration.label}': {first_line(exc)} (sweeping "
                              "configurations needs a server started with --model-control-mode explicit, as `deploykit serve` "

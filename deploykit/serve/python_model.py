@@ -22,6 +22,11 @@ class TritonPythonModel:
         self.output = config["output"][0]["name"]
         self.runner = cpu_runner(os.path.join(folder, parameters["deploykit.file"]), parameters["deploykit.runtime"],
                                  threads=int(parameters["deploykit.threads"])).load()
+        declared = [int(d) for d in config["input"][0]["dims"]]
+        takes = list(self.runner.input_metadata().shape[1:])
+        if any(d != -1 and t is not None and d != t for d, t in zip(declared, takes)) or len(declared) != len(takes):
+            raise ValueError(f"config.pbtxt declares input dims {declared} but {parameters['deploykit.file']} takes {takes}; "
+                             "write the repository again with `deploykit triton`")
 
     def execute(self, requests: list) -> list:
         arrays = [pb_utils.get_input_tensor_by_name(request, self.input).as_numpy() for request in requests]

@@ -30,6 +30,8 @@ from deploykit.errors import DeployKitError
 HOST = "127.0.0.1"
 STOP_WAIT_S = 20.0
 _ERROR_LINE = re.compile(r"^E\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] (.*)$")
+_LOAD_FAILURE = re.compile(r"^failed to load '([^']+)' version \d+: (?:\w+: )?(.*)$")
+_CPU_ONLY_NOTE = "CudaDriverHelper has not been initialized"
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,10 @@ class Installation:
     def find(cls) -> Installation:
         import importlib.util
 
-        spec = importlib.util.find_spec("pytriton")
+        try:
+            spec = importlib.util.find_spec("pytriton")
+        except (ImportError, ValueError):  # a broken or half-removed install
+            spec = None
         if spec is None or spec.origin is None:
             raise DeployKitError("deploykit serve needs the tritonserver bundled with nvidia-pytriton: pip install 'deploykit[serve]'")
         root = Path(spec.origin).parent / "tritonserver"
@@ -69,6 +74,7 @@ def require_free(ports: Ports) -> None:
     """Each port free on 127.0.0.1, or one line naming the one in use."""
     for option, port in (("--http-port", ports.http), ("--grpc-port", ports.grpc)):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: a closed connection's TIME_WAIT is no user
             try:
                 probe.bind((HOST, port))
             except OSError as exc:
@@ -133,12 +139,17 @@ class TritonServer:
             return False
 
     def first_error(self) -> str:
-        """The first error tritonserver logged, on one line (else its log's last line)."""
+        """What went wrong, on one line: the first model that failed to load and why, else the first error tritonserver
+        logged (but the note every CPU-only machine gets about CUDA), else its log's last line."""
         lines = self.log_path.read_text(errors="replace").splitlines() if self.log_path.is_file() else []
-        for line in lines:
-            match = _ERROR_LINE.match(line)
-            if match:
-                return match.group(1).strip().strip('"').replace("\\n", " ")[:600]
+        errors = [match.group(1).strip().strip('"') for match in map(_ERROR_LINE.match, lines) if match]
+        errors = [text.split("\\n\\nAt:", 1)[0].replace("\\n", " ") for text in errors if not text.startswith(_CPU_ONLY_NOTE)]
+        for text in errors:
+            failed = _LOAD_FAILURE.match(text)
+            if failed:
+                return f"Triton could not load model {failed.group(1)}: {failed.group(2)}"[:600]
+        if errors:
+            return errors[0][:600]
         return lines[-1][:600] if lines else "it logged nothing"
 
     def alive(self) -> bool:

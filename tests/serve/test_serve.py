@@ -1,0 +1,157 @@
+"""`deploykit serve` and `bench --server` against the real tritonserver nvidia-pytriton bundles, on free loopback ports,
+with real requests from tritonclient: the logits are onnxruntime's, concurrent clients are batched, and what goes wrong
+(a missing extra, a port in use, a model that fails to load) ends in one line."""
+
+import concurrent.futures
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tritonclient.http as http
+
+from deploykit.recipes.serve import serving
+from deploykit.runtime import OrtRunner
+from tests.cli import run_cli
+from tests.serve.servers import free_ports
+
+pytestmark = pytest.mark.xdist_group("triton-server")
+
+
+@pytest.fixture(scope="module")
+def repo(trained_digits, tmp_path_factory):
+    """The digits-trained cifar_resnet20 exported with INT8 straight into a repository, for the CPU."""
+    out = tmp_path_factory.mktemp("served")
+    result, _ = run_cli("export", f"cifar_resnet20:{trained_digits.weights}", "--input-size", 16, 16, "--dynamic-batch", "--int8",
+                        "--calib", trained_digits.calib, "--no-timing", "--out", out / "export", "--triton", out / "repo",
+                        "--triton-device", "cpu")
+    assert result.exit_code == 0, result.output
+    return out / "repo", out / "export" / "cifar_resnet20"
+
+
+@pytest.fixture(scope="module")
+def server(repo):
+    with serving(repo[0], free_ports()) as served:
+        yield served
+
+
+def infer(url: str, model: str, batch: np.ndarray) -> np.ndarray:
+    client = http.InferenceServerClient(url.removeprefix("http://"))
+    tensor = http.InferInput("input", list(batch.shape), "FP32")
+    tensor.set_data_from_numpy(batch)
+    return client.infer(model, [tensor]).as_numpy("logits")
+
+
+def onnxruntime_logits(path, batch: np.ndarray) -> np.ndarray:
+    with OrtRunner(path) as runner:
+        return runner.infer(batch)
+
+
+def test_logits_are_onnxruntimes_at_batch_1_and_5(server, repo, trained_digits):
+    images = trained_digits.test_images[:5]
+    assert server.models == ["cifar_resnet20", "cifar_resnet20_int8"]
+    for model, file_name in (("cifar_resnet20", "model.onnx"), ("cifar_resnet20_int8", "model.int8.onnx")):
+        expected = onnxruntime_logits(repo[1] / file_name, images)
+        for batch in (images[:1], images):
+            served = infer(server.url, model, batch)
+            assert served.dtype == np.float32 and served.shape == (len(batch), 10)
+            np.testing.assert_array_equal(served, expected[:len(batch)])
+
+
+def test_concurrent_clients_are_batched_and_each_gets_its_own_logits(server, repo, trained_digits):
+    images = trained_digits.test_images[:48]
+    expected = onnxruntime_logits(repo[1] / "model.int8.onnx", images)
+    stats = http.InferenceServerClient(server.url.removeprefix("http://"))
+    before = stats.get_inference_statistics("cifar_resnet20_int8")["model_stats"][0]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        served = list(pool.map(lambda i: infer(server.url, "cifar_resnet20_int8", images[i:i + 1]), range(len(images))))
+    after = stats.get_inference_statistics("cifar_resnet20_int8")["model_stats"][0]
+    np.testing.assert_allclose(np.concatenate(served), expected, rtol=0, atol=1e-5)  # a merged batch: the same file, other rows
+    inferences = after["inference_count"] - before["inference_count"]
+    executions = after["execution_count"] - before["execution_count"]
+    assert inferences == 48 and executions < inferences  # dynamic batching merged requests
+
+
+def test_bench_server_sweeps_concurrency_and_configurations_and_report_plots_it(server, tmp_path):
+    result, text = run_cli("bench", "--server", server.url, "--model", "cifar_resnet20", "--concurrency", "1,4", "--duration", 1,
+                           "--queue-delay", "off,2000", "--json", tmp_path / "load.json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "load.json").read_text())["results"]
+    assert [(r["configuration"], r["concurrency"]) for r in rows] == [
+        ("no dynamic batching", 1), ("no dynamic batching", 4), ("queue delay 2000 us", 1), ("queue delay 2000 us", 4)]
+    for row in rows:
+        assert row["errors"] == 0 and row["throughput"] > 0 and 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["queue_ms"] >= 0 and row["compute_ms"] > 0
+    assert rows[1]["images_per_execution"] == 1.0 and rows[3]["images_per_execution"] > 1.0  # only the batcher merges
+    config = http.InferenceServerClient(server.url.removeprefix("http://")).get_model_config("cifar_resnet20")
+    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 100  # the repository's config again
+    result, _ = run_cli("bench", "--server", server.url, "--model", "cifar_resnet20", "--concurrency", "1,2,4", "--duration", 0.5,
+                        "--max-latency", 0.001, "--json", tmp_path / "capped.json")
+    assert result.exit_code == 0 and len(json.loads((tmp_path / "capped.json").read_text())["results"]) == 1
+    result, _ = run_cli("report", tmp_path / "load.json", "--out", tmp_path / "report")
+    assert result.exit_code == 0, result.output
+    assert "triton" in (tmp_path / "report" / "report.md").read_text() and (tmp_path / "report" / "pareto.png").stat().st_size > 0
+
+
+def test_serve_prints_the_url_and_stops_cleanly_on_ctrl_c(repo, tmp_path):
+    ports = free_ports()
+    process = subprocess.Popen([sys.executable, "-m", "deploykit", "serve", repo[0], "--http-port", str(ports.http), "--grpc-port",
+                                str(ports.grpc)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        line = process.stdout.readline()
+        assert f"at http://127.0.0.1:{ports.http}" in line and "Ctrl-C stops it" in line, process.stderr.read()
+        assert infer(f"http://127.0.0.1:{ports.http}", "cifar_resnet20", np.zeros((1, 3, 16, 16), np.float32)).shape == (1, 10)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and stdout.strip() == "stopped" and stderr == ""
+    assert not list(tmp_path.glob("deploykit-serve-*"))  # its working copy is gone
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", ports.http))  # and so is the server (a listener would still refuse this)
+        probe.listen()
+
+
+def test_a_port_in_use_and_a_model_that_fails_to_load_are_one_line(repo, tmp_path):
+    ports = free_ports()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports.http))
+        taken.listen()
+        result, text = run_cli("serve", repo[0], "--http-port", ports.http, "--grpc-port", ports.grpc)
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert text == f"Error: port {ports.http} on 127.0.0.1 is in use (Address already in use); choose another with --http-port"
+    broken = tmp_path / "repo"
+    broken.mkdir()
+    for name in ("cifar_resnet20",):
+        (broken / name / "1").mkdir(parents=True)
+        for entry in ("config.pbtxt", ".deploykit.json", "1/model.onnx"):
+            (broken / name / entry).write_bytes((repo[0] / name / entry).read_bytes())
+    config = broken / "cifar_resnet20" / "config.pbtxt"
+    config.write_text(config.read_text().replace("dims: 16\n  dims: 16", "dims: 32\n  dims: 32", 1))  # edited by hand
+    started = time.monotonic()
+    result, text = run_cli("serve", broken, "--http-port", ports.http, "--grpc-port", ports.grpc)
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and time.monotonic() - started < 60
+    assert text == ("Error: tritonserver stopped while starting: Triton could not load model cifar_resnet20: ValueError: config.pbtxt "
+                    "declares input dims [3, 32, 32] but model.onnx takes [3, 16, 16]; write the repository again with `deploykit triton`")
+
+
+def test_without_the_serve_extra_each_command_says_how_to_install_it(repo, tmp_path):
+    """The packages are hidden from a real process by an import hook, as if they were not installed."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('pytriton', 'tritonclient'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, Hide())\n")
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    for args in (["serve", repo[0]], ["triton", tmp_path / "new", repo[1]], ["bench", "--server", "http://127.0.0.1:9", "--model", "m"]):
+        process = subprocess.run([sys.executable, "-m", "deploykit", *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
+        assert process.returncode == 2 and process.stderr.count("\n") == 1, process.stderr
+        assert "pip install 'deploykit[serve]'" in process.stderr, process.stderr
