@@ -10,7 +10,7 @@ PACKAGE = Path(deploykit.__file__).parent
 LAYERS = [
     ("deploykit.cli", "deploykit.cli_types", "deploykit.cli_options", "deploykit.cli_render", "deploykit.__main__"),
     ("deploykit.recipes",),
-    ("deploykit.compress", "deploykit.export", "deploykit.bench"),
+    ("deploykit.compress", "deploykit.export", "deploykit.bench", "deploykit.serve"),
     ("deploykit.parity",),
     ("deploykit.runtime",),
     ("deploykit.data",),

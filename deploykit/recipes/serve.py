@@ -102,7 +102,7 @@ def measure_server(url: str, model_name: str, config: ServerBenchConfig, json_pa
     """Sweep client concurrency against ``model_name`` at ``url``, for each configuration asked (else as served)."""
     check_writable_file(json_path)
     model = RemoteModel.fetch(url, model_name)
-    inputs = _request_batches(model, config.batch_size)
+    inputs = request_batches(model, config.batch_size)
     configurations = [Configuration(i, d) for i in (config.instances or (None,)) for d in (config.queue_delays_us or (None,))]
     original = original_config(model) if configurations != [Configuration()] else {}
     run = LoadRun(url, model_name, model.precision, config, [])
@@ -126,7 +126,7 @@ def measure_server(url: str, model_name: str, config: ServerBenchConfig, json_pa
     return run
 
 
-def _request_batches(model: RemoteModel, batch_size: int) -> list[np.ndarray]:
+def request_batches(model: RemoteModel, batch_size: int) -> list[np.ndarray]:
     """Requests of real photos (the bundled calibration set), preprocessed as the model's config says."""
     photos = load_images(find_images(DEFAULT_CALIBRATION_DIR)[:MAX_DISTINCT_REQUESTS * batch_size], model.preprocess)
     count = max(1, len(photos) // batch_size)

@@ -39,6 +39,14 @@ class Ports:
     http: int = 8000
     grpc: int = 8001
 
+    @classmethod
+    def free(cls) -> Ports:
+        """Two ports free on 127.0.0.1 now, the kernel's choice (for tests and benchmarks that run side by side)."""
+        with socket.socket() as http, socket.socket() as grpc:
+            http.bind((HOST, 0))
+            grpc.bind((HOST, 0))
+            return cls(http.getsockname()[1], grpc.getsockname()[1])
+
 
 @dataclass(frozen=True)
 class Installation:

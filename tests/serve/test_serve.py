@@ -16,9 +16,9 @@ import pytest
 import tritonclient.http as http
 
 from deploykit.recipes.serve import serving
+from deploykit.serve.server import Ports
 from deploykit.runtime import OrtRunner
 from tests.cli import run_cli
-from tests.serve.servers import free_ports
 
 pytestmark = pytest.mark.xdist_group("triton-server")
 
@@ -36,7 +36,7 @@ def repo(trained_digits, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(repo):
-    with serving(repo[0], free_ports()) as served:
+    with serving(repo[0], Ports.free()) as served:
         yield served
 
 
@@ -99,7 +99,7 @@ def test_bench_server_sweeps_concurrency_and_configurations_and_report_plots_it(
 
 
 def test_serve_prints_the_url_and_stops_cleanly_on_ctrl_c(repo, tmp_path):
-    ports = free_ports()
+    ports = Ports.free()
     process = subprocess.Popen([sys.executable, "-m", "deploykit", "serve", repo[0], "--http-port", str(ports.http), "--grpc-port",
                                 str(ports.grpc)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
     try:
@@ -119,7 +119,7 @@ def test_serve_prints_the_url_and_stops_cleanly_on_ctrl_c(repo, tmp_path):
 
 
 def test_a_port_in_use_and_a_model_that_fails_to_load_are_one_line(repo, tmp_path):
-    ports = free_ports()
+    ports = Ports.free()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", ports.http))
         taken.listen()

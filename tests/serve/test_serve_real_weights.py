@@ -7,9 +7,9 @@ import numpy as np
 
 from deploykit.data import load_labelled_folder
 from deploykit.recipes.serve import serving
+from deploykit.serve.server import Ports
 from deploykit.serve.client import RemoteModel
 from tests.cli import run_cli
-from tests.serve.servers import free_ports
 
 CHECKPOINT = "mobilenet_v2-b0353104.pth"
 
@@ -21,7 +21,7 @@ def test_top1_through_the_server_is_evals_on_the_same_file(real_checkpoint, imag
     result, _ = run_cli("eval", tmp_path / "out" / "mobilenet_v2", "--data", imagenet_sample, "--engine", "ort", "--json", tmp_path / "eval.json")
     assert result.exit_code == 0, result.output
     evaluated = json.loads((tmp_path / "eval.json").read_text())
-    with serving(tmp_path / "repo", free_ports()) as served:
+    with serving(tmp_path / "repo", Ports.free()) as served:
         model = RemoteModel.fetch(served.url, "mobilenet_v2")
         images, labels, mapping = load_labelled_folder(imagenet_sample, model.preprocess, 1000)  # preprocessing from the server
         logits = model.infer(images)

@@ -57,7 +57,8 @@ def test_configs_come_from_the_files_and_the_bench_result(exported, tmp_path):
     fp32 = read_config(tmp_path / "repo" / "cifar_resnet20" / "config.pbtxt")
     best = max(row["throughput"] for row in rows.values())  # the smallest batch within 5% of the best throughput
     assert fp32.max_batch_size == min(b for b, row in rows.items() if row["throughput"] >= 0.95 * best)
-    assert fp32.dynamic_batching.max_queue_delay_microseconds == min(max(round(rows[1]["p50_ms"] * 500), 50), 20_000)
+    assert list(fp32.dynamic_batching.preferred_batch_size) == ([fp32.max_batch_size] if fp32.max_batch_size > 1 else [])
+    assert fp32.dynamic_batching.max_queue_delay_microseconds == 100  # benchmarks/serve.py: a longer delay only cost here
     int8 = read_config(tmp_path / "repo" / "cifar_resnet20_int8" / "config.pbtxt")
     assert int8.max_batch_size == 32 and int8.dynamic_batching.max_queue_delay_microseconds == 100  # not benched: the defaults
     records = {name: json.loads((tmp_path / "repo" / name / ".deploykit.json").read_text())["batching_from"]
