@@ -110,7 +110,8 @@ async def _clients(model: RemoteModel, inputs: list[np.ndarray], concurrency: in
             try:
                 await asyncio.wait_for(client.infer(model.name, requests[index % len(requests)]), timeout_s)
             except Exception:  # a failed or timed-out request is counted, the load goes on
-                errors += sent >= measured_from
+                if sent >= measured_from:
+                    errors += 1
             else:
                 now = time.perf_counter()
                 finished.append(now)

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.xdist_group("digits")
 
 def int8_export(name, out, **quantize):
     quantize.setdefault("calib_size", 16)
-    return export(ExportConfig(name, out=out, input_size=SIZE, quantize=QuantizeConfig(**quantize)))
+    return export(ExportConfig(name, time_runtimes=False, out=out, input_size=SIZE, quantize=QuantizeConfig(**quantize)))
 
 
 def trained_int8_export(trained, out, **quantize):
@@ -108,7 +108,7 @@ def test_fallback_keeps_sensitive_layers_and_says_which(trained_digits, tmp_path
     from deploykit.data import Preprocess
     from deploykit.models import get_spec
 
-    fp32 = export(ExportConfig(trained_digits.name, out=tmp_path, weights=str(trained_digits.weights), input_size=trained_digits.size))
+    fp32 = export(ExportConfig(trained_digits.name, time_runtimes=False, out=tmp_path, weights=str(trained_digits.weights), input_size=trained_digits.size))
     config = QuantizeConfig(calib=trained_digits.calib, holdout=trained_digits.holdout)
     data = load_quantization_data(config, Preprocess.for_model(get_spec(trained_digits.name), trained_digits.size), 10)
     clipped = {"input": (-0.01, 0.01)}
@@ -131,7 +131,7 @@ def test_sensitivity_blames_the_layer_whose_input_range_is_wrong(trained_digits,
 
     squeezed = tmp_path / "squeezed.npy"
     np.save(squeezed, np.load(trained_digits.calib) * 0.5)
-    result = export(ExportConfig(trained_digits.name, out=tmp_path, weights=str(trained_digits.weights), input_size=16,
+    result = export(ExportConfig(trained_digits.name, time_runtimes=False, out=tmp_path, weights=str(trained_digits.weights), input_size=16,
                                  dynamic_batch=True, quantize=QuantizeConfig(calib=squeezed, holdout=trained_digits.holdout,
                                                                          min_cosine=-1.0, min_top5=0.0,
                                                                          min_confident_agreement=0.0)))

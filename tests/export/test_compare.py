@@ -21,7 +21,7 @@ from deploykit.recipes.ref import build_model
 
 @pytest.fixture(scope="module")
 def resnet18_export(tmp_path_factory):
-    return export(ExportConfig("resnet18", out=tmp_path_factory.mktemp("export"), input_size=64))
+    return export(ExportConfig("resnet18", time_runtimes=False, out=tmp_path_factory.mktemp("export"), input_size=64))
 
 
 def perturb_conv_writing(proto: onnx.ModelProto, tensor: str, factor: float = 1.5) -> None:
@@ -88,7 +88,7 @@ def test_per_layer_names_the_most_clipped_int8_quantizers(tmp_path):
     spec = get_spec("cifar_resnet20")
     preprocess = Preprocess.for_model(spec, 32)
     np.save(tmp_path / "squeezed.npy", parity_inputs(preprocess, random_count=16) * 0.1)
-    export(ExportConfig("cifar_resnet20", out=tmp_path, quantize=QuantizeConfig(calib=tmp_path / "squeezed.npy", calib_size=16)))
+    export(ExportConfig("cifar_resnet20", time_runtimes=False, out=tmp_path, quantize=QuantizeConfig(calib=tmp_path / "squeezed.npy", calib_size=16)))
     folder = tmp_path / "cifar_resnet20"
     report_path = tmp_path / "report.json"
     result = CliRunner().invoke(cli, ["compare", str(folder / "model.onnx"), str(folder / "model.int8.onnx"), "--per-layer",

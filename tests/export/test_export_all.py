@@ -45,7 +45,7 @@ def test_dynamic_batch_gives_same_outputs_at_batch_1_and_4(tmp_path):
     from deploykit.runtime import OrtRunner
     from deploykit.recipes.ref import build_model
 
-    result = export(ExportConfig("resnet18", out=tmp_path, input_size=64, dynamic_batch=True))
+    result = export(ExportConfig("resnet18", time_runtimes=False, out=tmp_path, input_size=64, dynamic_batch=True))
     assert any("batch 1 vs 4" in note for note in result.notes)
     x = np.random.default_rng(1).standard_normal((4, 3, 64, 64), dtype=np.float32)
     with OrtRunner(result.onnx_path) as runner:
@@ -59,13 +59,13 @@ def test_dynamic_batch_gives_same_outputs_at_batch_1_and_4(tmp_path):
 
 
 def test_fixed_batch_export_has_that_batch(tmp_path):
-    result = export(ExportConfig("cifar_resnet20", out=tmp_path, batch=3))
+    result = export(ExportConfig("cifar_resnet20", time_runtimes=False, out=tmp_path, batch=3))
     dims = onnx.load(str(result.onnx_path)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [3, 3, 32, 32]
     assert result.parity.passed
 
 
 def test_tensors_are_named_after_modules(tmp_path):
-    result = export(ExportConfig("resnet18", out=tmp_path, input_size=64))
+    result = export(ExportConfig("resnet18", time_runtimes=False, out=tmp_path, input_size=64))
     names = {out for node in onnx.load(str(result.onnx_path)).graph.node for out in node.output}
     assert {"layer1.0.bn1", "layer2.0.downsample", "layer4", "logits"} <= names

@@ -39,7 +39,7 @@ def test_trt_placement_keeps_the_accuracy_work_on_real_weights(real_checkpoint, 
     mean cosine here, below the 0.98 gate, as ModelOpt's own layout would): the gate is lowered to see the figure."""
     weights = real_checkpoint("mobilenet_v2-b0353104.pth")
     config = QuantizeConfig(layout="trt", min_cosine=0.9, max_fallback_layers=0)
-    result = export(ExportConfig(f"mobilenet_v2:{weights}", out=tmp_path, quantize=config))
+    result = export(ExportConfig(f"mobilenet_v2:{weights}", time_runtimes=False, out=tmp_path, quantize=config))
     assert result.int8.gate_applied and result.int8.biases_corrected > 40 and result.int8.check.mean_cosine > 0.96
     assert Counter(placement(onnx.load(str(result.int8_path)))) == Counter(REFERENCE["placement"]["mobilenet_v2"])
     with OrtRunner(result.int8_path) as runner:
