@@ -74,14 +74,14 @@ def _engine_models(folder: ExportFolder, manifest: Manifest, base: str, config: 
         try:
             record = json.loads(engine.with_name(engine.name + ".json").read_text())
             onnx_name = by_hash[record["onnx_sha256"]]
-            profile = record["config"]
-        except (OSError, ValueError, KeyError) as exc:
+            opt, largest = int(record["config"]["opt_batch"]), int(record["config"]["max_batch"])
+            flags = record["precision"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DeployKitError(f"{engine} has no readable record of the ONNX file it was built from ({exc}); build it again with "
                                  "`deploykit build-engine`") from exc
         model_input, output = io_specs(folder.verified(onnx_name), fix)
-        precision = "int8" if record["precision"].get("int8_qdq") else "fp16" if record["precision"].get("fp16") else "fp32"
-        opt = int(profile["opt_batch"])
-        batching = Batching(int(profile["max_batch"]), (opt,) if opt > 1 else (), DEFAULT_BATCHING.max_queue_delay_us,
+        precision = "int8" if flags.get("int8_qdq") else "fp16" if flags.get("fp16") else "fp32"
+        batching = Batching(largest, (opt,) if opt > 1 else (), DEFAULT_BATCHING.max_queue_delay_us,
                             f"the engine's optimisation profile ({engine.name})")
         name = f"{base}_trt" if len(engines) == 1 else f"{base}_trt_{model_name(engine.stem)}"
         spec = ModelSpec(name, "tensorrt", "gpu", precision, model_input, output, batching, config.dynamic_batching,
