@@ -81,6 +81,14 @@ def to_markdown(payload: dict) -> str:
     return "\n".join(lines)
 
 
+def draw(payload: dict, path: Path) -> None:
+    """Throughput against p99, one curve per configuration, as ``deploykit report`` draws ``bench --server`` results."""
+    from deploykit.bench.report import plot
+
+    rows = [{"model": "mobilenet_v2", "engine": "triton", "precision": "fp32", "batch": 1, **row} for row in payload["results"]]
+    plot(rows, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, required=True)
@@ -124,6 +132,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve.json").write_text(json.dumps(payload, indent=2) + "\n")
     (args.out / "serve.md").write_text(to_markdown(payload))
+    draw(payload, args.out / "serve.png")
     print((args.out / "serve.md").read_text())
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, load_presets
-from deploykit.choices import AMP_TYPES, NO_BATCHING, TRITON_BACKENDS, TRITON_DEVICES, CALIBRATION_METHODS, IMAGENET_MEAN, IMAGENET_STD, INT8_LAYOUTS, MAX_THREADS, MAX_WORKERS
+from deploykit.choices import (AMP_TYPES, CALIBRATION_METHODS, IMAGENET_MEAN, IMAGENET_STD, INT8_LAYOUTS, MAX_THREADS, MAX_WORKERS,
+                               NO_BATCHING, TRITON_BACKENDS, TRITON_DEVICES)
 from deploykit.cli_types import BatchList, FiniteFloatRange, Warmup, input_size_option
 from deploykit.compress.configs import DistillConfig, QatConfig, QuantizeConfig
 from deploykit.errors import DeployKitError
@@ -144,8 +145,8 @@ triton_options = apply([
                  help="Model instances (instance_group count)."),
     click.option("--no-dynamic-batching", is_flag=True, help="Leave the dynamic batcher out (each request runs alone)."),
     click.option("--bench-results", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-                 help="`deploykit bench --json` files: their rows for a served file set max_batch_size and the queue delay "
-                 "(repeatable; default: max batch 32, 100 us)."),
+                 help="`deploykit bench --json` files: their rows for a served file set max_batch_size and the preferred batch "
+                 "(repeatable; default: max batch 32; the queue delay is 100 us)."),
 ])
 
 

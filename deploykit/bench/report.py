@@ -145,7 +145,8 @@ def plot(rows: list[dict], path: Path, title: str | None = None) -> None:
 
 def draw(rows: list[dict], title: str | None = None):
     """Above, quality vs p50 latency per image: one series per batch size, each point labelled, the Pareto front per
-    model. Below, throughput against batch size, one line per configuration. The matplotlib Figure."""
+    model. Below, throughput against batch size, one line per configuration; and for ``bench --server`` rows, throughput
+    against p99 (alone where they are all there is). The matplotlib Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -154,7 +155,13 @@ def draw(rows: list[dict], title: str | None = None):
 
     served = [row for row in rows if row.get("concurrency") is not None]  # bench --server: load on a Triton model
     rows = [row for row in rows if row.get("concurrency") is None]
-    figure, panels = plt.subplots(3 if served else 2, 1, figsize=(11, 15 if served else 10), height_ratios=(3, 2, 2)[:3 if served else 2])
+    if not rows:  # server results alone: their panel alone
+        figure, load = plt.subplots(1, 1, figsize=(11, 6))
+        _draw_load(load, served)
+        figure.tight_layout()
+        return figure
+    count = 3 if served else 2
+    figure, panels = plt.subplots(count, 1, figsize=(11, 5 * count), height_ratios=(3, 2, 2)[:count])
     axes, speed = panels[0], panels[1]
     _draw_throughput(speed, rows)
     if served:
