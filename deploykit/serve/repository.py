@@ -53,6 +53,8 @@ def publish_repository(repo: Path, models: list[StagedModel]) -> list[Path]:
         for name in names:
             recover_interrupted_exchange(repo / name)
             refuse_foreign_folder(repo / name)
+        for stale in repo.parent.glob(f".{repo.name}.staging-*"):  # left by a run that was killed
+            shutil.rmtree(stale, ignore_errors=True)
         staging = make_temporary_dir(repo.parent, f".{repo.name}.staging-")
         try:
             for model in models:

@@ -111,6 +111,7 @@ def test_what_deploykit_did_not_write_is_never_replaced(exported, tmp_path):
     assert sorted(p.name for p in repo.iterdir()) == ["cifar_resnet20_int8", "mine"]  # nothing written, nothing lost
     (repo / "cifar_resnet20_int8" / "notes.txt").unlink()
     (repo / "cifar_resnet20_int8").rmdir()
+    (tmp_path / ".repo.staging-killed" / "cifar_resnet20").mkdir(parents=True)  # what a killed run leaves
     for _ in range(2):  # a second run replaces what the first wrote
         result, _ = run_cli("triton", repo, folder)
         assert result.exit_code == 0, result.output
