@@ -10,12 +10,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder, Manifest
 from deploykit.recipes.configs import TritonConfig
 from deploykit.serve.batching import DEFAULT_BATCHING, batching_for, read_bench_rows
 from deploykit.serve.repository import StagedModel, model_name, publish_repository
-from deploykit.serve.triton_config import Batching, ModelSpec, io_specs, schema
+from deploykit.serve.triton_config import Batching, ModelSpec, io_specs, preprocess_parameters, schema
 
 _PRECISIONS = ((ONNX_NAME, "fp32"), (FP16_NAME, "fp16"), (INT8_NAME, "int8"))
 
@@ -92,12 +93,7 @@ def _engine_models(folder: ExportFolder, manifest: Manifest, base: str, config: 
 
 def _parameters(manifest: Manifest, precision: str) -> dict[str, str]:
     """What a client needs to send: the preprocessing the manifest records, and what the model is."""
-    def numbers(values: list) -> str:
-        return ",".join(f"{v:g}" for v in values)
-
-    inputs = manifest.input
-    if inputs is None:
+    if manifest.input is None:
         raise DeployKitError("the export's manifest records no input preprocessing; export it again")
     return {"deploykit.model": manifest.model.name, "deploykit.precision": precision, "deploykit.classes": str(manifest.model.num_classes),
-            "deploykit.size": str(inputs.size), "deploykit.resize": str(inputs.resize), "deploykit.interpolation": inputs.interpolation,
-            "deploykit.mean": numbers(inputs.mean), "deploykit.std": numbers(inputs.std), "deploykit.layout": inputs.layout}
+            **preprocess_parameters(Preprocess.recorded(manifest.input)), "deploykit.layout": manifest.input.layout}

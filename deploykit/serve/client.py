@@ -9,6 +9,7 @@ import numpy as np
 
 from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError, first_line
+from deploykit.serve.triton_config import recorded_preprocess
 
 _NUMPY_TYPES = {"FP32": np.float32, "FP16": np.float16}
 
@@ -38,7 +39,6 @@ class RemoteModel:
     input: str
     output: str
     datatype: str
-    dims: tuple[int, ...]
     max_batch_size: int
     parameters: dict[str, str]
 
@@ -58,18 +58,12 @@ class RemoteModel:
         parameters = {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
         (model_input,), (output,) = config["input"], config["output"]
         return cls(address, name, model_input["name"], output["name"], model_input["data_type"].removeprefix("TYPE_"),
-                   tuple(int(d) for d in model_input["dims"]), int(config.get("max_batch_size", 0)), parameters)
+                   int(config.get("max_batch_size", 0)), parameters)
 
     @property
     def preprocess(self) -> Preprocess:
-        """The preprocessing the config records (``deploykit triton`` writes it); one line when it records none."""
-        p = self.parameters
-        try:
-            return Preprocess(int(p["deploykit.size"]), int(p["deploykit.resize"]), _floats(p["deploykit.mean"]),
-                              _floats(p["deploykit.std"]), p.get("deploykit.interpolation", "bilinear"))
-        except (KeyError, ValueError) as exc:
-            raise DeployKitError(f"model {self.name} records no deploykit preprocessing in its config ({exc}); write its "
-                                 "repository with `deploykit triton`") from exc
+        """The preprocessing the config records (``deploykit triton`` writes it)."""
+        return recorded_preprocess(self.parameters, self.name)
 
     @property
     def precision(self) -> str:
@@ -91,9 +85,3 @@ class RemoteModel:
                  for i in range(0, len(batch), step)]
         return np.concatenate(parts).astype(np.float32, copy=False)
 
-
-def _floats(text: str) -> tuple[float, float, float]:
-    values = tuple(float(v) for v in text.split(","))
-    if len(values) != 3:
-        raise ValueError(f"{text!r} is not three numbers")
-    return values

@@ -18,7 +18,6 @@ from deploykit.errors import DeployKitError, first_line
 from deploykit.serve.client import RemoteModel, tritonclient_http
 
 
-
 @dataclass(frozen=True)
 class Configuration:
     """A server configuration to measure: instances and queue delay, None for what the model is served with."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 
 MODEL_FILES = {"onnxruntime": "model.onnx", "openvino": "model.onnx", "tensorrt": "model.plan"}
@@ -54,6 +55,32 @@ class ModelSpec:
     @property
     def model_file(self) -> str:
         return MODEL_FILES[self.backend]
+
+
+def preprocess_parameters(preprocess: Preprocess) -> dict[str, str]:
+    """The preprocessing as config parameters; floats written as Python writes them, so they read back exactly."""
+    def numbers(values: tuple) -> str:
+        return ",".join(str(float(v)) for v in values)
+
+    return {"deploykit.size": str(preprocess.size), "deploykit.resize": str(preprocess.resize),
+            "deploykit.interpolation": preprocess.interpolation, "deploykit.mean": numbers(preprocess.mean),
+            "deploykit.std": numbers(preprocess.std)}
+
+
+def recorded_preprocess(parameters: dict[str, str], model: str) -> Preprocess:
+    """The preprocessing ``preprocess_parameters`` wrote into a config; one line when it records none."""
+    def numbers(text: str) -> tuple[float, float, float]:
+        values = tuple(float(v) for v in text.split(","))
+        if len(values) != 3:
+            raise ValueError(f"{text!r} is not three numbers")
+        return values
+
+    try:
+        return Preprocess(int(parameters["deploykit.size"]), int(parameters["deploykit.resize"]), numbers(parameters["deploykit.mean"]),
+                          numbers(parameters["deploykit.std"]), parameters.get("deploykit.interpolation", "bilinear"))
+    except (KeyError, ValueError) as exc:
+        raise DeployKitError(f"model {model} records no deploykit preprocessing in its config ({exc}); write its repository "
+                             "with `deploykit triton`") from exc
 
 
 def schema():

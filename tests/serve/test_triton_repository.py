@@ -49,7 +49,8 @@ def test_configs_come_from_the_files_and_the_bench_result(exported, tmp_path):
         assert [(g.count, g.kind) for g in config.instance_group] == [(1, model_config_pb2.ModelInstanceGroup.KIND_GPU)]
         assert sha256_file(model / "1" / "model.onnx") == manifest["files"][file_name]["sha256"]
         parameters = {key: value.string_value for key, value in config.parameters.items()}
-        assert parameters["deploykit.mean"] == ",".join(f"{v:g}" for v in manifest["input"]["mean"])
+        assert [float(v) for v in parameters["deploykit.mean"].split(",")] == manifest["input"]["mean"]  # exactly, not rounded
+        assert [float(v) for v in parameters["deploykit.std"].split(",")] == manifest["input"]["std"]
         assert parameters["deploykit.size"] == "32" and parameters["deploykit.precision"] == precision
         accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
         assert [(a.name, dict(a.parameters).get("precision_mode")) for a in accelerators] == (
