@@ -41,8 +41,8 @@ def model_name(text: str) -> str:
     return name
 
 
-def publish_repository(repo: Path, models: list[StagedModel]) -> list[Path]:
-    """Write every model folder into ``repo`` (created if missing); returns the folders written."""
+def publish_repository(repo: Path, models: list[StagedModel]) -> None:
+    """Write every model folder into ``repo`` (created if missing)."""
     names = [model.spec.name for model in models]
     if len(set(names)) != len(names):
         raise DeployKitError(f"two models would share a name in {repo} ({', '.join(sorted(n for n in names if names.count(n) > 1))}); "
@@ -61,7 +61,7 @@ def publish_repository(repo: Path, models: list[StagedModel]) -> list[Path]:
                 _stage(model, staging / model.spec.name)
             if not repo.exists():
                 os.rename(staging, repo)
-                return [repo / name for name in names]
+                return
             for name in names:
                 if (repo / name).exists():
                     exchange_paths(staging / name, repo / name)  # staging now holds the previous version
@@ -69,7 +69,6 @@ def publish_repository(repo: Path, models: list[StagedModel]) -> list[Path]:
                     os.rename(staging / name, repo / name)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return [repo / name for name in names]
 
 
 def refuse_foreign_folder(folder: Path) -> None:
