@@ -16,7 +16,7 @@ from deploykit import cli_render as render
 from deploykit.bench.presets import ENGINES, PRECISIONS
 from deploykit.choices import MAX_WORKERS, PRUNE_METHODS
 from deploykit.cli_options import (OUT_OPTION, bench_config, bench_options, export_options, export_request, foreign_onnx_options,
-                                   server_bench_request, tolerance_options, training_options, triton_options)
+                                   server_bench_request, tolerance_options, training_config, training_options, triton_options)
 from deploykit.cli_types import FiniteFloatRange, input_size_option
 from deploykit.compress.configs import DistillConfig, PruneConfig
 from deploykit.data import DEFAULT_CALIBRATION_DIR
@@ -24,7 +24,7 @@ from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_json, check_writable_file
 from deploykit.parity import Tolerances
 from deploykit.progress import live, stage
-from deploykit.recipes.configs import CompareConfig, EvalConfig, ResultFiles, TritonConfig
+from deploykit.recipes.configs import CompareConfig, EvalConfig, PruneCheck, ResultFiles, TritonConfig
 
 
 class UserError(click.ClickException):
@@ -89,6 +89,8 @@ def export_command(**options) -> None:
     with live(), stage(f"export {config.name or config.module}"):
         result = compress_and_export(config, compression)
     render.export_result(result)
+    if result.chain is not None and result.chain.failures():
+        raise SystemExit(1)
 
 
 @cli.command("compare")
@@ -242,45 +244,56 @@ def build_engine_command(onnx_path, engine_path, fp16, min_batch, opt_batch, max
 @click.option("--method", type=click.Choice(PRUNE_METHODS), default=PruneConfig.method, show_default=True, help="Channel importance.")
 @click.option("--global", "global_pruning", is_flag=True, help="Rank channels across layers instead of per layer.")
 @click.option("--round-to", type=click.IntRange(min=1), help="Keep channel counts multiples of this (e.g. 8 for tensor cores).")
+@click.option("--data", help="Photos to judge the pruned model on (and rank channels by, for taylor): class subfolders give top-1 "
+              "before and after, a flat folder top-1 agreement (default: the bundled held-out photos, agreement).")
+@click.option("--max-drop", type=FiniteFloatRange(min=0), default=PruneCheck.max_drop, show_default=True,
+              help="Top-1 points (or percent of disagreement) beyond which the loss is called out.")
+@click.option("--batch", "timing_batch", type=click.IntRange(1, 1024), default=PruneCheck.batch, show_default=True,
+              help="The larger batch timed beside batch 1.")
+@click.option("--no-timing", is_flag=True, help="Skip timing both models on onnxruntime and OpenVINO.")
 @input_size_option()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploykit-out/pruned"), show_default=True)
-def prune_command(name, weights, ratio, target_macs, method, global_pruning, round_to, input_size, out) -> None:
-    """Prune NAME's channels for real, export it to ONNX with parity, and compare size and latency."""
-    from deploykit.recipes.compress import prune_and_export
+def prune_command(name, weights, ratio, target_macs, method, global_pruning, round_to, data, max_drop, timing_batch, no_timing,
+                  input_size, out) -> None:
+    """Prune NAME's channels for real, export it with parity, and judge it against the unpruned model where it runs."""
+    from deploykit.recipes.prune import prune_and_export
 
     config = PruneConfig(ratio=ratio, target_macs=target_macs * 1e9 if target_macs else None, method=method,
                          global_pruning=global_pruning, round_to=round_to)
+    check = PruneCheck(data, timing_batch, max_drop, not no_timing)
     with live(), stage(f"pruning {name}"):
-        report, result = prune_and_export(name, weights, config, out, input_size)
+        report, result = prune_and_export(name, weights, config, out, input_size, check)
     render.pruning(report, result)
 
 
 @cli.command("distill")
-@click.option("--teacher", required=True, help="The trained teacher: NAME:CHECKPOINT, NAME:IMAGENET1K_V1 or an export folder.")
-@click.option("--student", required=True, help="NAME, NAME:CHECKPOINT or a folder written by `deploykit prune`.")
+@click.option("--teacher", required=True, help="The trained teacher: a folder written by train, NAME:CHECKPOINT or NAME:IMAGENET1K_V1.")
+@click.option("--student", required=True, help="NAME, NAME:CHECKPOINT or a folder written by `deploykit prune` or train.")
 @click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=DistillConfig.temperature, show_default=True)
-@click.option("--alpha", type=FiniteFloatRange(0, 1), default=DistillConfig.alpha, show_default=True, help="Weight of the soft (teacher) loss.")
+@click.option("--alpha", type=FiniteFloatRange(0, 1), default=DistillConfig.alpha, show_default=True,
+              help="Weight of the soft (teacher) loss; unlabelled photos use the soft loss alone.")
 @training_options
-def distill_command(teacher, student, temperature, alpha, data, epochs, lr, batch_size, seed, input_size, out, resume, workers,
-                    amp) -> None:
-    """Distil a teacher into a student (Hinton KD). Under torchrun, trains with DistributedDataParallel."""
-    from deploykit.recipes.compress import run_distill
+def distill_command(teacher, student, **options) -> None:
+    """Distil a teacher into a student (Hinton KD) and write a folder that is a model reference. Under torchrun, DDP."""
+    from deploykit.recipes.train import run_distill
 
-    config = DistillConfig(epochs=epochs, temperature=temperature, alpha=alpha, lr=lr, batch_size=batch_size, seed=seed, amp=amp)
     with live():
-        render.training(run_distill(student, teacher, data, config, out, input_size, resume, render.epoch, workers))
+        render.training(run_distill(student, teacher, options["data"], training_config(options, teacher=True), options["out"],
+                                    options["input_size"], options["resume"], render.epoch, options["workers"], options["val"],
+                                    options["new_head"]))
 
 
 @cli.command("train")
 @click.argument("model")
 @training_options
-def train_command(model, data, epochs, lr, batch_size, seed, input_size, out, resume, workers, amp) -> None:
-    """Train MODEL (NAME, NAME:CHECKPOINT or a pruned folder) on labelled data, e.g. a teacher for distill."""
-    from deploykit.recipes.compress import run_distill
+def train_command(model, **options) -> None:
+    """Train or fine-tune MODEL on labelled data: a pretrained model gets a new classifier for the folder's classes."""
+    from deploykit.recipes.train import run_distill
 
-    config = DistillConfig(epochs=epochs, alpha=0.0, lr=lr, batch_size=batch_size, seed=seed, amp=amp)
     with live():
-        render.training(run_distill(model, None, data, config, out, input_size, resume, render.epoch, workers))
+        render.training(run_distill(model, None, options["data"], training_config(options, teacher=False), options["out"],
+                                    options["input_size"], options["resume"], render.epoch, options["workers"], options["val"],
+                                    options["new_head"]))
 
 
 def main() -> None:

@@ -46,18 +46,41 @@ foreign_onnx_options = apply([
 ])
 
 training_options = apply([
-    click.option("--data", required=True, help="'digits' (built in) or a folder of class subfolders."),
+    click.option("--data", required=True, help="'digits' (built in), a folder of class subfolders, or (distill) a flat folder "
+                 "of unlabelled photos."),
+    click.option("--val", type=click.Path(file_okay=False), help="Labelled folder of held-out photos to validate each epoch on "
+                 "(default: the last tenth of each class folder of --data)."),
+    click.option("--new-head", is_flag=True, help="Replace the classifier with a new one for --data's classes even where the "
+                 "folders could map onto the model's (a pretrained model whose classes differ gets one anyway)."),
     click.option("--epochs", type=click.IntRange(min=1), default=DistillConfig.epochs, show_default=True),
-    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DistillConfig.lr, show_default=True),
+    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DistillConfig.lr, show_default=True,
+                 help="Peak learning rate (SGD, Nesterov) of a new classifier, or of every layer without one."),
+    click.option("--backbone-lr", type=FiniteFloatRange(0, 1, min_open=True), default=DistillConfig.backbone_lr,
+                 show_default=True, help="Under a new classifier: the pretrained layers' rate, as a fraction of --lr."),
+    click.option("--warmup-epochs", type=FiniteFloatRange(min=0), default=DistillConfig.warmup_epochs, show_default=True,
+                 help="Linear warm-up of the rate (epochs, fractions allowed), then a cosine to zero."),
+    click.option("--label-smoothing", type=FiniteFloatRange(0, 1, max_open=True), default=DistillConfig.label_smoothing,
+                 show_default=True),
+    click.option("--min-crop-scale", type=FiniteFloatRange(0, 1, min_open=True), default=DistillConfig.min_crop_scale,
+                 show_default=True, help="Random crops keep at least this share of each photo (ImageNet recipes use 0.08)."),
     click.option("--batch-size", type=click.IntRange(min=1), default=DistillConfig.batch_size, show_default=True),
     click.option("--seed", type=int, default=DistillConfig.seed, show_default=True),
     input_size_option(),
-    click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder."),
-    click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/last.pth if present."),
+    click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+                 help="Output folder: best.pth, last.pth and a manifest; the folder is a model reference itself."),
+    click.option("--resume/--no-resume", default=True, show_default=True, help="Continue from OUT/checkpoint.pth if present."),
     click.option("--workers", type=click.IntRange(0, MAX_WORKERS), help="DataLoader worker processes (default: up to 4)."),
     click.option("--amp", type=click.Choice(AMP_TYPES), default=DistillConfig.amp, show_default=True,
                  help="Mixed precision: bf16 (CPU or CUDA) or fp16 (CUDA, with loss scaling)."),
 ])
+
+
+def training_config(o: dict, teacher: bool) -> DistillConfig:
+    """``train``'s and ``distill``'s options as the training config (``distill`` adds the teacher's share)."""
+    return DistillConfig(epochs=o["epochs"], temperature=o.get("temperature", DistillConfig.temperature),
+                         alpha=o["alpha"] if teacher else 0.0, lr=o["lr"], backbone_lr=o["backbone_lr"],
+                         warmup_epochs=o["warmup_epochs"], label_smoothing=o["label_smoothing"], min_crop_scale=o["min_crop_scale"],
+                         batch_size=o["batch_size"], seed=o["seed"], amp=o["amp"])
 
 
 def _deprecated_target(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -110,9 +133,11 @@ export_options = apply([
     click.option("--int8-min-top5", type=FiniteFloatRange(0, 1), default=QuantizeConfig.min_top5, show_default=True,
                  help="Gate without --val: share of held-out images whose FP32 top-1 is in the INT8 top-5."),
     click.option("--val", type=click.Path(file_okay=False, path_type=Path),
-                 help="Labelled folder (class subfolders): gate INT8 on its top-1 drop instead (--max-drop)."),
+                 help="Labelled folder (class subfolders): gate INT8 on its top-1 drop instead (--max-drop); with --prune/--data, "
+                 "the held-out photos the whole chain is judged on."),
     click.option("--max-drop", type=FiniteFloatRange(min=0), default=QuantizeConfig.max_drop, show_default=True,
-                 help="With --val: top-1 points INT8 may lose against FP32."),
+                 help="With --val: top-1 points INT8 may lose against FP32; with --prune/--data, points the shipped file may "
+                 "lose against the original."),
     click.option("--mean", nargs=3, type=float, default=ExportConfig.mean, show_default=True,
                  help="Per-channel mean, for an ONNX file given as NAME (a model's own otherwise)."),
     click.option("--std", nargs=3, type=float, default=ExportConfig.std, show_default=True,
@@ -169,7 +194,7 @@ def export_request(o: dict) -> tuple[ExportConfig, Compression]:
         qat=QatConfig(epochs=o["epochs"], lr=o["qat_lr"]) if o["qat"] else None, qat_data=Path(o["data"]) if o["qat"] and o["data"] else None,
         mean=tuple(o["mean"]), std=tuple(o["std"]),
         triton=TritonConfig(o["triton_repo"], o["triton_backend"], o["triton_device"]) if o["triton_repo"] else None)
-    return config, Compression(o["prune_ratio"], o["teacher"], o["data"], o["epochs"])
+    return config, Compression(o["prune_ratio"], o["teacher"], o["data"], o["epochs"], o["val"], o["max_drop"])
 
 
 bench_options = apply([

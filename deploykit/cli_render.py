@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from deploykit.parity import LayerDiff
     from deploykit.recipes.bench_results import BenchRun
     from deploykit.recipes.compare import CompareResult
-    from deploykit.recipes.compress import PruneReport, TrainingResult
+    from deploykit.compress.distill import EpochRecord
+    from deploykit.recipes.compress import ChainVerdict
+    from deploykit.recipes.prune import PruneReport
+    from deploykit.recipes.train import TrainingResult
     from deploykit.recipes.engine import EngineResult
     from deploykit.recipes.eval import EvalResult
     from deploykit.recipes.export import ExportResult
@@ -78,8 +81,8 @@ def export_result(result: ExportResult) -> None:
     for step, record in result.stages.items():
         if step == "prune":
             console.print(f"pruned: MACs {record['macs_before'] / 1e9:.3f} G -> {record['macs_after'] / 1e9:.3f} G")
-        else:
-            console.print(f"{step}: val top-1 {record['student_start_top1']:.2%} -> {record['history'][-1]['val_top1']:.2%}")
+        elif step != "chain":
+            console.print(f"{step}: {record['metric']} {record['student_start_top1']:.2%} -> best {record['best_val_top1']:.2%}")
     made = (f"exported in {result.export_seconds:.1f} s{', simplified' if result.simplified else ''}" if result.parity is not None
             else "your file as it is")
     console.print(f"[green]wrote[/green] {result.onnx_path} ({size(result.onnx_path)}, {made})")
@@ -96,6 +99,8 @@ def export_result(result: ExportResult) -> None:
                       f"deploy the FP32 model there{hint}", style="bold red")
     if result.triton is not None:
         triton_repository(result.triton)
+    if result.chain is not None:
+        chain(result.chain)
     if result.random_weights:
         random_weights_warning()
 
@@ -195,26 +200,52 @@ def engine(result: EngineResult) -> None:
 
 
 def pruning(report: PruneReport, result: ExportResult) -> None:
-    console.print(f"params {report.params_before:,} -> {report.params_after:,}, MACs {report.macs_before / 1e9:.3f} G -> "
-                  f"{report.macs_after / 1e9:.3f} G ({report.mac_reduction:.0%} fewer)")
-    console.print(f"torch CPU latency, batch 1: {report.torch_cpu_ms_before:.2f} ms -> {report.torch_cpu_ms_after:.2f} ms "
-                  f"([bold]{report.speedup:.2f}x[/bold])")
-    if report.slower_warning():
-        console.print(report.slower_warning(), style="bold red")
+    sizes = report.sizes
+    console.print(f"params {sizes.params_before:,} -> {sizes.params_after:,}, MACs {sizes.macs_before / 1e9:.3f} G -> "
+                  f"{sizes.macs_after / 1e9:.3f} G ({sizes.mac_reduction:.0%} fewer)")
+    console.print(f"ONNX export of the pruned model: {result.parity.summary()}")
+    console.print(f"accuracy, both ONNX files on onnxruntime: {report.accuracy.describe()}")
+    if report.speeds:
+        console.print("latency p50, unpruned -> pruned (FP32, interleaved rounds): "
+                      + "; ".join(speed.describe() for speed in report.speeds))
+    for note in report.not_timed:
+        console.print(f"not timed: {note}")
+    if report.accuracy_warning():
+        console.print(report.accuracy_warning(), style="bold red")
+    for line in report.speed_warnings():
+        console.print(line, style="bold red" if line.startswith("PRUNED") else "yellow")
     console.print(f"[green]wrote[/green] {result.folder / 'pruned.pth'} and {result.onnx_path}")
 
 
-def epoch(record: dict) -> None:
-    console.print(f"epoch {record['epoch']}: train loss {record['train_loss']:.4f}, val top-1 {record['val_top1']:.2%}")
+def epoch(record: EpochRecord) -> None:
+    best = " (best so far: best.pth)" if record.best else ""
+    console.print(f"epoch {record.epoch}: train loss {record.train_loss:.4f}, val top-1 {record.val_top1:.2%}{best}, "
+                  f"{record.seconds:.0f} s ({record.images_per_second:.0f} images/s), {record.seconds_left:.0f} s left")
+    if record.collapsed:
+        console.print(f"VALIDATION COLLAPSED in epoch {record.epoch}: top-1 {record.val_top1:.2%}, far below the best epoch; "
+                      "best.pth keeps the best one. Lower --lr or add --warmup-epochs", style="bold red")
 
 
 def training(result: TrainingResult) -> None:
     if not result.reports:
         return
-    console.print(f"data {result.data}: {result.class_rule}")
+    console.print(f"data {result.data}: {result.class_rule}; validation: {result.val_rule}")
     teacher = f", teacher {result.teacher_top1:.2%}" if result.teacher_top1 is not None else ""
-    console.print(f"val top-1: start {result.student_start_top1:.2%} -> {result.history[-1]['val_top1']:.2%}{teacher}")
-    console.print(f"[green]wrote[/green] {result.student}")
+    best = result.best
+    console.print(f"{result.metric}: start {result.student_start_top1:.2%} -> best {best.val_top1:.2%} (epoch {best.epoch}), "
+                  f"last {result.history[-1].val_top1:.2%}{teacher}")
+    console.print(f"[green]wrote[/green] {result.folder} (best.pth, last.pth, manifest.json): use the folder as the model, "
+                  f"e.g. deploykit export {result.folder}")
+
+
+def chain(verdict: ChainVerdict) -> None:
+    stages = ", ".join(f"{name} {top1:.2%}" for name, top1 in verdict.top1.items())
+    console.print(f"chain top-1 on {verdict.source}: {stages} ({verdict.drop_points:+.2f} points lost)")
+    if verdict.speedup is not None:
+        console.print(f"chain speed, each on its fastest CPU runtime: original {verdict.original_fastest.describe()} -> "
+                      f"{verdict.shipped_fastest.describe()} ({verdict.speedup:.2f}x)")
+    for failure in verdict.failures():
+        console.print(f"CHAIN FAILED: {failure}", style="bold red")
 
 
 def triton_repository(result: TritonRepository) -> None:

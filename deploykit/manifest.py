@@ -1,7 +1,8 @@
 """Export folders and their ``manifest.json``: the one type that writes and reads them.
 
 A folder written by ``deploykit export`` (or ``prune``) holds ``model.onnx``, maybe ``model.int8.onnx``
-or ``pruned.pth``, and ``manifest.json``: what the model is (``ModelRecord``), what it takes
+or ``pruned.pth``, and ``manifest.json``; one written by ``train`` or ``distill`` holds ``best.pth`` and ``last.pth``
+instead. The manifest says what the model is (``ModelRecord``, with its class names when it has them), what it takes
 (``InputRecord``), the sha256 of every file, and sections of measured figures that recipes add
 (parity, int8, stages, prune). Readers get typed records, never key paths.
 """
@@ -37,11 +38,13 @@ ONNX_NAME = "model.onnx"
 INT8_NAME = "model.int8.onnx"
 FP16_NAME = "model.fp16.onnx"
 PRUNED_NAME = "pruned.pth"
+BEST_NAME = "best.pth"  # train/distill: the best epoch's weights, what a training folder stands for as a model
+LAST_NAME = "last.pth"
 EXPORTED_FILES = {ONNX_NAME, INT8_NAME, FP16_NAME, MANIFEST_NAME}  # what one export writes anew, all together
 # Everything deploykit writes into an output folder: the exported files, and what commands add beside them (the
 # calibration cache, compression stages, the pruned checkpoint, TensorRT engines with their records and timing cache).
 OWN_ENTRIES = ("model*.onnx", "model*.engine", "model*.engine.json", MANIFEST_NAME, PRUNED_NAME, "timing.cache", "calib-cache",
-               "stages", ".export-*")
+               "stages", ".export-*", BEST_NAME, LAST_NAME, "checkpoint.pth", "history.json")
 PUBLISH_WAIT_S = 1800.0  # how long an export waits for another one into the same folder
 _TRACKED_PACKAGES = ("deploykit", "torch", "onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt")
 
@@ -107,6 +110,7 @@ class ModelRecord:
     num_classes: int
     weights: WeightsRecord
     builder_kwargs: dict = field(default_factory=dict)
+    classes: list | None = None  # class names in class order, where the model was trained on named class folders
 
 
 @dataclass(frozen=True)
@@ -176,6 +180,9 @@ def _check_fields(model: ModelRecord, inputs: InputRecord | None, files: object,
         raise wrong("model.builder_kwargs", "an object", model.builder_kwargs)
     if "num_classes" in model.builder_kwargs and not is_int(model.builder_kwargs["num_classes"], 1, MAX_CLASSES):
         raise wrong("model.builder_kwargs.num_classes", f"an integer from 1 to {MAX_CLASSES}", model.builder_kwargs["num_classes"])
+    if model.classes is not None and (not isinstance(model.classes, list) or len(model.classes) != model.num_classes
+                                      or not all(isinstance(name, str) for name in model.classes)):
+        raise wrong("model.classes", f"a list of {model.num_classes} class names", model.classes)
     if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
         raise wrong("files", "an object of {name: {sha256, bytes}}", files)
     if inputs is None:

@@ -202,16 +202,16 @@ def test_training_reports_each_epoch_as_it_ends(tmp_path):
     import torch
 
     from deploykit.compress.configs import DistillConfig
-    from deploykit.recipes.compress import run_distill
+    from deploykit.recipes.train import run_distill
 
     def checkpoint_epoch() -> int | None:
-        last = tmp_path / "last.pth"
+        last = tmp_path / "checkpoint.pth"
         return torch.load(last, weights_only=True)["epoch"] + 1 if last.is_file() else None
 
     seen = []
     result = run_distill("cifar_resnet20", None, "digits", DistillConfig(epochs=3, lr=0.1), tmp_path, input_size=16,
-                         on_epoch=lambda record: seen.append((record["epoch"], checkpoint_epoch())))
-    assert seen == [(1, None), (2, 1), (3, 2)] and [r["epoch"] for r in result.history] == [1, 2, 3]
+                         on_epoch=lambda record: seen.append((record.epoch, checkpoint_epoch())))
+    assert seen == [(1, None), (2, 1), (3, 2)] and [r.epoch for r in result.history] == [1, 2, 3]
 
 
 def test_report_draws_one_series_per_batch_size(tmp_path):

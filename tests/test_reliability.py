@@ -86,7 +86,7 @@ def test_class_folders_numbered_out_of_range_and_nan_calibration(tmp_path):
 def test_a_truncated_resume_checkpoint_is_one_line(tmp_path):
     args = ("train", "cifar_resnet20", "--data", "digits", "--epochs", 1, "--input-size", 16, "--out", tmp_path)
     assert run_cli(*args)[0].exit_code == 0
-    last = tmp_path / "last.pth"
+    last = tmp_path / "checkpoint.pth"
     last.write_bytes(last.read_bytes()[:1000])
     one_line_error(*run_cli(*[a if a != 1 else 2 for a in args]), "is damaged")
 

@@ -65,10 +65,17 @@ class QatConfig:
 
 @dataclass(frozen=True)
 class DistillConfig:
+    """Options of ``train`` and ``distill``: the fine-tuning recipe (warm-up, cosine, label smoothing, a lower rate for
+    pretrained layers under a new classifier) and, for ``distill``, the teacher's share of the loss."""
+
     epochs: int = 10
     temperature: float = 4.0
     alpha: float = 0.9
-    lr: float = 0.05
+    lr: float = 0.01  # the new classifier's (or, without one, every layer's) peak rate (SGD, batch 64)
+    backbone_lr: float = 0.1  # the pretrained layers' rate under a new classifier, as a fraction of lr
+    warmup_epochs: float = 0.3  # the rate rises linearly over these epochs, then follows a cosine to zero
+    label_smoothing: float = 0.1
+    min_crop_scale: float = 0.35  # random crops keep at least this share of a photo (0.08 is ImageNet's; small photos need more)
     batch_size: int = 64
     weight_decay: float = 5e-4
     seed: int = 0

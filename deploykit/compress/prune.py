@@ -16,7 +16,7 @@ from torch import nn
 from deploykit.choices import PRUNE_METHODS
 from deploykit.compress.configs import PruneConfig
 from deploykit.errors import DeployKitError
-from deploykit.models.layers import classifier_layer
+from deploykit.models.layers import classifier_layer, drop_aux_heads
 from deploykit.profile import count_params, profile_model
 
 
@@ -39,7 +39,7 @@ def prune_model(model: nn.Module, input_shape: tuple[int, int, int, int], config
     import torch_pruning as tp
 
     _check(config)
-    _drop_aux_heads(model)
+    drop_aux_heads(model)
     model.eval()
     example = torch.randn(input_shape)
     before = profile_model(model, input_shape)
@@ -77,14 +77,6 @@ def _check(config: PruneConfig) -> None:
         raise DeployKitError(f"--target-macs must be positive, got {config.target_macs}")
     if config.method not in PRUNE_METHODS:
         raise DeployKitError(f"unknown pruning method {config.method!r}; choose one of {', '.join(PRUNE_METHODS)}")
-
-
-def _drop_aux_heads(model: nn.Module) -> None:
-    for name in ("aux1", "aux2", "AuxLogits"):
-        if getattr(model, name, None) is not None:
-            setattr(model, name, None)
-    if hasattr(model, "aux_logits"):
-        model.aux_logits = False
 
 
 def _taylor_gradients(model: nn.Module, batch: torch.Tensor) -> None:

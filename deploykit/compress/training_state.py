@@ -46,5 +46,11 @@ def resume_state(path: Path, config: DistillConfig, source: dict, rank: int, wor
 
 
 def save_student(path: Path, student: nn.Module, source: dict) -> None:
-    """The trained weights: deploykit's pruned format for a pruned student (its widths kept), a plain state_dict otherwise."""
-    atomic_save_torch(path, pruned_state(student, source) if source.get("pruned") else student.state_dict())
+    """The weights as they are now, on the CPU: deploykit's pruned format for a pruned student (its widths kept), a plain
+    state_dict otherwise."""
+    if source.get("pruned"):
+        state = pruned_state(student, source)
+        state["state_dict"] = {key: tensor.cpu() for key, tensor in state["state_dict"].items()}
+    else:
+        state = {key: tensor.cpu() for key, tensor in student.state_dict().items()}
+    atomic_save_torch(path, state)

@@ -167,3 +167,31 @@ def classifier_outputs(model: nn.Module) -> int:
     """How many classes the model scores (its classifier layer's outputs)."""
     layer = classifier_layer(model)
     return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+
+
+def replace_classifier(model: nn.Module, num_classes: int) -> nn.Module:
+    """Swap the classifier layer for a freshly initialised one with ``num_classes`` outputs (fine-tuning onto new
+    classes); returns the new layer, whose parameters the caller may train at their own rate."""
+    old = classifier_layer(model)
+    path = next(name for name, module in model.named_modules() if module is old)
+    parent_name, _, attribute = path.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    if isinstance(old, nn.Linear):
+        new: nn.Module = nn.Linear(old.in_features, num_classes, bias=old.bias is not None)
+        nn.init.normal_(new.weight, 0.0, 0.01)
+    else:
+        new = nn.Conv2d(old.in_channels, num_classes, old.kernel_size, old.stride, old.padding, bias=old.bias is not None)
+        nn.init.normal_(new.weight, 0.0, 0.01)
+    if new.bias is not None:
+        nn.init.zeros_(new.bias)
+    setattr(parent, attribute, new)
+    return new
+
+
+def drop_aux_heads(model: nn.Module) -> None:
+    """Remove GoogLeNet's and Inception v3's auxiliary heads: they exist for training from scratch only."""
+    for name in ("aux1", "aux2", "AuxLogits"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
+    if hasattr(model, "aux_logits"):
+        model.aux_logits = False

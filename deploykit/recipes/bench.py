@@ -169,7 +169,7 @@ def subject_preprocess(subject: Subject, size: int, mean: tuple, std: tuple) -> 
         return Preprocess.recorded(manifest.input)
     if subject.foreign_onnx:
         return Preprocess.default(size, mean, std)
-    return Preprocess.for_model(subject.spec, size, subject.ref.published)
+    return subject.ref.preprocess(size)
 
 
 def fastest_combination(subject: Subject, config: BenchConfig) -> BenchConfig:
@@ -268,7 +268,7 @@ def _matching_export(subject: Subject, config: BenchConfig, name: str) -> Path |
         manifest = folder.read()
         int8 = manifest.sections.get("int8", {}).get("settings", {})
         if (manifest.model.name == spec.name and manifest.model.weights.matches(subject.ref.weights)
-                and manifest.input.size == spec.input_size and manifest.input.dynamic_batch
+                and manifest.input.size == subject.ref.input_size() and manifest.input.dynamic_batch
                 and (name != INT8_NAME or int8.get("layout") == _int8_layout(config))):
             return candidate
     return None

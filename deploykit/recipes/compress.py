@@ -1,157 +1,74 @@
-"""The compression workflows: prune (and export), distil or train, and export after compressing.
+"""``deploykit export`` after compressing: prune -> distil (or fine-tune) -> export [-> INT8], gated as a whole.
 
-Files in, files out: every step writes its checkpoint, and the export folder's manifest records
-each stage.
+Every stage writes its checkpoint under the export folder's ``stages/``. The chain is then judged against the model it
+started from, on held-out photos and where it will run: the top-1 of the original, of each stage and of the file that
+ships (INT8 when it passed its gate), and the latency of the original against the shipped file, each on its fastest
+CPU runtime, timed in interleaved rounds of one run. A final drop beyond ``--max-drop``, or a shipped file that is no
+faster than the original, fails the chain: the manifest records it and the command exits 1.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
-from deploykit.bench.latency import measure_latency
-from deploykit.compress.distill import STUDENT, distill, validation_top1
-from deploykit.compress.configs import DistillConfig
-from deploykit.compress.prune import prune_model
-from deploykit.compress.configs import PruneConfig
-from deploykit.data import Preprocess
-from deploykit.data.labelled import DIGITS_CLASSES
-from deploykit.data.training import load_training_data
+from deploykit.bench.runtimes import Combination, time_runtimes_apart
+from deploykit.compress.configs import DistillConfig, PruneConfig
+from deploykit.data.labelled import LabelledImages
+from deploykit.data.training import array_dataset, folder_classes, held_out_indices
 from deploykit.errors import DeployKitError
-from deploykit.io import atomic_save_torch, ensure_writable_dir
-from deploykit.manifest import ONNX_NAME, PRUNED_NAME, ExportFolder
-from deploykit.models.layers import classifier_outputs
-from deploykit.models.pruned import pruned_state
-from deploykit.models.sources import RandomInit
+from deploykit.manifest import INT8_NAME, ONNX_NAME, PRUNED_NAME, ExportFolder
+from deploykit.progress import stage
 from deploykit.recipes.configs import Compression, ExportConfig
 from deploykit.recipes.export import ExportResult, export, export_ref
+from deploykit.recipes.prune import ORIGINAL_NAME, run_prune
 from deploykit.recipes.ref import ModelRef, parse_model_ref
+from deploykit.recipes.train import run_distill
 from deploykit.recipes.triton import check_triton_config, write_triton_repository
+from deploykit.runtime import OrtRunner
+
+TIE = 0.05  # latency ratios within 5% of 1 are this machine's noise
 
 
 @dataclass(frozen=True)
-class PruneReport:
-    """Sizes and measured torch CPU latency (batch 1) before and after pruning."""
+class ChainVerdict:
+    """The compressed file against the model the chain started from."""
 
-    config: PruneConfig
-    input_size: int
-    params_before: int
-    params_after: int
-    macs_before: int
-    macs_after: int
-    torch_cpu_ms_before: float
-    torch_cpu_ms_after: float
+    source: str  # the held-out images, in words
+    top1: dict[str, float]  # per stage (original, pruned, distilled or trained, the shipped file), on ``source``
+    shipped: str  # the file that ships
+    original_fastest: Combination | None
+    shipped_fastest: Combination | None
+    max_drop: float
 
     @property
-    def mac_reduction(self) -> float:
-        return 1 - self.macs_after / self.macs_before
+    def drop_points(self) -> float:
+        return round(100 * (self.top1["original"] - self.top1[self.shipped]), 2)
 
     @property
-    def speedup(self) -> float:
-        return self.torch_cpu_ms_before / self.torch_cpu_ms_after
-
-    def slower_warning(self) -> str | None:
-        """Said as loudly as an INT8 model that is slower: fewer MACs that cost more time."""
-        if self.speedup >= 1.0:
+    def speedup(self) -> float | None:
+        if self.original_fastest is None or self.shipped_fastest is None:
             return None
-        return (f"PRUNED MODEL IS SLOWER on this CPU ({self.torch_cpu_ms_after:.2f} ms vs {self.torch_cpu_ms_before:.2f} ms, with "
-                f"{self.mac_reduction:.0%} fewer MACs): prune less, keep channel counts multiples of 8 (--round-to 8), or time "
-                "it on the runtime you deploy with (deploykit bench) before shipping it")
+        return self.original_fastest.p50_ms / self.shipped_fastest.p50_ms
+
+    def failures(self) -> list[str]:
+        problems = []
+        if self.drop_points > self.max_drop:
+            problems.append(f"it lost {self.drop_points:.2f} points of top-1 against the original on {self.source} (more than "
+                            f"--max-drop {self.max_drop:g}): distil for more --epochs, or prune less")
+        if self.speedup is not None and self.speedup < 1 + TIE:
+            problems.append(f"it is no faster than the original: {self.shipped_fastest.describe()} against "
+                            f"{self.original_fastest.describe()} ({self.speedup:.2f}x): prune more, or add --int8")
+        return problems
 
     def as_dict(self) -> dict:
-        config = self.config
-        return {"method": config.method, "ratio": config.ratio, "target_macs": config.target_macs, "global": config.global_pruning,
-                "round_to": config.round_to, **{k: v for k, v in asdict(self).items() if k != "config"},
-                "mac_reduction": round(self.mac_reduction, 4), "speedup": round(self.speedup, 2)}
-
-
-@dataclass(frozen=True)
-class TrainingResult:
-    """A distillation (or, without a teacher, training) run: the student written, and its history."""
-
-    student: Path
-    history: list[dict]
-    student_start_top1: float
-    teacher_top1: float | None
-    world_size: int
-    weights_sha256: str
-    config: DistillConfig
-    data: str
-    teacher: str | None = None
-    class_rule: str = DIGITS_CLASSES
-
-    @property
-    def reports(self) -> bool:
-        """Whether this process reports the run: a single process, or rank 0 of a torchrun group."""
-        return self.world_size == 1 or os.environ.get("RANK", "0") == "0"
-
-    def stage_record(self) -> dict:
-        return {"history": self.history, "student_start_top1": self.student_start_top1, "teacher_top1": self.teacher_top1,
-                "config": asdict(self.config), "teacher": self.teacher, "classes": self.class_rule}
-
-
-def run_prune(ref: ModelRef, config: PruneConfig, folder: Path, input_size: int | None = None) -> PruneReport:
-    """Prune the model ``ref`` names, save ``folder/pruned.pth``; sizes and latency before and after."""
-    spec = ref.spec
-    size = input_size or spec.input_size
-    ExportFolder(ensure_writable_dir(folder)).refuse_foreign_files()
-    kwargs = {"aux_logits": False} if spec.has_aux_outputs else {}
-    original = ref.build(**kwargs)
-    model = ref.build(**kwargs)
-    num_classes = classifier_outputs(model)
-    result = prune_model(model, (1, 3, size, size), config)
-    x = torch.randn(1, 3, size, size)
-    with torch.inference_mode():
-        before_ms = measure_latency(lambda: original(x), runs=30, max_seconds=10).p50_ms
-        after_ms = measure_latency(lambda: model(x), runs=30, max_seconds=10).p50_ms
-    source = {"name": spec.name, "kwargs": {**kwargs, "num_classes": num_classes}, "pruned": True, "weights": ref.weights.reference}
-    atomic_save_torch(folder / PRUNED_NAME, pruned_state(model, source))
-    return PruneReport(config, size, result.params_before, result.params_after, result.macs_before, result.macs_after,
-                       round(before_ms, 3), round(after_ms, 3))
-
-
-def prune_and_export(reference: str, weights: str | None, config: PruneConfig, out: Path,
-                     input_size: int | None = None) -> tuple[PruneReport, ExportResult]:
-    """``deploykit prune``: prune, then export the pruned model with parity into the same folder."""
-    ref = parse_model_ref(reference).with_weights(weights)
-    folder = Path(out) / ref.name
-    report = run_prune(ref, config, folder, input_size)
-    result = export(ExportConfig(out=out, input_size=report.input_size), ref.with_checkpoint(folder / PRUNED_NAME))
-    ExportFolder(folder).update({"prune": report.as_dict()}, files=[ONNX_NAME, PRUNED_NAME])
-    return report, result
-
-
-def run_distill(student: ModelRef | str, teacher: ModelRef | str | None, data_source: str, config: DistillConfig, out: Path,
-                input_size: int | None = None, resume: bool = True, on_epoch=None, workers: int | None = None) -> TrainingResult:
-    """Distil (or, without a teacher, train) the ``student`` on ``data_source``; writes ``out/student.pth``.
-
-    Images stream from the folder through ``workers`` DataLoader processes (a default for None)."""
-    student_ref = student if isinstance(student, ModelRef) else parse_model_ref(student)
-    teacher_ref = teacher if isinstance(teacher, ModelRef) or teacher is None else parse_model_ref(teacher)
-    spec = student_ref.spec
-    if spec is None:
-        raise DeployKitError(f"the student {student_ref.text} is an ONNX file; give NAME, NAME:CHECKPOINT or a pruned folder")
-    size = input_size or spec.input_size
-    preprocess = Preprocess.for_model(spec, size)
-    if not isinstance(student_ref.weights, RandomInit):  # trained classes: the folders map onto them as eval maps them
-        kwargs, model = {}, student_ref.build()
-        data = load_training_data(data_source, preprocess, seed=config.seed, num_classes=classifier_outputs(model))
-    else:  # a new classifier: the folders define its classes
-        data = load_training_data(data_source, preprocess, seed=config.seed)
-        kwargs = {"num_classes": data.num_classes, **({"aux_logits": False} if spec.has_aux_outputs else {})}
-        model = student_ref.build(**kwargs)
-    _check_classes(model, data.num_classes, f"student {student_ref.text}")
-    teacher_model = _teacher(teacher_ref, data.num_classes) if teacher_ref else None
-    start_top1 = validation_top1(model, data.val, workers=workers)
-    teacher_top1 = validation_top1(teacher_model, data.val, workers=workers) if teacher_model is not None else None
-    ensure_writable_dir(Path(out))
-    source = {"name": spec.name, "kwargs": kwargs, "pruned": student_ref.weights.pruned, "weights": student_ref.weights.reference}
-    result = distill(model, teacher_model, data, config, Path(out), source, resume=resume, on_epoch=on_epoch, workers=workers)
-    return TrainingResult(Path(out) / STUDENT, result["history"], start_top1, teacher_top1, result["world_size"],
-                          result["weights_sha256"], config, data_source, teacher_ref.text if teacher_ref else None, data.class_rule)
+        return {"images": self.source, "top1": self.top1, "shipped": self.shipped, "drop_points": self.drop_points,
+                "original_fastest": asdict(self.original_fastest) if self.original_fastest else None,
+                "shipped_fastest": asdict(self.shipped_fastest) if self.shipped_fastest else None,
+                "speedup": round(self.speedup, 3) if self.speedup else None, "max_drop": self.max_drop,
+                "passed": not self.failures(), "failures": self.failures()}
 
 
 def compress_and_export(config: ExportConfig, compression: Compression = Compression()) -> ExportResult:
@@ -175,32 +92,101 @@ def _compress_then_export(config: ExportConfig, ref: ModelRef, compression: Comp
         return export(config, ref)
     if config.module:
         raise DeployKitError("--prune/--distill-from/--data work on registry models; export your --module as it is")
+    original = ref
     stages_folder = Path(config.out) / ref.name / "stages"
     stages: dict = {}
+    models: dict[str, ModelRef] = {"original": original}
     if compression.prune_ratio is not None:
-        report = run_prune(ref, PruneConfig(ratio=compression.prune_ratio), stages_folder / "prune", config.input_size)
-        stages["prune"] = report.as_dict()
-        ref = ref.with_checkpoint(stages_folder / "prune" / PRUNED_NAME)
+        sizes = run_prune(ref, PruneConfig(ratio=compression.prune_ratio), stages_folder / "prune", config.input_size)
+        stages["prune"] = {"ratio": compression.prune_ratio, "macs_before": sizes.macs_before, "macs_after": sizes.macs_after,
+                           "params_before": sizes.params_before, "params_after": sizes.params_after}
+        ref = models["pruned"] = ref.with_checkpoint(stages_folder / "prune" / PRUNED_NAME)
     if compression.data:
+        step = "distill" if compression.teacher else "train"
         training = DistillConfig(epochs=compression.epochs, alpha=0.9 if compression.teacher else 0.0)
-        result = run_distill(ref, compression.teacher, compression.data, training, stages_folder / "distill", config.input_size)
-        stages["distill" if compression.teacher else "train"] = result.stage_record()
-        ref = ref.with_checkpoint(result.student)
+        val = str(compression.val) if compression.val else None
+        result = run_distill(ref, compression.teacher, compression.data, training, stages_folder / step, config.input_size,
+                             val_source=val)
+        stages[step] = result.stage_record()
+        ref = models[step] = ref.with_checkpoint(result.weights)
     exported = export(config, ref)
+    verdict = _judge(original, models, exported, compression, config)
+    if verdict is not None:
+        stages["chain"] = verdict.as_dict()
     ExportFolder(exported.folder).update({"stages": stages})
     exported.stages = stages
+    exported.chain = verdict
     return exported
 
 
-def _teacher(ref: ModelRef, num_classes: int) -> torch.nn.Module:
-    if ref.spec is None or isinstance(ref.weights, RandomInit):
-        raise DeployKitError(f"a teacher needs trained weights: --teacher NAME:CHECKPOINT or NAME:IMAGENET1K_V1, got {ref.text}")
-    teacher = ref.build(num_classes=num_classes)
-    _check_classes(teacher, num_classes, f"teacher {ref.text}")
-    return teacher
+def _judge(original: ModelRef, models: dict[str, ModelRef], exported: ExportResult, compression: Compression,
+           config: ExportConfig) -> ChainVerdict | None:
+    """Top-1 of every stage and of the shipped file on the held-out photos, and the original against the shipped file on
+    every CPU runtime; None where there are no labelled held-out photos to judge on."""
+    manifest = ExportFolder(exported.folder).read()
+    if original.build_classes() != manifest.model.num_classes:  # a new classifier: the original scored other classes
+        if not compression.teacher:
+            return None
+        original = parse_model_ref(compression.teacher)
+        models = {"original": original, **{name: ref for name, ref in models.items() if name != "original"}}
+    preprocess = original.preprocess(original.spec.checked_input_size(original.input_size(config.input_size)))
+    held_out = _held_out(compression, preprocess, manifest.model.num_classes)
+    if held_out is None:
+        return None
+    dataset, source = held_out
+    shipped = INT8_NAME if exported.int8 is not None else ONNX_NAME
+    with tempfile.TemporaryDirectory(prefix="deploykit-chain-") as work:
+        with stage("exporting the original model to judge the chain against"):
+            unpruned = export(ExportConfig(out=Path(work), input_size=preprocess.size, dynamic_batch=config.dynamic_batch,
+                                           time_runtimes=False), original)
+        timing = Path(work) / "timing"
+        timing.mkdir()
+        os.link(unpruned.onnx_path, timing / ORIGINAL_NAME)
+        os.link(exported.folder / shipped, timing / shipped)
+        top1 = {name: _top1(OrtRunner(unpruned.onnx_path) if name == "original" else _torch_runner(ref, preprocess.size), dataset)
+                for name, ref in models.items()}
+        top1[shipped] = _top1(OrtRunner(exported.folder / shipped), dataset)
+        timings = None
+        if config.time_runtimes:
+            batch = 1 if config.dynamic_batch else config.batch
+            with stage("timing the original against the shipped file on every CPU runtime, interleaved"):
+                timings = time_runtimes_apart(timing, {ORIGINAL_NAME: ("fp32", True), shipped: ("int8" if shipped == INT8_NAME
+                                                                                                 else "fp32", True)},
+                                              (batch, 3, preprocess.size, preprocess.size))
+    fastest = {name: min((c for c in timings.combinations if c.file == name), key=lambda c: c.p50_ms, default=None)
+               for name in (ORIGINAL_NAME, shipped)} if timings else {ORIGINAL_NAME: None, shipped: None}
+    return ChainVerdict(source, top1, shipped, fastest[ORIGINAL_NAME], fastest[shipped], compression.max_drop)
 
 
-def _check_classes(model: torch.nn.Module, num_classes: int, what: str) -> None:
-    outputs = classifier_outputs(model)
-    if outputs != num_classes:
-        raise DeployKitError(f"{what} predicts {outputs} classes but the data has {num_classes}")
+def _held_out(compression: Compression, preprocess, num_classes: int):
+    """(dataset, words): ``--val``, else the held-out tenth of a labelled ``--data`` folder (what training validated on),
+    else the digits' test split; None for unlabelled data."""
+    from torch.utils.data import Subset
+
+    if compression.val:
+        dataset = LabelledImages(compression.val, preprocess.transform, num_classes)
+        return dataset, f"{len(dataset)} images of {compression.val}"
+    if compression.data == "digits":
+        from deploykit.data.digits import load_digits
+
+        test = load_digits(size=preprocess.size)[1]
+        return array_dataset(test.images, test.labels), f"the digits' {len(test.labels)} test images"
+    if compression.data and folder_classes(compression.data):
+        dataset = LabelledImages(compression.data, preprocess.transform, num_classes)
+        held = held_out_indices(dataset.labels)
+        return Subset(dataset, held.tolist()), f"{len(held)} held-out images of {compression.data} (the last tenth of each class)"
+    return None
+
+
+def _torch_runner(ref: ModelRef, size: int):
+    from deploykit.runtime import TorchRunner
+
+    return TorchRunner(ref.build(), (3, size, size))
+
+
+def _top1(runner, dataset) -> float:
+    from deploykit.recipes.eval import count_hits
+
+    with runner:
+        hits = count_hits(runner, dataset)
+    return hits.top1 / hits.images

@@ -91,6 +91,16 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class PruneCheck:
+    """How ``deploykit prune`` judges the pruned model against the unpruned one."""
+
+    data: str | None = None  # labelled folder (top-1) or flat folder (agreement); the bundled held-out photos otherwise
+    batch: int = 32  # the larger batch timed beside batch 1
+    max_drop: float = 2.0  # top-1 points (or percent of disagreement) beyond which the loss is called out
+    timing: bool = True
+
+
+@dataclass(frozen=True)
 class Compression:
     """The compression stages ``deploykit export`` can run before exporting: prune, then distil or fine-tune."""
 
@@ -98,6 +108,8 @@ class Compression:
     teacher: str | None = None
     data: str | None = None
     epochs: int = 10
+    val: Path | None = None  # held-out labelled photos the chain is judged on (else the held-out tenth of --data)
+    max_drop: float = 1.0  # top-1 points the shipped file may lose against the original
 
     @property
     def requested(self) -> bool:
@@ -106,7 +118,7 @@ class Compression:
     def for_export(self, qat: bool) -> Compression:
         """The stages to run: with ``--int8 --qat`` alone, ``--data`` is the QAT images, not data to train on first."""
         trains = not qat or self.prune_ratio is not None or bool(self.teacher)
-        return self if trains else Compression(self.prune_ratio, self.teacher, None, self.epochs)
+        return self if trains else Compression(self.prune_ratio, self.teacher, None, self.epochs, self.val, self.max_drop)
 
 
 @dataclass(frozen=True)

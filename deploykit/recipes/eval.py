@@ -59,22 +59,35 @@ def evaluate(reference: str, config: EvalConfig) -> EvalResult:
     if dataset.mapping.warning:
         notes.append(dataset.mapping.warning)
     indices = evenly_spaced(range(len(dataset)), config.limit)
-    images_loader = loader(Subset(dataset, indices), config.batch_size, config.workers)
     bench = BenchConfig(engine=config.engine, precision=config.precision, out=config.out, batches=(config.batch_size,))
     started = time.perf_counter()
-    top1 = top5 = seen = nonfinite = 0
     with make_runner(subject, bench, size) as runner:
-        for images, labels in _progress(images_loader, len(indices)):
-            logits = run_all(runner, images.numpy())
-            labels = labels.numpy()
-            top1 += int(topk_hits(logits, labels, 1).sum())
-            top5 += int(topk_hits(logits, labels, 5).sum())
-            nonfinite += nonfinite_images(logits)
-            seen += len(labels)
-    if nonfinite:
-        notes.append(nonfinite_note(nonfinite, seen))
-    return EvalResult(subject.ref.text, config.engine, config.precision, seen, top1 / seen, top5 / seen, dataset.mapping.describe(),
-                      round(time.perf_counter() - started, 2), notes)
+        hits = count_hits(runner, Subset(dataset, indices), config.batch_size, config.workers)
+    if hits.nonfinite:
+        notes.append(nonfinite_note(hits.nonfinite, hits.images))
+    return EvalResult(subject.ref.text, config.engine, config.precision, hits.images, hits.top1 / hits.images,
+                      hits.top5 / hits.images, dataset.mapping.describe(), round(time.perf_counter() - started, 2), notes)
+
+
+@dataclass(frozen=True)
+class Hits:
+    images: int
+    top1: int
+    top5: int
+    nonfinite: int
+
+
+def count_hits(runner, dataset, batch_size: int = 32, workers: int | None = 2) -> Hits:
+    """Top-1 and top-5 hits of a loaded runner over a labelled dataset, streamed: what ``eval`` counts."""
+    top1 = top5 = seen = nonfinite = 0
+    for images, labels in _progress(loader(dataset, batch_size, workers), len(dataset)):
+        logits = run_all(runner, images.numpy())
+        labels = labels.numpy()
+        top1 += int(topk_hits(logits, labels, 1).sum())
+        top5 += int(topk_hits(logits, labels, 5).sum())
+        nonfinite += nonfinite_images(logits)
+        seen += len(labels)
+    return Hits(seen, top1, top5, nonfinite)
 
 
 def _progress(data, total: int):

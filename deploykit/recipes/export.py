@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +35,9 @@ from deploykit.recipes.ref import ModelRef, module_ref, parse_model_ref
 from deploykit.recipes.triton import TritonRepository
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
 
+if TYPE_CHECKING:
+    from deploykit.recipes.compress import ChainVerdict
+
 CALIBRATION_CACHE = "calib-cache"
 
 
@@ -50,6 +54,7 @@ class ExportResult:
     runtimes: RuntimeTimings | None = None  # every file on every CPU runtime, timed in one run
     stages: dict = field(default_factory=dict)  # compression stages run before the export (recipes.compress)
     triton: TritonRepository | None = None  # --triton: the repository it was written into (recipes.compress)
+    chain: ChainVerdict | None = None  # after compression stages: the shipped file against the original (recipes.compress)
 
     @property
     def onnx_path(self) -> Path:
@@ -122,11 +127,11 @@ def export(config: ExportConfig, ref: ModelRef | None = None) -> ExportResult:
 
 def _torch_source(ref: ModelRef, config: ExportConfig) -> _Source:
     spec = ref.spec
-    size = spec.checked_input_size(config.input_size)
-    preprocess = Preprocess.for_model(spec, size, ref.published)
+    size = spec.checked_input_size(ref.input_size(config.input_size))
+    preprocess = ref.preprocess(size)
     model = ref.build(**config.model_kwargs)
     record = ModelRecord(spec.name, spec.family, classifier_outputs(model), _weights_record(ref),
-                         {**(ref.builder_kwargs or {}), **config.model_kwargs})
+                         {**(ref.builder_kwargs or {}), **config.model_kwargs}, list(ref.classes) if ref.classes else None)
     check_memory(model, (max(config.batch, 2), 3, size, size))
     started = time.perf_counter()
     with stage(f"exporting {spec.name} to ONNX (opset {config.opset})"):

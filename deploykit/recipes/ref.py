@@ -4,7 +4,7 @@ A reference is one of:
 - a registry name or alias (``resnet50``, ``mobilenet``): seeded random weights;
 - ``NAME:CHECKPOINT`` (a plain or pruned checkpoint file) or ``NAME:TAG`` (published weights, ``IMAGENET1K_V1``);
 - an ``.onnx`` file (with the manifest beside it, when there is one);
-- a folder written by ``deploykit export`` or ``deploykit prune``.
+- a folder written by ``deploykit export``, ``prune``, ``train`` or ``distill``.
 
 A text is a path when it contains a separator, or names something that exists and is no registry
 name; a bare word that is both a registry name and an existing file or folder is refused as ambiguous.
@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploykit.errors import DeployKitError, first_line
-from deploykit.manifest import ONNX_NAME, PRUNED_NAME, ExportFolder, Manifest
+from deploykit.manifest import BEST_NAME, ONNX_NAME, PRUNED_NAME, ExportFolder, InputRecord, Manifest
 from deploykit.models import ModelSpec, get_spec, resolve_name
 from deploykit.models.pretrained import PublishedWeights, is_weights_tag
 from deploykit.models.sources import DEFAULT_SEED, Checkpoint, Published, RandomInit, Weights, resolve_weights
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from deploykit.data import Preprocess
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".safetensors"}
 RANDOM_WEIGHTS_WARNING = ("random-init weights (no --weights): parity and accuracy figures mean nothing for them; "
@@ -44,6 +46,15 @@ class ModelRef:
     builder_kwargs: dict | None = None
     factory: Callable[[], nn.Module] | None = None  # a user's own module (``--module file.py:function``)
     signature: OnnxSignature | None = None  # an ONNX file with no manifest: its graph's input and output
+    # What the folder it came from recorded (its manifest's class names and input), kept by ``with_checkpoint``
+    class_names: tuple[str, ...] | None = None
+    recorded_input: InputRecord | None = None
+
+    def __post_init__(self) -> None:
+        if self.manifest is not None:
+            names = self.manifest.model.classes
+            object.__setattr__(self, "class_names", tuple(names) if names else None)
+            object.__setattr__(self, "recorded_input", self.manifest.input)
 
     @property
     def has_torch(self) -> bool:
@@ -61,6 +72,38 @@ class ModelRef:
     def published(self) -> PublishedWeights | None:
         """The published checkpoint's entry (its evaluation recipe, its accuracy), when the weights are published ones."""
         return self.weights.entry if isinstance(self.weights, Published) else None
+
+    @property
+    def classes(self) -> tuple[str, ...] | None:
+        """The class names the model was trained on, where a folder written by train, distill or export records them."""
+        return self.class_names
+
+    def build_classes(self) -> int:
+        """How many classes the model scores, from its records where it has them, else by building it."""
+        if self.manifest is not None:
+            return self.manifest.model.num_classes
+        if self.builder_kwargs and "num_classes" in self.builder_kwargs:
+            return int(self.builder_kwargs["num_classes"])
+        from deploykit.models.layers import classifier_outputs
+
+        return classifier_outputs(self.build())
+
+    def input_size(self, requested: int | None = None) -> int:
+        """``requested``, else the size the folder it came from was trained or exported at, else the architecture's."""
+        if requested:
+            return requested
+        if self.recorded_input is not None:
+            return self.recorded_input.size
+        return self.spec.input_size
+
+    def preprocess(self, size: int) -> Preprocess:
+        """The evaluation preprocessing at ``size``: as its folder recorded it at that size, else the architecture's (the
+        published recipe for published weights)."""
+        from deploykit.data import Preprocess
+
+        if self.recorded_input is not None and self.recorded_input.size == size:
+            return Preprocess.recorded(self.recorded_input)
+        return Preprocess.for_model(self.spec, size, self.published)
 
     @property
     def name(self) -> str:
@@ -81,8 +124,10 @@ class ModelRef:
         return replace(self, weights=resolved)
 
     def with_checkpoint(self, path: Path) -> ModelRef:
-        """The same architecture with the checkpoint a stage of this command just wrote (pruned, trained)."""
-        return replace(self, text=f"{self.name}:{path}", weights=Checkpoint(Path(path)), onnx_path=None, manifest=None)
+        """The same architecture with the checkpoint a stage of this command just wrote (pruned, trained); the class names
+        and input its folder recorded still hold."""
+        return replace(self, text=f"{self.name}:{path}", weights=Checkpoint(Path(path)), onnx_path=None, manifest=None,
+                       class_names=self.class_names, recorded_input=self.recorded_input)
 
     def build(self, **kwargs) -> nn.Module:
         """The PyTorch model in eval mode: from its checkpoint or tag, or reproducibly initialised."""
@@ -177,6 +222,8 @@ def _path_ref(text: str, path: Path) -> ModelRef:
         manifest = folder.read()
         spec = _registered_spec(manifest)
         kwargs = dict(manifest.model.builder_kwargs)
+        if BEST_NAME in manifest.files:  # written by `deploykit train` or `distill`: its best epoch is the model
+            return ModelRef(text, spec, Checkpoint(folder.verified(BEST_NAME)), None, manifest, kwargs)
         if folder.pruned_path.is_file():  # written by `deploykit prune`: the pruned checkpoint is the model
             pruned = folder.verified(PRUNED_NAME) if PRUNED_NAME in manifest.files else folder.pruned_path
             onnx_path = folder.verified(ONNX_NAME) if ONNX_NAME in manifest.files else None

@@ -95,5 +95,6 @@ def _parameters(manifest: Manifest, precision: str) -> dict[str, str]:
     """What a client needs to send: the preprocessing the manifest records, and what the model is."""
     if manifest.input is None:
         raise DeployKitError("the export's manifest records no input preprocessing; export it again")
+    names = {"deploykit.class_names": json.dumps(manifest.model.classes)} if manifest.model.classes else {}
     return {"deploykit.model": manifest.model.name, "deploykit.precision": precision, "deploykit.classes": str(manifest.model.num_classes),
-            **preprocess_parameters(Preprocess.recorded(manifest.input)), "deploykit.layout": manifest.input.layout}
+            **names, **preprocess_parameters(Preprocess.recorded(manifest.input)), "deploykit.layout": manifest.input.layout}

@@ -38,7 +38,7 @@ def test_two_ranks_see_disjoint_halves_end_identical_and_resume_together(tmp_pat
     rng = np.random.default_rng(0)
     for label in range(2):
         (folder / f"class{label}").mkdir(parents=True)
-        for i in range(33):  # 66 images: 6 held out, 60 to train on, 30 per rank
+        for i in range(34):  # 68 images: the last 4 of each class held out, 60 to train on, 30 per rank
             pixels = rng.integers(0, 128, (20, 20, 3), dtype=np.uint8) + np.uint8(120 * label)
             Image.fromarray(pixels).save(folder / f"class{label}" / f"{i}.png")
     out = tmp_path / "run"
@@ -49,7 +49,7 @@ def test_two_ranks_see_disjoint_halves_end_identical_and_resume_together(tmp_pat
     for rank0, rank1 in zip(seen["rank0"], seen["rank1"]):  # each epoch: two disjoint halves of the whole set
         assert not rank0 & rank1 and rank0 | rank1 == set(range(60))
     assert seen["rank0"][0] != seen["rank0"][1]  # set_epoch reshuffles the shards every epoch
-    # Rerunning the finished job: rank 0 reads last.pth and sends it to rank 1, so both end where the first run did.
+    # Rerunning the finished job: rank 0 reads checkpoint.pth and sends it to rank 1, so both end where the first run did.
     (out / "seen").rename(out / "seen-first")
     assert _torchrun(folder, out, epochs=2) == first
     assert not _seen(out)  # nothing was trained again

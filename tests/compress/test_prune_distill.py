@@ -19,7 +19,8 @@ from deploykit.data.training import load_training_data
 from deploykit.compress.prune import prune_model
 from deploykit.compress.configs import PruneConfig
 from deploykit.manifest import PRUNED_NAME
-from deploykit.recipes.compress import run_distill, run_prune
+from deploykit.recipes.prune import run_prune
+from deploykit.recipes.train import run_distill
 from deploykit.data import Preprocess
 from deploykit.models import get_spec
 from deploykit.recipes.export import export
@@ -87,13 +88,21 @@ def test_bad_prune_options(config, message):
         prune_model(build_model("cifar_resnet20"), (1, 3, 32, 32), config)
 
 
-def test_prune_cli_reports_sizes_latency_and_parity(tmp_path):
-    result = CliRunner().invoke(cli, ["prune", "cifar_resnet20", "--ratio", "0.5", "--out", str(tmp_path)])
+def test_prune_cli_reports_sizes_agreement_and_deployed_latency(tmp_path):
+    """Without labelled photos: agreement with the unpruned model on the bundled held-out photos, and both models timed
+    on onnxruntime and OpenVINO at batch 1 and the larger batch."""
+    result = CliRunner().invoke(cli, ["prune", "cifar_resnet20", "--ratio", "0.5", "--batch", "8", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "MACs" in text and "torch CPU latency" in text and "PASS" in text
+    assert "MACs" in text and "PASS" in text and "top-1 agreement with the unpruned model" in text
+    for timed in ("onnxruntime batch 1:", "OpenVINO batch 1:", "onnxruntime batch 8:", "OpenVINO batch 8:"):
+        assert timed in text
     manifest = json.loads((tmp_path / "cifar_resnet20" / "manifest.json").read_text())
-    assert manifest["prune"]["mac_reduction"] > 0.5 and set(manifest["files"]) == {"model.onnx", PRUNED_NAME}
+    prune = manifest["prune"]
+    assert prune["mac_reduction"] > 0.5 and set(manifest["files"]) == {"model.onnx", PRUNED_NAME}
+    assert {(s["runtime"], s["batch"]) for s in prune["speeds"]} == {("ort", 1), ("openvino", 1), ("ort", 8), ("openvino", 8)}
+    assert prune["accuracy"]["labelled"] is False and 0 <= prune["accuracy"]["agreement"] <= 1
+    assert manifest["input"]["shape"][0] == "batch"  # exported with a dynamic batch, so the larger batch runs the same file
 
 
 def test_distillation_improves_the_student(train_on_digits, tmp_path):
@@ -104,15 +113,15 @@ def test_distillation_improves_the_student(train_on_digits, tmp_path):
     start = validation_top1(student, data.val)
     result = distill(student, build_model("cifar_resnet20", str(teacher.weights)), data, DistillConfig(epochs=2, lr=0.1),
                      tmp_path, {"name": "cifar_resnet20", "kwargs": {"width": 8}})
-    assert start < 0.3 and result["history"][-1]["val_top1"] > start + 0.3
-    assert (tmp_path / "student.pth").is_file() and (tmp_path / "last.pth").is_file()
+    assert start < 0.3 and result.history[-1].val_top1 > start + 0.3
+    assert (tmp_path / "best.pth").is_file() and (tmp_path / "last.pth").is_file() and (tmp_path / "checkpoint.pth").is_file()
 
 
 def test_interrupted_run_resumes_where_it_stopped(train_on_digits, tmp_path):
     teacher = train_on_digits("cifar_resnet20")
     args = ("cifar_resnet20", f"cifar_resnet20:{teacher.weights}", "digits")
     first = run_distill(*args, DistillConfig(epochs=1, lr=0.1), tmp_path, input_size=16)
-    assert [r["epoch"] for r in first.history] == [1]
+    assert [r.epoch for r in first.history] == [1]
     # Same run asked for 2 epochs: the checkpoint belongs to a different config, so it is refused...
     with pytest.raises(DeployKitError, match="different run"):
         run_distill(*args, DistillConfig(epochs=2, lr=0.1), tmp_path, input_size=16)
@@ -123,7 +132,7 @@ def test_interrupted_run_resumes_where_it_stopped(train_on_digits, tmp_path):
 
 @pytest.mark.parametrize("setup, message", [
     ("one_class", "at least 2 classes"),
-    ("empty", "at least 2 classes"),
+    ("empty", "no images"),
     ("mismatch", "predicts 1000 classes but the data has 10"),
     ("no_teacher_weights", "a teacher needs trained weights"),
 ])
@@ -142,7 +151,7 @@ def test_bad_training_input(setup, message, tmp_path):
     elif setup == "no_teacher_weights":
         data, teacher = "digits", "cifar_resnet20"
     with pytest.raises(DeployKitError, match=message):
-        run_distill(student, teacher, str(data), DistillConfig(epochs=1), tmp_path / "out", input_size=16)
+        run_distill(student, teacher, str(data), DistillConfig(epochs=1), tmp_path / "out", input_size=32 if setup == "mismatch" else 16)
 
 
 def _save(tmp_path, name):
