@@ -9,7 +9,7 @@ _MODEL_API = {"ModelSpec", "get_model", "get_spec", "list_models"}
 
 def load(reference: str, weights: str | None = None, **kwargs):
     """The PyTorch model (eval mode) for anything a command takes as a model: ``NAME``, ``NAME:CHECKPOINT``,
-    ``NAME:IMAGENET1K_V1``, a folder written by ``deploykit export`` or ``deploykit prune``, an exported ``.onnx``
+    ``NAME:IMAGENET1K_V1``, a folder written by ``deploykit export``, ``prune``, ``train`` or ``distill``, an exported ``.onnx``
     with its manifest."""
     from deploykit.recipes.ref import build_model
 

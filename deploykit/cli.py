@@ -160,10 +160,12 @@ def bench_command(models: tuple[str, ...], json_path: Path | None, csv_path: Pat
 @click.option("--workers", type=click.IntRange(0, MAX_WORKERS), default=EvalConfig.workers, show_default=True,
               help="DataLoader worker processes.")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate on this many images, spread over the folder (default: all).")
+@click.option("--held-out", is_flag=True, help="Only the last tenth of each class folder: the photos train and distill hold "
+              "out of --data when given no --val.")
 @click.option("--out", **OUT_OPTION, help="Where models given by name are exported.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Also write the result as JSON.")
 @foreign_onnx_options
-def eval_command(model, data, engine, precision, batch_size, workers, limit, out, json_path, input_size, mean, std) -> None:
+def eval_command(model, data, engine, precision, batch_size, workers, limit, held_out, out, json_path, input_size, mean, std) -> None:
     """Top-1/top-5 of MODEL (any model reference, or any ONNX classifier) on a labelled folder, streamed."""
     from deploykit.runtime.availability import require_backend
 
@@ -173,7 +175,7 @@ def eval_command(model, data, engine, precision, batch_size, workers, limit, out
     from deploykit.recipes.eval import evaluate
 
     config = EvalConfig(data=data, engine=engine, precision=precision, batch_size=batch_size, workers=workers, limit=limit,
-                        input_size=input_size, mean=tuple(mean), std=tuple(std), out=out)
+                        held_out=held_out, input_size=input_size, mean=tuple(mean), std=tuple(std), out=out)
     with live():
         result = evaluate(model, config)
     render.evaluation(result, data)
@@ -246,6 +248,8 @@ def build_engine_command(onnx_path, engine_path, fp16, min_batch, opt_batch, max
 @click.option("--round-to", type=click.IntRange(min=1), help="Keep channel counts multiples of this (e.g. 8 for tensor cores).")
 @click.option("--data", help="Photos to judge the pruned model on (and rank channels by, for taylor): class subfolders give top-1 "
               "before and after, a flat folder top-1 agreement (default: the bundled held-out photos, agreement).")
+@click.option("--held-out", is_flag=True, help="Judge on the last tenth of each class folder of --data only: the photos train "
+              "held out of it.")
 @click.option("--max-drop", type=FiniteFloatRange(min=0), default=PruneCheck.max_drop, show_default=True,
               help="Top-1 points (or percent of disagreement) beyond which the loss is called out.")
 @click.option("--batch", "timing_batch", type=click.IntRange(1, 1024), default=PruneCheck.batch, show_default=True,
@@ -253,14 +257,14 @@ def build_engine_command(onnx_path, engine_path, fp16, min_batch, opt_batch, max
 @click.option("--no-timing", is_flag=True, help="Skip timing both models on onnxruntime and OpenVINO.")
 @input_size_option()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("deploykit-out/pruned"), show_default=True)
-def prune_command(name, weights, ratio, target_macs, method, global_pruning, round_to, data, max_drop, timing_batch, no_timing,
-                  input_size, out) -> None:
+def prune_command(name, weights, ratio, target_macs, method, global_pruning, round_to, data, held_out, max_drop, timing_batch,
+                  no_timing, input_size, out) -> None:
     """Prune NAME's channels for real, export it with parity, and judge it against the unpruned model where it runs."""
     from deploykit.recipes.prune import prune_and_export
 
     config = PruneConfig(ratio=ratio, target_macs=target_macs * 1e9 if target_macs else None, method=method,
                          global_pruning=global_pruning, round_to=round_to)
-    check = PruneCheck(data, timing_batch, max_drop, not no_timing)
+    check = PruneCheck(data, timing_batch, max_drop, not no_timing, held_out)
     with live(), stage(f"pruning {name}"):
         report, result = prune_and_export(name, weights, config, out, input_size, check)
     render.pruning(report, result)
@@ -280,7 +284,7 @@ def distill_command(teacher, student, **options) -> None:
     with live():
         render.training(run_distill(student, teacher, options["data"], training_config(options, teacher=True), options["out"],
                                     options["input_size"], options["resume"], render.epoch, options["workers"], options["val"],
-                                    options["new_head"]))
+                                    options["new_head"], options["limit"]))
 
 
 @cli.command("train")
@@ -293,7 +297,7 @@ def train_command(model, **options) -> None:
     with live():
         render.training(run_distill(model, None, options["data"], training_config(options, teacher=False), options["out"],
                                     options["input_size"], options["resume"], render.epoch, options["workers"], options["val"],
-                                    options["new_head"]))
+                                    options["new_head"], options["limit"]))
 
 
 def main() -> None:

@@ -50,6 +50,8 @@ training_options = apply([
                  "of unlabelled photos."),
     click.option("--val", type=click.Path(file_okay=False), help="Labelled folder of held-out photos to validate each epoch on "
                  "(default: the last tenth of each class folder of --data)."),
+    click.option("--limit", type=click.IntRange(min=2), help="Train on at most this many photos of --data, spread evenly over "
+                 "its classes (default: all but the held-out ones)."),
     click.option("--new-head", is_flag=True, help="Replace the classifier with a new one for --data's classes even where the "
                  "folders could map onto the model's (a pretrained model whose classes differ gets one anyway)."),
     click.option("--epochs", type=click.IntRange(min=1), default=DistillConfig.epochs, show_default=True),
@@ -149,6 +151,8 @@ export_options = apply([
     click.option("--data", help="Training data for --distill-from or fine-tuning after --prune: a labelled folder or 'digits'."),
     click.option("--epochs", type=click.IntRange(min=1), default=Compression.epochs, show_default=True,
                  help="Epochs of distillation/fine-tuning/QAT."),
+    click.option("--limit", type=click.IntRange(min=2), help="With --data: train on at most this many of its photos, spread "
+                 "evenly over its classes."),
     click.option("--qat", is_flag=True, help="With --int8: quantization-aware fine-tuning from the PTQ ranges, the FP32 model "
                  "as teacher, on --data (labels optional; default: the calibration images)."),
     click.option("--qat-lr", type=FiniteFloatRange(min=0, min_open=True), default=QatConfig.lr, show_default=True,
@@ -194,7 +198,10 @@ def export_request(o: dict) -> tuple[ExportConfig, Compression]:
         qat=QatConfig(epochs=o["epochs"], lr=o["qat_lr"]) if o["qat"] else None, qat_data=Path(o["data"]) if o["qat"] and o["data"] else None,
         mean=tuple(o["mean"]), std=tuple(o["std"]),
         triton=TritonConfig(o["triton_repo"], o["triton_backend"], o["triton_device"]) if o["triton_repo"] else None)
-    return config, Compression(o["prune_ratio"], o["teacher"], o["data"], o["epochs"], o["val"], o["max_drop"])
+    if o["limit"] is not None and not (o["data"] and (o["prune_ratio"] is not None or o["teacher"] or not o["qat"])):
+        raise DeployKitError("--limit caps the photos --data trains on before exporting: give --data (with --prune or "
+                             "--distill-from), or drop --limit")
+    return config, Compression(o["prune_ratio"], o["teacher"], o["data"], o["epochs"], o["val"], o["max_drop"], o["limit"])
 
 
 bench_options = apply([

@@ -28,7 +28,8 @@ def pytest_configure(config):
 # The longest tests (minutes each on 2 cores), started first: under xdist the workers then end together, instead of
 # one running a long test alone at the end while the other waits.
 LONGEST_FIRST = (
-    "tests/test_readme.py::test_readme_pruning_and_distillation_examples",
+    "tests/test_readme.py::test_readme_fine_tuning_pruning_and_distillation_examples",
+    "tests/compress/test_real_photos.py::test_prune_calls_out_a_collapse_and_distillation_recovers_it",
     "tests/test_readme.py::test_readme_model_and_file_examples",
     "tests/compress/test_int8_real_weights.py::test_label_free_qat_keeps_top1_on_labelled_photos",
     "tests/test_reliability.py::test_fuzzed_options_never_traceback_or_damage_an_export",

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deploykit.data.calibration import ARRAY_SUFFIXES, load_samples
-from deploykit.data.images import ImageFiles, find_images
+from deploykit.data.images import ImageFiles, evenly_spaced, find_images
 from deploykit.data.labelled import DIGITS_CLASSES, LabelledImages
 from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
@@ -45,13 +45,24 @@ def folder_classes(source: str) -> list[str]:
 
 
 def load_training_data(source: str, preprocess: Preprocess, num_classes: int | None = None, val_source: str | None = None,
-                       min_crop_scale: float = 0.08) -> TrainingData:
+                       min_crop_scale: float = 0.08, limit: int | None = None) -> TrainingData:
     """``digits`` (in memory: 1,797 tiny images), a labelled folder, or a flat folder of unlabelled photos, read on demand.
 
     Training images are augmented (random resized crop keeping at least ``min_crop_scale`` of the image, flip), validation
     images get the evaluation transform. Validation is ``val_source`` (a labelled folder) when given, else the last tenth
     of each class folder in file-name order (the same images on every run and in every command). Folders map to the
-    ``num_classes`` classes of a model that has them as ``eval`` maps them; without it the folders define the classes."""
+    ``num_classes`` classes of a model that has them as ``eval`` maps them; without it the folders define the classes.
+    ``limit``: train on at most this many of the training images, spread evenly over them (so over every class)."""
+    from torch.utils.data import Subset
+
+    data = _load(source, preprocess, num_classes, val_source, min_crop_scale)
+    if limit is None or limit >= len(data.train):
+        return data
+    return replace(data, train=Subset(data.train, evenly_spaced(range(len(data.train)), limit)))
+
+
+def _load(source: str, preprocess: Preprocess, num_classes: int | None, val_source: str | None,
+          min_crop_scale: float) -> TrainingData:
     from torch.utils.data import Subset
 
     if source == "digits":

@@ -106,7 +106,7 @@ def _compress_then_export(config: ExportConfig, ref: ModelRef, compression: Comp
         training = DistillConfig(epochs=compression.epochs, alpha=0.9 if compression.teacher else 0.0)
         val = str(compression.val) if compression.val else None
         result = run_distill(ref, compression.teacher, compression.data, training, stages_folder / step, config.input_size,
-                             val_source=val)
+                             val_source=val, limit=compression.limit)
         stages[step] = result.stage_record()
         ref = models[step] = ref.with_checkpoint(result.weights)
     exported = export(config, ref)

@@ -98,6 +98,7 @@ class PruneCheck:
     batch: int = 32  # the larger batch timed beside batch 1
     max_drop: float = 2.0  # top-1 points (or percent of disagreement) beyond which the loss is called out
     timing: bool = True
+    held_out: bool = False  # only the last tenth of each class folder of ``data`` (what train holds out of it)
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class Compression:
     epochs: int = 10
     val: Path | None = None  # held-out labelled photos the chain is judged on (else the held-out tenth of --data)
     max_drop: float = 1.0  # top-1 points the shipped file may lose against the original
+    limit: int | None = None  # train on at most this many photos of ``data``
 
     @property
     def requested(self) -> bool:
@@ -118,7 +120,7 @@ class Compression:
     def for_export(self, qat: bool) -> Compression:
         """The stages to run: with ``--int8 --qat`` alone, ``--data`` is the QAT images, not data to train on first."""
         trains = not qat or self.prune_ratio is not None or bool(self.teacher)
-        return self if trains else Compression(self.prune_ratio, self.teacher, None, self.epochs, self.val, self.max_drop)
+        return self if trains else Compression(self.prune_ratio, self.teacher, None, self.epochs, self.val, self.max_drop, self.limit)
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,7 @@ class EvalConfig:
     batch_size: int = 32
     workers: int = 2
     limit: int | None = None
+    held_out: bool = False  # only the last tenth of each class folder (what train holds out of it)
     input_size: int | None = None  # for an ONNX file with no manifest
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD

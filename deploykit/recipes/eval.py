@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from deploykit.bench.accuracy import nonfinite_images, nonfinite_note, topk_hits
 from deploykit.data import LabelledImages, evenly_spaced
 from deploykit.data.images import batches, loader
+from deploykit.data.training import held_out_indices
 from deploykit.errors import DeployKitError
 from deploykit.choices import MAX_WORKERS
 from deploykit.parity import run_all
@@ -58,7 +59,7 @@ def evaluate(reference: str, config: EvalConfig) -> EvalResult:
     dataset = LabelledImages(config.data, preprocess.transform, num_classes)
     if dataset.mapping.warning:
         notes.append(dataset.mapping.warning)
-    indices = evenly_spaced(range(len(dataset)), config.limit)
+    indices = evenly_spaced(held_out_indices(dataset.labels).tolist() if config.held_out else range(len(dataset)), config.limit)
     bench = BenchConfig(engine=config.engine, precision=config.precision, out=config.out, batches=(config.batch_size,))
     started = time.perf_counter()
     with make_runner(subject, bench, size) as runner:

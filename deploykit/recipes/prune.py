@@ -19,7 +19,7 @@ from deploykit.compress.configs import PruneConfig
 from deploykit.compress.prune import prune_model
 from deploykit.data import DEFAULT_HOLDOUT_DIR, LabelledImages
 from deploykit.data.images import batches, find_images, loader
-from deploykit.data.training import UnlabelledImages, folder_classes
+from deploykit.data.training import UnlabelledImages, folder_classes, held_out_indices
 from deploykit.errors import DeployKitError
 from deploykit.io import atomic_save_torch, ensure_writable_dir
 from deploykit.manifest import ONNX_NAME, PRUNED_NAME, ExportFolder
@@ -164,7 +164,7 @@ def prune_and_export(reference: str, weights: str | None, config: PruneConfig, o
     folder = Path(out) / ref.name
     size = ref.spec.checked_input_size(ref.input_size(input_size))
     preprocess = ref.preprocess(size)
-    dataset, source, labelled = _judging_images(check.data, preprocess, ref)
+    dataset, source, labelled = _judging_images(check, preprocess, ref)
     with stage("reading images for Taylor importance"):
         taylor = _first_images(dataset, 32) if config.method == "taylor" else None
     sizes = run_prune(ref, config, folder, size, taylor)
@@ -180,19 +180,27 @@ def prune_and_export(reference: str, weights: str | None, config: PruneConfig, o
         with stage(f"top-1 of both models on {source}", total=len(dataset), unit="images") as advance:
             accuracy = _accuracy(timing / ORIGINAL_NAME, timing / ONNX_NAME, dataset, source, labelled, advance)
         speeds, not_timed = _speeds(timing, size, check) if check.timing else ((), ("--no-timing",))
-    report = PruneReport(sizes, accuracy, speeds, not_timed, check, _distill_command(ref, folder, check.data))
+    report = PruneReport(sizes, accuracy, speeds, not_timed, check, _distill_command(ref, folder, check))
     ExportFolder(folder).update({"prune": report.as_dict()}, files=[ONNX_NAME, PRUNED_NAME])
     return report, result
 
 
-def _judging_images(data: str | None, preprocess, ref: ModelRef):
-    """(dataset of (image, label or -1), the images in words, labelled): a labelled folder, a flat folder, or the bundled
-    held-out photos."""
+def _judging_images(check: PruneCheck, preprocess, ref: ModelRef):
+    """(dataset of (image, label or -1), the images in words, labelled): a labelled folder (or its held-out tenth), a flat
+    folder, or the bundled held-out photos."""
+    from torch.utils.data import Subset
+
+    data = check.data
+    if check.held_out and not (data and folder_classes(data)):
+        raise DeployKitError("--held-out takes the last tenth of each class folder of --data: give --data a folder of class "
+                             "subfolders")
     if data is not None and folder_classes(data):
-        num_classes = (ref.builder_kwargs or {}).get("num_classes") or (ref.manifest.model.num_classes if ref.manifest
-                                                                       else ref.spec.num_classes)
-        dataset = LabelledImages(data, preprocess.transform, num_classes)
-        return dataset, f"{len(dataset)} labelled images of {data} ({dataset.mapping.describe()})", True
+        dataset = LabelledImages(data, preprocess.transform, ref.build_classes())
+        rule = dataset.mapping.describe()
+        if check.held_out:
+            dataset = Subset(dataset, held_out_indices(dataset.labels).tolist())
+            return dataset, f"{len(dataset)} held-out labelled images of {data} (the last tenth of each class; {rule})", True
+        return dataset, f"{len(dataset)} labelled images of {data} ({rule})", True
     folder = data or DEFAULT_HOLDOUT_DIR
     if data is not None and not Path(data).is_dir():
         raise DeployKitError(f"--data {data} does not exist or is not a folder; give a folder of photos (class subfolders "
@@ -242,8 +250,11 @@ def _speeds(folder: Path, size: int, check: PruneCheck) -> tuple[tuple[PruneSpee
     return tuple(speeds), tuple(not_timed)
 
 
-def _distill_command(ref: ModelRef, folder: Path, data: str | None) -> str:
+def _distill_command(ref: ModelRef, folder: Path, check: PruneCheck) -> str:
     teacher = ref.text if ref.manifest is not None or ":" in ref.text or ref.weights.reference is None else \
         f"{ref.name}:{ref.weights.reference}"
-    val = f" --val {data}" if data and folder_classes(data) else ""
-    return f"deploykit distill --teacher {teacher} --student {folder} --data TRAIN_DIR{val} --out runs/student"
+    if check.data and folder_classes(check.data):
+        training = check.data if check.held_out else f"TRAIN_DIR --val {check.data}"
+    else:
+        training = "TRAIN_DIR"
+    return f"deploykit distill --teacher {teacher} --student {folder} --data {training} --out runs/student"

@@ -97,11 +97,12 @@ class _Student:
 
 def run_distill(student: ModelRef | str, teacher: ModelRef | str | None, data_source: str, config: DistillConfig, out: Path,
                 input_size: int | None = None, resume: bool = True, on_epoch=None, workers: int | None = None,
-                val_source: str | None = None, new_head: bool = False) -> TrainingResult:
+                val_source: str | None = None, new_head: bool = False, limit: int | None = None) -> TrainingResult:
     """Distil (or, without a teacher, train) ``student`` on ``data_source`` into the folder ``out``.
 
     ``val_source``: a labelled folder of held-out photos to validate on (else the last tenth of each class folder);
-    ``new_head``: replace the classifier even where the folder's classes could map onto the model's."""
+    ``new_head``: replace the classifier even where the folder's classes could map onto the model's; ``limit``: train on
+    at most this many photos."""
     student_ref = student if isinstance(student, ModelRef) else parse_model_ref(student)
     teacher_ref = teacher if isinstance(teacher, ModelRef) or teacher is None else parse_model_ref(teacher)
     if student_ref.spec is None or student_ref.factory is not None:
@@ -112,7 +113,7 @@ def run_distill(student: ModelRef | str, teacher: ModelRef | str | None, data_so
     size = student_ref.spec.checked_input_size(student_ref.input_size(input_size))
     preprocess = student_ref.preprocess(size)
     teacher_classes = classifier_outputs(teacher_model) if teacher_model is not None else None
-    built = _student(student_ref, data_source, preprocess, config, val_source, new_head, teacher_classes)
+    built = _student(student_ref, _Data(data_source, preprocess, config, val_source, teacher_classes, limit), new_head)
     if built.head is not None:
         report(built.head.describe())
     if teacher_model is not None:
@@ -136,38 +137,53 @@ def run_distill(student: ModelRef | str, teacher: ModelRef | str | None, data_so
     return result
 
 
-def _student(ref: ModelRef, source: str, preprocess, config: DistillConfig, val_source: str | None, new_head: bool,
-             teacher_classes: int | None) -> _Student:
+@dataclass(frozen=True)
+class _Data:
+    """What training data to load, once the classes it maps onto are known."""
+
+    source: str
+    preprocess: object
+    config: DistillConfig
+    val_source: str | None
+    teacher_classes: int | None
+    limit: int | None
+
+    def load(self, num_classes: int | None) -> TrainingData:
+        data = load_training_data(self.source, self.preprocess, num_classes, self.val_source, self.config.min_crop_scale, self.limit)
+        if not data.labelled and self.teacher_classes is None:
+            raise DeployKitError(f"{self.source} holds photos with no class folders: there is nothing to train on without a "
+                                 "teacher; give class subfolders, or distil with --teacher")
+        return data
+
+
+def _student(ref: ModelRef, data: _Data, new_head: bool) -> _Student:
     """The model to train with its data: random weights take the folder's classes (unlabelled photos, the teacher's);
     trained weights keep their classes when the folder's map onto them, and get a new classifier for them otherwise."""
-    spec = ref.spec
     base_kwargs = {**_published_kwargs(ref), **(ref.builder_kwargs or {})}
-    if spec.has_aux_outputs:
+    if ref.spec.has_aux_outputs:
         base_kwargs["aux_logits"] = False
     if isinstance(ref.weights, RandomInit):
         if new_head:
             raise DeployKitError(f"--new-head replaces a pretrained classifier; {ref.text} has random weights, so its classifier "
                                  "is made for the folder's classes anyway: drop --new-head")
-        data = _data(source, preprocess, None, config, val_source, teacher_classes)
-        kwargs = {**base_kwargs, "num_classes": data.num_classes if data.labelled else teacher_classes or 0}
-        return _Student(ref.build(**kwargs), data, kwargs, data.classes or None, None, None)
+        loaded = data.load(None)
+        kwargs = {**base_kwargs, "num_classes": loaded.num_classes if loaded.labelled else data.teacher_classes}
+        return _Student(ref.build(**kwargs), loaded, kwargs, loaded.classes or None, None, None)
     model = ref.build()
     drop_aux_heads(model)
     outputs = classifier_outputs(model)
-    folders = folder_classes(source)
+    folders = folder_classes(data.source)
     if new_head and not folders:
-        raise DeployKitError(f"--new-head makes a classifier for the folder's classes, and {source} has no class folders")
+        raise DeployKitError(f"--new-head makes a classifier for the folder's classes, and {data.source} has no class folders")
     if folders and (new_head or not _classes_fit(folders, outputs, ref.classes)):
-        data = _data(source, preprocess, None, config, val_source, teacher_classes)
-        layer = replace_classifier(model, data.num_classes)
-        head = HeadChange(outputs, data.classes)
-        kwargs = {**base_kwargs, "num_classes": data.num_classes}
-        return _Student(model, data, kwargs if not ref.weights.pruned else {}, data.classes, head, layer)
-    data = _data(source, preprocess, outputs, config, val_source, teacher_classes)
-    if data.labelled and data.num_classes != outputs:
-        raise DeployKitError(f"student {ref.text} predicts {outputs} classes but the data has {data.num_classes}")
-    kwargs = {} if ref.weights.pruned else base_kwargs
-    return _Student(model, data, kwargs, ref.classes, None, None)
+        loaded = data.load(None)
+        layer = replace_classifier(model, loaded.num_classes)
+        kwargs = {} if ref.weights.pruned else {**base_kwargs, "num_classes": loaded.num_classes}
+        return _Student(model, loaded, kwargs, loaded.classes, HeadChange(outputs, loaded.classes), layer)
+    loaded = data.load(outputs)
+    if loaded.labelled and loaded.num_classes != outputs:
+        raise DeployKitError(f"student {ref.text} predicts {outputs} classes but the data has {loaded.num_classes}")
+    return _Student(model, loaded, {} if ref.weights.pruned else base_kwargs, ref.classes, None, None)
 
 
 def _classes_fit(folders: list[str], outputs: int, names: tuple[str, ...] | None) -> bool:
@@ -180,15 +196,6 @@ def _classes_fit(folders: list[str], outputs: int, names: tuple[str, ...] | None
     except DeployKitError:
         return False
     return mapping.rule in ("synsets", "integers") or mapping.warning is None
-
-
-def _data(source: str, preprocess, num_classes: int | None, config: DistillConfig, val_source: str | None,
-          teacher_classes: int | None) -> TrainingData:
-    data = load_training_data(source, preprocess, num_classes, val_source, config.min_crop_scale)
-    if not data.labelled and teacher_classes is None:
-        raise DeployKitError(f"{source} holds photos with no class folders: there is nothing to train on without a teacher; "
-                             "give class subfolders, or distil with --teacher")
-    return data
 
 
 def _published_kwargs(ref: ModelRef) -> dict:
