@@ -142,12 +142,9 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
             sync_buffers(student)
         seconds = time.perf_counter() - started
         top1 = validation_top1(student, data.val, workers=workers, labels=val_targets)
-        best_before = max((r.val_top1 for r in history), default=None)
         spent = sum(r.seconds for r in history) + seconds
         record = EpochRecord(epoch + 1, round(total / max(seen, 1), 5), round(seconds, 2), round(seen * world / seconds, 1), top1,
-                             round(spent / (epoch + 1) * (config.epochs - epoch - 1), 1),
-                             best_before is None or top1 > best_before,
-                             best_before is not None and 100 * (best_before - top1) >= COLLAPSE_POINTS)
+                             round(spent / (epoch + 1) * (config.epochs - epoch - 1), 1), *epoch_verdict(history, top1))
         history.append(record)
         if rank == 0:
             if record.best:
@@ -168,6 +165,14 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return TrainingOutcome(tuple(history), digest, world, estimate)
+
+
+def epoch_verdict(history: list[EpochRecord], top1: float) -> tuple[bool, bool]:
+    """(the best epoch so far, a collapse: at least COLLAPSE_POINTS below the best epoch before it)."""
+    best_before = max((r.val_top1 for r in history), default=None)
+    if best_before is None:
+        return True, False
+    return top1 > best_before, 100 * (best_before - top1) >= COLLAPSE_POINTS
 
 
 def _check(config: DistillConfig, teacher: nn.Module | None, data: TrainingData) -> None:

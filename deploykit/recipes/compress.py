@@ -23,14 +23,11 @@ from deploykit.manifest import INT8_NAME, ONNX_NAME, PRUNED_NAME, ExportFolder
 from deploykit.progress import stage
 from deploykit.recipes.configs import Compression, ExportConfig
 from deploykit.recipes.export import ExportResult, export, export_ref
-from deploykit.recipes.prune import ORIGINAL_NAME, run_prune
+from deploykit.recipes.prune import ORIGINAL_NAME, TIE, run_prune
 from deploykit.recipes.ref import ModelRef, parse_model_ref
 from deploykit.recipes.train import run_distill
 from deploykit.recipes.triton import check_triton_config, write_triton_repository
 from deploykit.runtime import OrtRunner
-
-TIE = 0.05  # latency ratios within 5% of 1 are this machine's noise
-
 
 @dataclass(frozen=True)
 class ChainVerdict:
@@ -42,6 +39,7 @@ class ChainVerdict:
     original_fastest: Combination | None
     shipped_fastest: Combination | None
     max_drop: float
+    latency: tuple[Combination, ...] = ()  # the original's, the exported FP32 file's and the shipped file's, every CPU runtime
 
     @property
     def drop_points(self) -> float:
@@ -68,7 +66,7 @@ class ChainVerdict:
                 "original_fastest": asdict(self.original_fastest) if self.original_fastest else None,
                 "shipped_fastest": asdict(self.shipped_fastest) if self.shipped_fastest else None,
                 "speedup": round(self.speedup, 3) if self.speedup else None, "max_drop": self.max_drop,
-                "passed": not self.failures(), "failures": self.failures()}
+                "latency": [asdict(c) for c in self.latency], "passed": not self.failures(), "failures": self.failures()}
 
 
 def compress_and_export(config: ExportConfig, compression: Compression = Compression()) -> ExportResult:
@@ -142,20 +140,21 @@ def _judge(original: ModelRef, models: dict[str, ModelRef], exported: ExportResu
         timing = Path(work) / "timing"
         timing.mkdir()
         os.link(unpruned.onnx_path, timing / ORIGINAL_NAME)
-        os.link(exported.folder / shipped, timing / shipped)
+        files = {ORIGINAL_NAME: ("fp32", True), ONNX_NAME: ("fp32", True)} | ({INT8_NAME: ("int8", True)} if shipped == INT8_NAME else {})
+        for name in files.keys() - {ORIGINAL_NAME}:
+            os.link(exported.folder / name, timing / name)
         top1 = {name: _top1(OrtRunner(unpruned.onnx_path) if name == "original" else _torch_runner(ref, preprocess.size), dataset)
                 for name, ref in models.items()}
         top1[shipped] = _top1(OrtRunner(exported.folder / shipped), dataset)
         timings = None
         if config.time_runtimes:
             batch = 1 if config.dynamic_batch else config.batch
-            with stage("timing the original against the shipped file on every CPU runtime, interleaved"):
-                timings = time_runtimes_apart(timing, {ORIGINAL_NAME: ("fp32", True), shipped: ("int8" if shipped == INT8_NAME
-                                                                                                 else "fp32", True)},
-                                              (batch, 3, preprocess.size, preprocess.size))
-    fastest = {name: min((c for c in timings.combinations if c.file == name), key=lambda c: c.p50_ms, default=None)
-               for name in (ORIGINAL_NAME, shipped)} if timings else {ORIGINAL_NAME: None, shipped: None}
-    return ChainVerdict(source, top1, shipped, fastest[ORIGINAL_NAME], fastest[shipped], compression.max_drop)
+            with stage("timing the original against the exported files on every CPU runtime, interleaved"):
+                timings = time_runtimes_apart(timing, files, (batch, 3, preprocess.size, preprocess.size))
+    combinations = timings.combinations if timings else ()
+    fastest = {name: min((c for c in combinations if c.file == name), key=lambda c: c.p50_ms, default=None)
+               for name in (ORIGINAL_NAME, shipped)}
+    return ChainVerdict(source, top1, shipped, fastest[ORIGINAL_NAME], fastest[shipped], compression.max_drop, combinations)
 
 
 def _held_out(compression: Compression, preprocess, num_classes: int):

@@ -118,6 +118,7 @@ def run_distill(student: ModelRef | str, teacher: ModelRef | str | None, data_so
         report(built.head.describe())
     if teacher_model is not None:
         _check_teacher(teacher_model, teacher_ref, built)
+        teacher_model = _fed_as_trained(teacher_model, teacher_ref, preprocess)
     val_targets = None if built.data.labelled else predictions(teacher_model, built.data.val, workers)
     start_top1 = validation_top1(built.model, built.data.val, workers=workers, labels=val_targets)
     teacher_top1 = (validation_top1(teacher_model, built.data.val, workers=workers) if teacher_model is not None and built.data.labelled
@@ -209,6 +210,33 @@ def _teacher(ref: ModelRef) -> torch.nn.Module:
     teacher = ref.build()
     drop_aux_heads(teacher)
     return teacher
+
+
+class _Renormalized(torch.nn.Module):
+    """The teacher behind a per-channel affine map: images normalized for the student, as the teacher was trained."""
+
+    def __init__(self, teacher: torch.nn.Module, scale: list[float], shift: list[float]) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.register_buffer("scale", torch.tensor(scale).view(1, 3, 1, 1))
+        self.register_buffer("shift", torch.tensor(shift).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.teacher(images * self.scale + self.shift)
+
+
+def _fed_as_trained(teacher: torch.nn.Module, ref: ModelRef, student) -> torch.nn.Module:
+    """The teacher sees the student's batches: where its own mean and std differ, undo the student's and apply its own;
+    a different resize or crop cannot be undone, and is refused."""
+    own = ref.preprocess(student.size)
+    if (own.resize, own.interpolation) != (student.resize, student.interpolation):
+        raise DeployKitError(f"teacher {ref.text} takes images resized to {own.resize} ({own.interpolation}) for {own.size}x{own.size}, "
+                             f"the student {student.resize} ({student.interpolation}): distil between models fed the same way")
+    if (own.mean, own.std) == (student.mean, student.std):
+        return teacher
+    scale = [s / t for s, t in zip(student.std, own.std)]
+    shift = [(m - tm) / t for m, tm, t in zip(student.mean, own.mean, own.std)]
+    return _Renormalized(teacher, scale, shift).eval()
 
 
 def _check_teacher(teacher: torch.nn.Module, ref: ModelRef, student: _Student) -> None:

@@ -175,3 +175,17 @@ def test_two_process_ddp_run_agrees_on_weights(train_on_digits, tmp_path):
     assert sorted(reports) == ["0", "1"] and len(set(reports.values())) == 1, proc.stdout[-2000:]
     history = json.loads((tmp_path / "history.json").read_text())
     assert history["world_size"] == 2 and np.isfinite(history["history"][0]["train_loss"])
+
+
+def test_a_validation_collapse_is_marked_and_told_in_red():
+    """93% -> 75% -> 30%, as the digits run went: the fall of 18 points and more below the best epoch is a collapse."""
+    from deploykit import cli_render
+    from deploykit.compress.distill import EpochRecord, epoch_verdict
+
+    history = []
+    for epoch, top1 in enumerate([0.93, 0.75, 0.30, 0.95], start=1):
+        history.append(EpochRecord(epoch, 1.0, 1.0, 1.0, top1, 0.0, *epoch_verdict(history, top1)))
+    assert [(r.best, r.collapsed) for r in history] == [(True, False), (False, True), (False, True), (True, False)]
+    with cli_render.console.capture() as captured:
+        cli_render.epoch(history[2])
+    assert "VALIDATION COLLAPSED in epoch 3: top-1 30.00%" in captured.get() and "best.pth keeps the best one" in captured.get()

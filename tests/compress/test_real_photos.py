@@ -112,3 +112,18 @@ def test_the_chain_refuses_a_variant_that_loses_too_much(teacher, photos, tmp_pa
     assert not chain["passed"] and chain["drop_points"] > 0.5 and "CHAIN FAILED: it lost" in text
     assert set(chain["top1"]) == {"original", "pruned", "train", "model.onnx"}
     assert eval_top1(tmp_path, tmp_path / "out" / "mobilenet_v2", photos["val"]) == chain["top1"]["model.onnx"]
+
+
+def test_label_free_distillation_from_a_flat_folder_of_photos(teacher, photos, tmp_path):
+    """Photos with no class folders: the student learns from the teacher alone and is judged by agreement with it."""
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for photo in sorted(photos["train"].rglob("*.jpg"))[::5]:
+        (flat / f"{photo.parent.name}-{photo.name}").symlink_to(photo.resolve())
+    folder, _ = teacher
+    result, text = run_cli("distill", "--teacher", folder, "--student", "cifar_resnet20", "--data", flat, "--epochs", 1,
+                           "--workers", 0, "--out", tmp_path / "student")
+    assert result.exit_code == 0, result.output
+    training = manifest(tmp_path / "student")["training"]
+    assert training["metric"] == "agreement with the teacher's top-1" and "teacher's predictions are the targets" in text
+    assert manifest(tmp_path / "student")["model"]["num_classes"] == 10 and 0 <= training["best_val_top1"] <= 1
