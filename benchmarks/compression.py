@@ -250,8 +250,29 @@ def to_markdown(machine: dict, logs: list[dict]) -> str:
             lines.append(f"| {row['variant']} | {row['macs'] / 1e6:.1f} | {row['top1']['ort']:.2f} | {row['top1']['openvino']:.2f} | "
                          + " | ".join(cells) + " |")
         notes = [f"- {row['variant']}: {row['note']}" for row in log["rows"] if row.get("note")]
-        lines += ["", *notes, "", "```json", json.dumps(log["summary"], indent=1), "```", ""]
+        lines += ["", *notes, *targets(log["summary"]), ""]
+    if machine.get("notes"):
+        lines += ["## Notes on this run", "", *[f"- {note}" for note in machine["notes"]], ""]
     return "\n".join(lines) + "\n"
+
+
+def targets(summary: dict) -> list[str]:
+    """The issue's targets as a table: the figure measured, met or not."""
+    teacher, final, pruning = summary["teacher"], summary.get("pruned_distilled_int8"), summary["pruning_alone"]
+    lines = ["", "| target | measured | met |", "|---|---|---|",
+             f"| teacher top-1 >= 90% | {teacher['top1']:.2f}% | {'yes' if teacher['met'] else 'no'} |"]
+    if final:
+        lines.append(f"| pruned + distilled + INT8 >= 2.5x the teacher's FP32, each on its fastest runtime (batch 1), within "
+                     f"1.0 point | {final['variant']}: {final['speedup']}x on {final['fastest'][0]}, "
+                     f"{final['drop_points']:.2f} points lost | {'yes' if final['met'] else 'no'} |")
+    fastest = max(pruning["all"], key=lambda p: p["speedup"], default=None)
+    best = pruning["best"] or min(pruning["all"], key=lambda p: p["drop_points"], default=None)
+    if best:
+        lines.append(f"| pruning alone >= 1.6x FP32 vs FP32 on one runtime, <= 1.0 point after distillation | {best['variant']}: "
+                     f"{best['speedup']}x on {best['runtime']}, {best['drop_points']:.2f} points lost (fastest: {fastest['variant']}, "
+                     f"{fastest['speedup']}x on {fastest['runtime']}, {fastest['drop_points']:.2f} lost) | "
+                     f"{'yes' if pruning['met'] else 'no'} |")
+    return lines
 
 
 def main() -> None:
@@ -270,12 +291,16 @@ def main() -> None:
                         help="Pruning ratios for EfficientNet-Lite0 (one, to fit the run in 90 minutes).")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--time", type=Path, help=argparse.SUPPRESS)  # internal: time the files of a spec
+    parser.add_argument("--markdown-from", type=Path, help="Only write compression.md again from a compression.json.")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: one model, in a process of its own
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.time:
         return time_files(args.time)
+    if args.markdown_from:
+        results = json.loads(args.markdown_from.read_text())
+        return (args.out / "compression.md").write_text(to_markdown(results["machine"], results["results"]))
     if args.one:
         result = one_model(args.one, args.weights, args, args.workdir)
         return (args.workdir / "result.json").write_text(json.dumps(result))

@@ -240,7 +240,7 @@ def training(result: TrainingResult) -> None:
 
 def chain(verdict: ChainVerdict) -> None:
     stages = ", ".join(f"{name} {top1:.2%}" for name, top1 in verdict.top1.items())
-    console.print(f"chain top-1 on {verdict.source}: {stages} ({verdict.drop_points:+.2f} points lost)")
+    console.print(f"chain top-1 on {verdict.source}: {stages} ({verdict.drop_points:.2f} points lost)")
     if verdict.speedup is not None:
         console.print(f"chain speed, each on its fastest CPU runtime: original {verdict.original_fastest.describe()} -> "
                       f"{verdict.shipped_fastest.describe()} ({verdict.speedup:.2f}x)")

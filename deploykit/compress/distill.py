@@ -36,11 +36,10 @@ from deploykit.data.images import batches, loader
 from deploykit.data.training import TrainingData, array_dataset
 from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_json
+from deploykit.manifest import BEST_NAME, LAST_NAME
 from deploykit.progress import report, stage
 
 CHECKPOINT = "checkpoint.pth"  # everything a rerun resumes from
-BEST = "best.pth"  # the weights of the epoch with the best validation top-1: what the folder stands for as a model
-LAST = "last.pth"  # the weights after the last epoch
 COLLAPSE_POINTS = 10.0  # an epoch this many points below the best one so far has collapsed
 
 
@@ -148,14 +147,14 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
         history.append(record)
         if rank == 0:
             if record.best:
-                save_student(out / BEST, student, student_source)
+                save_student(out / BEST_NAME, student, student_source)
             save_checkpoint(out / CHECKPOINT, student, optimizer, schedule, scaler, epoch, [asdict(r) for r in history], config,
                             student_source)
         if on_epoch is not None and rank == 0:
             on_epoch(record)
     student.to("cpu", memory_format=torch.contiguous_format)
     if rank == 0:
-        save_student(out / LAST, student, student_source)
+        save_student(out / LAST_NAME, student, student_source)
         atomic_write_json(out / "history.json", {"config": asdict(config), "source": student_source, "world_size": world,
                                                  "teacher": teacher is not None, "history": [asdict(r) for r in history]})
     digest = weights_digest(student)

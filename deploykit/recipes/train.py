@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from deploykit.compress.configs import DistillConfig
-from deploykit.compress.distill import BEST, EpochRecord, distill, predictions, validation_top1
+from deploykit.compress.distill import EpochRecord, distill, predictions, validation_top1
 from deploykit.data.labelled import class_mapping
 from deploykit.data.training import TrainingData, folder_classes, load_training_data
 from deploykit.errors import DeployKitError
@@ -124,7 +124,7 @@ def run_distill(student: ModelRef | str, teacher: ModelRef | str | None, data_so
     teacher_top1 = (validation_top1(teacher_model, built.data.val, workers=workers) if teacher_model is not None and built.data.labelled
                     else None)
     source = {"name": student_ref.name, "kwargs": built.kwargs, "pruned": student_ref.weights.pruned,
-              "weights": student_ref.weights.reference}
+              "weights": student_ref.weights.reference, "data": {"source": data_source, "val": val_source, "limit": limit}}
     outcome = distill(built.model, teacher_model, built.data, config, out, source, resume=resume, on_epoch=on_epoch, workers=workers,
                       head=built.new_layer)
     result = TrainingResult(out, outcome.history, start_top1, teacher_top1, outcome.world_size, outcome.weights_sha256, config,
