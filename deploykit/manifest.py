@@ -1,10 +1,9 @@
 """Export folders and their ``manifest.json``: the one type that writes and reads them.
 
-A folder written by ``deploykit export`` (or ``prune``) holds ``model.onnx``, maybe ``model.int8.onnx``
-or ``pruned.pth``, and ``manifest.json``; one written by ``train`` or ``distill`` holds ``best.pth`` and ``last.pth``
-instead. The manifest says what the model is (``ModelRecord``, with its class names when it has them), what it takes
-(``InputRecord``), the sha256 of every file, and sections of measured figures that recipes add
-(parity, int8, stages, prune). Readers get typed records, never key paths.
+A folder written by ``deploykit export`` (or ``prune``) holds ``model.onnx``, maybe ``model.int8.onnx`` or ``pruned.pth``,
+and ``manifest.json``; one written by ``train`` or ``distill`` holds ``best.pth`` and ``last.pth`` instead. The manifest
+says what the model is (``ModelRecord``, with its class names when it has them), what it takes (``InputRecord``), the
+sha256 of every file, and sections of measured figures recipes add (parity, int8, stages, prune). Readers get typed records.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deploykit.choices import MAX_INPUT_SIZE
+from deploykit.choices import INTERPOLATIONS, MAX_INPUT_SIZE
 from deploykit.errors import DeployKitError
 from deploykit.io import (atomic_write_json, exchange_paths, exclusive_lock, make_temporary_dir, recover_interrupted_exchange,
                           sha256_file)
@@ -199,6 +198,8 @@ def _check_fields(model: ModelRecord, inputs: InputRecord | None, files: object,
             raise wrong(f"input.{name}", "a list of 3 finite numbers" + (" above 0" if name == "std" else ""), values)
     if not is_int(inputs.resize, 1, 4 * MAX_INPUT_SIZE):
         raise wrong("input.resize", "a positive integer", inputs.resize)
+    if inputs.interpolation not in INTERPOLATIONS:
+        raise wrong("input.interpolation", f"one of {', '.join(INTERPOLATIONS)}", inputs.interpolation)
 
 
 def _carry_over(live: Path, staging: Path) -> None:

@@ -145,13 +145,13 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
         record = EpochRecord(epoch + 1, round(total / max(seen, 1), 5), round(seconds, 2), round(seen * world / seconds, 1), top1,
                              round(spent / (epoch + 1) * (config.epochs - epoch - 1), 1), *epoch_verdict(history, top1))
         history.append(record)
+        if on_epoch is not None and rank == 0:  # reported before its checkpoint is written
+            on_epoch(record)
         if rank == 0:
             if record.best:
                 save_student(out / BEST_NAME, student, student_source)
             save_checkpoint(out / CHECKPOINT, student, optimizer, schedule, scaler, epoch, [asdict(r) for r in history], config,
                             student_source)
-        if on_epoch is not None and rank == 0:
-            on_epoch(record)
     student.to("cpu", memory_format=torch.contiguous_format)
     if rank == 0:
         save_student(out / LAST_NAME, student, student_source)

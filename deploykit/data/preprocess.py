@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 # torchvision's evaluation recipe crops 224 out of 256: the crop covers 87.5% of the resized image.
 CROP_FRACTION = 0.875
-INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 
 
 @dataclass(frozen=True)

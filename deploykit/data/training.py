@@ -130,7 +130,7 @@ def finetune_images(folder: str | Path, preprocess: Preprocess, num_classes: int
         if num_classes < 10:
             raise DeployKitError(f"the digits have 10 classes and the model {num_classes}: its labels would be out of range; "
                                  "give --data a folder of your own images")
-        return _digits(preprocess.size, 0).train, True
+        return _digits(preprocess.size).train, True
     folder = Path(folder)
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []  # .DS_Store and the like
     if folder.suffix in ARRAY_SUFFIXES or any(p.suffix in ARRAY_SUFFIXES for p in entries):
