@@ -70,7 +70,12 @@ class TrainingOutcome:
 
     @property
     def best(self) -> EpochRecord:
-        return max(self.history, key=lambda r: (r.val_top1, -r.epoch))
+        return best_epoch(self.history)
+
+
+def best_epoch(history) -> EpochRecord:
+    """The epoch whose weights are best.pth: the highest validation top-1, the earliest of equals."""
+    return max(history, key=lambda r: (r.val_top1, -r.epoch))
 
 
 def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, config: DistillConfig, out: Path,
@@ -110,7 +115,8 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
     estimate = None
     if len(history) < config.epochs:
         size = data.val[0][0].shape  # the images' shape, read from a validation image
-        estimate = estimate_seconds(lambda model, inputs, labels: _loss(model(inputs).float(), labels, teacher, inputs, config),
+        estimate = estimate_seconds(lambda model, inputs, labels: _loss(model(inputs).float(), labels, teacher, inputs, config,
+                                                                        data.labelled),
                                     student, (config.batch_size, *size), data.num_classes if data.labelled else 0,
                                     len(train_loader), len(data.val), config.epochs - len(history), device)
         if rank == 0:
@@ -126,7 +132,7 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
                 inputs = inputs.to(device, non_blocking=True, memory_format=memory_format(device))
                 labels = labels.to(device, non_blocking=True)
                 with _autocast(device, config.amp):
-                    loss = _loss(model(inputs).float(), labels, teacher, inputs, config)
+                    loss = _loss(model(inputs).float(), labels, teacher, inputs, config, data.labelled)
                 if not torch.isfinite(loss):
                     raise DeployKitError(f"the training loss became {loss.item()} in epoch {epoch + 1}: lower --lr "
                                          f"(now {config.lr}) or check the images")
@@ -187,8 +193,8 @@ def _check(config: DistillConfig, teacher: nn.Module | None, data: TrainingData)
         raise DeployKitError("photos with no labels have nothing to train on without a teacher")
 
 
-def _loss(logits: torch.Tensor, labels: torch.Tensor, teacher: nn.Module | None, inputs: torch.Tensor, config: DistillConfig) -> torch.Tensor:
-    labelled = bool((labels >= 0).all())
+def _loss(logits: torch.Tensor, labels: torch.Tensor, teacher: nn.Module | None, inputs: torch.Tensor, config: DistillConfig,
+          labelled: bool) -> torch.Tensor:
     if teacher is None or config.alpha == 0:
         return F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
     with torch.no_grad():

@@ -9,7 +9,6 @@ faster than the original, fails the chain: the manifest records it and the comma
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from deploykit.manifest import INT8_NAME, ONNX_NAME, PRUNED_NAME, ExportFolder
 from deploykit.progress import stage
 from deploykit.recipes.configs import Compression, ExportConfig
 from deploykit.recipes.export import ExportResult, export, export_ref
-from deploykit.recipes.prune import ORIGINAL_NAME, TIE, run_prune
+from deploykit.recipes.prune import ORIGINAL_NAME, TIE, beside_the_original, run_prune
 from deploykit.recipes.ref import ModelRef, parse_model_ref
 from deploykit.recipes.train import run_distill
 from deploykit.recipes.triton import check_triton_config, write_triton_repository
@@ -133,19 +132,13 @@ def _judge(original: ModelRef, models: dict[str, ModelRef], exported: ExportResu
         return None
     dataset, source = held_out
     shipped = INT8_NAME if exported.int8 is not None else ONNX_NAME
+    files = {ORIGINAL_NAME: ("fp32", True), ONNX_NAME: ("fp32", True)} | ({INT8_NAME: ("int8", True)} if shipped == INT8_NAME else {})
     with tempfile.TemporaryDirectory(prefix="deploykit-chain-") as work:
-        with stage("exporting the original model to judge the chain against"):
-            unpruned = export(ExportConfig(out=Path(work), input_size=preprocess.size, dynamic_batch=config.dynamic_batch,
-                                           time_runtimes=False), original)
-        timing = Path(work) / "timing"
-        timing.mkdir()
-        os.link(unpruned.onnx_path, timing / ORIGINAL_NAME)
-        files = {ORIGINAL_NAME: ("fp32", True), ONNX_NAME: ("fp32", True)} | ({INT8_NAME: ("int8", True)} if shipped == INT8_NAME else {})
-        for name in files.keys() - {ORIGINAL_NAME}:
-            os.link(exported.folder / name, timing / name)
-        top1 = {name: _top1(OrtRunner(unpruned.onnx_path) if name == "original" else _torch_runner(ref, preprocess.size), dataset)
+        timing = beside_the_original(original, preprocess.size, config.dynamic_batch, Path(work),
+                                     {name: exported.folder / name for name in files if name != ORIGINAL_NAME})
+        top1 = {name: _top1(OrtRunner(timing / ORIGINAL_NAME) if name == "original" else _torch_runner(ref, preprocess.size), dataset)
                 for name, ref in models.items()}
-        top1[shipped] = _top1(OrtRunner(exported.folder / shipped), dataset)
+        top1[shipped] = _top1(OrtRunner(timing / shipped), dataset)
         timings = None
         if config.time_runtimes:
             batch = 1 if config.dynamic_batch else config.batch

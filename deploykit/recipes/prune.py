@@ -171,18 +171,26 @@ def prune_and_export(reference: str, weights: str | None, config: PruneConfig, o
     exporting = ExportConfig(out=out, input_size=size, dynamic_batch=True, time_runtimes=False)
     result = export(exporting, ref.with_checkpoint(folder / PRUNED_NAME))
     with tempfile.TemporaryDirectory(prefix="deploykit-prune-") as work:
-        with stage("exporting the unpruned model to judge against"):
-            original = export(ExportConfig(out=Path(work), input_size=size, dynamic_batch=True, time_runtimes=False), ref)
-        timing = Path(work) / "timing"
-        timing.mkdir()
-        os.link(original.onnx_path, timing / ORIGINAL_NAME)
-        os.link(result.onnx_path, timing / ONNX_NAME)
+        timing = beside_the_original(ref, size, True, Path(work), {ONNX_NAME: result.onnx_path})
         with stage(f"top-1 of both models on {source}", total=len(dataset), unit="images") as advance:
             accuracy = _accuracy(timing / ORIGINAL_NAME, timing / ONNX_NAME, dataset, source, labelled, advance)
         speeds, not_timed = _speeds(timing, size, check) if check.timing else ((), ("--no-timing",))
     report = PruneReport(sizes, accuracy, speeds, not_timed, check, _distill_command(ref, folder, check))
     ExportFolder(folder).update({"prune": report.as_dict()}, files=[ONNX_NAME, PRUNED_NAME])
     return report, result
+
+
+def beside_the_original(ref: ModelRef, size: int, dynamic_batch: bool, work: Path, files: dict[str, Path]) -> Path:
+    """A folder in ``work`` holding the model ``ref`` exported as it is (``unpruned.onnx``) and links to ``files`` (name ->
+    path): what a compressed model is judged and timed against, side by side."""
+    with stage("exporting the original model to judge against"):
+        original = export(ExportConfig(out=work, input_size=size, dynamic_batch=dynamic_batch, time_runtimes=False), ref)
+    folder = work / "timing"
+    folder.mkdir()
+    os.link(original.onnx_path, folder / ORIGINAL_NAME)
+    for name, path in files.items():
+        os.link(path, folder / name)
+    return folder
 
 
 def _judging_images(check: PruneCheck, preprocess, ref: ModelRef):

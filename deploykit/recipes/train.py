@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from deploykit.compress.configs import DistillConfig
-from deploykit.compress.distill import EpochRecord, distill, predictions, validation_top1
+from deploykit.compress.distill import EpochRecord, best_epoch, distill, predictions, validation_top1
 from deploykit.data.labelled import class_mapping
 from deploykit.data.training import TrainingData, folder_classes, load_training_data
 from deploykit.errors import DeployKitError
@@ -66,7 +66,7 @@ class TrainingResult:
 
     @property
     def best(self) -> EpochRecord:
-        return max(self.history, key=lambda r: (r.val_top1, -r.epoch))
+        return best_epoch(self.history)
 
     @property
     def metric(self) -> str:
