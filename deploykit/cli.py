@@ -273,7 +273,7 @@ def prune_command(name, weights, ratio, target_macs, method, global_pruning, rou
 @cli.command("distill")
 @click.option("--teacher", required=True, help="The trained teacher: a folder written by train, NAME:CHECKPOINT or NAME:IMAGENET1K_V1.")
 @click.option("--student", required=True, help="NAME, NAME:CHECKPOINT or a folder written by `deploykit prune` or train.")
-@click.option("--temperature", type=click.FloatRange(min=0, min_open=True), default=DistillConfig.temperature, show_default=True)
+@click.option("--temperature", type=FiniteFloatRange(min=0, min_open=True), default=DistillConfig.temperature, show_default=True)
 @click.option("--alpha", type=FiniteFloatRange(0, 1), default=DistillConfig.alpha, show_default=True,
               help="Weight of the soft (teacher) loss; unlabelled photos use the soft loss alone.")
 @training_options

@@ -55,7 +55,7 @@ training_options = apply([
     click.option("--new-head", is_flag=True, help="Replace the classifier with a new one for --data's classes even where the "
                  "folders could map onto the model's (a pretrained model whose classes differ gets one anyway)."),
     click.option("--epochs", type=click.IntRange(min=1), default=DistillConfig.epochs, show_default=True),
-    click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=DistillConfig.lr, show_default=True,
+    click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=DistillConfig.lr, show_default=True,
                  help="Peak learning rate (SGD, Nesterov) of a new classifier, or of every layer without one."),
     click.option("--backbone-lr", type=FiniteFloatRange(0, 1, min_open=True), default=DistillConfig.backbone_lr,
                  show_default=True, help="Under a new classifier: the pretrained layers' rate, as a fraction of --lr."),
