@@ -56,15 +56,14 @@ def nncf_files(fp32: Path, calibration: Path, out: Path) -> None:
 
 def executed_graph(path: Path) -> dict[str, int]:
     """What OpenVINO's CPU plugin runs for a file: its executed layers counted by type and runtime precision."""
-    import openvino as ov
+    from deploykit.runtime.openvino_runner import compiled_on
 
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
     counts: dict[str, int] = {}
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        info = op.get_rt_info()
-        key = f"{info['layerType'].astype(str)} {info['runtimePrecision'].astype(str)}"
-        counts[key] = counts.get(key, 0) + 1
+    with compiled_on(path, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}) as compiled:
+        for op in compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            key = f"{info['layerType'].astype(str)} {info['runtimePrecision'].astype(str)}"
+            counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items()))
 
 

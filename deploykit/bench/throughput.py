@@ -32,31 +32,31 @@ def stream_throughput(path: Path, runtime: str, x: np.ndarray, streams: int, req
 
 
 def _openvino(path: Path, x: np.ndarray, streams: int, requests: int, warmup: int) -> LatencyStats:
-    from deploykit.runtime.openvino_runner import import_openvino
+    from deploykit.runtime.openvino_runner import compiled_on, import_openvino
 
     ov = import_openvino()
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(path)), "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams,
-                                                                      "INFERENCE_PRECISION_HINT": "f32"})
-    queue = ov.AsyncInferQueue(compiled, streams)
-    started: dict[int, float] = {}
-    latencies: list[float] = []
+    with compiled_on(path, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams, "INFERENCE_PRECISION_HINT": "f32"}) as compiled:
+        queue = ov.AsyncInferQueue(compiled, streams)
+        started: dict[int, float] = {}
+        latencies: list[float] = []
 
-    def done(request, index: int) -> None:
-        latencies.append(time.perf_counter() - started[index])
+        def done(request, index: int) -> None:
+            latencies.append(time.perf_counter() - started[index])
 
-    queue.set_callback(done)
-    for index in range(warmup * streams):
-        started[index] = time.perf_counter()
-        queue.start_async({0: x}, index)
-    queue.wait_all()
-    latencies.clear()
-    begin = time.perf_counter()
-    for index in range(requests):
-        started[index] = time.perf_counter()
-        queue.start_async({0: x}, index)
-    queue.wait_all()
-    return _stats(len(x), requests, warmup * streams, time.perf_counter() - begin, latencies)
+        queue.set_callback(done)
+        for index in range(warmup * streams):
+            started[index] = time.perf_counter()
+            queue.start_async({0: x}, index)
+        queue.wait_all()
+        latencies.clear()
+        begin = time.perf_counter()
+        for index in range(requests):
+            started[index] = time.perf_counter()
+            queue.start_async({0: x}, index)
+        queue.wait_all()
+        elapsed = time.perf_counter() - begin
+        del queue
+    return _stats(len(x), requests, warmup * streams, elapsed, latencies)
 
 
 def _onnxruntime(path: Path, x: np.ndarray, streams: int, requests: int, warmup: int) -> LatencyStats:

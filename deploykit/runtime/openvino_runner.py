@@ -1,7 +1,18 @@
-"""Runs an ONNX file (FP32 or Q/DQ INT8) with OpenVINO on the CPU: what Intel CPU and edge users deploy with."""
+"""Runs an ONNX file (FP32 or Q/DQ INT8) with OpenVINO on the CPU: what Intel CPU and edge users deploy with.
+
+OpenVINO's CPU plugin installs an alternate signal stack (``sigaltstack``) for each compiled model and, when the model is
+released, restores the one it replaced. Released out of order, the thread is left with a signal stack that is already
+unmapped, and the next signal with a handler (Ctrl-C, SIGCHLD, SIGUSR1) kills the process with SIGSEGV and no
+traceback (docs/openvino-sigaltstack.md). So the OpenVINO objects of every runner are held on one stack here and
+released last-loaded first, whatever order the runners are closed in.
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +27,61 @@ def import_openvino():
     except ImportError as exc:
         raise DeployKitError("OpenVINO is not installed; install it with: pip install 'deploykit[openvino]'") from exc
     return openvino
+
+
+class _Loaded:
+    """One runner's OpenVINO objects (core, compiled model, request), kept until every later one is released."""
+
+    def __init__(self, *objects) -> None:
+        self.objects = list(objects)
+        self.closed = False
+
+
+_LOADED: list[_Loaded] = []
+_LOADED_LOCK = threading.Lock()
+
+
+def _hold(*objects) -> _Loaded:
+    loaded = _Loaded(*objects)
+    with _LOADED_LOCK:
+        _LOADED.append(loaded)
+    return loaded
+
+
+def _release(loaded: _Loaded) -> None:
+    """Mark ``loaded`` closed, then release from the top of the stack down while the top is closed."""
+    with _LOADED_LOCK:
+        loaded.closed = True
+        while _LOADED and _LOADED[-1].closed:
+            top = _LOADED.pop()
+            while top.objects:
+                top.objects.pop()  # request, then compiled model, then core: the reverse of their creation
+
+
+@atexit.register
+def _release_all() -> None:
+    """Runners never closed are released at exit, last-loaded first, before the interpreter tears modules down."""
+    for loaded in reversed(list(_LOADED)):
+        _release(loaded)
+
+
+@contextlib.contextmanager
+def compiled_on(path: Path, device: str, config: dict) -> Iterator:
+    """OpenVINO's compiled model of ``path``, released in stack order when the block ends (for code that needs the
+    compiled model itself, such as an AsyncInferQueue)."""
+    ov = import_openvino()
+    core = ov.Core()
+    try:
+        compiled = core.compile_model(core.read_model(str(path)), device, config)
+    except RuntimeError as exc:
+        raise DeployKitError(f"OpenVINO cannot load {path} on {device}: {first_line(exc)}") from exc
+    loaded = _hold(core, compiled)
+    del core
+    try:
+        yield compiled
+    finally:
+        del compiled
+        _release(loaded)
 
 
 class OpenVinoRunner(Runner):
@@ -35,6 +101,7 @@ class OpenVinoRunner(Runner):
         self.hint = hint
         self.compiled = None
         self.request = None
+        self._loaded: _Loaded | None = None
 
     def load_impl(self) -> None:
         ov = import_openvino()
@@ -49,6 +116,7 @@ class OpenVinoRunner(Runner):
         except RuntimeError as exc:
             raise DeployKitError(f"OpenVINO cannot load {self.path} on {self.device}: {first_line(exc)}") from exc
         self.request = self.compiled.create_infer_request()
+        self._loaded = _hold(core, self.compiled, self.request)
 
     def input_metadata(self) -> InputMetadata:
         port = self.compiled.input(0)
@@ -61,3 +129,6 @@ class OpenVinoRunner(Runner):
     def close_impl(self) -> None:
         self.request = None
         self.compiled = None
+        if self._loaded is not None:
+            _release(self._loaded)
+            self._loaded = None
