@@ -63,12 +63,13 @@ def serving(repo: Path, ports: Ports = Ports(), start_timeout_s: float = DEFAULT
 
 
 def serve_until_stopped(repo: Path, ports: Ports, start_timeout_s: float, on_ready: Callable[[Serving], None]) -> None:
-    """Serve until Ctrl-C or SIGTERM (a clean stop), or until the server stops by itself (then one line)."""
+    """Serve until Ctrl-C, SIGTERM or SIGHUP (a closed terminal): a clean stop; or until the server stops by itself (then
+    one line)."""
     def interrupt(signum, frame) -> None:
         raise KeyboardInterrupt
 
     # SIGINT is set too: a background job of a script inherits it ignored.
-    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         with serving(repo, ports, start_timeout_s) as served:
             on_ready(served)

@@ -2,19 +2,40 @@
 
 ``deploykit serve`` copies this file as ``1/model.py`` beside the model file. The batch of every request Triton hands
 over at once (dynamic batching merges them) runs as one array, and each request gets its own rows back.
+
+The stub's interpreter is isolated: the ``serve`` process's ``sys.path`` comes in ``DEPLOYKIT_SERVE_PYTHON`` and goes
+first, and the model refuses to load where it would import another deploykit or numpy than ``serve`` did.
 """
 
 import json
 import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from deploykit.runtime import cpu_runner
+
+def _use_serves_python() -> None:
+    """This interpreter's sys.path led by the serve command's, and the same deploykit and numpy as it had, or an error."""
+    record = json.loads(os.environ.get("DEPLOYKIT_SERVE_PYTHON", "{}"))
+    if not record:
+        raise RuntimeError("DEPLOYKIT_SERVE_PYTHON is not set: this model folder is served by `deploykit serve`, not by hand")
+    sys.path[:] = record["path"] + [entry for entry in sys.path if entry not in record["path"]]
+    import deploykit
+
+    here = {"deploykit": deploykit.__file__, "numpy": np.__file__}
+    for name, expected in record["modules"].items():
+        if os.path.realpath(here[name]) != os.path.realpath(expected):
+            raise RuntimeError(f"Triton's Python stub imports {name} from {here[name]}, but `deploykit serve` ran with "
+                               f"{expected} (stub prefix {sys.prefix}, serve's {record['prefix']}); run serve with the "
+                               "Python environment that should serve the model")
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
+        _use_serves_python()
+        from deploykit.runtime import cpu_runner
+
         config = json.loads(args["model_config"])
         parameters = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         folder = os.path.join(args["model_repository"], args["model_version"])

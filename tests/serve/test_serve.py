@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -98,24 +99,83 @@ def test_bench_server_sweeps_concurrency_and_configurations_and_report_plots_it(
     assert "triton" in (tmp_path / "report" / "report.md").read_text() and (tmp_path / "report" / "pareto.png").stat().st_size > 0
 
 
-def test_serve_prints_the_url_and_stops_cleanly_on_ctrl_c(repo, tmp_path):
+def as_a_user_runs_it(tmp_path) -> dict[str, str]:
+    """The environment of a systemd unit or a cron job: the venv not activated (its bin/ off PATH), temp files in tmp_path."""
+    venv_bin = os.path.dirname(sys.executable)
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p and os.path.realpath(p) != os.path.realpath(venv_bin))
+    env = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    return {**env, "PATH": path, "TMPDIR": str(tmp_path)}
+
+
+def start_serve(command: list, repo, ports: Ports, env: dict, cwd) -> subprocess.Popen:
+    process = subprocess.Popen([*map(str, command), "serve", str(repo), "--http-port", str(ports.http), "--grpc-port", str(ports.grpc)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    line = process.stdout.readline()
+    if f"at http://127.0.0.1:{ports.http}" not in line or "Ctrl-C stops it" not in line:
+        process.kill()
+        raise AssertionError(line + process.stderr.read())
+    return process
+
+
+def processes_using(text: str) -> list[int]:
+    """Live processes whose command line mentions ``text`` (tritonserver and its stubs name their working copy)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            pass
+    return found
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+            probe.listen()  # a listener still there would refuse this
+        except OSError:
+            return False
+    return True
+
+
+def test_serve_runs_unactivated_from_another_folder_and_its_server_dies_with_it(repo, tmp_path):
+    """bin/deploykit by absolute path, then `python -m deploykit`, with the venv off PATH: both serve onnxruntime's logits.
+    The first is SIGKILLed: tritonserver and its stubs die with it, and the next serve removes the copy it left. The second
+    stops cleanly on SIGHUP (a closed terminal), leaving no copy and no shared memory."""
+    env, elsewhere = as_a_user_runs_it(tmp_path), tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    images = np.zeros((1, 3, 16, 16), np.float32)
+    expected = onnxruntime_logits(repo[1] / "model.onnx", images)
     ports = Ports.free()
-    process = subprocess.Popen([sys.executable, "-m", "deploykit", "serve", repo[0], "--http-port", str(ports.http), "--grpc-port",
-                                str(ports.grpc)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "TMPDIR": str(tmp_path)})
+    process = start_serve([Path(sys.executable).parent / "deploykit"], repo[0], ports, env, elsewhere)
     try:
-        line = process.stdout.readline()
-        assert f"at http://127.0.0.1:{ports.http}" in line and "Ctrl-C stops it" in line, process.stderr.read()
-        assert infer(f"http://127.0.0.1:{ports.http}", "cifar_resnet20", np.zeros((1, 3, 16, 16), np.float32)).shape == (1, 10)
-        process.send_signal(signal.SIGINT)
+        np.testing.assert_array_equal(infer(f"http://127.0.0.1:{ports.http}", "cifar_resnet20", images), expected)
+        (left,) = tmp_path.glob("deploykit-serve-*")
+        assert processes_using(str(left)) and list(Path("/dev/shm").glob(f"{left.name}_*"))
+        process.kill()
+        process.wait(10)
+        deadline = time.monotonic() + 30
+        while (processes_using(str(left)) or not port_is_free(ports.http)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not processes_using(str(left)) and port_is_free(ports.http), "tritonserver outlived the serve that started it"
+    finally:
+        process.kill()
+    assert left.is_dir()  # a SIGKILL runs no clean-up: the next serve does it
+    ports = Ports.free()
+    process = start_serve([sys.executable, "-m", "deploykit"], repo[0], ports, env, elsewhere)
+    try:
+        assert not left.exists()
+        np.testing.assert_array_equal(infer(f"http://127.0.0.1:{ports.http}", "cifar_resnet20", images), expected)
+        (copy,) = tmp_path.glob("deploykit-serve-*")
+        process.send_signal(signal.SIGHUP)
         stdout, stderr = process.communicate(timeout=60)
     finally:
         process.kill()
     assert process.returncode == 0 and stdout.strip() == "stopped" and stderr == ""
-    assert not list(tmp_path.glob("deploykit-serve-*"))  # its working copy is gone
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(("127.0.0.1", ports.http))  # and so is the server (a listener would still refuse this)
-        probe.listen()
+    assert not list(tmp_path.glob("deploykit-serve-*")) and not list(Path("/dev/shm").glob(f"{copy.name}_*"))
+    assert port_is_free(ports.http) and not processes_using(str(copy))
 
 
 def test_a_port_in_use_and_a_model_that_fails_to_load_are_one_line(repo, tmp_path):
