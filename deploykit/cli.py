@@ -39,8 +39,8 @@ class DeployKitGroup(click.Group):
             return super().invoke(ctx)
         except DeployKitError as exc:
             raise UserError(str(exc)) from exc
-        except KeyboardInterrupt:
-            _interrupted()
+        except KeyboardInterrupt as exc:
+            _interrupted(exc)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # staged writes leave the previous artifacts intact
                 raise UserError(f"the disk is full ({exc.filename or 'writing output'}); nothing was published: free space "
@@ -301,13 +301,21 @@ def train_command(model, **options) -> None:
 
 
 def main() -> None:
+    from deploykit.processes import stop_on_signals
+
+    stop_on_signals()
     try:
         cli(prog_name="deploykit")
-    except KeyboardInterrupt:  # Ctrl-C during start-up, before a command runs
-        _interrupted()
+    except KeyboardInterrupt as exc:  # Ctrl-C during start-up, before a command runs
+        _interrupted(exc)
 
 
-def _interrupted() -> None:
-    """Ctrl-C: one line and exit code 130, as shells expect; staged output is never published half-written."""
-    click.echo("Error: interrupted; nothing half-written was published", err=True)
-    raise SystemExit(130)
+def _interrupted(exc: KeyboardInterrupt) -> None:
+    """Ctrl-C, SIGTERM or SIGHUP: one line and exit code 128 + the signal, as shells expect; staged output is never
+    published half-written, and every child process has been stopped."""
+    from deploykit.processes import Stopped
+
+    signum = exc.signum if isinstance(exc, Stopped) else 2
+    how = "interrupted" if signum == 2 else f"stopped by {exc}"
+    click.echo(f"Error: {how}; nothing half-written was published", err=True)
+    raise SystemExit(128 + signum)

@@ -12,9 +12,9 @@ that crashes there costs the timing, not the export, and PyTorch's threads stay 
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,8 +22,10 @@ import numpy as np
 
 from deploykit.bench.latency import measure_latency
 from deploykit.bench.machine import cpu_flags
+from deploykit.errors import DeployKitError, first_line
+from deploykit.processes import die_with_parent, owned_temp_dir, remove_abandoned
 from deploykit.runtime import CPU_RUNTIMES, cpu_runner
-from deploykit.runtime.availability import openvino_installed
+from deploykit.runtime.availability import openvino_installed, openvino_problem
 
 ROUNDS = 3
 RUNS_PER_ROUND = 10
@@ -31,6 +33,8 @@ ROUND_SECONDS = 1.0  # a combination's timed runs in one round stop after this, 
 MIN_RUNS = 3
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 PROCESS_TIMEOUT_S = 900
+TIMED_PRECISIONS = ("fp32", "int8", "fp16", "bf16")
+TIMING_PREFIX = "deploykit-timing-"
 
 
 @dataclass(frozen=True)
@@ -75,9 +79,38 @@ class RuntimeTimings:
                 "fastest": asdict(fastest) if fastest else None, "not_timed": list(self.not_timed)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> RuntimeTimings:
-        return cls(data["batch"], data["rounds"], tuple(Combination(**c) for c in data["combinations"]),
-                   tuple(data.get("not_timed", ())))
+    def from_dict(cls, data: object, where: str = "runtimes") -> RuntimeTimings:
+        """Read back ``as_dict``'s record, every field checked: one line naming the first that is wrong."""
+        def bad(field: str, value: object, wanted: str) -> DeployKitError:
+            name = f"{where}.{field}" if field else where
+            return DeployKitError(f"{name} is {value!r}, not {wanted}; it was edited or damaged: export the folder again")
+
+        if not isinstance(data, dict):
+            raise bad("", data, "a record")
+        for key in ("batch", "rounds"):
+            if type(data.get(key)) is not int or data[key] < 1:
+                raise bad(key, data.get(key), "a positive whole number")
+        records, not_timed = data.get("combinations"), data.get("not_timed", [])
+        if not isinstance(records, list):
+            raise bad("combinations", records, "a list")
+        if not isinstance(not_timed, list) or not all(isinstance(line, str) for line in not_timed):
+            raise bad("not_timed", not_timed, "a list of lines")
+        combinations = []
+        for index, record in enumerate(records):
+            field = f"combinations[{index}]"
+            if not isinstance(record, dict) or set(record) != set(Combination.__dataclass_fields__):
+                raise bad(field, record, f"a record of {', '.join(Combination.__dataclass_fields__)}")
+            checks = {"file": (isinstance(record["file"], str) and bool(record["file"]), "a file name"),
+                      "runtime": (record["runtime"] in CPU_RUNTIMES, f"one of {', '.join(CPU_RUNTIMES)}"),
+                      "precision": (record["precision"] in TIMED_PRECISIONS, f"one of {', '.join(TIMED_PRECISIONS)}"),
+                      "passed": (isinstance(record["passed"], bool), "true or false"),
+                      "p50_ms": (type(record["p50_ms"]) in (int, float) and math.isfinite(record["p50_ms"]) and record["p50_ms"] > 0,
+                                 "a positive number of milliseconds")}
+            for key, (ok, wanted) in checks.items():
+                if not ok:
+                    raise bad(f"{field}.{key}", record[key], wanted)
+            combinations.append(Combination(**record))
+        return cls(data["batch"], data["rounds"], tuple(combinations), tuple(not_timed))
 
 
 def time_runtimes(folder: Path, files: dict[str, tuple[str, bool]], shape: tuple[int, ...],
@@ -92,8 +125,7 @@ def time_runtimes(folder: Path, files: dict[str, tuple[str, bool]], shape: tuple
     if openvino_installed():
         runtimes.append("openvino")
     else:
-        not_timed.append("OpenVINO is not installed: pip install 'deploykit[openvino]' adds its FP32 and INT8 timings, "
-                         "often the fastest on Intel CPUs")
+        not_timed.append(f"OpenVINO, often the fastest on Intel CPUs: {openvino_problem()}")
     runners = {(name, runtime, precision): cpu_runner(folder / name, runtime)
                for name, (precision, _) in files.items() for runtime in runtimes}
     passed = {(name, runtime, precision): files[name][1] for name, runtime, precision in runners}
@@ -131,31 +163,40 @@ def bf16_possible() -> bool:
 
 def time_runtimes_apart(folder: Path, files: dict[str, tuple[str, bool]], shape: tuple[int, ...],
                         reference: tuple[np.ndarray, np.ndarray] | None = None) -> RuntimeTimings:
-    """``time_runtimes`` in a process of its own; ``reference`` (inputs, FP32 logits) judges bf16 by FP16's tolerances.
-    A process that fails or crashes leaves nothing timed, and says why."""
-    with tempfile.TemporaryDirectory(prefix="deploykit-timing-") as work:
-        spec = {"folder": str(folder), "files": files, "shape": list(shape), "reference": None}
+    """``time_runtimes`` in a process of its own that dies with this one; ``reference`` (inputs, FP32 logits) judges bf16 by
+    FP16's tolerances. A process that fails, crashes or writes no readable result leaves nothing timed, and says why."""
+    remove_abandoned(TIMING_PREFIX)
+    with owned_temp_dir(TIMING_PREFIX) as work:
+        spec = {"folder": str(folder), "files": files, "shape": list(shape), "reference": None, "result": str(work / "result.json")}
         if reference is not None:
-            spec["reference"] = str(Path(work) / "reference.npz")
+            spec["reference"] = str(work / "reference.npz")
             np.savez(spec["reference"], inputs=reference[0], logits=reference[1])
-        (Path(work) / "spec.json").write_text(json.dumps(spec))
+        (work / "spec.json").write_text(json.dumps(spec))
         try:
-            done = subprocess.run([sys.executable, "-m", "deploykit.bench.runtimes", str(Path(work) / "spec.json")],
-                                  capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S)
+            done = subprocess.run([sys.executable, "-m", "deploykit.bench.runtimes", str(work / "spec.json")], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True, timeout=PROCESS_TIMEOUT_S, preexec_fn=die_with_parent())
         except subprocess.TimeoutExpired:
-            return RuntimeTimings(shape[0], ROUNDS, (), (f"the timing took over {PROCESS_TIMEOUT_S} s and was stopped",))
-    if done.returncode != 0:
-        ending = f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}"
-        last = (done.stderr.strip().splitlines() or [""])[-1][:200]
-        return RuntimeTimings(shape[0], ROUNDS, (), (f"the timing process ended with {ending}, so nothing was timed: {last}",))
-    return RuntimeTimings.from_dict(json.loads(done.stdout))
+            return _nothing_timed(shape, f"the timing took over {PROCESS_TIMEOUT_S} s and was stopped")
+        if done.returncode != 0:
+            ending = f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}"
+            last = (done.stderr.strip().splitlines() or [""])[-1][:200]
+            return _nothing_timed(shape, f"the timing process ended with {ending}, so nothing was timed: {last}")
+        try:
+            return RuntimeTimings.from_dict(json.loads((work / "result.json").read_text()))
+        except (OSError, ValueError, DeployKitError) as exc:
+            return _nothing_timed(shape, f"the timing process wrote no readable result ({first_line(exc)}), so nothing was timed")
+
+
+def _nothing_timed(shape: tuple[int, ...], why: str) -> RuntimeTimings:
+    return RuntimeTimings(shape[0], ROUNDS, (), (why,))
 
 
 def _main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     files = {name: (precision, passed) for name, (precision, passed) in spec["files"].items()}
     bf16_passes = _bf16_judge(Path(spec["reference"])) if spec["reference"] else None
-    print(json.dumps(time_runtimes(Path(spec["folder"]), files, tuple(spec["shape"]), bf16_passes).as_dict()))
+    timings = time_runtimes(Path(spec["folder"]), files, tuple(spec["shape"]), bf16_passes)
+    Path(spec["result"]).write_text(json.dumps(timings.as_dict()))
 
 
 def _bf16_judge(reference_path: Path):

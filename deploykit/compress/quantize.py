@@ -40,7 +40,7 @@ from deploykit.io import sha256_file
 from deploykit.parity import run_all
 from deploykit.progress import stage
 from deploykit.runtime import CPU_RUNTIMES, Runner, cpu_runner
-from deploykit.runtime.availability import openvino_installed
+from deploykit.runtime.availability import openvino_installed, openvino_problem
 from deploykit.runtime.ort_runner import OrtRunner
 
 SATURATION_IMAGES = 64  # clipping is a share of values: 64 held-out images measure it as well as 256, at a quarter of the cost
@@ -159,8 +159,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
         os.replace(int8_path, out_path)
     notes = [] if enforce_gate else [f"accuracy gate not applied (random weights): {'; '.join(check.failures) or 'passed'}"]
     if config.layout == "openvino" and judged_on != "openvino":
-        notes.append("OpenVINO is not installed, so this openvino-layout file was judged on onnxruntime; install "
-                     "deploykit[openvino] to judge it on the runtime it is for")
+        notes.append(f"this openvino-layout file was judged on onnxruntime, not on the runtime it is for: {openvino_problem()}")
     return QuantizeResult(out_path, check, kept, excluded, calibration, settings, enforce_gate, qdq_nodes, corrected, notes,
                           saturation, classifier_inputs(pre_proto), gate=config.gate_record())
 

@@ -22,7 +22,7 @@ from deploykit.compress.configs import QuantizeConfig
 from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
-from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder
+from deploykit.manifest import FP16_NAME, INT8_NAME, MANIFEST_NAME, ONNX_NAME, ExportFolder
 from deploykit.choices import MAX_INPUT_SIZE
 from deploykit.parity import compare_logits, parity_inputs, run_all
 from deploykit.progress import report
@@ -179,7 +179,7 @@ def fastest_combination(subject: Subject, config: BenchConfig) -> BenchConfig:
         folder = _matching_export(subject, config, ONNX_NAME)
     manifest = ExportFolder(folder).read() if folder is not None else None
     timings = manifest.sections.get("runtimes") if manifest is not None else None
-    fastest = RuntimeTimings.from_dict(timings).fastest if timings else None
+    fastest = RuntimeTimings.from_dict(timings, f"{folder / MANIFEST_NAME}: runtimes").fastest if timings else None
     if fastest is None:
         name = subject.spec.name if subject.spec else "NAME"
         raise DeployKitError(f"--engine auto runs the fastest runtime an export measured, and {folder or subject.ref.text} has "

@@ -3,9 +3,10 @@ so that a missing GPU or backend is one line at the start rather than after minu
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
-from deploykit.errors import DeployKitError
+from deploykit.errors import DeployKitError, first_line
 
 ORT_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
                  "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
@@ -32,11 +33,27 @@ def require_backend(engine: str, device: str = "cpu", ort_provider: str | None =
         gpu_identity()
 
 
-def openvino_installed() -> bool:
-    """Whether OpenVINO can be imported (found without importing it)."""
+OPENVINO_INSTALL = "pip install 'deploykit[openvino]'"
+
+
+@functools.cache
+def openvino_problem() -> str | None:
+    """Why OpenVINO cannot be used here (not installed, or installed but its import fails); None when it imports."""
     import importlib.util
 
-    return importlib.util.find_spec("openvino") is not None
+    try:
+        if importlib.util.find_spec("openvino") is None:
+            return f"OpenVINO is not installed; install it with: {OPENVINO_INSTALL}"
+        import openvino  # noqa: F401
+    except Exception as exc:  # a broken install fails in many ways: a missing .so, a numpy mismatch, a half-removed package
+        return (f"OpenVINO is installed but cannot be imported ({type(exc).__name__}: {first_line(exc)}); reinstall it: "
+                f"pip install --force-reinstall 'deploykit[openvino]'")
+    return None
+
+
+def openvino_installed() -> bool:
+    """Whether OpenVINO imports here."""
+    return openvino_problem() is None
 
 
 def require_torch_cuda() -> None:

@@ -22,10 +22,14 @@ from deploykit.runtime.base import InputMetadata, Runner
 
 
 def import_openvino():
-    try:
-        import openvino
-    except ImportError as exc:
-        raise DeployKitError("OpenVINO is not installed; install it with: pip install 'deploykit[openvino]'") from exc
+    """The openvino module, or one line saying whether it is missing or broken."""
+    from deploykit.runtime.availability import openvino_problem
+
+    problem = openvino_problem()
+    if problem:
+        raise DeployKitError(problem)
+    import openvino
+
     return openvino
 
 

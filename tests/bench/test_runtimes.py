@@ -1,9 +1,15 @@
 """export times every file on every CPU runtime in a process of its own: what a crash there costs, and the figures."""
 
 import json
+import os
+import shutil
 import signal
 import stat
+import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +56,95 @@ def test_a_timing_process_killed_by_a_signal_costs_the_timing_not_the_export(tmp
     monkeypatch.undo()
     bench = invoke("bench", result.folder, "--engine", "auto", "--runs", 2)
     assert bench.exit_code == 2 and "has no such measurement; export first" in bench.output
+
+
+def test_a_line_the_timing_child_prints_does_not_cost_the_timing(small_export, tmp_path, monkeypatch):
+    """A sitecustomize that prints at exit (as some site setups do): the result travels in a file, not on stdout."""
+    (tmp_path / "sitecustomize.py").write_text("import atexit\natexit.register(lambda: print('goodbye from sitecustomize'))\n")
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    timings = time_runtimes_apart(small_export, {ONNX_NAME: ("fp32", True)}, (1, 3, 16, 16))
+    assert timings.combinations and not any("nothing was timed" in line for line in timings.not_timed), timings
+
+
+def test_a_broken_openvino_costs_only_openvinos_timings(small_export, tmp_path, monkeypatch):
+    """An openvino package that is found but fails to import: onnxruntime is still timed, and the line says what is wrong."""
+    (tmp_path / "openvino").mkdir()
+    (tmp_path / "openvino" / "__init__.py").write_text("raise ImportError('libopenvino.so.2026.4.1: cannot open shared object file')\n")
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    timings = time_runtimes_apart(small_export, {ONNX_NAME: ("fp32", True)}, (1, 3, 16, 16))
+    assert [c.runtime for c in timings.combinations] == ["ort"]
+    assert any("OpenVINO is installed but cannot be imported (ImportError: libopenvino.so" in line for line in timings.not_timed)
+
+
+RUNTIMES_EDITS = {
+    "an unknown runtime": (lambda r: r["combinations"][0].update(runtime="tensorrt"), "combinations[0].runtime is 'tensorrt'"),
+    "a latency in words": (lambda r: r["combinations"][0].update(p50_ms="fast"), "combinations[0].p50_ms is 'fast'"),
+    "a negative latency": (lambda r: r["combinations"][0].update(p50_ms=-3.0), "combinations[0].p50_ms is -3.0"),
+    "a NaN latency": (lambda r: r["combinations"][0].update(p50_ms=float("nan")), "combinations[0].p50_ms is nan"),
+    "an extra key": (lambda r: r["combinations"][0].update(speed=1), "combinations[0] is {"),
+    "combinations in words": (lambda r: r.update(combinations="none"), "runtimes.combinations is 'none'"),
+    "passed as a string": (lambda r: r["combinations"][0].update(passed="false"), "combinations[0].passed is 'false'"),
+    "a batch of zero": (lambda r: r.update(batch=0), "runtimes.batch is 0"),
+    "not a record": (lambda r: r.clear() or r.update(x=1), "runtimes.batch is None"),
+}
+
+
+@pytest.mark.parametrize("edit", RUNTIMES_EDITS)
+def test_an_edited_runtimes_section_is_one_line_naming_the_field(edit, small_export, tmp_path):
+    folder = tmp_path / "edited"
+    shutil.copytree(small_export, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["runtimes"] = {"batch": 1, "rounds": 3, "combinations": [{"file": ONNX_NAME, "runtime": "ort", "precision": "fp32",
+                                                                        "passed": True, "p50_ms": 1.5}], "fastest": None, "not_timed": []}
+    change, expected = RUNTIMES_EDITS[edit]
+    change(manifest["runtimes"])
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    result = invoke("bench", folder, "--engine", "auto", "--runs", 2)
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert "manifest.json: runtimes" in result.output and expected in result.output, result.output
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if text in cmdline.read_bytes().decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            pass
+    return found
+
+
+def _export_until_timing(tmp_path) -> tuple[subprocess.Popen, Path]:
+    """`deploykit export` in a real process, returned once its timing child is running."""
+    process = subprocess.Popen([sys.executable, "-m", "deploykit", "export", "cifar_resnet20", "--input-size", "16", "--out",
+                                str(tmp_path / "out")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "TMPDIR": str(tmp_path)})
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        for work in tmp_path.glob("deploykit-timing-*"):
+            if _processes_mentioning(str(work / "spec.json")):
+                return process, work
+        time.sleep(0.05)
+    process.kill()
+    raise AssertionError(f"no timing child was seen: {process.stderr.read()}")
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_the_timing_child_ends_with_the_export_and_leaves_nothing_behind(how, tmp_path, monkeypatch):
+    process, work = _export_until_timing(tmp_path)
+    process.send_signal(how)
+    _, stderr = process.communicate(timeout=60)
+    deadline = time.monotonic() + 20
+    while _processes_mentioning(str(work)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _processes_mentioning(str(work)), "the timing child outlived its export"
+    assert process.returncode == (143 if how == signal.SIGTERM else -9)
+    if how == signal.SIGTERM:  # a handled stop runs every clean-up itself
+        assert stderr == "Error: stopped by SIGTERM; nothing half-written was published\n", stderr
+        assert not work.exists() and not list((tmp_path / "out").glob(".*staging*"))
+    else:  # a SIGKILL runs none: the next timing removes what it left
+        assert work.exists()
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+        export(ExportConfig("cifar_resnet20", out=tmp_path / "out", input_size=16))
+        assert not work.exists() and not list(tmp_path.glob("deploykit-timing-*"))
