@@ -280,8 +280,8 @@ def load_run(run: LoadRun) -> None:
                      f"{level.p90_ms:.2f}", f"{level.p99_ms:.2f}", _maybe(level.queue_ms), _maybe(level.compute_ms),
                      _maybe(level.images_per_execution), str(level.errors))
     console.print(rows)
-    if run.config.max_latency_ms is not None and any(level.p99_ms > run.config.max_latency_ms for level in run.levels):
-        console.print(f"a sweep stops at the first level whose p99 passes {run.config.max_latency_ms:g} ms")
+    for line in run.skipped:
+        console.print(line, style="yellow", markup=False)
 
 
 def _maybe(value: float | None) -> str:

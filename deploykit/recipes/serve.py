@@ -8,7 +8,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +89,7 @@ class LoadRun:
     precision: str
     config: ServerBenchConfig
     levels: list[LoadLevel]
+    skipped: list[str] = field(default_factory=list)  # "configuration: clients 8, 16" where --max-latency stopped a sweep
 
     def rows(self) -> list[dict]:
         """The levels as rows ``deploykit report`` reads (engine ``triton``)."""
@@ -96,13 +97,17 @@ class LoadRun:
                 for level in self.levels]
 
     def write(self, path: Path) -> None:
-        atomic_write_json(path, {"machine": machine_info(), "server": self.url, "config": asdict(self.config), "results": self.rows()})
+        atomic_write_json(path, {"machine": machine_info(), "server": self.url, "config": asdict(self.config), "results": self.rows(),
+                                 "skipped": self.skipped})
 
 
 def measure_server(url: str, model_name: str, config: ServerBenchConfig, json_path: Path | None = None) -> LoadRun:
     """Sweep client concurrency against ``model_name`` at ``url``, for each configuration asked (else as served)."""
     check_writable_file(json_path)
     model = RemoteModel.fetch(url, model_name)
+    if model.max_batch_size and config.batch_size > model.max_batch_size:
+        raise DeployKitError(f"--batch {config.batch_size} is above {model_name}'s max_batch_size {model.max_batch_size} on {url}; "
+                             f"use --batch {model.max_batch_size} or less")
     inputs = request_batches(model, config.batch_size)
     configurations = [Configuration(i, d) for i in (config.instances or (None,)) for d in (config.queue_delays_us or (None,))]
     original = original_config(model) if configurations != [Configuration()] else {}
@@ -112,12 +117,15 @@ def measure_server(url: str, model_name: str, config: ServerBenchConfig, json_pa
             if configuration != Configuration():
                 reload_with(model, configuration, original)
             with stage(f"{model_name}: {configuration.label}", total=len(config.concurrency), unit="levels") as advance:
-                for concurrency in config.concurrency:
+                for index, concurrency in enumerate(config.concurrency):
                     level = measure_level(model, inputs, concurrency, configuration.label, config.warmup_s, config.duration_s,
                                           config.timeout_s)
                     run.levels.append(level)
                     advance(1)
-                    if config.max_latency_ms is not None and level.p99_ms > config.max_latency_ms:
+                    if config.max_latency_ms is not None and level.p99_ms > config.max_latency_ms and config.concurrency[index + 1:]:
+                        rest = ", ".join(map(str, config.concurrency[index + 1:]))
+                        run.skipped.append(f"{configuration.label}: {rest} clients not measured (p99 {level.p99_ms:.1f} ms at "
+                                           f"{concurrency} passed --max-latency {config.max_latency_ms:g} ms)")
                         break
     finally:
         if original:

@@ -12,6 +12,7 @@ from deploykit.errors import DeployKitError, first_line
 from deploykit.serve.triton_config import recorded_preprocess
 
 _NUMPY_TYPES = {"FP32": np.float32, "FP16": np.float16}
+MAX_SERVER_BATCH = 65536
 
 
 def server_address(url: str) -> str:
@@ -55,10 +56,38 @@ class RemoteModel:
             raise
         except Exception as exc:  # tritonclient's and the socket's own errors: the server cannot be reached
             raise DeployKitError(f"cannot reach Triton at {url}: {first_line(exc)}; start it with `deploykit serve REPO`") from exc
-        parameters = {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
-        (model_input,), (output,) = config["input"], config["output"]
-        return cls(address, name, model_input["name"], output["name"], model_input["data_type"].removeprefix("TYPE_"),
-                   int(config.get("max_batch_size", 0)), parameters)
+        return cls.from_config(address, name, config, url)
+
+    @classmethod
+    def from_config(cls, address: str, name: str, config: object, url: str) -> RemoteModel:
+        """The model as its config (Triton's JSON form) describes it, every field used checked: one line naming the first
+        that is not what a deploykit classifier has."""
+        def bad(field: str, value: object, wanted: str) -> DeployKitError:
+            what = f"has {field}" if field else "is"
+            return DeployKitError(f"{url}: model {name}'s config {what} {str(value)[:120]!r}, not {wanted}; it is not a "
+                                  "model deploykit wrote (`deploykit triton`), or the server is not Triton")
+
+        if not isinstance(config, dict):
+            raise bad("", config, "a config")
+        tensors = {}
+        for key in ("input", "output"):
+            value = config.get(key)
+            if not isinstance(value, list) or len(value) != 1 or not isinstance(value[0], dict) or not isinstance(value[0].get("name"), str):
+                raise bad(key, value, f"one named {key} tensor")
+            tensors[key] = value[0]
+        datatype = str(tensors["input"].get("data_type", "")).removeprefix("TYPE_")
+        if datatype not in _NUMPY_TYPES:
+            raise bad("input.data_type", tensors["input"].get("data_type"), f"one of {', '.join('TYPE_' + t for t in _NUMPY_TYPES)}")
+        max_batch = config.get("max_batch_size", 0)
+        if type(max_batch) is not int or not 0 <= max_batch <= MAX_SERVER_BATCH:
+            raise bad("max_batch_size", max_batch, f"a whole number from 0 to {MAX_SERVER_BATCH}")
+        raw = config.get("parameters", {})
+        if not isinstance(raw, dict) or not all(isinstance(v, dict) and isinstance(v.get("string_value", ""), str) for v in raw.values()):
+            raise bad("parameters", raw, "string parameters")
+        parameters = {key: value.get("string_value", "") for key, value in raw.items()}
+        model = cls(address, name, tensors["input"]["name"], tensors["output"]["name"], datatype, max_batch, parameters)
+        model.preprocess  # read now, so a damaged record is one line before any request
+        return model
 
     @property
     def preprocess(self) -> Preprocess:

@@ -17,6 +17,8 @@ from deploykit.choices import NO_BATCHING
 from deploykit.errors import DeployKitError, first_line
 from deploykit.serve.client import RemoteModel, tritonclient_http
 
+OVERRIDE_OF = "deploykit.override_of"
+
 
 @dataclass(frozen=True)
 class Configuration:
@@ -35,8 +37,11 @@ class Configuration:
         return ", ".join(parts) or "as served"
 
     def applied_to(self, config: dict) -> dict:
-        """A model config (Triton's JSON form) with this configuration's changes."""
+        """A model config (Triton's JSON form) with this configuration's changes; an override records the original it was
+        made from (``OVERRIDE_OF``), so that a sweep stopped before it could restore is not taken for the original later."""
         changed = copy.deepcopy(config)
+        if self != Configuration():
+            changed.setdefault("parameters", {})[OVERRIDE_OF] = {"string_value": json.dumps(config)}
         if self.instances:
             groups = changed.get("instance_group") or [{"kind": "KIND_CPU"}]
             before = sum(int(g.get("count", 1)) for g in groups)
@@ -78,13 +83,14 @@ def measure_level(model: RemoteModel, inputs: list[np.ndarray], concurrency: int
     http = tritonclient_http()
     stats = http.InferenceServerClient(model.address, network_timeout=30)
     before = _statistics(stats, model.name)
-    started, latencies, finished, errors = asyncio.run(_clients(model, inputs, concurrency, warmup_s, window_s, timeout_s))
+    started, latencies, finished, errors, first_error = asyncio.run(_clients(model, inputs, concurrency, warmup_s, window_s, timeout_s))
     after = _statistics(stats, model.name)
     window_start, window_end = started + warmup_s, started + warmup_s + window_s
     done = sum(1 for t in finished if window_start <= t <= window_end)
     if not latencies:
+        why = f"; the server said: {first_error}" if first_error else "; raise --duration or check the server's log"
         raise DeployKitError(f"no request to {model.name} completed in {window_s:g} s at concurrency {concurrency} "
-                             f"({errors} failed); raise --duration or check the server's log")
+                             f"({errors} failed){why}")
     p50, p90, p99 = np.percentile(np.array(latencies) * 1000, [50, 90, 99])
     batch = len(inputs[0])
     return LoadLevel(configuration, concurrency, batch, len(latencies), errors, round(done * batch / window_s, 2),
@@ -92,7 +98,7 @@ def measure_level(model: RemoteModel, inputs: list[np.ndarray], concurrency: int
 
 
 async def _clients(model: RemoteModel, inputs: list[np.ndarray], concurrency: int, warmup_s: float, window_s: float,
-                   timeout_s: float) -> tuple[float, list[float], list[float], int]:
+                   timeout_s: float) -> tuple[float, list[float], list[float], int, str]:
     import tritonclient.http.aio as aio
 
     client = aio.InferenceServerClient(model.address, conn_limit=concurrency, conn_timeout=timeout_s)
@@ -100,15 +106,17 @@ async def _clients(model: RemoteModel, inputs: list[np.ndarray], concurrency: in
     latencies: list[float] = []
     finished: list[float] = []
     errors = 0
+    first_error = ""
     started = time.perf_counter()
     measured_from, end = started + warmup_s, started + warmup_s + window_s
 
     async def client_loop(index: int) -> None:
-        nonlocal errors
+        nonlocal errors, first_error
         while (sent := time.perf_counter()) < end:
             try:
                 await asyncio.wait_for(client.infer(model.name, requests[index % len(requests)]), timeout_s)
-            except Exception:  # a failed or timed-out request is counted, the load goes on
+            except Exception as exc:  # a failed or timed-out request is counted, the load goes on
+                first_error = first_error or f"{type(exc).__name__}: {first_line(exc)}"[:300]
                 if sent >= measured_from:
                     errors += 1
             else:
@@ -122,13 +130,26 @@ async def _clients(model: RemoteModel, inputs: list[np.ndarray], concurrency: in
         await asyncio.gather(*(client_loop(i) for i in range(concurrency)))
     finally:
         await client.close()
-    return started, latencies, finished, errors
+    return started, latencies, finished, errors, first_error
 
 
 def _statistics(client, name: str) -> dict:
-    stats = client.get_inference_statistics(name)["model_stats"][-1]  # the newest version's
-    return {"inferences": int(stats["inference_count"]), "executions": int(stats["execution_count"]),
-            **{key: (int(value["count"]), int(value["ns"])) for key, value in stats["inference_stats"].items()}}
+    """The model's counters from Triton's statistics endpoint, checked; one line when they are not Triton's."""
+    try:
+        reply = client.get_inference_statistics(name)
+    except Exception as exc:  # tritonclient's and the socket's own errors: the server went away mid-sweep
+        raise DeployKitError(f"Triton stopped answering while {name} was measured ({type(exc).__name__}: {first_line(exc)}); "
+                             "see the server's log") from exc
+    try:
+        stats = reply["model_stats"][-1]  # the newest version's
+        counters = {"inferences": int(stats["inference_count"]), "executions": int(stats["execution_count"]),
+                    **{key: (int(value["count"]), int(value["ns"])) for key, value in stats["inference_stats"].items()}}
+        if not {"queue", "compute_input", "compute_infer", "compute_output"} <= set(counters):
+            raise KeyError("queue, compute_input, compute_infer, compute_output")
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        raise DeployKitError(f"the statistics the server returned for {name} are not Triton's ({type(exc).__name__}: {exc}); "
+                             "is the server Triton?") from exc
+    return counters
 
 
 def _server_times(before: dict, after: dict) -> tuple[float | None, float | None, float | None]:
@@ -157,4 +178,10 @@ def reload_with(model: RemoteModel, configuration: Configuration, original: dict
 
 
 def original_config(model: RemoteModel) -> dict:
-    return tritonclient_http().InferenceServerClient(model.address).get_model_config(model.name)
+    """The model's config as its repository has it: the live one, or the original an unrestored override recorded."""
+    try:
+        config = tritonclient_http().InferenceServerClient(model.address).get_model_config(model.name)
+    except Exception as exc:
+        raise DeployKitError(f"Triton stopped answering before {model.name}'s configurations were tried: {first_line(exc)}") from exc
+    recorded = config.get("parameters", {}).get(OVERRIDE_OF, {}).get("string_value") if isinstance(config, dict) else None
+    return json.loads(recorded) if recorded else config

@@ -7,9 +7,11 @@ what to send from the server (``GET /v2/models/NAME/config``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploykit.choices import INTERPOLATIONS, MAX_INPUT_SIZE
 from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 
@@ -68,19 +70,32 @@ def preprocess_parameters(preprocess: Preprocess) -> dict[str, str]:
 
 
 def recorded_preprocess(parameters: dict[str, str], model: str) -> Preprocess:
-    """The preprocessing ``preprocess_parameters`` wrote into a config; one line when it records none."""
+    """The preprocessing ``preprocess_parameters`` wrote into a config, each value checked; one line when it records none
+    or a value no deploykit model can have."""
     def numbers(text: str) -> tuple[float, float, float]:
         values = tuple(float(v) for v in text.split(","))
-        if len(values) != 3:
-            raise ValueError(f"{text!r} is not three numbers")
+        if len(values) != 3 or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{text!r} is not three finite numbers")
         return values
 
+    def whole(key: str, high: int) -> int:
+        value = int(parameters[key])
+        if not 1 <= value <= high:
+            raise ValueError(f"{key} {value} is not from 1 to {high}")
+        return value
+
     try:
-        return Preprocess(int(parameters["deploykit.size"]), int(parameters["deploykit.resize"]), numbers(parameters["deploykit.mean"]),
-                          numbers(parameters["deploykit.std"]), parameters.get("deploykit.interpolation", "bilinear"))
+        std = numbers(parameters["deploykit.std"])
+        if not all(v > 0 for v in std):
+            raise ValueError(f"deploykit.std {parameters['deploykit.std']!r} is not above 0")
+        interpolation = parameters.get("deploykit.interpolation", "bilinear")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"deploykit.interpolation {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
+        return Preprocess(whole("deploykit.size", MAX_INPUT_SIZE), whole("deploykit.resize", 4 * MAX_INPUT_SIZE),
+                          numbers(parameters["deploykit.mean"]), std, interpolation)
     except (KeyError, ValueError) as exc:
-        raise DeployKitError(f"model {model} records no deploykit preprocessing in its config ({exc}); write its repository "
-                             "with `deploykit triton`") from exc
+        raise DeployKitError(f"model {model} records no usable deploykit preprocessing in its config ({exc}); write its "
+                             "repository with `deploykit triton`") from exc
 
 
 def schema():

@@ -94,6 +94,7 @@ def test_bench_server_sweeps_concurrency_and_configurations_and_report_plots_it(
     result, _ = run_cli("bench", "--server", server.url, "--model", "cifar_resnet20", "--concurrency", "1,2,4", "--duration", 0.5,
                         "--max-latency", 0.001, "--json", tmp_path / "capped.json")
     assert result.exit_code == 0 and len(json.loads((tmp_path / "capped.json").read_text())["results"]) == 1
+    assert "as served: 2, 4 clients not measured (p99" in result.output and "passed --max-latency 0.001 ms" in result.output
     result, _ = run_cli("report", tmp_path / "load.json", "--out", tmp_path / "report")
     assert result.exit_code == 0, result.output
     assert "triton" in (tmp_path / "report" / "report.md").read_text() and (tmp_path / "report" / "pareto.png").stat().st_size > 0
@@ -215,3 +216,33 @@ def test_without_the_serve_extra_each_command_says_how_to_install_it(repo, tmp_p
         process = subprocess.run([sys.executable, "-m", "deploykit", *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
         assert process.returncode == 2 and process.stderr.count("\n") == 1, process.stderr
         assert "pip install 'deploykit[serve]'" in process.stderr, process.stderr
+
+
+def test_a_stopped_sweep_restores_the_config_and_a_killed_server_is_one_line(repo, tmp_path):
+    """bench --server SIGTERMed while a 5000 us queue-delay override is loaded puts the repository's config back; then the
+    server is SIGKILLed mid-sweep and bench ends in one line."""
+    with serving(repo[0], Ports.free()) as served:
+        client = http.InferenceServerClient(served.url.removeprefix("http://"))
+        delay = lambda: client.get_model_config("cifar_resnet20")["dynamic_batching"]["max_queue_delay_microseconds"]  # noqa: E731
+        command = [sys.executable, "-m", "deploykit", "bench", "--server", served.url, "--model", "cifar_resnet20", "--concurrency", "1",
+                   "--duration", "30"]
+        bench = subprocess.Popen([*command, "--queue-delay", "5000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while delay() != 5000 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert delay() == 5000
+            bench.send_signal(signal.SIGTERM)
+            _, stderr = bench.communicate(timeout=120)
+        finally:
+            bench.kill()
+        assert bench.returncode == 143 and stderr.endswith("Error: stopped by SIGTERM; nothing half-written was published\n"), stderr
+        assert delay() == 100  # the repository's own config again
+        bench = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(3)
+            os.killpg(served.server.process.pid, signal.SIGKILL)
+            _, stderr = bench.communicate(timeout=120)
+        finally:
+            bench.kill()
+        assert bench.returncode == 2 and stderr.count("\n") == 1 and stderr.startswith("Error: "), stderr
