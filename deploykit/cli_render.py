@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from deploykit.choices import CPU_RUNTIMES
 
@@ -29,7 +31,14 @@ if TYPE_CHECKING:
     from deploykit.recipes.triton import TritonRepository
 
 # Piped or captured output gets a wide console, so tables are not cut at 80 columns.
-console = Console() if sys.stdout.isatty() else Console(width=160, soft_wrap=True)
+# markup=False: paths, hints and folder names are printed as they are ('deploykit[openvino]', repo[v2]); styles are given
+# as styles, never as markup inside the text.
+console = Console(markup=False) if sys.stdout.isatty() else Console(width=160, soft_wrap=True, markup=False)
+
+
+def wrote(text: str) -> None:
+    """``wrote PATH ...``, the word in green."""
+    console.print(Text.assemble(("wrote", "green"), " ", text))
 TRT_LAYOUT_HINT = ", or time it on TensorRT, the runtime its layout (--int8-layout trt) is for"
 
 
@@ -51,7 +60,7 @@ def catalog(entries: list[CatalogEntry]) -> None:
 
 def model_info(info: ModelInfo) -> None:
     spec, profile, size = info.spec, info.profile, info.size
-    console.print(f"[bold]{spec.name}[/bold] ({spec.family}): {spec.paper}")
+    console.print(Text.assemble((spec.name, "bold"), f" ({spec.family}): {spec.paper}"))
     console.print(f"input 3x{size}x{size}, {spec.num_classes} classes, mean {spec.mean}, std {spec.std}")
     aux_note = f" (+{info.training_only_params:,} in training-only auxiliary heads)" if info.training_only_params else ""
     console.print(f"params {profile.inference_params:,}{aux_note}, MACs {profile.macs / 1e9:.3f} G, FLOPs {profile.flops / 1e9:.3f} G")
@@ -85,10 +94,10 @@ def export_result(result: ExportResult) -> None:
             console.print(f"{step}: {record['metric']} {record['student_start_top1']:.2%} -> best {record['best_val_top1']:.2%}")
     made = (f"exported in {result.export_seconds:.1f} s{', simplified' if result.simplified else ''}" if result.parity is not None
             else "your file as it is")
-    console.print(f"[green]wrote[/green] {result.onnx_path} ({size(result.onnx_path)}, {made})")
+    wrote(f"{result.onnx_path} ({size(result.onnx_path)}, {made})")
     for path, written in ((result.fp16_path, result.fp16_parity is not None), (result.int8_path, result.int8 is not None)):
         if written:
-            console.print(f"[green]wrote[/green] {path} ({size(path)})")
+            wrote(f"{path} ({size(path)})")
     for note in result.notes:
         console.print(f"note: {note}")
     if result.int8_slower:
@@ -144,8 +153,8 @@ def _layers(diffs: list[LayerDiff], culprit: LayerDiff | None, tolerance: float)
         rows.add_row(diff.name, diff.kind, f"{diff.rel_error:.3g}", f"{diff.max_abs_error:.3g}", style="bold red" if diff is culprit else None)
     console.print(rows)
     if culprit:
-        console.print(f"[bold red]first divergent layer:[/bold red] {culprit.name} ({culprit.kind}): "
-                      f"relative error {culprit.rel_error:.3g} > {tolerance:g}")
+        console.print(Text.assemble(("first divergent layer:", "bold red"), f" {culprit.name} ({culprit.kind}): "
+                      f"relative error {culprit.rel_error:.3g} > {tolerance:g}"))
     else:
         console.print(f"every layer within {tolerance:g}")
 
@@ -192,11 +201,11 @@ def evaluation(result: EvalResult, data: Path) -> None:
 
 
 def report(result: ReportResult) -> None:
-    console.print(f"[green]wrote[/green] {result.markdown} and {result.picture} ({result.results} results)")
+    wrote(f"{result.markdown} and {result.picture} ({result.results} results)")
 
 
 def engine(result: EngineResult) -> None:
-    console.print(f"[green]wrote[/green] {result.path} (TensorRT {result.tensorrt}, {result.gpu}, sm {result.compute_capability})")
+    wrote(f"{result.path} (TensorRT {result.tensorrt}, {result.gpu}, sm {result.compute_capability})")
 
 
 def pruning(report: PruneReport, result: ExportResult) -> None:
@@ -214,7 +223,7 @@ def pruning(report: PruneReport, result: ExportResult) -> None:
         console.print(report.accuracy_warning(), style="bold red")
     for line in report.speed_warnings():
         console.print(line, style="bold red" if line.startswith("PRUNED") else "yellow")
-    console.print(f"[green]wrote[/green] {result.folder / 'pruned.pth'} and {result.onnx_path}")
+    wrote(f"{result.folder / 'pruned.pth'} and {result.onnx_path}")
 
 
 def epoch(record: EpochRecord) -> None:
@@ -234,8 +243,8 @@ def training(result: TrainingResult) -> None:
     best = result.best
     console.print(f"{result.metric}: start {result.student_start_top1:.2%} -> best {best.val_top1:.2%} (epoch {best.epoch}), "
                   f"last {result.history[-1].val_top1:.2%}{teacher}")
-    console.print(f"[green]wrote[/green] {result.folder} (best.pth, last.pth, manifest.json): use the folder as the model, "
-                  f"e.g. deploykit export {result.folder}")
+    wrote(f"{result.folder} (best.pth, last.pth, manifest.json): use the folder as the model, "
+                  f"e.g. deploykit export {shlex.quote(str(result.folder))}")
 
 
 def chain(verdict: ChainVerdict) -> None:
@@ -257,7 +266,9 @@ def triton_repository(result: TritonRepository) -> None:
         rows.add_row(spec.name, spec.backend, f"{spec.instances} {spec.kind}", spec.precision,
                      f"{spec.input.name} {spec.input.data_type} {list(spec.input.dims)}", batching)
     console.print(rows)
-    console.print(f"serve it on this CPU: deploykit serve {result.repo}")
+    for name in result.removed:
+        console.print(f"removed {name}: the export it was made from no longer makes it", style="yellow")
+    console.print(f"serve it on this CPU: deploykit serve {shlex.quote(str(result.repo))}")
 
 
 def serving(served: Serving) -> None:

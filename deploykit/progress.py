@@ -35,7 +35,9 @@ def live(stream: IO[str] | None = None) -> Iterator[None]:
         return
     stream = stream or sys.stdout
     # Bound to the stream of now, so that the quiet() redirects of third-party chatter do not swallow the bars.
-    console = Console(file=stream, stderr=False) if stream.isatty() else Console(file=stream, stderr=False, width=160)
+    # markup=False: paths, hints and folder names are printed as they are ('deploykit[openvino]', repo[v2]).
+    console = (Console(file=stream, stderr=False, markup=False) if stream.isatty()
+               else Console(file=stream, stderr=False, width=160, markup=False))
     _progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[status]}"), *_counted_columns(),
                          TimeElapsedColumn(), console=console, transient=True, disable=not stream.isatty())
     try:

@@ -26,6 +26,7 @@ from deploykit.recipes.prune import ORIGINAL_NAME, TIE, beside_the_original, run
 from deploykit.recipes.ref import ModelRef, parse_model_ref
 from deploykit.recipes.train import run_distill
 from deploykit.recipes.triton import check_triton_config, write_triton_repository
+from deploykit.serve.repository import model_name, refuse_foreign_models
 from deploykit.runtime import OrtRunner
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ def compress_and_export(config: ExportConfig, compression: Compression = Compres
         check_triton_config(config.triton)
         if not config.dynamic_batch and ref.has_torch:  # a user's ONNX file is checked when it is read
             raise DeployKitError("--triton needs a dynamic batch, for Triton to batch requests: add --dynamic-batch")
+        refuse_foreign_models(config.triton.repo, model_name(ref.spec.name if ref.spec else ref.onnx_path.stem))  # before any slow step
     exported = _compress_then_export(config, ref, compression)
     if config.triton:
         exported.triton = write_triton_repository([exported.folder], config.triton)

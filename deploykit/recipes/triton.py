@@ -7,7 +7,7 @@ each TensorRT engine built beside them becomes ``NAME_trt`` (``model.plan``, ten
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploykit.data.preprocess import Preprocess
@@ -27,6 +27,7 @@ class TritonRepository:
 
     repo: Path
     models: list[ModelSpec]
+    removed: list[str] = field(default_factory=list)  # models these exports no longer make (an INT8 or FP16 file gone)
 
 
 def check_triton_config(config: TritonConfig) -> None:
@@ -44,8 +45,8 @@ def write_triton_repository(folders: list[Path], config: TritonConfig) -> Triton
     check_triton_config(config)
     rows = read_bench_rows(list(config.bench_results))
     staged = [model for folder in folders for model in _folder_models(ExportFolder(folder), config, rows)]
-    publish_repository(config.repo, staged)
-    return TritonRepository(config.repo, [model.spec for model in staged])
+    removed = publish_repository(config.repo, staged)
+    return TritonRepository(config.repo, [model.spec for model in staged], removed)
 
 
 def _folder_models(folder: ExportFolder, config: TritonConfig, rows: list[dict]) -> list[StagedModel]:

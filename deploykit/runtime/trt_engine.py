@@ -7,6 +7,7 @@ engine records both, and an engine built elsewhere is refused with the command t
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def check_engine_compatible(engine_path: Path) -> dict[str, object]:
         raise DeployKitError(
             f"engine {engine_path} was built by TensorRT {record.get('tensorrt')} for a {record.get('gpu')} "
             f"(sm {record.get('compute_capability')}); this is TensorRT {version} on a {identity['gpu']} "
-            f"(sm {identity['compute_capability']}). Rebuild it: deploykit build-engine {record.get('onnx', 'MODEL.onnx')}"
+            f"(sm {identity['compute_capability']}). Rebuild it: deploykit build-engine {shlex.quote(str(record.get('onnx', 'MODEL.onnx')))}"
         )
     if sha256_file(Path(engine_path)) != record.get("engine_sha256"):
         raise DeployKitError(f"engine {engine_path} does not match its record (changed or corrupt); rebuild it")

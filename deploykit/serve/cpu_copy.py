@@ -1,9 +1,10 @@
 """The working copy of a repository that the bundled CPU tritonserver can load: each deploykit model's config with the
-``python`` backend and KIND_CPU instances, ``python_model.py`` as ``1/model.py``, and a link to the verified model file."""
+``python`` backend and KIND_CPU instances, ``python_model.py`` as ``1/model.py``, and a copy of the model file, verified
+after it is copied: a file replaced in the repository while serving (a reload, a new instance) is never served."""
 
 from __future__ import annotations
 
-import os
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ def make_cpu_copy(repo: Path, target: Path, cores: int) -> CpuCopy:
     from google.protobuf import text_format
 
     if not repo.is_dir():
-        raise DeployKitError(f"model repository {repo} does not exist; write one with `deploykit triton {repo} FOLDER`")
+        raise DeployKitError(f"model repository {repo} does not exist; write one with `deploykit triton {shlex.quote(str(repo))} FOLDER`")
     copy, chosen = CpuCopy(), []
     for folder in sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith(".")):
         record = read_record(folder)
@@ -49,11 +50,13 @@ def make_cpu_copy(repo: Path, target: Path, cores: int) -> CpuCopy:
     copy.threads = max(1, cores // copy.instances)
     for folder, config, record in chosen:
         model_file = folder / VERSION / record["file"]
-        if not model_file.is_file() or sha256_file(model_file) != record.get("sha256"):
-            raise DeployKitError(f"{model_file} is not the file deploykit wrote there (its sha256 differs, or it is missing); "
-                                 "write the repository again")
         served = target / folder.name
         (served / VERSION).mkdir(parents=True)
+        if not model_file.is_file():
+            raise DeployKitError(f"{model_file} is missing; write the repository again")
+        shutil.copyfile(model_file, served / VERSION / record["file"])
+        if sha256_file(served / VERSION / record["file"]) != record.get("sha256"):
+            raise DeployKitError(f"{model_file} is not the file deploykit wrote there (its sha256 differs); write the repository again")
         config.backend = "python"
         config.ClearField("default_model_filename")
         config.ClearField("optimization")
@@ -63,6 +66,5 @@ def make_cpu_copy(repo: Path, target: Path, cores: int) -> CpuCopy:
             config.parameters[f"deploykit.{key}"].string_value = value
         (served / CONFIG_NAME).write_text(text_format.MessageToString(config))
         shutil.copy2(Path(__file__).with_name("python_model.py"), served / VERSION / "model.py")
-        os.symlink(model_file.resolve(), served / VERSION / record["file"])
         copy.served.append(folder.name)
     return copy

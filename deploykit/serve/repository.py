@@ -1,13 +1,16 @@
 """A Triton model repository written from export folders: ``REPO/NAME/config.pbtxt``, ``REPO/NAME/1/model.onnx`` (or
 ``model.plan``) and ``REPO/NAME/.deploykit.json``, the record of what deploykit wrote there and from which file.
 
-Every model folder is staged beside the repository and moved in whole: a new repository appears at once with all its
-models; into an existing one each model folder is swapped in at once. A folder deploykit did not write is refused,
-never replaced, and other models in the repository are left alone.
+Every model folder is staged and moved in whole: a new repository is staged beside it and appears at once with all its
+models; into an existing one (which may be a mount point of its own, such as a Docker volume) the staging is inside it,
+and each model folder is swapped in at once. A folder deploykit did not write is refused, never replaced; models a
+republished export no longer makes (its INT8 or FP16 file gone) are removed; other models are left alone.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import re
@@ -34,41 +37,93 @@ class StagedModel:
 
 
 def model_name(text: str) -> str:
-    """A Triton model name (letters, digits, ``_``, ``-``, ``.``) from a folder name."""
+    """A Triton model name (letters, digits, ``_``, ``-``, ``.``) from a folder name; where characters had to be replaced,
+    a short hash of the original keeps two names apart (模型 and 数据 both read ``__``)."""
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", text).strip(".")
-    if not name:
+    if name != text:
+        name = f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:8]}".lstrip("-")
+    if not name or not text.strip("."):
         raise DeployKitError(f"cannot make a Triton model name from {text!r}; rename the export folder")
     return name
 
 
-def publish_repository(repo: Path, models: list[StagedModel]) -> None:
-    """Write every model folder into ``repo`` (created if missing)."""
+def variant_names(base: str) -> tuple[str, ...]:
+    """Every model name one export folder can become (see ``recipes.triton``)."""
+    return (base, f"{base}_fp16", f"{base}_int8", f"{base}_trt")
+
+
+def refuse_foreign_models(repo: Path, base: str) -> None:
+    """Before an export into ``repo``: none of the names it will publish is a folder deploykit did not write."""
+    for name in variant_names(base):
+        refuse_foreign_folder(repo / name)
+
+
+def publish_repository(repo: Path, models: list[StagedModel]) -> list[str]:
+    """Write every model folder into ``repo`` (created if missing); returns the models removed because the exports that
+    made them no longer do."""
     names = [model.spec.name for model in models]
     if len(set(names)) != len(names):
         raise DeployKitError(f"two models would share a name in {repo} ({', '.join(sorted(n for n in names if names.count(n) > 1))}); "
                              "give exports in folders with different names")
     repo = repo.resolve()
-    repo.parent.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(repo.parent / f".{repo.name}.lock", PUBLISH_WAIT_S):
-        for name in names:
-            recover_interrupted_exchange(repo / name)
-            refuse_foreign_folder(repo / name)
-        for stale in repo.parent.glob(f".{repo.name}.staging-*"):  # left by a run that was killed
+    try:
+        repo.parent.mkdir(parents=True, exist_ok=True)
+        lock = _lock_path(repo)
+        with exclusive_lock(lock, PUBLISH_WAIT_S):
+            return _publish_locked(repo, models, names)
+    except OSError as exc:
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise DeployKitError(f"cannot write the repository {repo}: {exc.strerror} ({exc.filename or repo}); "
+                                 "choose a writable folder") from exc
+        raise
+
+
+def _lock_path(repo: Path) -> Path:
+    """Beside the repository; inside it where its parent cannot be written (a mount point of its own, read-only above)."""
+    beside = repo.parent / f".{repo.name}.lock"
+    if repo.is_dir() and not os.access(repo.parent, os.W_OK):
+        return repo / ".deploykit.lock"
+    return beside
+
+
+def _publish_locked(repo: Path, models: list[StagedModel], names: list[str]) -> list[str]:
+    for name in names:
+        recover_interrupted_exchange(repo / name)
+        refuse_foreign_folder(repo / name)
+    stale_patterns = [(repo.parent, f".{repo.name}.staging-*"), (repo, ".staging-*")]
+    for folder, pattern in stale_patterns:  # left by a run that was killed
+        for stale in folder.glob(pattern) if folder.is_dir() else ():
             shutil.rmtree(stale, ignore_errors=True)
-        staging = make_temporary_dir(repo.parent, f".{repo.name}.staging-")
-        try:
-            for model in models:
-                _stage(model, staging / model.spec.name)
-            if not repo.exists():
-                os.rename(staging, repo)
-                return
-            for name in names:
-                if (repo / name).exists():
-                    exchange_paths(staging / name, repo / name)  # staging now holds the previous version
-                else:
-                    os.rename(staging / name, repo / name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    existing = repo.is_dir()
+    staging = make_temporary_dir(repo, ".staging-") if existing else make_temporary_dir(repo.parent, f".{repo.name}.staging-")
+    try:
+        for model in models:
+            _stage(model, staging / model.spec.name)
+        if not existing:
+            os.rename(staging, repo)
+            return []
+        for name in names:
+            if (repo / name).exists():
+                exchange_paths(staging / name, repo / name)  # staging now holds the previous version
+            else:
+                os.rename(staging / name, repo / name)
+        retired = _no_longer_made(repo, models, names)
+        for name in retired:
+            os.rename(repo / name, staging / f".retired-{name}")  # removed with the staging folder
+        return retired
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _no_longer_made(repo: Path, models: list[StagedModel], names: list[str]) -> list[str]:
+    """Models in ``repo`` that deploykit wrote from one of these export folders under a name this publish does not make."""
+    sources = {model.source.resolve().parent for model in models}
+    retired = []
+    for folder in sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in names):
+        record = read_record(folder)
+        if record and record.get("source") and Path(record["source"]).parent in sources:
+            retired.append(folder.name)
+    return retired
 
 
 def refuse_foreign_folder(folder: Path) -> None:
