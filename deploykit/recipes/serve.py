@@ -23,7 +23,7 @@ from deploykit.recipes.configs import ServerBenchConfig
 from deploykit.serve.client import RemoteModel
 from deploykit.serve.cpu_copy import make_cpu_copy
 from deploykit.serve.load import Configuration, LoadLevel, measure_level, original_config, reload_with
-from deploykit.serve.server import Ports, TritonServer, workdir
+from deploykit.serve.server import Ports, TritonServer, require_free, workdir
 
 DEFAULT_START_TIMEOUT_S = 120.0
 MAX_DISTINCT_REQUESTS = 16
@@ -52,6 +52,7 @@ class Serving:
 @contextlib.contextmanager
 def serving(repo: Path, ports: Ports = Ports(), start_timeout_s: float = DEFAULT_START_TIMEOUT_S) -> Iterator[Serving]:
     """Start tritonserver over a CPU working copy of ``repo``; stop it and remove the copy when the block ends."""
+    require_free(ports)  # before any copy is made
     with workdir() as folder:
         copy = make_cpu_copy(Path(repo), folder / "repository", os.cpu_count() or 1)
         server = TritonServer(folder / "repository", ports, copy.threads, folder)

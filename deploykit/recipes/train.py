@@ -113,7 +113,8 @@ def run_distill(student: ModelRef | str, teacher: ModelRef | str | None, data_so
     size = student_ref.spec.checked_input_size(student_ref.input_size(input_size))
     preprocess = student_ref.preprocess(size)
     teacher_classes = classifier_outputs(teacher_model) if teacher_model is not None else None
-    built = _student(student_ref, _Data(data_source, preprocess, config, val_source, teacher_classes, limit), new_head)
+    teacher_names = tuple(teacher_ref.classes) if teacher_ref and teacher_ref.classes else None
+    built = _student(student_ref, _Data(data_source, preprocess, config, val_source, teacher_classes, limit, teacher_names), new_head)
     if built.head is not None:
         report(built.head.describe())
     if teacher_model is not None:
@@ -148,6 +149,7 @@ class _Data:
     val_source: str | None
     teacher_classes: int | None
     limit: int | None
+    teacher_names: tuple[str, ...] | None = None
 
     def load(self, num_classes: int | None) -> TrainingData:
         data = load_training_data(self.source, self.preprocess, num_classes, self.val_source, self.config.min_crop_scale, self.limit)
@@ -158,8 +160,9 @@ class _Data:
 
 
 def _student(ref: ModelRef, data: _Data, new_head: bool) -> _Student:
-    """The model to train with its data: random weights take the folder's classes (unlabelled photos, the teacher's);
-    trained weights keep their classes when the folder's map onto them, and get a new classifier for them otherwise."""
+    """The model to train with its data: random weights take the teacher's classes where the folders map onto them
+    (ImageNet synsets onto an ImageNet teacher), else the folder's (unlabelled photos: the teacher's); trained weights keep
+    their classes when the folder's map onto them, and get a new classifier for them otherwise."""
     base_kwargs = {**_published_kwargs(ref), **(ref.builder_kwargs or {})}
     if ref.spec.has_aux_outputs:
         base_kwargs["aux_logits"] = False
@@ -167,6 +170,11 @@ def _student(ref: ModelRef, data: _Data, new_head: bool) -> _Student:
         if new_head:
             raise DeployKitError(f"--new-head replaces a pretrained classifier; {ref.text} has random weights, so its classifier "
                                  "is made for the folder's classes anyway: drop --new-head")
+        folders = folder_classes(data.source)
+        if data.teacher_classes and folders and _classes_fit(folders, data.teacher_classes, data.teacher_names):
+            loaded = data.load(data.teacher_classes)
+            kwargs = {**base_kwargs, "num_classes": data.teacher_classes}
+            return _Student(ref.build(**kwargs), loaded, kwargs, data.teacher_names, None, None)
         loaded = data.load(None)
         kwargs = {**base_kwargs, "num_classes": loaded.num_classes if loaded.labelled else data.teacher_classes}
         return _Student(ref.build(**kwargs), loaded, kwargs, loaded.classes or None, None, None)
