@@ -183,7 +183,9 @@ def export_request(o: dict) -> tuple[ExportConfig, Compression]:
     """``deploykit export``'s options as the export config and the compression stages before it."""
     if o["dynamic_batch"] and o["batch"] != 1:
         raise DeployKitError("--batch and --dynamic-batch exclude each other: a dynamic batch has no fixed size")
-    layout_given = click.get_current_context().get_parameter_source("layout") == click.core.ParameterSource.COMMANDLINE
+    layout_given = bool(given("layout"))
+    if layout_given and not o["int8"]:
+        raise DeployKitError("--int8-layout places the Q/DQ nodes of the INT8 file: add --int8, or drop --int8-layout")
     if o["deprecated_target"] and layout_given and o["deprecated_target"] != o["layout"]:
         raise DeployKitError(f"--target {o['deprecated_target']} contradicts --int8-layout {o['layout']}; give --int8-layout alone")
     quantize = QuantizeConfig(
@@ -246,14 +248,41 @@ bench_options = apply([
 ])
 
 
+def _they(options: list[str], singular: str, plural: str) -> str:
+    return f"{', '.join(options)} {singular if len(options) == 1 else plural}"
+
+
+def given(*names: str) -> list[str]:
+    """Of these parameters, the ones the user gave on the command line (or through the environment), as options."""
+    context = click.get_current_context()
+    sources = (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    options = {param.name: param.opts[0] for param in context.command.params}
+    return [options[name] for name in names if context.get_parameter_source(name) in sources]
+
+
+LOCAL_BENCH_OPTIONS = ("engine", "device", "precision", "threads", "streams", "target", "presets", "data", "runs", "warmup",
+                       "ort_provider", "channels_last", "compile_", "cuda_graphs", "no_data_transfers", "out", "csv_path",
+                       "md_path", "input_size", "mean", "std")
+SERVER_BENCH_OPTIONS = ("concurrency", "max_latency", "duration", "instances", "queue_delay")
+
+
 def server_bench_request(models: tuple[str, ...], o: dict) -> tuple[str, str, ServerBenchConfig] | None:
-    """``bench --server URL --model NAME``'s options as (url, model, config); None for a benchmark of MODELS."""
+    """``bench --server URL --model NAME``'s options as (url, model, config); None for a benchmark of MODELS. An option of
+    the other kind of benchmark is refused, never ignored."""
     if not o["server"]:
         if o["server_model"] or not models:
             raise DeployKitError("give MODELS to benchmark, or --server URL --model NAME to measure load on a Triton server")
+        if given(*SERVER_BENCH_OPTIONS):
+            raise DeployKitError(f"{_they(given(*SERVER_BENCH_OPTIONS), 'measures', 'measure')} a Triton server: add --server URL "
+                                 "--model NAME, or drop them")
+        if o["engine"] == "auto" and given("precision"):
+            raise DeployKitError("--engine auto runs the precision the export measured fastest: drop --precision, or name an engine")
         return None
     if models or not o["server_model"]:
         raise DeployKitError("--server measures one served model: give --model NAME and no MODELS")
+    if given(*LOCAL_BENCH_OPTIONS):
+        raise DeployKitError(f"{_they(given(*LOCAL_BENCH_OPTIONS), 'does', 'do')} not apply with --server (the server runs the "
+                             "model as its repository says): drop them")
     batches = o["batches"] or (1,)
     if len(batches) > 1:
         raise DeployKitError("with --server, --batch is the batch of each request: give one number")

@@ -86,7 +86,11 @@ class LabelledImages(ImageFiles):
 
     def __init__(self, folder: str | Path, transform: Callable[[Image.Image], Any], num_classes: int | None = None) -> None:
         folder = Path(folder)
-        self.classes = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        if not folder.exists():
+            raise DeployKitError(f"{folder} does not exist; give a folder of class subfolders of photos (ImageNet layout)")
+        if not folder.is_dir():
+            raise DeployKitError(f"{folder} is a file, not a folder; give a folder of class subfolders of photos (ImageNet layout)")
+        self.classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
         if len(self.classes) < (1 if num_classes else 2):
             raise DeployKitError(f"{folder} must hold one subfolder of images per class, at least 2 classes (ImageNet layout)")
         numbers = [int(name) for name in self.classes if name.isdigit()]

@@ -250,7 +250,9 @@ def _fed_as_trained(teacher: torch.nn.Module, ref: ModelRef, student) -> torch.n
 def _check_teacher(teacher: torch.nn.Module, ref: ModelRef, student: _Student) -> None:
     outputs, wanted = classifier_outputs(teacher), classifier_outputs(student.model)
     if outputs != wanted:
-        raise DeployKitError(f"teacher {ref.text} predicts {outputs} classes but the student (and the data) {wanted}")
+        raise DeployKitError(f"teacher {ref.text} predicts {outputs} classes but the student (and the data) {wanted}: fine-tune "
+                             f"the teacher on these classes first (deploykit train {ref.text} --data DIR --out TEACHER), then "
+                             "distil from that folder")
     if ref.classes and student.classes and tuple(ref.classes) != tuple(student.classes):
         raise DeployKitError(f"teacher {ref.text} was trained on classes {', '.join(ref.classes[:4])}... but the student's are "
                              f"{', '.join(student.classes[:4])}...; distil onto the teacher's classes")

@@ -159,8 +159,9 @@ class TritonServer:
             if self.ready():
                 return
             time.sleep(0.1)
+        why = self.first_error()  # before it is stopped, which would be all it says then
         self.stop()
-        raise DeployKitError(f"tritonserver was not ready within {timeout_s:g} s ({self.first_error()}); raise --start-timeout")
+        raise DeployKitError(f"tritonserver was not ready within {timeout_s:g} s ({why}); raise --start-timeout")
 
     def ready(self) -> bool:
         try:
