@@ -1,7 +1,9 @@
 """Processes deploykit starts end with it, and what a killed run left behind is removed by the next one.
 
-A child is started with ``die_with_parent``: Linux sends it SIGKILL the moment deploykit ends, whatever ended it
-(SIGKILL, SIGHUP from a closed terminal, a crash). A temporary folder made by ``owned_temp_dir`` records its owner's
+A child is started through ``dying_with_this_process(command)``: a small launcher (``python -m deploykit.processes``)
+asks Linux for a parent-death signal and then execs the command, so the child gets SIGKILL the moment the thread that
+started it ends, whatever ended it (SIGKILL, SIGHUP from a closed terminal, a crash). Start such children from the main
+thread. The launcher does this after exec, not in a ``preexec_fn``, which is unsafe in a process with threads. A temporary folder made by ``owned_temp_dir`` records its owner's
 pid and start time; ``remove_abandoned`` deletes those whose owner is gone, with whatever ``also`` names for each
 (Triton's shared-memory regions).
 """
@@ -23,18 +25,18 @@ _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` for ``subprocess.Popen``: the child gets SIGKILL when this process ends (Linux; elsewhere None)."""
+def dying_with_this_process(command: list[str]) -> list[str]:
+    """``command`` run through the launcher that makes it die with this process (on Linux; elsewhere as it is)."""
     if _LIBC is None:
-        return None
-    parent = os.getpid()
+        return command
+    return [sys.executable, "-m", "deploykit.processes", str(os.getpid()), *command]
 
-    def arm() -> None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != parent:  # the parent ended between fork and prctl
-            os._exit(1)
 
-    return arm
+def _exec_dying_with(parent: int, command: list[str]) -> None:
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # kept across execve
+    if os.getppid() != parent:  # the parent ended before the signal was armed
+        os._exit(1)
+    os.execvp(command[0], command)
 
 
 def _start_time(pid: int) -> str | None:
@@ -95,3 +97,7 @@ def stop_on_signals() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, stop)
+
+
+if __name__ == "__main__":
+    _exec_dying_with(int(sys.argv[1]), sys.argv[2:])

@@ -23,7 +23,7 @@ import numpy as np
 from deploykit.bench.latency import measure_latency
 from deploykit.bench.machine import cpu_flags
 from deploykit.errors import DeployKitError, first_line
-from deploykit.processes import die_with_parent, owned_temp_dir, remove_abandoned
+from deploykit.processes import dying_with_this_process, owned_temp_dir, remove_abandoned
 from deploykit.runtime import CPU_RUNTIMES, cpu_runner
 from deploykit.runtime.availability import openvino_installed, openvino_problem
 
@@ -173,8 +173,8 @@ def time_runtimes_apart(folder: Path, files: dict[str, tuple[str, bool]], shape:
             np.savez(spec["reference"], inputs=reference[0], logits=reference[1])
         (work / "spec.json").write_text(json.dumps(spec))
         try:
-            done = subprocess.run([sys.executable, "-m", "deploykit.bench.runtimes", str(work / "spec.json")], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True, timeout=PROCESS_TIMEOUT_S, preexec_fn=die_with_parent())
+            command = dying_with_this_process([sys.executable, "-m", "deploykit.bench.runtimes", str(work / "spec.json")])
+            done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=PROCESS_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             return _nothing_timed(shape, f"the timing took over {PROCESS_TIMEOUT_S} s and was stopped")
         if done.returncode != 0:

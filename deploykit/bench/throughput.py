@@ -1,8 +1,8 @@
 """Throughput with several inference streams: images per second when requests run in parallel, one stream per core.
 
 OpenVINO compiles the model with its THROUGHPUT hint and that many streams and keeps them busy with
-an asynchronous request queue; onnxruntime runs that many sessions side by side, each with its
-share of the cores, from as many threads (it releases the GIL while it computes). Latency here is
+one infer request per stream; onnxruntime runs that many sessions side by side, each with its share
+of the cores; both from as many threads (each runtime releases the GIL while it computes). Latency here is
 per request, measured while the others run.
 """
 
@@ -32,31 +32,21 @@ def stream_throughput(path: Path, runtime: str, x: np.ndarray, streams: int, req
 
 
 def _openvino(path: Path, x: np.ndarray, streams: int, requests: int, warmup: int) -> LatencyStats:
-    from deploykit.runtime.openvino_runner import compiled_on, import_openvino
+    """One compiled model with that many streams, and one infer request per stream, each run from its own thread.
 
-    ov = import_openvino()
-    with compiled_on(path, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams, "INFERENCE_PRECISION_HINT": "f32"}) as compiled:
-        queue = ov.AsyncInferQueue(compiled, streams)
-        started: dict[int, float] = {}
-        latencies: list[float] = []
+    Synchronous requests from threads rather than an AsyncInferQueue with a Python callback: OpenVINO's executor
+    threads then never wait for the GIL, so releasing the compiled model cannot deadlock on joining one of them."""
+    from deploykit.runtime.openvino_runner import compiled_on
 
-        def done(request, index: int) -> None:
-            latencies.append(time.perf_counter() - started[index])
-
-        queue.set_callback(done)
-        for index in range(warmup * streams):
-            started[index] = time.perf_counter()
-            queue.start_async({0: x}, index)
-        queue.wait_all()
-        latencies.clear()
-        begin = time.perf_counter()
-        for index in range(requests):
-            started[index] = time.perf_counter()
-            queue.start_async({0: x}, index)
-        queue.wait_all()
-        elapsed = time.perf_counter() - begin
-        del queue
-    return _stats(len(x), requests, warmup * streams, elapsed, latencies)
+    config = {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams, "INFERENCE_PRECISION_HINT": "f32"}
+    with compiled_on(path, "CPU", config) as compiled:
+        requests_ = [compiled.create_infer_request() for _ in range(streams)]
+        try:
+            seconds, latencies = _in_parallel([lambda r=r: r.infer({0: x}) for r in requests_], requests, warmup)
+        finally:
+            del requests_
+        del compiled
+    return _stats(len(x), requests, warmup * streams, seconds, latencies)
 
 
 def _onnxruntime(path: Path, x: np.ndarray, streams: int, requests: int, warmup: int) -> LatencyStats:
@@ -64,28 +54,35 @@ def _onnxruntime(path: Path, x: np.ndarray, streams: int, requests: int, warmup:
 
     threads = max(1, (os.cpu_count() or 1) // streams)
     runners = [OrtRunner(path, threads=threads) for _ in range(streams)]
-    for runner in runners:
-        runner.load()
-    shares = [requests // streams + (i < requests % streams) for i in range(streams)]
-
-    def work(runner, count: int) -> list[float]:
-        times = []
-        for _ in range(count):
-            start = time.perf_counter()
-            runner.infer(x)
-            times.append(time.perf_counter() - start)
-        return times
-
     try:
-        with ThreadPoolExecutor(streams) as pool:
-            list(pool.map(work, runners, [warmup] * streams))
-            begin = time.perf_counter()
-            per_stream = list(pool.map(work, runners, shares))
-            seconds = time.perf_counter() - begin
+        for runner in runners:
+            runner.load()
+        seconds, latencies = _in_parallel([lambda r=runner: r.infer(x) for runner in runners], requests, warmup)
     finally:
         for runner in runners:
             runner.close()
-    return _stats(len(x), requests, warmup * streams, seconds, [t for times in per_stream for t in times])
+    return _stats(len(x), requests, warmup * streams, seconds, latencies)
+
+
+def _in_parallel(calls: list, requests: int, warmup: int) -> tuple[float, list[float]]:
+    """Each call run from a thread of its own (both runtimes release the GIL while they compute): ``warmup`` runs each,
+    then ``requests`` shared among them; the wall time of those and each one's latency."""
+    shares = [requests // len(calls) + (i < requests % len(calls)) for i in range(len(calls))]
+
+    def work(call, count: int) -> list[float]:
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        return times
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        list(pool.map(work, calls, [warmup] * len(calls)))
+        begin = time.perf_counter()
+        per_call = list(pool.map(work, calls, shares))
+        seconds = time.perf_counter() - begin
+    return seconds, [t for times in per_call for t in times]
 
 
 def _stats(batch: int, requests: int, warmup: int, seconds: float, latencies: list[float]) -> LatencyStats:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploykit.errors import DeployKitError
-from deploykit.processes import die_with_parent, owned_temp_dir, remove_abandoned
+from deploykit.processes import dying_with_this_process, owned_temp_dir, remove_abandoned
 
 HOST = "127.0.0.1"
 STOP_WAIT_S = 20.0
@@ -134,9 +134,9 @@ class TritonServer:
                    "--exit-timeout-secs", str(int(STOP_WAIT_S / 2)),
                    f"--backend-config=python,shm-region-prefix-name={self.workdir.name}_"]
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            env=self._environment(installation, interpreter), start_new_session=True,
-                                            preexec_fn=die_with_parent())
+            self.process = subprocess.Popen(dying_with_this_process(command), stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, env=self._environment(installation, interpreter),
+                                            start_new_session=True)
         self._wait_ready(timeout_s)
 
     def _environment(self, installation: Installation, interpreter: Path) -> dict[str, str]:
