@@ -15,7 +15,7 @@ LAYERS = [
     ("deploykit.runtime",),
     ("deploykit.data",),
     ("deploykit.models", "deploykit.manifest", "deploykit.profile", "deploykit.catalog"),
-    ("deploykit.errors", "deploykit.io", "deploykit.choices", "deploykit.quiet", "deploykit.progress"),
+    ("deploykit.errors", "deploykit.io", "deploykit.processes", "deploykit.choices", "deploykit.quiet", "deploykit.progress"),
 ]
 
 
