@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, load_presets
-from deploykit.choices import (AMP_TYPES, CALIBRATION_METHODS, IMAGENET_MEAN, IMAGENET_STD, INT8_LAYOUTS, MAX_THREADS, MAX_WORKERS,
+from deploykit.choices import (AMP_TYPES, CALIBRATION_METHODS, CPU_TARGETS, WEIGHT_ROUNDINGS, IMAGENET_MEAN, IMAGENET_STD, INT8_LAYOUTS, MAX_THREADS, MAX_WORKERS,
                                NO_BATCHING, TRITON_BACKENDS, TRITON_DEVICES)
 from deploykit.cli_types import BatchList, FiniteFloatRange, Warmup, input_size_option
 from deploykit.compress.configs import DistillConfig, QatConfig, QuantizeConfig
@@ -119,6 +119,12 @@ export_options = apply([
                  "or auto: whichever of the first two is closer to FP32 on the calibration images."),
     click.option("--bias-correction/--no-bias-correction", default=QuantizeConfig.bias_correction, show_default=True,
                  help="Fold each conv's mean weight-rounding error into its bias."),
+    click.option("--weight-rounding", type=click.Choice(WEIGHT_ROUNDINGS), default=QuantizeConfig.rounding, show_default=True,
+                 help="gptq: choose each layer's integer weights against its FP32 output on the calibration images; "
+                 "nearest: round each weight on its own."),
+    click.option("--cpu", "cpu_target", type=click.Choice(CPU_TARGETS), default=QuantizeConfig.cpu, show_default=True,
+                 help="With --int8-layout cpu: the CPU the file is for. vnni: 8-bit weights (exact on VNNI); avx2: 7-bit "
+                 "weights, which onnxruntime's AVX2 kernels cannot saturate; auto: this machine's kind."),
     click.option("--per-channel/--per-tensor", default=QuantizeConfig.per_channel, show_default=True,
                  help="Weight quantization granularity."),
     click.option("--exclude", multiple=True, help="Keep matching layers in FP32 (shell pattern over layer names; repeatable)."),
@@ -186,11 +192,16 @@ def export_request(o: dict) -> tuple[ExportConfig, Compression]:
     layout_given = bool(given("layout"))
     if layout_given and not o["int8"]:
         raise DeployKitError("--int8-layout places the Q/DQ nodes of the INT8 file: add --int8, or drop --int8-layout")
+    if given("cpu_target") and (not o["int8"] or (o["deprecated_target"] or o["layout"]) != "cpu"):
+        raise DeployKitError("--cpu names the CPU an --int8-layout cpu file is for: add --int8 (layout cpu), or drop --cpu")
+    if given("weight_rounding") and not o["int8"]:
+        raise DeployKitError("--weight-rounding rounds the weights of the INT8 file: add --int8, or drop --weight-rounding")
     if o["deprecated_target"] and layout_given and o["deprecated_target"] != o["layout"]:
         raise DeployKitError(f"--target {o['deprecated_target']} contradicts --int8-layout {o['layout']}; give --int8-layout alone")
     quantize = QuantizeConfig(
         calib=o["calib"], calib_size=o["calib_size"], method=o["calib_method"], per_channel=o["per_channel"],
-        bias_correction=o["bias_correction"], exclude=o["exclude"], layout=o["deprecated_target"] or o["layout"],
+        bias_correction=o["bias_correction"], rounding=o["weight_rounding"], cpu=o["cpu_target"], exclude=o["exclude"],
+        layout=o["deprecated_target"] or o["layout"],
         holdout=o["holdout"], min_cosine=o["int8_min_cosine"], min_top5=o["int8_min_top5"],
         min_confident_agreement=o["int8_min_confident_agreement"], val=o["val"], max_drop=o["max_drop"]) if o["int8"] else None
     config = ExportConfig(

@@ -57,3 +57,9 @@ def test_one_port_for_both_protocols_is_refused_before_the_server_starts(tmp_pat
         port = probe.getsockname()[1]
     result, text = run_cli("serve", tmp_path / "missing", "--http-port", port, "--grpc-port", port)
     assert result.exit_code == 2 and text == f"Error: --http-port and --grpc-port are both {port}; give them different ports", text
+
+
+def test_a_mac_target_above_the_models_is_refused_before_anything_is_pruned(tmp_path):
+    result, text = run_cli("prune", "cifar_resnet20", "--target-macs", "1e12", "--input-size", 16, "--no-timing", "--out", tmp_path)
+    assert result.exit_code == 2 and text.startswith("Error: --target-macs 1e+12 G is not below the model's"), result.output
+    assert not list(tmp_path.iterdir())

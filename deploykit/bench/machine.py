@@ -30,6 +30,18 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def has_vnni() -> bool:
+    """Whether this CPU has VNNI int8 dot products (AVX512-VNNI or AVX-VNNI)."""
+    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
+
+
+def cpu_kind() -> str:
+    """This CPU as an INT8 target: "vnni" where int8 dot products are exact in onnxruntime's kernels (VNNI, and CPUs that
+    are not x86), "avx2" where its u8s8 kernels add pairs of products in saturating 16-bit lanes."""
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+    return "vnni" if has_vnni() or not x86 else "avx2"
+
+
 def machine_info() -> dict:
     """CPU, core count, OS, package versions, the command line and the time."""
     import torch

@@ -21,8 +21,10 @@ class QuantizeConfig:
     method: str = "auto"
     per_channel: bool = True
     bias_correction: bool = True
+    rounding: str = "gptq"  # weights rounded against each layer's FP32 output (compress/weight_rounding.py), or "nearest"
     exclude: tuple[str, ...] = ()
     layout: str = "cpu"  # cpu: onnxruntime's fast x86 layout; trt: TensorRT's placement
+    cpu: str = "auto"  # layout cpu: the CPU kind the file is for, "vnni", "avx2" or "auto" (this machine's)
     holdout: Path = DEFAULT_HOLDOUT_DIR
     min_cosine: float = 0.985  # mean logit cosine vs FP32 on held-out images (the gate without labels)
     min_top5: float = 0.9  # share of held-out images whose FP32 top-1 is in the INT8 top-5 (likewise)
@@ -30,6 +32,15 @@ class QuantizeConfig:
     val: Path | None = None  # labelled folder: gate on the top-1 drop instead
     max_drop: float = 1.0  # top-1 points INT8 may lose on ``val``
     max_fallback_layers: int = 10
+
+    @property
+    def cpu_target(self) -> str:
+        """"vnni" or "avx2" for the cpu layout (``auto`` decided by this machine), "any" for the others."""
+        if self.layout != "cpu":
+            return "any"
+        from deploykit.bench.machine import cpu_kind
+
+        return cpu_kind() if self.cpu == "auto" else self.cpu
 
     def gate_record(self) -> dict:
         """The gate's images and thresholds as the manifest keeps them, so that ``compare`` judges the file as export did."""

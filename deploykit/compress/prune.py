@@ -43,6 +43,9 @@ def prune_model(model: nn.Module, input_shape: tuple[int, int, int, int], config
     model.eval()
     example = torch.randn(input_shape)
     before = profile_model(model, input_shape)
+    if config.target_macs and config.target_macs >= before.macs:
+        raise DeployKitError(f"--target-macs {config.target_macs / 1e9:.3g} G is not below the model's {before.macs / 1e9:.3g} "
+                             "GMACs at this input size, so there is nothing to prune: give a smaller --target-macs")
     importance = {
         "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
         "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),

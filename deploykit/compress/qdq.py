@@ -81,7 +81,8 @@ def groups(node: onnx.NodeProto) -> int:
 
 
 def float_graph_outputs(model: onnx.ModelProto) -> int:
-    """Remove the Q/DQ pair in front of every graph output (in place), so the outputs stay float; how many were removed.
+    """Remove the Q/DQ pair in front of every graph output (in place), so the outputs stay float, and what only it read;
+    how many were removed.
 
     A quantized output is clipped to the range calibration saw: on a confident image the top logits of a
     classifier saturate at the bound, tie, and argmax picks the lowest class. NNCF, ModelOpt and
@@ -104,6 +105,7 @@ def float_graph_outputs(model: onnx.ModelProto) -> int:
         for info in [v for v in model.graph.value_info if v.name in (source, output.name)]:
             model.graph.value_info.remove(info)
         removed += 1
+    drop_unused(model)  # the output quantizer's scale and zero point
     return removed
 
 

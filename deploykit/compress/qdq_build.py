@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from deploykit.bench.machine import cpu_flags
 from deploykit.compress.bias_correction import correct_biases
 from deploykit.compress.calibrate import ActivationStats
 from deploykit.compress.configs import QuantizeConfig
@@ -19,15 +18,11 @@ from deploykit.compress.fallback import WEIGHTED_OPS
 from deploykit.compress.qdq import float_graph_outputs
 from deploykit.compress.openvino_placement import apply_openvino_rules, first_layer_weights
 from deploykit.compress.trt_placement import apply_tensorrt_rules
+from deploykit.compress.weight_rounding import WeightRounding
 from deploykit.errors import DeployKitError
 from deploykit.parity import mean_cosine, run_all
 from deploykit.quiet import quiet
 from deploykit.runtime.ort_runner import OrtRunner
-
-
-def has_vnni() -> bool:
-    """Whether this CPU has VNNI int8 dot products (AVX512-VNNI or AVX-VNNI)."""
-    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni"})
 
 
 def int8_settings(config: QuantizeConfig) -> dict:
@@ -38,14 +33,16 @@ def int8_settings(config: QuantizeConfig) -> dict:
     where calibration saw no negative value, 7-bit weights on the first layer only (NNCF's choices).
     """
     symmetric_activations = config.layout in ("trt", "openvino")
+    target = config.cpu_target
     openvino = config.layout == "openvino"
     return {
         "format": "QDQ", "layout": config.layout, "per_channel": config.per_channel,
         "activation_type": "int8" if symmetric_activations else "uint8", "weight_type": "int8",
         "activation_symmetric": symmetric_activations, "weight_symmetric": True,
         "unsigned_non_negative_activations": openvino, "keep_activation_functions": openvino,
-        "reduce_range": config.layout == "cpu" and not has_vnni(), "first_layer_7bit_weights": openvino,
-        "calibrate_method": config.method, "bias_correction": config.bias_correction,
+        "cpu_target": target,
+        "reduce_range": target == "avx2", "first_layer_7bit_weights": openvino,
+        "calibrate_method": config.method, "bias_correction": config.bias_correction, "weight_rounding": config.rounding,
     }
 
 
@@ -99,12 +96,15 @@ def quiet_ort(function, *args) -> None:
 
 
 def build_qdq(pre_path: Path, pre_proto: onnx.ModelProto, out_path: Path, settings: dict, exclude: list[str], ranges_path: Path,
-              stats: ActivationStats) -> int:
-    """Quantize from the cached ranges, keep the graph outputs float, bias-correct (unless the settings say not to),
-    then apply the layout's placement rules; the number of corrected convolutions."""
+              stats: ActivationStats, rounding: WeightRounding | None) -> int:
+    """Quantize from the cached ranges, keep the graph outputs float, round the weights against their layers' outputs
+    (with ``rounding``), bias-correct (unless the settings say not to), then apply the layout's placement rules; the
+    number of corrected convolutions."""
     quiet_ort(quantize_static_qdq, pre_path, out_path, None, settings, exclude, ranges_path)
     quantized = onnx.load(str(out_path))
     float_graph_outputs(quantized)
+    if rounding is not None:
+        rounding.apply(quantized)
     corrected = correct_biases(pre_proto, quantized, stats.channel_means) if settings["bias_correction"] else 0
     if settings["layout"] == "trt":
         apply_tensorrt_rules(quantized)
@@ -125,7 +125,8 @@ class RangeChoice:
 
 
 def choose_ranges(fp32_path: Path, pre_path: Path, pre_proto: onnx.ModelProto, workdir: Path, settings: dict,
-                  excluded: list[str], ranges: dict[str, Path], stats: ActivationStats, samples: np.ndarray) -> RangeChoice:
+                  excluded: list[str], ranges: dict[str, Path], stats: ActivationStats, rounding: WeightRounding | None,
+                  samples: np.ndarray) -> RangeChoice:
     """The range method whose INT8 output is closest to FP32 on calibration samples (the held-out set stays unseen).
 
     Robust ranges win on photos, where a few images stretch the extremes; global extremes win where
@@ -136,7 +137,8 @@ def choose_ranges(fp32_path: Path, pre_path: Path, pre_proto: onnx.ModelProto, w
         reference = run_all(runner, samples)
     scores, corrected = {}, {}
     for method, path in ranges.items():
-        corrected[method] = build_qdq(pre_path, pre_proto, workdir / f"{method}.onnx", settings, excluded, path, stats)
+        corrected[method] = build_qdq(pre_path, pre_proto, workdir / f"{method}.onnx", settings, excluded, path, stats,
+                                     rounding)
         with OrtRunner(workdir / f"{method}.onnx") as runner:
             scores[method] = round(mean_cosine(reference, run_all(runner, samples)), 6)
     method = max(scores, key=scores.get)

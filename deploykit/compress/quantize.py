@@ -32,6 +32,7 @@ from deploykit.compress.int8_check import Int8Check, Int8GateError, compare_int8
 from deploykit.compress.int8_data import QuantizationData
 from deploykit.compress.qdq_build import (build_qdq, choose_ranges, classifier_inputs, int8_settings, pre_process, quiet_ort,
                                           resolve_exclusions)
+from deploykit.compress.weight_rounding import WeightRounding
 from deploykit.compress.saturation import Saturation, activation_saturation
 from deploykit.data.calibration import calibration_hash
 from deploykit.data.images import evenly_spaced
@@ -102,6 +103,10 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
         quiet_ort(pre_process, fp32_path, pre_path)
         pre_proto = onnx.load(str(pre_path))
         excluded = resolve_exclusions(pre_proto, config.exclude)
+        rounding = None
+        if settings["weight_rounding"] == "gptq":
+            with stage(f"measuring each layer's inputs on {len(data.calibration)} calibration images, to round its weights"):
+                rounding = WeightRounding.measure(pre_proto, data.calibration)
         stats, reused = cached_statistics(pre_proto, pre_path, data.calibration, settings, stats_path,
                                           {m: path for m, path in ranges.items() if m != "fixed"})
         if fixed_ranges:  # tensors QAT did not simulate keep their calibrated min/max
@@ -112,7 +117,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
         if len(methods) > 1:
             with stage(f"choosing activation ranges ({' or '.join(methods)})"):
                 choice = choose_ranges(fp32_path, pre_path, pre_proto, Path(workdir), settings, excluded, ranges,
-                                       stats, data.calibration[:SELECTION_SAMPLES])
+                                       stats, rounding, data.calibration[:SELECTION_SAMPLES])
             calibration |= {"chosen": choice.method, "selection_mean_cosine": choice.scores}
         ranges_path = ranges[choice.method if choice else methods[0]]
         calibration["cache_file"] = ranges_path.name
@@ -126,7 +131,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
                 corrected = choice.corrected
             else:
                 corrected = build_qdq(pre_path, pre_proto, int8_path, settings, excluded + [k.node for k in kept], ranges_path,
-                                      stats)
+                                      stats, rounding)
             return _check(fp32_logits, int8_path, data, config, judged_on), corrected
 
         kept: list[KeptLayer] = []

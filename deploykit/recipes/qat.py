@@ -45,7 +45,7 @@ def quantize_with_qat(model: torch.nn.Module, fp32_path: Path, out_path: Path, d
         tuned_path = Path(work) / "qat.fp32.onnx"
         onnx.save(proto, str(tuned_path))
         # The fine-tuning simulated these ranges and no bias correction: the file is made exactly so.
-        result = quantize_int8(tuned_path, out_path, data, replace(config, bias_correction=False), cache_dir, enforce_gate,
+        result = quantize_int8(tuned_path, out_path, data, replace(config, bias_correction=False, rounding="nearest"), cache_dir, enforce_gate,
                                judged_against=fp32_path, fixed_ranges=plan.ranges())
     result.stage = "qat"
     result.qat = {**report.as_dict(), "config": asdict(qat), "data": source, "ptq_check_vs_fp32": ptq.check.as_dict()}

@@ -9,7 +9,6 @@ republished export no longer makes (its INT8 or FP16 file gone) are removed; oth
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import os
@@ -71,11 +70,9 @@ def publish_repository(repo: Path, models: list[StagedModel]) -> list[str]:
         lock = _lock_path(repo)
         with exclusive_lock(lock, PUBLISH_WAIT_S):
             return _publish_locked(repo, models, names)
-    except OSError as exc:
-        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise DeployKitError(f"cannot write the repository {repo}: {exc.strerror} ({exc.filename or repo}); "
-                                 "choose a writable folder") from exc
-        raise
+    except OSError as exc:  # read-only, permission, a filesystem that makes no files (/proc), full disk
+        raise DeployKitError(f"cannot write the repository {repo}: {exc.strerror or exc} ({exc.filename or repo}); "
+                             "choose a writable folder") from exc
 
 
 def _lock_path(repo: Path) -> Path:

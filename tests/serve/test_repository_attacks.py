@@ -39,6 +39,12 @@ def test_a_read_only_repository_is_one_line(exported, tmp_path):
     assert text.startswith(f"Error: cannot write the repository {mount / 'repo'}: Read-only file system"), text
 
 
+def test_a_repository_on_a_filesystem_that_makes_no_files_is_one_line(exported):
+    result, text = run_cli("triton", "/proc/deploykit-repo", exported, "--device", "cpu")
+    assert result.exit_code == 2 and result.output.count("\n") == 1, result.output
+    assert text.startswith("Error: cannot write the repository /proc/deploykit-repo: No such file or directory"), text
+
+
 def test_folder_names_triton_cannot_take_stay_apart(exported, tmp_path):
     for name in ("模型", "数据"):
         shutil.copytree(exported, tmp_path / name)
