@@ -77,7 +77,13 @@ def train_on_digits(tmp_path_factory):
             kwargs, size, epochs, lr = RECIPES[name]
             folder = tmp_path_factory.mktemp(f"digits_{name}")
             train_split, test = load_digits(size=size)
-            model = train_classifier(get_model(name, seed=0, **kwargs), train_split.images, train_split.labels, epochs=epochs, lr=lr)
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # the same model whatever the worker count (reductions differ with the thread count)
+            try:
+                model = train_classifier(get_model(name, seed=0, **kwargs), train_split.images, train_split.labels,
+                                         epochs=epochs, lr=lr)
+            finally:
+                torch.set_num_threads(threads)
             with torch.no_grad():
                 accuracy = float((model(torch.from_numpy(test.images)).argmax(1).numpy() == test.labels).mean())
             torch.save(model.state_dict(), folder / "weights.pth")

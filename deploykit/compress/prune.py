@@ -17,7 +17,7 @@ from deploykit.choices import PRUNE_METHODS
 from deploykit.compress.configs import PruneConfig
 from deploykit.errors import DeployKitError
 from deploykit.models.layers import classifier_layer, drop_aux_heads
-from deploykit.profile import count_params, profile_model
+from deploykit.profile import Profile, count_params, profile_model
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,15 @@ class PruneResult:
     params_after: int
     macs_before: int
     macs_after: int
+
+
+def refuse_unreachable_target(model: nn.Module, input_shape: tuple[int, int, int, int], config: PruneConfig) -> Profile:
+    """The model's profile at ``input_shape``; a ``target_macs`` the model already meets is refused in one line."""
+    before = profile_model(model, input_shape)
+    if config.target_macs and config.target_macs >= before.macs:
+        raise DeployKitError(f"--target-macs {config.target_macs / 1e9:.3g} G is not below the model's {before.macs / 1e9:.3g} "
+                             "GMACs at this input size, so there is nothing to prune: give a smaller --target-macs")
+    return before
 
 
 def prune_model(model: nn.Module, input_shape: tuple[int, int, int, int], config: PruneConfig,
@@ -42,10 +51,7 @@ def prune_model(model: nn.Module, input_shape: tuple[int, int, int, int], config
     drop_aux_heads(model)
     model.eval()
     example = torch.randn(input_shape)
-    before = profile_model(model, input_shape)
-    if config.target_macs and config.target_macs >= before.macs:
-        raise DeployKitError(f"--target-macs {config.target_macs / 1e9:.3g} G is not below the model's {before.macs / 1e9:.3g} "
-                             "GMACs at this input size, so there is nothing to prune: give a smaller --target-macs")
+    before = refuse_unreachable_target(model, input_shape, config)
     importance = {
         "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
         "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
