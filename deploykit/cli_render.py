@@ -136,6 +136,8 @@ def comparison(a: str, b: str, result: CompareResult, layer_tolerance: float) ->
         console.print(f"{a} vs {b}: FP16 vs FP32, the export's FP16 tolerances: {result.parity.summary()}")
     else:
         console.print(f"{a} vs {b}: {result.parity.summary()}")
+    for warning in result.warnings:
+        console.print(f"warning: {warning}", style="bold red")
     if result.random_weights:
         random_weights_warning()
     if result.layers is not None:

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR
 from deploykit.data.calibration import DIGITS
+
+if TYPE_CHECKING:
+    from deploykit.compress.cpu_target import CpuTarget
 
 
 @dataclass(frozen=True)
@@ -34,13 +38,11 @@ class QuantizeConfig:
     max_fallback_layers: int = 10
 
     @property
-    def cpu_target(self) -> str:
-        """"vnni" or "avx2" for the cpu layout (``auto`` decided by this machine), "any" for the others."""
-        if self.layout != "cpu":
-            return "any"
-        from deploykit.bench.machine import cpu_kind
+    def cpu_target(self) -> CpuTarget:
+        """The CPU kind the file is for: ``cpu`` for the cpu layout (``auto``: this machine's kind), any CPU for the others."""
+        from deploykit.compress.cpu_target import CpuTarget
 
-        return cpu_kind() if self.cpu == "auto" else self.cpu
+        return CpuTarget.resolve(self.layout, self.cpu)
 
     def gate_record(self) -> dict:
         """The gate's images and thresholds as the manifest keeps them, so that ``compare`` judges the file as export did."""

@@ -40,8 +40,8 @@ def int8_settings(config: QuantizeConfig) -> dict:
         "activation_type": "int8" if symmetric_activations else "uint8", "weight_type": "int8",
         "activation_symmetric": symmetric_activations, "weight_symmetric": True,
         "unsigned_non_negative_activations": openvino, "keep_activation_functions": openvino,
-        "cpu_target": target,
-        "reduce_range": target == "avx2", "first_layer_7bit_weights": openvino,
+        "cpu_target": target.kind, "cpu_requested": config.cpu if config.layout == "cpu" else None,
+        "reduce_range": target.reduce_range, "first_layer_7bit_weights": openvino,
         "calibrate_method": config.method, "bias_correction": config.bias_correction, "weight_rounding": config.rounding,
     }
 

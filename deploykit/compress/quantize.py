@@ -25,6 +25,7 @@ import numpy as np
 import onnx
 
 from deploykit.compress.configs import QuantizeConfig
+from deploykit.compress.cpu_target import CpuTarget
 from deploykit.compress.calibrate import ROBUST_METHODS, write_ort_ranges
 from deploykit.compress.calibration_cache import cache_files, cached_statistics
 from deploykit.compress.fallback import KeptLayer, growing, layer_sensitivity
@@ -132,7 +133,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
             else:
                 corrected = build_qdq(pre_path, pre_proto, int8_path, settings, excluded + [k.node for k in kept], ranges_path,
                                       stats, rounding)
-            return _check(fp32_logits, int8_path, data, config, judged_on), corrected
+            return _check(fp32_logits, int8_path, data, config), corrected
 
         kept: list[KeptLayer] = []
         with stage(f"quantizing and checking INT8 on {len(data.holdout)} held-out images"):
@@ -163,6 +164,9 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
             saturation = activation_saturation(int8_proto, clipping_images)
         os.replace(int8_path, out_path)
     notes = [] if enforce_gate else [f"accuracy gate not applied (random weights): {'; '.join(check.failures) or 'passed'}"]
+    if config.cpu_target.exact_emulation:
+        notes.append("this file for VNNI CPUs was judged as one computes it (onnxruntime unfused: exact integer products); "
+                     "this CPU's fused AVX2 kernels would saturate its 8-bit weights, so run it here with --cpu avx2's file")
     if config.layout == "openvino" and judged_on != "openvino":
         notes.append(f"this openvino-layout file was judged on onnxruntime, not on the runtime it is for: {openvino_problem()}")
     return QuantizeResult(out_path, check, kept, excluded, calibration, settings, enforce_gate, qdq_nodes, corrected, notes,
@@ -184,8 +188,18 @@ def judging_runtime(layout: str) -> str:
     return "openvino" if layout == "openvino" and openvino_installed() else "ort"
 
 
-def _check(fp32: _Logits, int8_path: Path, data: QuantizationData, config: QuantizeConfig, runtime: str) -> Int8Check:
-    with cpu_runner(int8_path, runtime) as runner:
+def judging_runner(path: Path, layout: str, target: CpuTarget | None) -> tuple[Runner, str]:
+    """The runner the gate runs an INT8 file on, and its name in the check: OpenVINO for its layout where installed;
+    onnxruntime, unfused, where the file's CPU target computes exactly what this CPU's kernels would saturate."""
+    runtime = judging_runtime(layout)
+    if runtime == "ort" and target is not None and target.exact_emulation:
+        return OrtRunner(path, exact_int8=True), "onnxruntime unfused, as a VNNI CPU computes it (this CPU has no VNNI)"
+    return cpu_runner(path, runtime), CPU_RUNTIMES[runtime]
+
+
+def _check(fp32: _Logits, int8_path: Path, data: QuantizationData, config: QuantizeConfig) -> Int8Check:
+    runner, runtime = judging_runner(int8_path, config.layout, config.cpu_target)
+    with runner:
         holdout = run_all(runner, data.holdout)
         val = _maybe_run(runner, data.val_images)
-    return compare_int8(fp32.holdout, holdout, config, fp32.val, val, data.val_labels, data.val_classes, CPU_RUNTIMES[runtime])
+    return compare_int8(fp32.holdout, holdout, config, fp32.val, val, data.val_labels, data.val_classes, runtime)

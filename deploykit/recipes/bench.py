@@ -19,6 +19,7 @@ from deploykit.bench.runtimes import RuntimeTimings
 from deploykit.bench.throughput import stream_throughput
 from deploykit.bench.memory import check_input_memory, peak_rss_mb, reset_peak_rss
 from deploykit.compress.configs import QuantizeConfig
+from deploykit.compress.cpu_target import CpuTarget
 from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
@@ -202,6 +203,9 @@ def make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
                            name=f"torch-{config.device}-{config.precision}")
     onnx_path = subject.timed_file = _onnx_for(subject, config)
     report(f"timing {onnx_path}")
+    warning = cpu_target_warning(onnx_path, config.engine)
+    if warning:
+        report(f"warning: {warning}", style="bold red")
     if config.engine == "ort":
         provider = config.ort_provider or config.device
         return OrtRunner(onnx_path, providers=ORT_PROVIDERS[provider], threads=config.threads, name=f"ort-{provider}-{config.precision}")
@@ -225,6 +229,16 @@ def make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
                                                               timing_cache=onnx_path.parent / "timing.cache"))
         return TensorRTRunner(engine_path, name=f"trt-{config.precision}")
     raise DeployKitError(f"unknown engine {config.engine!r}; choose torch, ort, trt or openvino")
+
+
+def cpu_target_warning(onnx_path: Path, runtime: str) -> str | None:
+    """One line where an export's INT8 file, made for another kind of CPU (its manifest says which), is known to lose
+    accuracy on this one with ``runtime``; None otherwise."""
+    folder = ExportFolder(onnx_path.parent)
+    if onnx_path.name != INT8_NAME or not folder.exists():
+        return None
+    target = CpuTarget.recorded(folder.read().sections.get("int8", {}).get("settings", {}).get("cpu_target"))
+    return target.mismatch_warning(onnx_path.name, runtime) if target else None
 
 
 def _onnx_for(subject: Subject, config: BenchConfig) -> Path:

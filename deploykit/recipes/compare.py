@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deploykit.compress.int8_check import Int8Check, compare_int8
-from deploykit.compress.quantize import judging_runtime
+from deploykit.compress.cpu_target import CpuTarget
+from deploykit.compress.quantize import judging_runner
 from deploykit.compress.int8_data import HOLDOUT_LIMIT, VAL_LIMIT
 from deploykit.compress.configs import QuantizeConfig
 from deploykit.compress.saturation import Saturation, activation_saturation
@@ -16,9 +17,10 @@ from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME
 from deploykit.parity import (FP16_TOLERANCES, LayerDiff, ParityReport, compare_runners, first_divergent,
                               onnx_layer_diffs, parity_inputs, per_layer_diffs, run_all)
+from deploykit.recipes.bench import cpu_target_warning
 from deploykit.recipes.configs import CompareConfig
 from deploykit.recipes.ref import ModelRef, parse_model_ref
-from deploykit.runtime import CPU_RUNTIMES, OrtRunner, Runner, TorchRunner, cpu_runner
+from deploykit.runtime import OrtRunner, Runner, TorchRunner, cpu_runner
 
 
 SATURATION_ROWS = 10
@@ -35,6 +37,7 @@ class CompareResult:
     saturation: list[Saturation] = field(default_factory=list)  # with --per-layer, a Q/DQ side's most clipped quantizers
     twin: str | None = None  # "int8" or "fp16": B is A's INT8 or FP16 file from one export, judged as export judged it
     int8_check: Int8Check | None = None  # for an INT8 twin: the export's gate, rerun
+    warnings: list[str] = field(default_factory=list)  # a side known to lose accuracy on this CPU
 
     @property
     def passed(self) -> bool:
@@ -63,6 +66,8 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
     tolerances = FP16_TOLERANCES if twin == "fp16" else config.tolerances
     report = compare_runners(_runner(first, size), _runner(second, size), inputs, tolerances)
     result = CompareResult(a, b, report, first.random_weights or second.random_weights, twin=twin)
+    result.warnings = [w for side in (first, second) if side.onnx_path is not None
+                       and (w := cpu_target_warning(side.onnx_path, "ort")) is not None]
     if twin == "int8":
         result.int8_check = _int8_check(first, second)
     if config.per_layer:
@@ -101,18 +106,20 @@ def _int8_check(first: ModelRef, second: ModelRef) -> Int8Check:
     manifest = fp32.manifest
     section = manifest.sections.get("int8", {})
     gate = QuantizeConfig.from_gate_record(section.get("gate", {}))
-    runtime = judging_runtime(section.get("settings", {}).get("layout", "cpu"))
+    settings = section.get("settings", {})
+    layout, target = settings.get("layout", "cpu"), CpuTarget.recorded(settings.get("cpu_target"))
     preprocess = Preprocess.recorded(manifest.input)
     holdout = load_samples(gate.holdout, preprocess, HOLDOUT_LIMIT, "held-out")
     val_images, labels, mapping = (load_labelled_folder(gate.val, preprocess, manifest.model.num_classes, VAL_LIMIT) if gate.val
                                    else (None, None, None))
+    int8_runner, runtime = judging_runner(int8.onnx_path, layout, target)
     logits = []
-    for ref, on in ((fp32, "ort"), (int8, runtime)):
-        with cpu_runner(ref.onnx_path, on) as runner:
+    for runner in (cpu_runner(fp32.onnx_path, "ort"), int8_runner):
+        with runner:
             logits.append((run_all(runner, holdout), run_all(runner, val_images) if gate.val else None))
     (fp32_holdout, fp32_val), (int8_holdout, int8_val) = logits
     return compare_int8(fp32_holdout, int8_holdout, gate, fp32_val, int8_val, labels, mapping.describe() if mapping else None,
-                        CPU_RUNTIMES[runtime])
+                        runtime)
 
 
 def _runner(ref: ModelRef, size: int) -> Runner:

@@ -16,18 +16,21 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
 class OrtRunner(Runner):
-    """``model`` is an .onnx path or a serialized ModelProto."""
+    """``model`` is an .onnx path or a serialized ModelProto. ``exact_int8`` runs a Q/DQ file with onnxruntime's graph
+    optimisations off: no integer kernel fusion, each layer computed in float from the dequantized integers (the exact
+    integer result up to float rounding, as a VNNI CPU computes it; compress/cpu_target.py)."""
 
     def __init__(self, model: str | Path | bytes, providers: list[str] | None = None, threads: int | None = None,
-                 name: str = "onnxruntime") -> None:
+                 name: str = "onnxruntime", exact_int8: bool = False) -> None:
         super().__init__(name)
         self.model = model if isinstance(model, bytes) else Path(model)
         self.providers = providers or ["CPUExecutionProvider"]
         self.threads = threads
+        self.exact_int8 = exact_int8
         self.session = None
 
     def load_impl(self) -> None:
-        self.session = create_session(self.model, self.providers, self.threads)
+        self.session = create_session(self.model, self.providers, self.threads, optimize=not self.exact_int8)
 
     def input_metadata(self) -> InputMetadata:
         (model_input,) = self.session.get_inputs()
@@ -47,9 +50,10 @@ class OrtRunner(Runner):
         self.session = None
 
 
-def create_session(model: str | Path | bytes, providers: list[str], threads: int | None = None):
+def create_session(model: str | Path | bytes, providers: list[str], threads: int | None = None, optimize: bool = True):
     """An InferenceSession, with unreadable files and missing providers as one-line user errors. Without ``threads``,
-    OMP_NUM_THREADS (where set) bounds onnxruntime's threads as it bounds torch's; otherwise it takes every core."""
+    OMP_NUM_THREADS (where set) bounds onnxruntime's threads as it bounds torch's; otherwise it takes every core.
+    ``optimize=False`` turns every graph optimisation off."""
     import onnxruntime as ort
 
     if not isinstance(model, bytes) and not Path(model).is_file():
@@ -60,6 +64,8 @@ def create_session(model: str | Path | bytes, providers: list[str], threads: int
     threads = threads or _omp_threads()
     if threads:
         options.intra_op_num_threads = threads
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
         return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
