@@ -121,6 +121,7 @@ def set_up(work: Path, cifar: Path | None) -> None:
     steps = [
         "{dk} export cifar_resnet20 --input-size 32 --dynamic-batch --no-timing --out {work}/out",
         "{dk} export cifar_resnet20 --input-size 32 --no-timing --out {work}/fixed",
+        "{dk} export cifar_resnet20 --input-size 32 --dynamic-batch --int8 --out {work}/timed",
         "{dk} triton {work}/repo {work}/out/cifar_resnet20 --device cpu",
     ]
     for step in steps:
@@ -135,15 +136,15 @@ def set_up(work: Path, cifar: Path | None) -> None:
     (work / "bad-class" / "cat").mkdir(parents=True)
     (work / "bad-class" / "dog").mkdir(parents=True)
     if cifar is not None:
-        for folder in sorted(cifar.iterdir()):
+        for folder in sorted(p for p in cifar.iterdir() if p.is_dir()):
             photos = sorted(folder.iterdir())[:12]
             (work / "cifar" / folder.name).mkdir(parents=True)
             (work / "other" / f"x{folder.name}").mkdir(parents=True)
             for photo in photos:
                 (work / "cifar" / folder.name / photo.name).symlink_to(photo)
                 (work / "other" / f"x{folder.name}" / photo.name).symlink_to(photo)
-            (work / "flat" / photos[0].name).symlink_to(photos[0])
-            (work / "one-class" / "cat" / photos[0].name).symlink_to(photos[0])
+            (work / "flat" / f"{folder.name}-{photos[0].name}").symlink_to(photos[0])
+            (work / "one-class" / "cat" / f"{folder.name}-{photos[0].name}").symlink_to(photos[0])
         shutil.copy(photos[0], work / "bad-class" / "cat" / photos[0].name)
         (work / "bad-class" / "dog" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     # a corrupt copy of the repository, and an export whose manifest claims runtimes it never timed
@@ -173,8 +174,8 @@ def attacks(fake_port: int, cifar: bool) -> list[Attack]:
         Attack("triton", f"{dk} triton {{work}}/repo2 {out} --bench-results {{work}}/missing.json", "one line: no such file"),
         Attack("triton", f"{dk} triton {{work}}/repo2 {out} --bench-results {{work}}/garbage.json", "one line: not bench JSON"),
         Attack("triton", f"{dk} triton {{work}}/repo2 {out} --backend tensorflow", "one line: invalid choice"),
-        Attack("triton", f"{dk} triton {{work}}/repo3 {out} --device cpu", "writes the repository", 0, r"cifar_resnet20", False),
-        Attack("triton", f"{dk} triton {{work}}/repo3 {out} --device cpu", "republishes in place", 0, r"cifar_resnet20", False),
+        Attack("triton", f"{dk} triton {{work}}/repo3 {out} --device cpu", "writes the repository", 0, r"deploykit serve", False),
+        Attack("triton", f"{dk} triton {{work}}/repo3 {out} --device cpu", "republishes in place", 0, r"deploykit serve", False),
         Attack("triton", f"{dk} triton {{work}}/repo2", "one line: no export folder given", 2, r"^Error: |Missing argument"),
         # serve (the real tritonserver where it starts)
         Attack("serve", f"{dk} serve {{work}}/missing", "one line: no such repository"),
@@ -201,7 +202,9 @@ def attacks(fake_port: int, cifar: bool) -> list[Attack]:
         # --engine auto
         Attack("--engine auto", f"{dk} bench {out} --engine auto --precision int8", "one line: --precision cannot apply"),
         Attack("--engine auto", f"{dk} bench {{work}}/lying/cifar_resnet20 --engine auto", "one line naming the bad field"),
-        Attack("--engine auto", f"{dk} bench {out} --engine auto --runs 3", "runs the recorded fastest file", 0, r".", False),
+        Attack("--engine auto", f"{dk} bench {out} --engine auto --runs 3", "one line: the export timed nothing, and how to time it"),
+        Attack("--engine auto", f"{dk} bench {{work}}/timed/cifar_resnet20 --engine auto --runs 3",
+               "runs the export's fastest file", 0, r".", False),
         Attack("--engine auto", f"{dk} bench {{work}}/missing --engine auto", "one line: no such model or folder"),
         Attack("--engine auto", f"{dk} bench cifar_resnet20 --engine auto", "one line: auto needs an export folder"),
         # --streams

@@ -39,6 +39,10 @@ class DeployKitGroup(click.Group):
             return super().invoke(ctx)
         except DeployKitError as exc:
             raise UserError(str(exc)) from exc
+        except click.UsageError as exc:  # a bad option value, a missing argument: one line, not click's four
+            command = exc.ctx.info_name if exc.ctx is not None and exc.ctx.parent is not None else None
+            where = f"deploykit {command}" if command else "deploykit"
+            raise UserError(f"{exc.format_message().rstrip('.')} (see '{where} --help')") from exc
         except KeyboardInterrupt as exc:
             _interrupted(exc)
         except OSError as exc:

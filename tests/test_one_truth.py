@@ -112,7 +112,9 @@ def test_stage_results_print_as_each_stage_ends(digits_weights, tmp_path):
     assert process.wait() == 0, arrivals
     parity = next(t for t, line in arrivals if line.startswith("parity vs PyTorch: PASS"))
     int8 = next(t for t, line in arrivals if line.startswith("INT8 vs FP32: PASS"))
-    assert parity < int8 - 1.0 and ended - parity > 2.0, arrivals  # calibration and the gate ran after parity was printed
+    # streamed as each stage ends: the INT8 line follows parity, and the runtime timing (seconds) still runs after both
+    # (calibration data is loaded before the ONNX export, so the gap between them is only this small model's quantization)
+    assert parity < int8 and ended - int8 > 1.0 and ended - parity > 2.0, arrivals
     assert [line for _, line in arrivals if "parity vs PyTorch" in line] == [arrivals[0][1]]  # once, first
 
 

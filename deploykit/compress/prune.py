@@ -29,8 +29,10 @@ class PruneResult:
     macs_after: int
 
 
-def refuse_unreachable_target(model: nn.Module, input_shape: tuple[int, int, int, int], config: PruneConfig) -> Profile:
-    """The model's profile at ``input_shape``; a ``target_macs`` the model already meets is refused in one line."""
+def check_request(model: nn.Module, input_shape: tuple[int, int, int, int], config: PruneConfig) -> Profile:
+    """The options checked, then the model's profile at ``input_shape``: a ``target_macs`` the model already meets is
+    refused in one line. Cheap (the profile runs on the meta device): callers run it before they write anything."""
+    _check(config)
     before = profile_model(model, input_shape)
     if config.target_macs and config.target_macs >= before.macs:
         raise DeployKitError(f"--target-macs {config.target_macs / 1e9:.3g} G is not below the model's {before.macs / 1e9:.3g} "
@@ -47,11 +49,10 @@ def prune_model(model: nn.Module, input_shape: tuple[int, int, int, int], config
     """
     import torch_pruning as tp
 
-    _check(config)
     drop_aux_heads(model)
     model.eval()
     example = torch.randn(input_shape)
-    before = refuse_unreachable_target(model, input_shape, config)
+    before = check_request(model, input_shape, config)
     importance = {
         "l1": lambda: tp.importance.GroupMagnitudeImportance(p=1),
         "l2": lambda: tp.importance.GroupMagnitudeImportance(p=2),
@@ -83,7 +84,7 @@ def _check(config: PruneConfig) -> None:
     if config.ratio is not None and not 0 < config.ratio < 1:
         raise DeployKitError(f"--ratio must be between 0 and 1 (exclusive), got {config.ratio}")
     if config.target_macs is not None and config.target_macs <= 0:
-        raise DeployKitError(f"--target-macs must be positive, got {config.target_macs}")
+        raise DeployKitError(f"--target-macs must be positive, got {config.target_macs / 1e9:g} (GMACs)")
     if config.method not in PRUNE_METHODS:
         raise DeployKitError(f"unknown pruning method {config.method!r}; choose one of {', '.join(PRUNE_METHODS)}")
 

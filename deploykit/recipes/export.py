@@ -22,11 +22,12 @@ from deploykit.compress.quantize import QuantizeResult, quantize_int8
 from deploykit.data import Preprocess
 from deploykit.data.training import finetune_images
 from deploykit.errors import DeployKitError
+from deploykit.export.fp16 import checked_fp16
 from deploykit.export.onnx import INPUT_NAME, OUTPUT_NAME, check_onnx, simplify_onnx, torch_to_onnx
 from deploykit.io import ensure_writable_dir, sha256_file
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder, InputRecord, Manifest, ModelRecord, WeightsRecord
 from deploykit.models.layers import classifier_outputs
-from deploykit.parity import FP16_TOLERANCES, ParityReport, Tolerances, compare_logits, compare_runners, parity_inputs, run_all
+from deploykit.parity import ParityReport, Tolerances, compare_logits, compare_runners, parity_inputs, run_all
 from deploykit.progress import report, stage
 from deploykit.recipes.configs import ExportConfig
 from deploykit.recipes.lines import int8_lines, runtime_lines
@@ -80,6 +81,19 @@ class ExportResult:
         return speedup is not None and speedup < 1.0
 
 
+@dataclass(frozen=True)
+class _Data:
+    """The images INT8 and QAT need, loaded and checked before any slow step of the export."""
+
+    quantization: QuantizationData | None
+    qat_images: tuple | None
+
+    @classmethod
+    def load(cls, config: ExportConfig, preprocess: Preprocess, num_classes: int) -> _Data:
+        return cls(load_quantization_data(config.quantize, preprocess, num_classes) if config.quantize else None,
+                   finetune_images(_qat_source(config), preprocess, num_classes) if config.qat else None)
+
+
 @dataclass
 class _Source:
     """The FP32 ONNX file an export publishes, and what it was made from: a PyTorch model, or a user's ONNX file."""
@@ -97,6 +111,7 @@ class _Source:
     model: object | None = None  # the nn.Module, for QAT
     random_weights: bool = False
     batch: int | str = 1  # the file's batch dimension: a number, or "batch" where it is dynamic
+    data: _Data = _Data(None, None)
 
 
 def export_ref(config: ExportConfig) -> ModelRef:
@@ -133,6 +148,7 @@ def _torch_source(ref: ModelRef, config: ExportConfig) -> _Source:
     record = ModelRecord(spec.name, spec.family, classifier_outputs(model), _weights_record(ref),
                          {**(ref.builder_kwargs or {}), **config.model_kwargs}, list(ref.classes) if ref.classes else None)
     check_memory(model, (max(config.batch, 2), 3, size, size))
+    data = _Data.load(config, preprocess, record.num_classes)  # a bad --calib, --val or --qat-data is refused here
     started = time.perf_counter()
     with stage(f"exporting {spec.name} to ONNX (opset {config.opset})"):
         proto = torch_to_onnx(model, (config.batch, 3, size, size), config.opset, config.dynamic_batch)
@@ -156,7 +172,7 @@ def _torch_source(ref: ModelRef, config: ExportConfig) -> _Source:
         raise DeployKitError(f"the ONNX export of {spec.name} does not match PyTorch, so nothing was written: {parity.summary()}")
     report(f"parity vs PyTorch: {parity.summary()}")
     return _Source(spec.name, serialized, pytorch, inputs, preprocess, record, parity, simplified, export_seconds, notes, model,
-                   ref.random_weights, "batch" if config.dynamic_batch else config.batch)
+                   ref.random_weights, "batch" if config.dynamic_batch else config.batch, data)
 
 
 def _onnx_file_source(ref: ModelRef, config: ExportConfig) -> _Source:
@@ -185,22 +201,20 @@ def _onnx_file_source(ref: ModelRef, config: ExportConfig) -> _Source:
     notes = [f"{ref.text} was taken as it is, as the FP32 reference (no PyTorch model to check it against); preprocessing "
              f"from the options: input {size}, mean {tuple(config.mean)}, std {tuple(config.std)}"]
     return _Source(name, serialized, OrtRunner(serialized), parity_inputs(preprocess, image_dir=config.parity_images), preprocess,
-                   record, None, notes=notes, batch=dims[0] or "batch")
+                   record, None, notes=notes, batch=dims[0] or "batch", data=_Data.load(config, preprocess, record.num_classes))
 
 
 def _publish(config: ExportConfig, source: _Source) -> ExportResult:
     """FP16 and INT8 from the source's FP32 file, each checked, then every file and the manifest published at once."""
     preprocess, size, serialized, notes = source.preprocess, source.preprocess.size, source.serialized, source.notes
-    num_classes = source.record.num_classes
-    quantization_data = load_quantization_data(config.quantize, preprocess, num_classes) if config.quantize else None
-    qat_images = finetune_images(_qat_source(config), preprocess, num_classes) if config.qat else None
+    quantization_data, qat_images = source.data.quantization, source.data.qat_images
     folder = ExportFolder(ensure_writable_dir(Path(config.out) / source.name))
     if config.dynamic_batch and source.parity is not None:
         notes.append(_check_batch_consistency(serialized, source.inputs))
     fp16, fp16_parity = None, None
     if config.fp16:
         with stage("converting to FP16 and checking it"):
-            fp16, fp16_parity = _fp16(serialized, source.fp32_runner, source.inputs, config.fp16_io)
+            fp16, fp16_parity = checked_fp16(serialized, source.fp32_runner, source.inputs, config.fp16_io)
         report(f"FP16 vs FP32: {fp16_parity.summary()}")
 
     gate_failure: Int8GateError | None = None
@@ -303,20 +317,6 @@ def _quantize(config: ExportConfig, model, staging: Path, data: QuantizationData
 
 def _qat_source(config: ExportConfig) -> Path | str:
     return config.qat_data or config.quantize.calib
-
-
-def _fp16(serialized: bytes, fp32_runner: Runner, inputs: np.ndarray, fp16_io: bool) -> tuple[bytes, ParityReport]:
-    """The FP16 file and its parity against the FP32 reference; a one-line error when FP16 is too far off."""
-    import onnx
-
-    from deploykit.export.fp16 import to_fp16
-
-    converted = to_fp16(onnx.load_from_string(serialized), fp16_io=fp16_io).SerializeToString()
-    parity = compare_runners(fp32_runner, OrtRunner(converted), inputs, FP16_TOLERANCES)
-    if not parity.passed:
-        raise DeployKitError(f"the FP16 model does not match FP32 within FP16 tolerances, so nothing was written: "
-                             f"{parity.summary()}")
-    return converted, parity
 
 
 def _file_opset(serialized: bytes) -> int:

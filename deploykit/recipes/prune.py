@@ -16,7 +16,7 @@ import numpy as np
 from deploykit.bench.accuracy import topk_hits
 from deploykit.bench.runtimes import time_runtimes_apart
 from deploykit.compress.configs import PruneConfig
-from deploykit.compress.prune import prune_model, refuse_unreachable_target
+from deploykit.compress.prune import prune_model, check_request
 from deploykit.data import DEFAULT_HOLDOUT_DIR, LabelledImages
 from deploykit.data.images import batches, find_images, loader
 from deploykit.data.training import UnlabelledImages, folder_classes, held_out_indices
@@ -144,7 +144,7 @@ def run_prune(ref: ModelRef, config: PruneConfig, folder: Path, input_size: int 
     size = spec.checked_input_size(ref.input_size(input_size))
     kwargs = {"aux_logits": False} if spec.has_aux_outputs else {}
     model = ref.build(**kwargs)
-    refuse_unreachable_target(model, (1, 3, size, size), config)  # before the folder is made
+    check_request(model, (1, 3, size, size), config)  # before the folder is made
     ExportFolder(ensure_writable_dir(folder)).refuse_foreign_files()
     num_classes = classifier_outputs(model)
     data = torch.from_numpy(images[:32]) if images is not None and len(images) else None

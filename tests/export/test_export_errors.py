@@ -78,3 +78,19 @@ def test_missing_onnx_and_bare_checkpoint_in_compare(tmp_path):
     assert "does not exist" in run("compare", "resnet18", str(tmp_path / "nope.onnx")).output
     result = run("compare", "resnet18", str(tmp_path / "weights.pth"))
     assert result.exit_code == 2 and "write NAME:" in result.output
+
+
+@pytest.mark.parametrize("option", ["--calib", "--val", "--holdout"])
+def test_bad_int8_data_is_refused_before_the_onnx_export(option, tmp_path):
+    """Audited by what ran: the refusal is the only line, with no export or parity line before it, and nothing is written."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run("export", "cifar_resnet20", "--int8", option, str(empty), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and result.output.startswith("Error: "), result.output
+    assert "parity" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_a_usage_error_is_one_line_with_where_to_look(tmp_path):
+    result = run("export", "cifar_resnet20", "--calib-size", "0", "--out", str(tmp_path))
+    assert result.exit_code == 2 and result.output == ("Error: Invalid value for '--calib-size': 0 is not in the range x>=1 "
+                                                       "(see 'deploykit export --help')\n"), result.output
