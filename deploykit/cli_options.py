@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from deploykit.bench.presets import DEVICES, ENGINES, PRECISIONS, load_presets
-from deploykit.choices import (AMP_TYPES, CALIBRATION_METHODS, CPU_TARGETS, WEIGHT_ROUNDINGS, IMAGENET_MEAN, IMAGENET_STD, INT8_LAYOUTS, MAX_THREADS, MAX_WORKERS,
+from deploykit.choices import (AMP_TYPES, CALIBRATION_METHODS, CPU_TARGETS, IMAGENET_MEAN, IMAGENET_STD, INT8_LAYOUTS, MAX_THREADS,
+                               MAX_WORKERS, WEIGHT_ROUNDINGS,
                                NO_BATCHING, TRITON_BACKENDS, TRITON_DEVICES)
 from deploykit.cli_types import BatchList, FiniteFloatRange, Warmup, input_size_option
 from deploykit.compress.configs import DistillConfig, QatConfig, QuantizeConfig
@@ -120,8 +121,8 @@ export_options = apply([
     click.option("--bias-correction/--no-bias-correction", default=QuantizeConfig.bias_correction, show_default=True,
                  help="Fold each conv's mean weight-rounding error into its bias."),
     click.option("--weight-rounding", type=click.Choice(WEIGHT_ROUNDINGS), default=QuantizeConfig.rounding, show_default=True,
-                 help="gptq: choose each layer's integer weights against its FP32 output on the calibration images; "
-                 "nearest: round each weight on its own."),
+                 help="gptq: choose each layer's integer weights against its FP32 output on the calibration images "
+                 "(GPTQ; --qat rounds to nearest); nearest: round each weight on its own."),
     click.option("--cpu", "cpu_target", type=click.Choice(CPU_TARGETS), default=QuantizeConfig.cpu, show_default=True,
                  help="With --int8-layout cpu: the CPU the file is for. vnni: 8-bit weights (exact on VNNI); avx2: 7-bit "
                  "weights, which onnxruntime's AVX2 kernels cannot saturate; auto: this machine's kind."),
@@ -196,6 +197,8 @@ def export_request(o: dict) -> tuple[ExportConfig, Compression]:
         raise DeployKitError("--cpu names the CPU an --int8-layout cpu file is for: add --int8 (layout cpu), or drop --cpu")
     if given("weight_rounding") and not o["int8"]:
         raise DeployKitError("--weight-rounding rounds the weights of the INT8 file: add --int8, or drop --weight-rounding")
+    if o["weight_rounding"] == "gptq" and given("weight_rounding") and o["qat"]:
+        raise DeployKitError("--qat trains the weights with rounding to nearest and writes them so: drop --weight-rounding gptq")
     if o["deprecated_target"] and layout_given and o["deprecated_target"] != o["layout"]:
         raise DeployKitError(f"--target {o['deprecated_target']} contradicts --int8-layout {o['layout']}; give --int8-layout alone")
     quantize = QuantizeConfig(

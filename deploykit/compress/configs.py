@@ -25,7 +25,7 @@ class QuantizeConfig:
     method: str = "auto"
     per_channel: bool = True
     bias_correction: bool = True
-    rounding: str = "nearest"  # weights rounded against each layer's FP32 output (compress/weight_rounding.py), or "nearest"
+    rounding: str = "gptq"  # weights rounded against each layer's FP32 output (compress/weight_rounding.py), or "nearest"
     exclude: tuple[str, ...] = ()
     layout: str = "cpu"  # cpu: onnxruntime's fast x86 layout; trt: TensorRT's placement
     cpu: str = "auto"  # layout cpu: the CPU kind the file is for, "vnni", "avx2" or "auto" (this machine's)

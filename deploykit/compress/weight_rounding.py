@@ -14,13 +14,17 @@ file keeps the Q/DQ layout the runtime fuses (and the 7-bit range where the layo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from deploykit.compress.qdq import QdqGraph, groups
-from deploykit.runtime.ort_runner import run_with_intermediates
+from deploykit.runtime.ort_runner import stream_intermediates
+
+if TYPE_CHECKING:
+    import torch
 
 DAMPING = 0.01  # of the mean H diagonal, added to it: GPTQ's default, which keeps H invertible
 CHUNK_IMAGES = 8  # images per onnxruntime run while H accumulates (activations of one chunk are held at a time)
@@ -44,23 +48,24 @@ class WeightRounding:
 
     @classmethod
     def measure(cls, fp32: onnx.ModelProto, images: np.ndarray) -> WeightRounding:
+        import torch
+
         weights = {init.name: numpy_helper.to_array(init) for init in fp32.graph.initializer}
         nodes = [n for n in fp32.graph.node if n.op_type in ROUNDED_OPS and len(n.input) > 1 and n.input[1] in weights
                  and n.input[0] not in weights and weights[n.input[1]].ndim in (2, 4)]
         inputs = sorted({n.input[0] for n in nodes})
-        hessians: dict[str, np.ndarray] = {}
-        for start in range(0, len(images), CHUNK_IMAGES):
-            values = run_with_intermediates(fp32, inputs, images[start:start + CHUNK_IMAGES])
+        hessians: dict[str, torch.Tensor] = {}
+        for values in stream_intermediates(fp32, inputs, images, CHUNK_IMAGES):
             for node in nodes:
                 if node.input[0] in values:
                     columns = _columns(node, values[node.input[0]], weights[node.input[1]].shape)
-                    h = np.einsum("gnc,gnd->gcd", columns, columns, optimize=True)
-                    hessians[node.name] = hessians.get(node.name, 0) + h
+                    h = torch.bmm(columns.transpose(1, 2), columns).double()  # float32 products, summed in float64
+                    hessians[node.name] = hessians[node.name] + h if node.name in hessians else h
         layers = {}
         for node in nodes:
             if node.name in hessians:
                 weight, transposed = _as_rows(node, weights[node.input[1]])
-                layers[node.name] = _Layer(weight, hessians[node.name], weights[node.input[1]].shape, transposed)
+                layers[node.name] = _Layer(weight, hessians[node.name].numpy(), weights[node.input[1]].shape, transposed)
         return cls(layers)
 
     def apply(self, int8: onnx.ModelProto) -> int:
@@ -94,13 +99,13 @@ def _axis(dq: onnx.NodeProto, ndim: int) -> int:
     return next((a.i for a in dq.attribute if a.name == "axis"), 1) % ndim
 
 
-def _columns(node: onnx.NodeProto, x: np.ndarray, weight_shape: tuple[int, ...]) -> np.ndarray:
-    """The layer's input as (groups, samples, columns): im2col patches for a Conv, rows for a Gemm/MatMul."""
+def _columns(node: onnx.NodeProto, x: np.ndarray, weight_shape: tuple[int, ...]) -> torch.Tensor:
+    """The layer's input as float32 (groups, samples, columns): im2col patches for a Conv, rows for a Gemm/MatMul."""
     import torch
     import torch.nn.functional as F
 
     if node.op_type != "Conv":
-        return x.reshape(1, -1, x.shape[-1]).astype(np.float64)
+        return torch.from_numpy(np.ascontiguousarray(x.reshape(1, -1, x.shape[-1]), dtype=np.float32))
     attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
     kernel = tuple(weight_shape[2:])
     pads = list(attributes.get("pads", [0, 0, 0, 0]))
@@ -109,8 +114,7 @@ def _columns(node: onnx.NodeProto, x: np.ndarray, weight_shape: tuple[int, ...])
                        stride=tuple(attributes.get("strides", [1, 1])))  # (n, channels * k * k, positions)
     count = groups(node)
     per_group = patches.shape[1] // count
-    grouped = patches.reshape(patches.shape[0], count, per_group, -1).permute(1, 0, 3, 2).reshape(count, -1, per_group)
-    return grouped.double().numpy()
+    return patches.reshape(patches.shape[0], count, per_group, -1).permute(1, 0, 3, 2).reshape(count, -1, per_group)
 
 
 def _as_rows(node: onnx.NodeProto, weight: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -126,8 +130,9 @@ def _as_rows(node: onnx.NodeProto, weight: np.ndarray) -> tuple[np.ndarray, bool
 def _row_scales(scale: np.ndarray, layer: _Layer) -> np.ndarray:
     """Per-row scales (groups, rows, 1) from a per-tensor or per-output-channel scale."""
     count, rows, _ = layer.weight.shape
-    return np.broadcast_to(scale.reshape(-1), (count * rows,)).reshape(count, rows, 1) if scale.size > 1 else \
-        np.full((count, rows, 1), float(scale))
+    if scale.size > 1:
+        return np.array(np.broadcast_to(scale.reshape(-1), (count * rows,)).reshape(count, rows, 1))
+    return np.full((count, rows, 1), float(scale))
 
 
 def _gptq(layer: _Layer, scale: np.ndarray, limit: int) -> np.ndarray:
@@ -138,8 +143,10 @@ def _gptq(layer: _Layer, scale: np.ndarray, limit: int) -> np.ndarray:
     hessian = torch.from_numpy(layer.hessian.copy())
     s = torch.from_numpy(np.ascontiguousarray(scale))
     diagonal = torch.diagonal(hessian, dim1=1, dim2=2)
-    dead = diagonal == 0  # inputs that were always zero: any weight is as good, so take zero
-    weight[dead[:, None, :].expand_as(weight)] = 0
+    # Inputs that were zero on every calibration image (a ReLU channel these images never fire) keep their weights,
+    # rounded to nearest: other images do fire them. Their H row and column are zero, so with a unit diagonal their
+    # rounding error reaches no other column. (GPTQ's reference zeroes such weights; LLM activations are never exactly 0.)
+    dead = diagonal == 0
     diagonal += torch.where(dead, 1.0, DAMPING * diagonal.mean(dim=1, keepdim=True))
     order = torch.argsort(torch.diagonal(hessian, dim1=1, dim2=2), dim=1, descending=True)
     weight = torch.gather(weight, 2, order[:, None, :].expand_as(weight))

@@ -34,7 +34,9 @@ def quantize_with_qat(model: torch.nn.Module, fp32_path: Path, out_path: Path, d
     """
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".qat-") as work:
         ptq_path = Path(work) / "ptq.int8.onnx"
-        ptq = quantize_int8(fp32_path, ptq_path, data, replace(config, max_fallback_layers=0), cache_dir, enforce_gate=False)
+        # QAT simulates weights rounded to nearest: the PTQ file it starts from, and is compared with, is made so too
+        ptq = quantize_int8(fp32_path, ptq_path, data, replace(config, max_fallback_layers=0, rounding="nearest"), cache_dir,
+                            enforce_gate=False)
         plan = read_plan(onnx.load(str(ptq_path)))
         student = copy.deepcopy(model)
         report = qat_finetune(student, model, plan, dataset, qat, labelled)
@@ -45,8 +47,8 @@ def quantize_with_qat(model: torch.nn.Module, fp32_path: Path, out_path: Path, d
         tuned_path = Path(work) / "qat.fp32.onnx"
         onnx.save(proto, str(tuned_path))
         # The fine-tuning simulated these ranges and no bias correction: the file is made exactly so.
-        result = quantize_int8(tuned_path, out_path, data, replace(config, bias_correction=False, rounding="nearest"), cache_dir, enforce_gate,
-                               judged_against=fp32_path, fixed_ranges=plan.ranges())
+        result = quantize_int8(tuned_path, out_path, data, replace(config, bias_correction=False, rounding="nearest"), cache_dir,
+                               enforce_gate, judged_against=fp32_path, fixed_ranges=plan.ranges())
     result.stage = "qat"
     result.qat = {**report.as_dict(), "config": asdict(qat), "data": source, "ptq_check_vs_fp32": ptq.check.as_dict()}
     return result

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +84,16 @@ def run_with_intermediates(proto, names: list[str], inputs: np.ndarray, batch: i
     Returns {name: values over all inputs}; names the graph does not have are left out. Inputs run
     in batches of the graph's fixed batch size (padded), or all at once when the batch is dynamic.
     """
+    chunks: dict[str, list[np.ndarray]] = {}
+    for values in stream_intermediates(proto, names, inputs, batch):
+        for name, value in values.items():
+            chunks.setdefault(name, []).append(value)
+    return {name: np.concatenate(values) for name, values in chunks.items()}
+
+
+def stream_intermediates(proto, names: list[str], inputs: np.ndarray, batch: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """The named intermediate tensors chunk by chunk ({name: values of one chunk of inputs}), from one session: memory
+    holds one chunk's tensors at a time. Chunks are ``batch`` inputs, or the graph's fixed batch (padded), or all."""
     import onnx
 
     probe = onnx.ModelProto()
@@ -93,10 +103,8 @@ def run_with_intermediates(proto, names: list[str], inputs: np.ndarray, batch: i
     probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names if n in produced and n not in existing)
     session = create_session(probe.SerializeToString(), ["CPUExecutionProvider"])
     wanted = [n for n in names if n in produced]
-    step = batch or probe.graph.input[0].type.tensor_type.shape.dim[0].dim_value or len(inputs)
-    chunks: dict[str, list[np.ndarray]] = {n: [] for n in wanted}
+    fixed = probe.graph.input[0].type.tensor_type.shape.dim[0].dim_value
+    step = fixed or batch or len(inputs)
     input_name = session.get_inputs()[0].name
     for chunk, count in padded_batches(inputs, step):
-        for name, value in zip(wanted, session.run(wanted, {input_name: chunk})):
-            chunks[name].append(value[:count])
-    return {name: np.concatenate(values) for name, values in chunks.items()}
+        yield {name: value[:count] for name, value in zip(wanted, session.run(wanted, {input_name: chunk}))}

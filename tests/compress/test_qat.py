@@ -21,7 +21,7 @@ pytestmark = pytest.mark.xdist_group("digits")
 
 
 def _export(trained, out, **extra):
-    quantize = QuantizeConfig(calib=trained.calib, holdout=trained.holdout)
+    quantize = QuantizeConfig(calib=trained.calib, holdout=trained.holdout, rounding="nearest")  # what QAT simulates
     return export(ExportConfig(f"{trained.name}:{trained.weights}", time_runtimes=False, out=out, input_size=trained.size, dynamic_batch=True,
                                model_kwargs=trained.model_kwargs, quantize=quantize, **extra))
 
