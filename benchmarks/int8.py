@@ -188,8 +188,8 @@ def bench_real(name: str, weights: Path, labelled: Path, workdir: Path, adaround
     gate_failures = {}
     for variant, config in DEPLOYKIT_VARIANTS.items():
         try:
-            files[variant], seconds[variant] = timed(quantize_int8, fp32, workdir / f"{variant}.onnx", data, config,
-                                                     workdir / "cache")
+            files[variant], seconds[variant] = timed(lambda c=config, v=variant: quantize_int8(
+                fp32, workdir / f"{v}.onnx", data, c, workdir / "cache").path)
         except Int8GateError as exc:
             gate_failures[variant] = str(exc)[:300]
 
@@ -222,7 +222,7 @@ def bench_real(name: str, weights: Path, labelled: Path, workdir: Path, adaround
         runner_type = OpenVinoRunner if quantizer in JUDGED_ON_OPENVINO else OrtRunner
         with runner_type(path) as runner:
             logits[quantizer] = np.concatenate([runner.infer(images[i : i + 1]) for i in range(len(images))])
-    if cpu_kind() == "vnni":  # the emulation the gate uses for a VNNI file on a CPU without VNNI, against the real kernels
+    if cpu_kind() == "vnni" and "deploykit_cpu_vnni" in files:  # the gate's emulation of VNNI, against the real kernels
         with OrtRunner(files["deploykit_cpu_vnni"], exact_int8=True) as runner:
             logits["deploykit_cpu_vnni_unfused"] = np.concatenate([runner.infer(images[i : i + 1]) for i in range(len(images))])
     reference = logits["fp32"].argmax(1)
@@ -319,7 +319,8 @@ def to_markdown(machine: dict, runs: list[dict], reals: list[dict], rows: list[d
                 fallback: dict | None, digits: dict | None) -> str:
     lines = [
         "# INT8 on the CPU", "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores; {machine['platform']}", "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, CPU flags {', '.join(machine.get('cpu_flags', []))}; "
+        f"{machine['platform']}", "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()), "",
         "Runs (each measured the sections named; every figure of one table comes from one run):", "",
         *[f"- `{run['command']}` ({run['date']}): {', '.join(run['sections'])}" for run in runs], "",
@@ -353,6 +354,19 @@ def to_markdown(machine: dict, runs: list[dict], reals: list[dict], rows: list[d
 SECTIONS = ("real", "latency", "cli", "fallback", "digits")
 
 
+def peer_versions() -> dict[str, str]:
+    """The versions of the peers measured beside deploykit, where installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for package in ("nncf", "aimet-onnx"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mobilenet-weights", type=Path, required=True,
@@ -374,6 +388,7 @@ def main() -> None:
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     machine = machine_info()
+    machine["versions"] |= peer_versions()
     previous = json.loads((args.out / "int8.json").read_text()) if args.merge and (args.out / "int8.json").is_file() else {}
     results = {key: previous.get(key) for key in ("real_weights", "latency", "cli_export_resnet50_int8_s", "fallback", "digits")}
     runs = previous.get("runs", []) + [{"command": machine["command"], "date": machine["date"], "sections": sorted(sections)}]

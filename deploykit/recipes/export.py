@@ -80,6 +80,12 @@ class ExportResult:
         speedup = self.runtimes.speedups("int8").get(self.int8_runtime) if self.runtimes and self.int8 else None
         return speedup is not None and speedup < 1.0
 
+    @property
+    def fp16_slower_on(self) -> list[str]:
+        """The CPU runtimes the FP16 file ran slower than FP32 on (none of them computes in float16 on an x86 CPU)."""
+        speedups = self.runtimes.speedups("fp16") if self.runtimes is not None and self.fp16_parity is not None else {}
+        return [runtime for runtime, speedup in speedups.items() if speedup < 1.0]
+
 
 @dataclass(frozen=True)
 class _Data:

@@ -148,3 +148,16 @@ def test_the_timing_child_ends_with_the_export_and_leaves_nothing_behind(how, tm
         monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
         export(ExportConfig("cifar_resnet20", out=tmp_path / "out", input_size=16))
         assert not work.exists() and not list(tmp_path.glob("deploykit-timing-*"))
+
+
+def test_a_slower_fp16_file_is_called_out_on_each_runtime_it_is_slower_on(tmp_path):
+    """FP16 as loudly as INT8: the red line names exactly the runtimes where the manifest's own timings have FP16 slower."""
+    result = invoke("export", "cifar_resnet20", "--input-size", 32, "--fp16", "--out", tmp_path, timing=True)
+    assert result.exit_code == 0, result.output
+    timed = json.loads((tmp_path / "cifar_resnet20" / "manifest.json").read_text())["runtimes"]["combinations"]
+    p50 = {(c["runtime"], c["precision"]): c["p50_ms"] for c in timed}
+    slower = [name for runtime, name in (("ort", "onnxruntime"), ("openvino", "OpenVINO"))
+              if (runtime, "fp16") in p50 and p50[(runtime, "fp16")] > p50[(runtime, "fp32")]]
+    line = next((l for l in result.output.splitlines() if l.startswith("FP16 IS SLOWER THAN FP32")), None)
+    assert (line is not None) == bool(slower), result.output
+    assert line is None or [name for name in ("onnxruntime", "OpenVINO") if f"{name} " in line] == slower, line
