@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from deploykit.runtime.base import padded_batches
-from deploykit.runtime.ort_runner import create_session
+from deploykit.runtime.ort_runner import stream_intermediates
 
 ROBUST_METHODS = ("mean-minmax", "minmax")  # computed here; entropy and percentile are onnxruntime's histograms
 _CHUNK = 4
@@ -61,33 +60,23 @@ class ActivationStats:
 
 def collect_stats(proto: onnx.ModelProto, samples: np.ndarray, advance=lambda n: None) -> ActivationStats:
     """Run the FP32 graph over ``samples`` with every tensor as an output; keep only the statistics."""
-    probe = onnx.ModelProto()
-    probe.CopyFrom(proto)
-    input_name = probe.graph.input[0].name
-    produced = [out for node in probe.graph.node for out in node.output if out]
-    existing = {o.name for o in probe.graph.output}
-    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in produced if n not in existing)
-    conv_inputs = {node.input[0] for node in probe.graph.node if node.op_type == "Conv"}
-    session = create_session(probe.SerializeToString(), ["CPUExecutionProvider"])
-    outputs = [o.name for o in session.get_outputs()]
-    step = probe.graph.input[0].type.tensor_type.shape.dim[0].dim_value or _CHUNK
+    names = [proto.graph.input[0].name, *(out for node in proto.graph.node for out in node.output if out)]
+    conv_inputs = {node.input[0] for node in proto.graph.node if node.op_type == "Conv"}
     lows: dict[str, list[np.ndarray]] = {}
     highs: dict[str, list[np.ndarray]] = {}
     sums: dict[str, np.ndarray] = {}
-    for chunk, count in padded_batches(samples, step):
-        values = dict(zip(outputs, session.run(outputs, {input_name: chunk})))
+    for count, values in stream_intermediates(proto, names, samples, _CHUNK):
         advance(count)
-        values[input_name] = chunk
         for name, value in values.items():
-            if not np.issubdtype(value.dtype, np.floating) or value.ndim == 0 or value.shape[0] != len(chunk):
+            if not np.issubdtype(value.dtype, np.floating):
                 continue
-            flat = value[:count].reshape(count, -1)
+            flat = value.reshape(count, -1)
             if not flat.size:
                 continue
             lows.setdefault(name, []).append(flat.min(axis=1))
             highs.setdefault(name, []).append(flat.max(axis=1))
             if name in conv_inputs and value.ndim == 4:
-                sums[name] = sums.get(name, 0.0) + value[:count].astype(np.float64).mean(axis=(2, 3)).sum(axis=0)
+                sums[name] = sums.get(name, 0.0) + value.astype(np.float64).mean(axis=(2, 3)).sum(axis=0)
     return ActivationStats(
         sample_min={k: np.concatenate(v).astype(np.float32) for k, v in lows.items()},
         sample_max={k: np.concatenate(v).astype(np.float32) for k, v in highs.items()},

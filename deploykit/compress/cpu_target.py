@@ -7,7 +7,8 @@ So a "vnni" file has 8-bit weights and an "avx2" file 7-bit ones, and each is co
 
 On a CPU without VNNI, a "vnni" file is judged as a VNNI CPU runs it: onnxruntime with its graph optimisations off
 keeps every QuantizeLinear/DequantizeLinear as its own node and computes each layer in float from the dequantized
-integers, which is the exact integer product up to float rounding (``CpuTarget.exact_emulation``).
+integers, without saturation (``CpuTarget.exact_emulation``). Float32 accumulation and requantization round a step
+differently now and then, so it matches VNNI's kernels closely, not bit for bit: benchmarks/results/int8.md measures it.
 """
 
 from __future__ import annotations

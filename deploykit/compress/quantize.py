@@ -165,8 +165,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
         os.replace(int8_path, out_path)
     notes = [] if enforce_gate else [f"accuracy gate not applied (random weights): {'; '.join(check.failures) or 'passed'}"]
     if config.cpu_target.exact_emulation:
-        notes.append("this file for VNNI CPUs was judged as one computes it (onnxruntime unfused: exact integer products); "
-                     "this CPU's fused AVX2 kernels would saturate its 8-bit weights, so run it here with --cpu avx2's file")
+        notes.append("this file for VNNI CPUs was judged as one computes it (onnxruntime unfused, without saturation); this "
+                     "CPU's fused AVX2 kernels can saturate its 8-bit weights: to deploy on this CPU, export with --cpu avx2")
     if config.layout == "openvino" and judged_on != "openvino":
         notes.append(f"this openvino-layout file was judged on onnxruntime, not on the runtime it is for: {openvino_problem()}")
     return QuantizeResult(out_path, check, kept, excluded, calibration, settings, enforce_gate, qdq_nodes, corrected, notes,

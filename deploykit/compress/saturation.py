@@ -18,8 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from deploykit.compress.qdq import QdqGraph
-from deploykit.runtime.base import padded_batches
-from deploykit.runtime.ort_runner import create_session
+from deploykit.runtime.ort_runner import stream_intermediates
 
 _INT_RANGES = {onnx.TensorProto.UINT8: (0, 255), onnx.TensorProto.INT8: (-128, 127)}
 _CHUNK = 8
@@ -53,26 +52,15 @@ def activation_saturation(model: onnx.ModelProto, inputs: np.ndarray) -> list[Sa
             quantizers[node.input[0]] = (scale, zero_point, qmin, qmax)
     if not quantizers:
         return []
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    existing = {o.name for o in probe.graph.output}
-    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in quantizers if n not in existing)
-    session = create_session(probe.SerializeToString(), ["CPUExecutionProvider"])
     names = list(quantizers)
-    input_name = session.get_inputs()[0].name
-    produced = [name for name in names if name != input_name]
-    step = probe.graph.input[0].type.tensor_type.shape.dim[0].dim_value or _CHUNK
     clipped = dict.fromkeys(names, 0)
     total = dict.fromkeys(names, 0)
     hit_images = dict.fromkeys(names, 0)
-    for chunk, count in padded_batches(inputs, step):
-        values = dict(zip(produced, session.run(produced, {input_name: chunk})))
-        if input_name in quantizers:
-            values[input_name] = chunk
+    for count, values in stream_intermediates(model, names, inputs, _CHUNK):
         for name, value in values.items():
             scale, zero_point, qmin, qmax = quantizers[name]
             per_channel = scale.reshape(1, -1, *[1] * (value.ndim - 2)) if scale.ndim else scale
-            levels = np.rint((value[:count] / per_channel).reshape(count, -1)) + zero_point
+            levels = np.rint((value / per_channel).reshape(count, -1)) + zero_point
             outside = (levels > qmax) if zero_point == qmin else (levels < qmin) | (levels > qmax)
             clipped[name] += int(outside.sum())
             total[name] += outside.size

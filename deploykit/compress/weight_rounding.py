@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 DAMPING = 0.01  # of the mean H diagonal, added to it: GPTQ's default, which keeps H invertible
+BLOCK = 128  # columns rounded before their errors reach the rest of the row in one product (GPTQ's block size)
 CHUNK_IMAGES = 8  # images per onnxruntime run while H accumulates (activations of one chunk are held at a time)
 ROUNDED_OPS = ("Conv", "Gemm", "MatMul")
 
@@ -55,17 +56,18 @@ class WeightRounding:
                  and n.input[0] not in weights and weights[n.input[1]].ndim in (2, 4)]
         inputs = sorted({n.input[0] for n in nodes})
         hessians: dict[str, torch.Tensor] = {}
-        for values in stream_intermediates(fp32, inputs, images, CHUNK_IMAGES):
+        for _, values in stream_intermediates(fp32, inputs, images, CHUNK_IMAGES):
             for node in nodes:
                 if node.input[0] in values:
                     columns = _columns(node, values[node.input[0]], weights[node.input[1]].shape)
-                    h = torch.bmm(columns.transpose(1, 2), columns).double()  # float32 products, summed in float64
-                    hessians[node.name] = hessians[node.name] + h if node.name in hessians else h
+                    if node.name not in hessians:
+                        hessians[node.name] = columns.new_zeros(columns.shape[0], columns.shape[2], columns.shape[2])
+                    hessians[node.name].baddbmm_(columns.transpose(1, 2), columns)  # in place, float32
         layers = {}
         for node in nodes:
             if node.name in hessians:
                 weight, transposed = _as_rows(node, weights[node.input[1]])
-                layers[node.name] = _Layer(weight, hessians[node.name].numpy(), weights[node.input[1]].shape, transposed)
+                layers[node.name] = _Layer(weight, hessians[node.name].double().numpy(), weights[node.input[1]].shape, transposed)
         return cls(layers)
 
     def apply(self, int8: onnx.ModelProto) -> int:
@@ -153,12 +155,17 @@ def _gptq(layer: _Layer, scale: np.ndarray, limit: int) -> np.ndarray:
     hessian = torch.gather(torch.gather(hessian, 1, order[:, :, None].expand_as(hessian)), 2, order[:, None, :].expand_as(hessian))
     inverse = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(hessian)), upper=True)
     integers = torch.zeros_like(weight)
-    for column in range(weight.shape[2]):
-        w = weight[:, :, column]
-        q = torch.clamp(torch.round(w / s[:, :, 0]), -limit, limit)
-        integers[:, :, column] = q
-        error = (w - q * s[:, :, 0]) / inverse[:, column, column][:, None]
-        weight[:, :, column:] -= error[:, :, None] * inverse[:, None, column, column:]
+    columns = weight.shape[2]
+    for first in range(0, columns, BLOCK):  # GPTQ's lazy batch updates: the rest of the row learns a block's errors at once
+        last = min(first + BLOCK, columns)
+        block, errors = weight[:, :, first:last].clone(), torch.zeros_like(weight[:, :, first:last])
+        for column in range(last - first):
+            w = block[:, :, column]
+            q = torch.clamp(torch.round(w / s[:, :, 0]), -limit, limit)
+            integers[:, :, first + column] = q
+            errors[:, :, column] = (w - q * s[:, :, 0]) / inverse[:, first + column, first + column][:, None]
+            block[:, :, column:] -= errors[:, :, column, None] * inverse[:, None, first + column, first + column:last]
+        weight[:, :, last:] -= torch.bmm(errors, inverse[:, first:last, last:])
     restored = torch.empty_like(integers)
     restored.scatter_(2, order[:, None, :].expand_as(integers), integers)
     return restored.numpy().astype(np.int8)

@@ -85,26 +85,30 @@ def run_with_intermediates(proto, names: list[str], inputs: np.ndarray, batch: i
     in batches of the graph's fixed batch size (padded), or all at once when the batch is dynamic.
     """
     chunks: dict[str, list[np.ndarray]] = {}
-    for values in stream_intermediates(proto, names, inputs, batch):
+    for _, values in stream_intermediates(proto, names, inputs, batch):
         for name, value in values.items():
             chunks.setdefault(name, []).append(value)
     return {name: np.concatenate(values) for name, values in chunks.items()}
 
 
-def stream_intermediates(proto, names: list[str], inputs: np.ndarray, batch: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-    """The named intermediate tensors chunk by chunk ({name: values of one chunk of inputs}), from one session: memory
-    holds one chunk's tensors at a time. Chunks are ``batch`` inputs, or the graph's fixed batch (padded), or all."""
+def stream_intermediates(proto, names: list[str], inputs: np.ndarray,
+                         batch: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """The named tensors chunk by chunk, from one session: (images in the chunk, {name: their values}), so memory holds
+    one chunk's tensors at a time. The graph's input may be named too; tensors without a batch dimension are left out.
+    Chunks are the graph's fixed batch (padded), else ``batch`` inputs, else all of them."""
     import onnx
 
     probe = onnx.ModelProto()
     probe.CopyFrom(proto)
+    input_name = probe.graph.input[0].name
     produced = {out for node in probe.graph.node for out in node.output}
     existing = {o.name for o in probe.graph.output}
     probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names if n in produced and n not in existing)
     session = create_session(probe.SerializeToString(), ["CPUExecutionProvider"])
-    wanted = [n for n in names if n in produced]
-    fixed = probe.graph.input[0].type.tensor_type.shape.dim[0].dim_value
-    step = fixed or batch or len(inputs)
-    input_name = session.get_inputs()[0].name
+    wanted = [n for n in names if n in produced and n != input_name]
+    step = probe.graph.input[0].type.tensor_type.shape.dim[0].dim_value or batch or len(inputs)
     for chunk, count in padded_batches(inputs, step):
-        yield {name: value[:count] for name, value in zip(wanted, session.run(wanted, {input_name: chunk}))}
+        values = dict(zip(wanted, session.run(wanted, {input_name: chunk})))
+        if input_name in names:
+            values[input_name] = chunk
+        yield count, {name: value[:count] for name, value in values.items() if value.ndim and value.shape[0] == len(chunk)}

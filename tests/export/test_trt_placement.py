@@ -21,8 +21,9 @@ REFERENCE = json.loads((Path(__file__).with_name("data") / "trt_placement_refere
 def test_trt_target_places_qdq_as_tensorrt_rules_do(name, tmp_path):
     """Structure only (random weights): the same dequantized inputs, op by op, as ModelOpt's ONNX PTQ on the same graph
     (at 64x64: placement does not depend on the input size)."""
-    result = export(ExportConfig(name, out=tmp_path, input_size=64, quantize=QuantizeConfig(layout="trt", calib_size=8),
-                                 time_runtimes=False))
+    # rounding changes the weights' integers, never where Q/DQ stand: nearest spares GPTQ's cost on ResNet's wide layers
+    result = export(ExportConfig(name, out=tmp_path, input_size=64, time_runtimes=False,
+                                 quantize=QuantizeConfig(layout="trt", calib_size=8, rounding="nearest")))
     ours, reference = Counter(placement(onnx.load(str(result.int8_path)))), Counter(REFERENCE["placement"][name])
     assert ours == reference, f"only deploykit: {dict(ours - reference)}; only ModelOpt: {dict(reference - ours)}"
     graph = onnx.load(str(result.int8_path)).graph
