@@ -53,9 +53,7 @@ class CpuTarget:
         return self.kind == "vnni" and self.machine != "vnni"
 
     def describe(self, requested: str = "") -> str:
-        """One phrase for the export's output, saying where ``auto`` came from."""
-        if self.kind == ANY:
-            return "any CPU"
+        """One phrase for the export's output (a vnni or avx2 target), saying where ``auto`` came from."""
         origin = " (--cpu auto: this machine's kind)" if requested == "auto" else ""
         return f"{self.kind.upper()} CPUs, {WEIGHT_BITS[self.kind]}-bit weights{origin}"
 

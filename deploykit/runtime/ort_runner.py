@@ -17,8 +17,8 @@ _ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 class OrtRunner(Runner):
     """``model`` is an .onnx path or a serialized ModelProto. ``exact_int8`` runs a Q/DQ file with onnxruntime's graph
-    optimisations off: no integer kernel fusion, each layer computed in float from the dequantized integers (the exact
-    integer result up to float rounding, as a VNNI CPU computes it; compress/cpu_target.py)."""
+    optimisations off: no integer kernel fusion, each layer computed in float from the dequantized integers, without
+    saturation; close to what a VNNI CPU computes, not bit for bit (compress/cpu_target.py)."""
 
     def __init__(self, model: str | Path | bytes, providers: list[str] | None = None, threads: int | None = None,
                  name: str = "onnxruntime", exact_int8: bool = False) -> None:
