@@ -136,7 +136,7 @@ def one_model(name: str, weights: Path | None, labelled: Path, work: Path) -> di
             "openvino_executed_graph": graphs["deploykit_openvino"],
             "same_executed_graph_as_nncf": graphs["deploykit_openvino"] == graphs["nncf_openvino_ir"],
             "labelled_images": len(labels) if labels is not None else 0, "bf16_timed": bf16,
-            "export_fastest": exports["openvino"].runtimes.as_dict()["fastest"],
+            "export_fastest": exports["openvino"].runtimes.as_dict()["chosen"],
             "combinations": [{"file": file, "runtime": runtime, "precision_hint": hint, "p50_ms": round(latency[(file, runtime, hint)], 3),
                               "top1": top1.get((file, runtime, hint))} for file, runtime, hint in runners],
             "throughput": throughput,

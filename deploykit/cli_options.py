@@ -234,7 +234,10 @@ bench_options = apply([
                  "streams, or as many onnxruntime sessions), for images per second; the number of cores is one per core."),
     click.option("--target", help=f"A deployment preset: {', '.join(load_presets())}, or one from --presets."),
     click.option("--presets", type=click.Path(dir_okay=False, path_type=Path), help="Extra presets (TOML file)."),
-    click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Labelled folder (class subfolders) for accuracy."),
+    click.option("--data", type=click.Path(file_okay=False, path_type=Path), help="Labelled folder (class subfolders) or 'digits', "
+                 "for top-1 and agreement, streamed; default: FP32 agreement on the bundled held-out photos export's gate uses."),
+    click.option("--data-limit", type=click.IntRange(min=1), help="With --data: this many images, spread over the folder "
+                 "(default: all of them)."),
     click.option("--runs", type=click.IntRange(1, 100_000), default=BenchConfig.runs, show_default=True, help="Timed runs per batch size."),
     click.option("--warmup", type=Warmup(), default=str(BenchConfig.warmup), show_default=True,
                  help="Untimed warm-up: a number of runs, or seconds such as 2s."),
@@ -255,7 +258,8 @@ bench_options = apply([
     click.option("--max-latency", type=FiniteFloatRange(min=0, min_open=True),
                  help="With --server: stop a sweep at the first level whose p99 passes this many ms."),
     click.option("--duration", type=FiniteFloatRange(0.1, 600), default=ServerBenchConfig.duration_s, show_default=True,
-                 help="With --server: measured seconds per level (after a 1 s warm-up)."),
+                 help="Seconds to time each batch size, instead of --runs (as benchmark_app -t); with --server: measured "
+                 "seconds per level (after a 1 s warm-up)."),
     click.option("--instances", type=BatchList(high=64), help="With --server: also sweep these instance counts (reloads the model)."),
     click.option("--queue-delay", type=BatchList(low=0, high=1_000_000, off_value=NO_BATCHING),
                  help="With --server: also sweep these dynamic-batching queue delays in us; off: no dynamic batching."),
@@ -276,8 +280,8 @@ def given(*names: str) -> list[str]:
 
 LOCAL_BENCH_OPTIONS = ("engine", "device", "precision", "threads", "streams", "target", "presets", "data", "runs", "warmup",
                        "ort_provider", "channels_last", "compile_", "cuda_graphs", "no_data_transfers", "out", "csv_path",
-                       "md_path", "input_size", "mean", "std")
-SERVER_BENCH_OPTIONS = ("concurrency", "max_latency", "duration", "instances", "queue_delay")
+                       "md_path", "input_size", "mean", "std", "data_limit")
+SERVER_BENCH_OPTIONS = ("concurrency", "max_latency", "instances", "queue_delay")
 
 
 def server_bench_request(models: tuple[str, ...], o: dict) -> tuple[str, str, ServerBenchConfig] | None:
@@ -291,6 +295,10 @@ def server_bench_request(models: tuple[str, ...], o: dict) -> tuple[str, str, Se
                                  "--model NAME, or drop them")
         if o["engine"] == "auto" and given("precision"):
             raise DeployKitError("--engine auto runs the precision the export measured fastest: drop --precision, or name an engine")
+        if given("runs") and given("duration"):
+            raise DeployKitError("--runs and --duration both say how long to time each batch size: give one of them")
+        if given("data_limit") and not o["data"]:
+            raise DeployKitError("--data-limit applies to the images of --data: add --data FOLDER, or drop it")
         return None
     if models or not o["server_model"]:
         raise DeployKitError("--server measures one served model: give --model NAME and no MODELS")
@@ -315,4 +323,4 @@ def bench_config(o: dict) -> BenchConfig:
         precision=o["precision"], batches=o["batches"], threads=o["threads"], runs=o["runs"], warmup=runs, warmup_seconds=seconds,
         data=o["data"], out=o["out"], ort_provider=o["ort_provider"], channels_last=o["channels_last"], compile=o["compile_"],
         cuda_graphs=o["cuda_graphs"], no_data_transfers=o["no_data_transfers"], input_size=o["input_size"], mean=tuple(o["mean"]),
-        std=tuple(o["std"]), streams=o["streams"])
+        std=tuple(o["std"]), streams=o["streams"], data_limit=o["data_limit"], duration_s=o["duration"] if given("duration") else None)

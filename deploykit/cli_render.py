@@ -180,7 +180,7 @@ def bench_run(run: BenchRun) -> None:
     config = run.config
     if config.engine == "auto":  # each model's own fastest combination: name what ran
         chosen = sorted({f"{row['engine']} {row['precision']}" for row in run.rows})
-        title = f"auto (the export's fastest): {', '.join(chosen)} on {config.device}"
+        title = f"auto (the export's choice: fastest beyond noise, or a tie settled): {', '.join(chosen)} on {config.device}"
     else:
         title = f"{config.engine} on {config.device}, {config.precision}" + (f" (target {config.preset})" if config.preset else "")
     columns = ("model", "batch", "streams", "p50 ms", "p90 ms", "p99 ms", "img/s", "FP32 agree", "top-1", "peak RSS MB")
@@ -192,6 +192,9 @@ def bench_run(run: BenchRun) -> None:
         rows.add_row(row["model"], str(row["batch"]), str(row.get("streams", 1)), f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}",
                      f"{row['throughput']:.1f}", agreement, top1, f"{row['peak_rss_mb']:.0f}")
     console.print(rows)
+    for measured_on in sorted({row["measured_on"] for row in run.rows if row.get("measured_on")}):
+        what = "top-1 and " if any("accuracy_top1" in row for row in run.rows) else ""
+        console.print(f"{what}FP32 agree (top-1 agreement with the PyTorch FP32 model) measured on {measured_on}")
     for model, timed in run.timed_files:
         console.print(f"{model}: timed {timed}")
     if run.random_weights:

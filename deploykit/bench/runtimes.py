@@ -1,9 +1,12 @@
 """Which CPU runtime runs an export fastest: every file it wrote, on onnxruntime and OpenVINO (and OpenVINO's bf16
 where the CPU has it), timed in interleaved rounds of one run, so that the ratios hold on a busy machine.
 
-Only a combination whose file passed its check may be named fastest: FP32 passed parity, INT8 its
-accuracy gate, FP16 its parity, and OpenVINO's bf16 the FP16 tolerances against FP32 on the parity
-inputs. ``bench --engine auto`` reads the choice from the manifest.
+Only a combination whose file passed its check may be chosen: FP32 passed parity, INT8 its accuracy gate,
+FP16 its parity, and OpenVINO's bf16 the FP16 tolerances against FP32 on the parity inputs. A combination is
+named fastest only when every other is slower beyond noise: the rounds are paired (each round times every
+combination), and the lower sign-test bound of the median per-round ratio must exceed 1 + ``TIE_MARGIN``.
+Otherwise it is a tie, settled by the smaller accuracy loss, then the simpler runtime. ``bench --engine auto``
+reads the decision from the manifest.
 
 Export times them in a process of its own (``python -m deploykit.bench.runtimes SPEC``): a runtime
 that crashes there costs the timing, not the export, and PyTorch's threads stay out of the figures.
@@ -27,8 +30,11 @@ from deploykit.processes import dying_with_this_process, owned_temp_dir, remove_
 from deploykit.runtime import CPU_RUNTIMES, cpu_runner
 from deploykit.runtime.availability import openvino_installed, openvino_problem
 
-ROUNDS = 3
+ROUNDS = 7
 RUNS_PER_ROUND = 10
+TIE_MARGIN = 0.05  # a winner is at least 5% faster, with confidence, than every other combination
+CONFIDENCE = 0.9  # one-sided, of that bound
+LOSS_ORDER = ("fp32", "fp16", "bf16", "int8")  # smaller accuracy loss first: how a tie is settled, then the runtime
 ROUND_SECONDS = 1.0  # a combination's timed runs in one round stop after this, once MIN_RUNS are timed
 MIN_RUNS = 3
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -46,9 +52,53 @@ class Combination:
     precision: str  # fp32, int8, fp16 or bf16 (OpenVINO's precision hint on the FP32 file)
     passed: bool
     p50_ms: float
+    rounds_ms: tuple[float, ...] = ()  # each round's p50, in round order (absent in manifests before 0.9)
+
+    @property
+    def name(self) -> str:
+        return f"{CPU_RUNTIMES[self.runtime]} {self.precision.upper()}"
+
+    def spread(self) -> str:
+        """p50 and the range of the rounds' p50s."""
+        if not self.rounds_ms:
+            return f"{self.p50_ms:.2f} ms"
+        return f"{self.p50_ms:.2f} ms [rounds {min(self.rounds_ms):.2f}-{max(self.rounds_ms):.2f}]"
 
     def describe(self) -> str:
-        return f"{CPU_RUNTIMES[self.runtime]} {self.precision.upper()} ({self.file}, {self.p50_ms:.2f} ms)"
+        return f"{self.name} ({self.file}, {self.spread()})"
+
+    def slower_beyond_noise(self, other: Combination, margin: float = TIE_MARGIN) -> bool:
+        """Whether this is slower than ``other`` by over ``margin`` with ``CONFIDENCE``: the sign-test lower bound of
+        the median of the paired rounds' ratios. Without paired rounds (an older manifest), the medians alone."""
+        if not self.rounds_ms or len(self.rounds_ms) != len(other.rounds_ms):
+            return self.p50_ms > other.p50_ms * (1 + margin)
+        ratios = sorted(mine / theirs for mine, theirs in zip(self.rounds_ms, other.rounds_ms))
+        # the (j+1)-th smallest ratio is below the median with probability 1 - P(Binomial(n, 1/2) <= j)
+        bounds = [j for j in range(len(ratios)) if _binomial_tail(len(ratios), j) <= 1 - CONFIDENCE]
+        return bool(bounds) and ratios[bounds[-1]] > 1 + margin
+
+
+def _binomial_tail(n: int, k: int) -> float:
+    """P(Binomial(n, 1/2) <= k)."""
+    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The combination ``bench --engine auto`` runs: the fastest beyond noise, or the best of those tied with it."""
+
+    chosen: Combination
+    tied: tuple[Combination, ...]  # every passed combination not slower beyond noise than the fastest, fastest first
+
+    @property
+    def tie(self) -> bool:
+        return len(self.tied) > 1
+
+    def describe(self) -> str:
+        if not self.tie:
+            return f"{self.chosen.describe()}, faster than every other beyond noise"
+        return (f"tie within noise of {', '.join(c.name for c in self.tied)}; chose {self.chosen.describe()}: "
+                f"the smallest accuracy loss, then the simpler runtime")
 
 
 @dataclass(frozen=True)
@@ -61,12 +111,23 @@ class RuntimeTimings:
     not_timed: tuple[str, ...] = ()
 
     @property
-    def fastest(self) -> Combination | None:
-        """The fastest combination that passed its check."""
-        return min((c for c in self.combinations if c.passed), key=lambda c: c.p50_ms, default=None)
+    def decision(self) -> Decision | None:
+        """The combination to run, of those that passed their check (module docstring); None when none did."""
+        passed = sorted((c for c in self.combinations if c.passed), key=lambda c: c.p50_ms)
+        if not passed:
+            return None
+        tied = tuple(c for c in passed if c is passed[0] or not c.slower_beyond_noise(passed[0]))
+        chosen = min(tied, key=lambda c: (LOSS_ORDER.index(c.precision), list(CPU_RUNTIMES).index(c.runtime), c.p50_ms))
+        return Decision(chosen, tied)
 
     def find(self, runtime: str, precision: str) -> Combination | None:
         return next((c for c in self.combinations if c.runtime == runtime and c.precision == precision), None)
+
+    def slower_than_fp32(self, file: str, runtime: str) -> tuple[Combination, Combination] | None:
+        """(``file`` on ``runtime``, the FP32 file there) where ``file`` ran slower beyond noise; None otherwise."""
+        mine = next((c for c in self.combinations if (c.file, c.runtime) == (file, runtime) and c.precision != "bf16"), None)
+        fp32 = self.find(runtime, "fp32")
+        return (mine, fp32) if mine and fp32 and mine is not fp32 and mine.slower_beyond_noise(fp32, margin=0.0) else None
 
     def speedups(self, precision: str) -> dict[str, float]:
         """Per runtime: its FP32 latency over its ``precision`` latency (like with like)."""
@@ -74,9 +135,10 @@ class RuntimeTimings:
         return {runtime: fp32.p50_ms / other.p50_ms for runtime, (fp32, other) in pairs.items() if fp32 and other}
 
     def as_dict(self) -> dict:
-        fastest = self.fastest
+        decision = self.decision
         return {"batch": self.batch, "rounds": self.rounds, "combinations": [asdict(c) for c in self.combinations],
-                "fastest": asdict(fastest) if fastest else None, "not_timed": list(self.not_timed)}
+                "chosen": asdict(decision.chosen) if decision else None, "tie": decision.tie if decision else False,
+                "not_timed": list(self.not_timed)}
 
     @classmethod
     def from_dict(cls, data: object, where: str = "runtimes") -> RuntimeTimings:
@@ -98,18 +160,22 @@ class RuntimeTimings:
         combinations = []
         for index, record in enumerate(records):
             field = f"combinations[{index}]"
-            if not isinstance(record, dict) or set(record) != set(Combination.__dataclass_fields__):
+            if not isinstance(record, dict) or not set(Combination.__dataclass_fields__) - {"rounds_ms"} <= set(record) <= set(
+                    Combination.__dataclass_fields__):
                 raise bad(field, record, f"a record of {', '.join(Combination.__dataclass_fields__)}")
+            rounds_ms = record.get("rounds_ms", [])
             checks = {"file": (isinstance(record["file"], str) and bool(record["file"]), "a file name"),
                       "runtime": (record["runtime"] in CPU_RUNTIMES, f"one of {', '.join(CPU_RUNTIMES)}"),
                       "precision": (record["precision"] in TIMED_PRECISIONS, f"one of {', '.join(TIMED_PRECISIONS)}"),
                       "passed": (isinstance(record["passed"], bool), "true or false"),
                       "p50_ms": (type(record["p50_ms"]) in (int, float) and math.isfinite(record["p50_ms"]) and record["p50_ms"] > 0,
-                                 "a positive number of milliseconds")}
+                                 "a positive number of milliseconds"),
+                      "rounds_ms": (isinstance(rounds_ms, (list, tuple)) and all(type(v) in (int, float) and math.isfinite(v) and v > 0
+                                                                       for v in rounds_ms), "a list of positive milliseconds")}
             for key, (ok, wanted) in checks.items():
                 if not ok:
-                    raise bad(f"{field}.{key}", record[key], wanted)
-            combinations.append(Combination(**record))
+                    raise bad(f"{field}.{key}", record.get(key), wanted)
+            combinations.append(Combination(**{**record, "rounds_ms": tuple(rounds_ms)}))
         return cls(data["batch"], data["rounds"], tuple(combinations), tuple(not_timed))
 
 
@@ -150,9 +216,9 @@ def time_runtimes(folder: Path, files: dict[str, tuple[str, bool]], shape: tuple
     finally:
         for runner in runners.values():
             runner.close()
-    combinations = tuple(Combination(name, runtime, precision, passed[(name, runtime, precision)],
-                                     round(float(np.median(samples[(name, runtime, precision)])), 3))
-                         for name, runtime, precision in runners)
+    combinations = tuple(Combination(name, runtime, precision, passed[key], round(float(np.median(samples[key])), 3),
+                                     tuple(round(v, 3) for v in samples[key]))
+                         for key in runners for name, runtime, precision in [key])
     return RuntimeTimings(shape[0], ROUNDS, combinations, tuple(not_timed))
 
 

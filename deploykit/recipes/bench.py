@@ -8,24 +8,25 @@ accuracy when a labelled folder is given.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
-from deploykit.bench.accuracy import nonfinite_images, nonfinite_note, topk_accuracy
+from deploykit.bench.accuracy import nonfinite_images, nonfinite_note, stream_logits, topk_accuracy
 from deploykit.bench.latency import measure_latency
 from deploykit.bench.runtimes import RuntimeTimings
 from deploykit.bench.throughput import stream_throughput
 from deploykit.bench.memory import check_input_memory, peak_rss_mb, reset_peak_rss
 from deploykit.compress.configs import QuantizeConfig
 from deploykit.compress.cpu_target import CpuTarget
-from deploykit.data import DEFAULT_HOLDOUT_DIR, Preprocess, load_labelled_folder
+from deploykit.data import Preprocess
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
 from deploykit.manifest import FP16_NAME, INT8_NAME, MANIFEST_NAME, ONNX_NAME, ExportFolder
-from deploykit.choices import MAX_INPUT_SIZE
-from deploykit.parity import compare_logits, parity_inputs, run_all
+from deploykit.choices import CPU_RUNTIMES, MAX_INPUT_SIZE
+from deploykit.parity import compare_logits
 from deploykit.progress import report
 from deploykit.recipes.export import export
 from deploykit.recipes.configs import ExportConfig
@@ -35,6 +36,9 @@ from deploykit.runtime.availability import ORT_PROVIDERS, require_backend
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
 
 BENCH_EXPORTS = ".bench-exports"  # OUT/.bench-exports/<key>/NAME: what bench exported for itself
+
+
+MAX_TIMED_RUNS = 10_000_000  # --duration: runs are bounded by the seconds
 
 
 @dataclass
@@ -55,11 +59,21 @@ class Subject:
         return self.ref.spec is None
 
     def input_size(self, requested: int | None = None) -> int:
+        """The input size to feed: the export's or the file's own; a different ``--input-size`` is refused, not ignored."""
         manifest = self.ref.manifest
         if manifest is not None and manifest.input is not None:  # exported at that size (a user's module too)
+            if requested and requested != manifest.input.size:
+                name = manifest.model.name
+                raise DeployKitError(f"{self.ref.text} was exported at {manifest.input.size}x{manifest.input.size}, so --input-size "
+                                     f"{requested} cannot apply; export it at that size (`deploykit export {name} --input-size "
+                                     f"{requested}`) or drop --input-size")
             return manifest.input.size
         if self.foreign_onnx:
-            size = requested or self.ref.signature.input_dims[-1]
+            fixed = self.ref.signature.input_dims[-1]
+            if requested and fixed and requested != fixed:
+                raise DeployKitError(f"{self.ref.text} takes {fixed}x{fixed} inputs (fixed in the file), so --input-size {requested} "
+                                     "cannot apply; drop it")
+            size = requested or fixed
             if not size:
                 raise DeployKitError(f"{self.ref.text} has a dynamic input size and no manifest; pass --input-size")
             if size > MAX_INPUT_SIZE:
@@ -67,6 +81,20 @@ class Subject:
                                      "feeds; export it at a smaller size")
             return size
         return requested or self.spec.input_size
+
+    def check_batches(self, batches: tuple[int, ...]) -> None:
+        """Refuse, before any work, a batch size the file cannot take (a fixed-batch export or ONNX file)."""
+        manifest = self.ref.manifest
+        if manifest is not None and manifest.input is not None:
+            fixed = None if manifest.input.dynamic_batch else int(manifest.input.shape[0])
+        else:
+            fixed = self.ref.signature.input_dims[0] if self.foreign_onnx else None
+        wrong = [batch for batch in batches if fixed and batch != fixed]
+        if wrong:
+            how = (f"export with --dynamic-batch (`deploykit export {manifest.model.name} --dynamic-batch`)" if manifest is not None
+                   else "export the file with a dynamic batch dimension")
+            raise DeployKitError(f"{self.ref.text} takes a fixed batch of {fixed}, so --batch {','.join(map(str, wrong))} cannot "
+                                 f"apply; {how}, or bench --batch {fixed}")
 
     def num_outputs(self) -> int:
         """Classes the ONNX file predicts (its output's last dimension)."""
@@ -102,25 +130,25 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
         raise DeployKitError(f"--streams runs requests in parallel on the CPU with ort or openvino, not {config.engine} on "
                              f"{config.device}")
     size = subject.input_size(config.input_size)
+    subject.check_batches(config.batches)
     for batch in config.batches:  # before any model is built or exported
         check_input_memory((batch, 3, size, size), f"--batch {batch}")
     preprocess = subject_preprocess(subject, size, config.mean, config.std)
-    if config.data is not None:
-        num_classes = subject.num_outputs() if subject.ref.manifest or subject.foreign_onnx else subject.spec.num_classes
-        images, labels, mapping = load_labelled_folder(config.data, preprocess, num_classes, config.data_limit)
-        report(f"{config.data}: {len(labels)} labelled images, {mapping.describe()}")
-    else:
-        images, labels = parity_inputs(preprocess, random_count=0, image_dir=DEFAULT_HOLDOUT_DIR, image_count=32), None
-    reference_logits = None
-    if not subject.foreign_onnx:  # a foreign ONNX file has no PyTorch model to agree with
-        with TorchRunner(subject.ref.build(), (3, size, size)) as reference:
-            reference_logits = run_all(reference, images, batch_size=16)
+    num_classes = subject.num_outputs() if subject.ref.manifest or subject.foreign_onnx else subject.spec.num_classes
     runner = make_runner(subject, config, size)  # may export first: the memory peak below starts after it
     rows = []
     with runner:
         fixed = runner.input_metadata().shape[0]
-        logits = run_all(runner, images)
-        agreement = compare_logits(reference_logits, logits) if reference_logits is not None else None
+        reference = None if subject.foreign_onnx else TorchRunner(subject.ref.build(), (3, size, size))  # FP32, to agree with
+        with reference or nullcontext():
+            measured = stream_logits([runner, *([reference] if reference else [])], config.data, preprocess, num_classes,
+                                     config.data_limit)
+        logits, labels = measured.logits[0], measured.labels
+        if measured.images.images < measured.images.total:
+            report(f"--data-limit {config.data_limit}: {measured.images.describe()}")
+        if measured.class_rule:
+            report(f"{config.data}: {measured.images.images} labelled images, {measured.class_rule}")
+        agreement = compare_logits(measured.logits[1], logits) if reference else None
         nonfinite = nonfinite_images(logits)
         if nonfinite:
             report(f"warning: {nonfinite_note(nonfinite, len(logits))}", style="bold red")
@@ -131,15 +159,16 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
             reset_peak_rss()
             if config.no_data_transfers and hasattr(runner, "data_transfers"):
                 runner.data_transfers = False  # agreement above was measured with the copies; the timing goes without
-            stats = measure_latency(lambda: runner.infer(x), batch=batch, warmup=config.warmup, runs=config.runs,
-                                    warmup_seconds=config.warmup_seconds)
+            stats = measure_latency(lambda: runner.infer(x), batch=batch, warmup=config.warmup, warmup_seconds=config.warmup_seconds,
+                                    **({"runs": MAX_TIMED_RUNS, "max_seconds": config.duration_s, "min_runs": 1}
+                                       if config.duration_s else {"runs": config.runs}))
             split = getattr(runner, "last_timings", None)
             row = {
                 "model": subject.spec.name if subject.spec else Path(text).name, "subject": subject.ref.text,
                 "engine": config.engine, "device": config.device, "precision": config.precision,
                 "threads": config.threads or torch.get_num_threads(), "input": size, **stats.as_dict(),
                 "peak_rss_mb": peak_rss_mb(),
-                "agreement_top1": agreement.top1_agreement if agreement else None,
+                "agreement_top1": agreement.top1_agreement if agreement else None, "measured_on": measured.images.describe(),
                 "agreement_min_cosine": agreement.min_cosine if agreement else None,
                 "random_weights": subject.ref.random_weights, "preprocessing": "options" if subject.foreign_onnx else "manifest",
                 "file": str(subject.timed_file) if subject.timed_file else None,
@@ -151,7 +180,7 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
             if config.device == "cuda":
                 row["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             if labels is not None:
-                row["classes"] = mapping.describe()
+                row["classes"] = measured.class_rule
                 row["accuracy_top1"] = topk_accuracy(logits, labels, 1)
                 row["accuracy_top5"] = topk_accuracy(logits, labels, 5)
                 row["accuracy_images"] = len(labels)
@@ -174,21 +203,25 @@ def subject_preprocess(subject: Subject, size: int, mean: tuple, std: tuple) -> 
 
 
 def fastest_combination(subject: Subject, config: BenchConfig) -> BenchConfig:
-    """``--engine auto``: the runtime and precision the export's manifest names as the fastest that passed its check."""
+    """``--engine auto``: the runtime and precision the export's manifest chose (the fastest beyond noise, or a tie settled)."""
     folder = subject.folder
     if folder is None and not subject.foreign_onnx:
         folder = _matching_export(subject, config, ONNX_NAME)
     manifest = ExportFolder(folder).read() if folder is not None else None
     timings = manifest.sections.get("runtimes") if manifest is not None else None
-    fastest = RuntimeTimings.from_dict(timings, f"{folder / MANIFEST_NAME}: runtimes").fastest if timings else None
-    if fastest is None:
+    decision = RuntimeTimings.from_dict(timings, f"{folder / MANIFEST_NAME}: runtimes").decision if timings else None
+    if decision is None:
         name = subject.spec.name if subject.spec else "NAME"
         raise DeployKitError(f"--engine auto runs the fastest runtime an export measured, and {folder or subject.ref.text} has "
                              f"no such measurement; export first (`deploykit export {name} --int8 --dynamic-batch`), then "
                              f"bench its folder with --engine auto, or name an engine")
-    report(f"--engine auto: {folder}'s manifest names {fastest.describe()} as the fastest of its CPU runtimes that passed "
-           f"its check: timing that")
+    if decision.tie:
+        report(f"--engine auto: {folder}'s manifest measured a {decision.describe()}: timing that")
+    else:
+        report(f"--engine auto: {folder}'s manifest names {decision.describe()}, of its CPU runtimes that passed their "
+               f"check: timing that")
     subject.folder = folder
+    fastest = decision.chosen
     return replace(config, engine=fastest.runtime, precision=fastest.precision, device="cpu", auto=True)
 
 
@@ -203,9 +236,9 @@ def make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
                            name=f"torch-{config.device}-{config.precision}")
     onnx_path = subject.timed_file = _onnx_for(subject, config)
     report(f"timing {onnx_path}")
-    warning = cpu_target_warning(onnx_path, config.engine)
-    if warning:
-        report(f"warning: {warning}", style="bold red")
+    for warning in (cpu_target_warning(onnx_path, config.engine), slower_file_warning(onnx_path, config.engine)):
+        if warning:
+            report(f"warning: {warning}", style="bold red")
     if config.engine == "ort":
         provider = config.ort_provider or config.device
         return OrtRunner(onnx_path, providers=ORT_PROVIDERS[provider], threads=config.threads, name=f"ort-{provider}-{config.precision}")
@@ -239,6 +272,20 @@ def cpu_target_warning(onnx_path: Path, runtime: str) -> str | None:
         return None
     target = CpuTarget.recorded(folder.read().sections.get("int8", {}).get("settings", {}).get("cpu_target"))
     return target.mismatch_warning(onnx_path.name, runtime) if target else None
+
+
+def slower_file_warning(onnx_path: Path, runtime: str) -> str | None:
+    """One line where the export measured this INT8 or FP16 file slower than its FP32 file on ``runtime``, beyond noise."""
+    folder = ExportFolder(onnx_path.parent)
+    if onnx_path.name == ONNX_NAME or not folder.exists():
+        return None
+    record = folder.read().sections.get("runtimes")
+    timings = RuntimeTimings.from_dict(record, f"{folder.path / MANIFEST_NAME}: runtimes") if record else None
+    pair = timings.slower_than_fp32(onnx_path.name, runtime) if timings else None
+    if pair is None:
+        return None
+    return (f"{onnx_path.name} ran slower than {ONNX_NAME} on {CPU_RUNTIMES[runtime]} when exported ({pair[0].spread()} vs "
+            f"{pair[1].spread()}, batch {timings.batch}): deploy the FP32 file on this CPU")
 
 
 def _onnx_for(subject: Subject, config: BenchConfig) -> Path:

@@ -48,7 +48,7 @@ def run_benchmarks(models: list[str], config: BenchConfig, files: ResultFiles = 
     files.check_writable()
     run = BenchRun(config)
     for model in models:
-        on = ("the fastest runtime its export measured" if config.engine == "auto"
+        on = ("the runtime its export chose by timing" if config.engine == "auto"
               else f"{config.engine} ({config.device}, {config.precision})")
         with live(), stage(f"benchmarking {model} on {on}"):
             run.rows += run_benchmark(model, config)

@@ -136,7 +136,8 @@ class BenchConfig:
     warmup: int = 10
     warmup_seconds: float | None = None
     data: Path | None = None
-    data_limit: int = 500
+    data_limit: int | None = None  # images of --data, spread over the folder; None: all of them, streamed
+    duration_s: float | None = None  # time each batch size for this long instead of ``runs`` (``--duration``)
     out: Path = DEFAULT_OUT
     ort_provider: str | None = None
     channels_last: bool = False

@@ -34,7 +34,7 @@ from deploykit.recipes.lines import int8_lines, runtime_lines
 from deploykit.recipes.qat import quantize_with_qat
 from deploykit.recipes.ref import ModelRef, module_ref, parse_model_ref
 from deploykit.recipes.triton import TritonRepository
-from deploykit.runtime import OrtRunner, Runner, TorchRunner
+from deploykit.runtime import CPU_RUNTIMES, OrtRunner, Runner, TorchRunner
 
 if TYPE_CHECKING:
     from deploykit.recipes.compress import ChainVerdict
@@ -76,15 +76,15 @@ class ExportResult:
 
     @property
     def int8_slower(self) -> bool:
-        """Whether INT8 ran slower than FP32 on the runtime its layout is for."""
-        speedup = self.runtimes.speedups("int8").get(self.int8_runtime) if self.runtimes and self.int8 else None
-        return speedup is not None and speedup < 1.0
+        """Whether INT8 ran slower than FP32, beyond noise, on the runtime its layout is for."""
+        return bool(self.runtimes and self.int8 and self.runtimes.slower_than_fp32(INT8_NAME, self.int8_runtime))
 
     @property
     def fp16_slower_on(self) -> list[str]:
-        """The CPU runtimes the FP16 file ran slower than FP32 on (none of them computes in float16 on an x86 CPU)."""
-        speedups = self.runtimes.speedups("fp16") if self.runtimes is not None and self.fp16_parity is not None else {}
-        return [runtime for runtime, speedup in speedups.items() if speedup < 1.0]
+        """The CPU runtimes the FP16 file ran slower than FP32 on, beyond noise (none computes in float16 on an x86 CPU)."""
+        if self.runtimes is None or self.fp16_parity is None:
+            return []
+        return [runtime for runtime in CPU_RUNTIMES if self.runtimes.slower_than_fp32(FP16_NAME, runtime)]
 
 
 @dataclass(frozen=True)

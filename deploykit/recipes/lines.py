@@ -35,15 +35,19 @@ def int8_lines(int8: QuantizeResult) -> list[str]:
 
 
 def runtime_lines(timings: RuntimeTimings, int8: bool) -> list[str]:
-    """INT8 against FP32 on each runtime (like with like), the fastest combination that passed its check, and what
-    was not timed."""
+    """INT8 against FP32 on each runtime (like with like), every combination with its spread, the one chosen (the
+    fastest beyond noise, or a tie settled), and what was not timed."""
     lines = []
     if int8 and timings.speedups("int8"):
         pairs = [f"{CPU_RUNTIMES[runtime]} {timings.find(runtime, 'fp32').p50_ms:.2f} -> {timings.find(runtime, 'int8').p50_ms:.2f} ms "
                  f"({speedup:.2f}x)" for runtime, speedup in timings.speedups("int8").items()]
         lines.append(f"INT8 vs FP32, batch {timings.batch}, each on the same runtime: {', '.join(pairs)}")
-    fastest = timings.fastest
-    if fastest is not None:
-        lines.append(f"fastest here, of {len(timings.combinations)} timed: {fastest.describe()}; bench --engine auto runs it")
+    if timings.combinations:
+        lines.append(f"timed, batch {timings.batch}, p50 of {timings.rounds} interleaved rounds: "
+                     + ", ".join(f"{c.name} {c.spread()}{'' if c.passed else ' (failed its check)'}" for c in timings.combinations))
+    decision = timings.decision
+    if decision is not None:
+        lines.append(f"{'chosen' if decision.tie else 'fastest here'}, of {len(timings.combinations)} timed: {decision.describe()}; "
+                     "bench --engine auto runs it")
     lines += [f"not timed: {reason}" for reason in timings.not_timed]
     return lines

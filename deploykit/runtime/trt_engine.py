@@ -33,7 +33,8 @@ def require_tensorrt() -> str:
     try:
         import tensorrt
     except ImportError as exc:
-        raise DeployKitError("TensorRT is not installed; on a machine with an NVIDIA GPU run: pip install 'deploykit[tensorrt]'") from exc
+        raise DeployKitError("TensorRT is not installed; on a machine with an NVIDIA GPU, in your deploykit clone, run: "
+                             "pip install -e '.[tensorrt]'") from exc
     version = str(tensorrt.__version__)
     tensorrt_major(version)
     return version
@@ -44,7 +45,8 @@ def tensorrt_major(version: str) -> int:
     head = version.split(".", 1)[0]
     major = int(head) if head.isdigit() else -1
     if major not in SUPPORTED_MAJORS:
-        raise DeployKitError(f"TensorRT {version} is not supported; install TensorRT 10 or 11 (pip install 'deploykit[tensorrt]')")
+        raise DeployKitError(f"TensorRT {version} is not supported; install TensorRT 10 or 11 (in your deploykit clone: "
+                             "pip install -e '.[tensorrt]')")
     return major
 
 

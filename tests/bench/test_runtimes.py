@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from deploykit.bench import runtimes
-from deploykit.bench.runtimes import time_runtimes_apart
+from deploykit.bench.runtimes import RuntimeTimings, time_runtimes_apart
+from deploykit.choices import CPU_RUNTIMES
 from deploykit.io import sha256_file
 from deploykit.manifest import ONNX_NAME
 from deploykit.recipes.configs import ExportConfig
@@ -32,13 +33,55 @@ def test_every_runtime_is_timed_in_interleaved_rounds(small_export):
     expected = {"ort", "openvino"} if runtimes.openvino_installed() else {"ort"}
     assert {c.runtime for c in timings.combinations} == expected and timings.rounds == runtimes.ROUNDS
     assert all(c.p50_ms > 0 and c.passed and c.file == ONNX_NAME for c in timings.combinations)
-    assert timings.fastest == min(timings.combinations, key=lambda c: c.p50_ms)
+    assert all(len(c.rounds_ms) == runtimes.ROUNDS and min(c.rounds_ms) <= c.p50_ms <= max(c.rounds_ms)
+               for c in timings.combinations)
+    assert timings.decision.tied[0] == min(timings.combinations, key=lambda c: c.p50_ms)
     assert timings.from_dict(timings.as_dict()) == timings
 
 
-def test_a_failing_check_is_never_the_fastest(small_export):
+def test_a_failing_check_is_never_chosen(small_export):
     timings = time_runtimes_apart(small_export, {ONNX_NAME: ("fp32", False)}, (1, 3, 16, 16))
-    assert timings.combinations and timings.fastest is None
+    assert timings.combinations and timings.decision is None
+
+
+def test_the_same_file_twice_is_a_tie_settled_by_accuracy_and_a_heavier_file_loses(small_export, tmp_path):
+    """Real runners on real files: the FP32 file and a byte copy of it labelled INT8 time alike, so neither is faster
+    beyond noise (the tie goes to FP32, the smaller accuracy loss); a model with 5x the work is slower beyond noise."""
+    folder = Path(shutil.copytree(small_export, tmp_path / "pair"))
+    shutil.copy(folder / ONNX_NAME, folder / "model.int8.onnx")
+    heavy = export(ExportConfig("cifar_resnet110", out=tmp_path / "heavy", input_size=16, time_runtimes=False)).onnx_path
+    shutil.copy(heavy, folder / "heavy.onnx")
+    timings = time_runtimes_apart(folder, {ONNX_NAME: ("fp32", True), "model.int8.onnx": ("int8", True),
+                                           "heavy.onnx": ("fp32", True)}, (1, 3, 16, 16))
+    for runtime in {c.runtime for c in timings.combinations}:
+        fp32, copy, slow = (next(c for c in timings.combinations if (c.file, c.runtime) == (name, runtime))
+                            for name in (ONNX_NAME, "model.int8.onnx", "heavy.onnx"))
+        assert not fp32.slower_beyond_noise(copy) and not copy.slower_beyond_noise(fp32), (fp32, copy)
+        assert slow.slower_beyond_noise(fp32) and slow.slower_beyond_noise(copy), (slow, fp32)
+    decision = timings.decision
+    assert "heavy.onnx" not in {c.file for c in decision.tied} and decision.chosen.precision == "fp32"
+    if {c.runtime for c in decision.tied} == {"ort"}:
+        assert decision.tie and decision.chosen.file == ONNX_NAME and "tie within noise" in decision.describe()
+
+
+def _combination(runtime: str, precision: str, rounds: list[float]) -> runtimes.Combination:
+    return runtimes.Combination("f", runtime, precision, True, sorted(rounds)[len(rounds) // 2], tuple(rounds))
+
+
+def test_the_decision_names_a_winner_only_beyond_noise():
+    """Paired rounds: a steady 20% lead wins even through one noisy round; overlapping rounds tie, and a tie goes to
+    the smaller accuracy loss, then onnxruntime; a 3% lead is within the margin."""
+    fast = _combination("openvino", "int8", [10, 10.2, 9.9, 10.1, 30, 10, 10.1])
+    slow = _combination("ort", "fp32", [12, 12.3, 11.9, 12.1, 12, 12.2, 12.1])
+    won = runtimes.RuntimeTimings(1, 7, (slow, fast)).decision
+    assert not won.tie and won.chosen == fast and "faster than every other beyond noise" in won.describe()
+    noisy = _combination("ort", "int8", [10, 14, 9, 13, 10.5, 12, 9.5])
+    steady = _combination("openvino", "fp32", [11, 11, 11, 11, 11, 11, 11])
+    tied = runtimes.RuntimeTimings(1, 7, (noisy, steady)).decision
+    assert tied.tie and tied.chosen == steady and "tie within noise of onnxruntime INT8, OpenVINO FP32" in tied.describe()
+    close = _combination("openvino", "fp32", [10.3] * 7)
+    assert runtimes.RuntimeTimings(1, 7, (close, _combination("ort", "fp32", [10.0] * 7))).decision.chosen.runtime == "ort"
+    assert not close.slower_beyond_noise(_combination("ort", "fp32", [10.0] * 7))
 
 
 def test_a_timing_process_killed_by_a_signal_costs_the_timing_not_the_export(tmp_path, monkeypatch):
@@ -49,10 +92,10 @@ def test_a_timing_process_killed_by_a_signal_costs_the_timing_not_the_export(tmp
     crashing.chmod(crashing.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setattr(sys, "executable", str(crashing))
     result = export(ExportConfig("cifar_resnet20", out=tmp_path / "out", input_size=16))
-    assert result.runtimes.combinations == () and result.runtimes.fastest is None
+    assert result.runtimes.combinations == () and result.runtimes.decision is None
     assert result.runtimes.not_timed[0].startswith(f"the timing process ended with signal {int(signal.SIGSEGV)}")
     manifest = json.loads((result.folder / "manifest.json").read_text())
-    assert manifest["runtimes"]["fastest"] is None and sha256_file(result.onnx_path) == manifest["files"][ONNX_NAME]["sha256"]
+    assert manifest["runtimes"]["chosen"] is None and sha256_file(result.onnx_path) == manifest["files"][ONNX_NAME]["sha256"]
     monkeypatch.undo()
     bench = invoke("bench", result.folder, "--engine", "auto", "--runs", 2)
     assert bench.exit_code == 2 and "has no such measurement; export first" in bench.output
@@ -82,6 +125,7 @@ RUNTIMES_EDITS = {
     "a negative latency": (lambda r: r["combinations"][0].update(p50_ms=-3.0), "combinations[0].p50_ms is -3.0"),
     "a NaN latency": (lambda r: r["combinations"][0].update(p50_ms=float("nan")), "combinations[0].p50_ms is nan"),
     "an extra key": (lambda r: r["combinations"][0].update(speed=1), "combinations[0] is {"),
+    "rounds in words": (lambda r: r["combinations"][0].update(rounds_ms="fast"), "combinations[0].rounds_ms is 'fast'"),
     "combinations in words": (lambda r: r.update(combinations="none"), "runtimes.combinations is 'none'"),
     "passed as a string": (lambda r: r["combinations"][0].update(passed="false"), "combinations[0].passed is 'false'"),
     "a batch of zero": (lambda r: r.update(batch=0), "runtimes.batch is 0"),
@@ -151,13 +195,18 @@ def test_the_timing_child_ends_with_the_export_and_leaves_nothing_behind(how, tm
 
 
 def test_a_slower_fp16_file_is_called_out_on_each_runtime_it_is_slower_on(tmp_path):
-    """FP16 as loudly as INT8: the red line names exactly the runtimes where the manifest's own timings have FP16 slower."""
+    """FP16 as loudly as INT8, at export and at bench: the red line names exactly the runtimes where the manifest's own
+    paired rounds have FP16 slower than FP32 beyond noise, and bench repeats it for the runtime it times."""
     result = invoke("export", "cifar_resnet20", "--input-size", 32, "--fp16", "--out", tmp_path, timing=True)
     assert result.exit_code == 0, result.output
-    timed = json.loads((tmp_path / "cifar_resnet20" / "manifest.json").read_text())["runtimes"]["combinations"]
-    p50 = {(c["runtime"], c["precision"]): c["p50_ms"] for c in timed}
-    slower = [name for runtime, name in (("ort", "onnxruntime"), ("openvino", "OpenVINO"))
-              if (runtime, "fp16") in p50 and p50[(runtime, "fp16")] > p50[(runtime, "fp32")]]
+    folder = tmp_path / "cifar_resnet20"
+    timings = RuntimeTimings.from_dict(json.loads((folder / "manifest.json").read_text())["runtimes"])
+    slower = [runtime for runtime in CPU_RUNTIMES if timings.slower_than_fp32("model.fp16.onnx", runtime)]
     line = next((l for l in result.output.splitlines() if l.startswith("FP16 IS SLOWER THAN FP32")), None)
     assert (line is not None) == bool(slower), result.output
-    assert line is None or [name for name in ("onnxruntime", "OpenVINO") if f"{name} " in line] == slower, line
+    assert line is None or [r for r, name in CPU_RUNTIMES.items() if f"{name} " in line] == slower, line
+    for runtime in timings.speedups("fp16"):
+        bench = invoke("bench", folder, "--engine", runtime, "--precision", "fp16", "--runs", 2, "--warmup", 1)
+        assert bench.exit_code == 0, bench.output
+        warned = "model.fp16.onnx ran slower than model.onnx on" in " ".join(bench.output.split())
+        assert warned == (runtime in slower), (runtime, slower, bench.output)

@@ -93,6 +93,19 @@ def test_default_int8_on_foolbox_validation_photos(real_int8, labelled, foolbox_
     assert len(labels) == 20 and fp32 >= 80 and int8 >= fp32 - 5  # at most one photo of the 20 lost
 
 
+def test_bench_measures_agreement_on_the_photos_export_judged_and_says_so(real_int8, tmp_path):
+    """One held-out set, one figure: bench's FP32 agreement of the INT8 file on onnxruntime is export's gate figure,
+    on the same 48 bundled held-out photos, and its row names them (it measured 32 of them before)."""
+    folder, _, _ = real_int8
+    check = json.loads((folder / "manifest.json").read_text())["int8"]["check_vs_fp32"]
+    result, _ = run_cli("bench", folder, "--engine", "ort", "--precision", "int8", "--runs", 2, "--warmup", 1,
+                        "--json", tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((tmp_path / "b.json").read_text())["results"]
+    assert row["measured_on"] == f"{check['samples']} images of the bundled held-out photos" and check["samples"] == 48
+    assert abs(row["agreement_top1"] - check["top1_agreement"]) < 1e-9, (row["agreement_top1"], check)
+
+
 def test_graph_output_stays_float_and_saturation_is_recorded(real_int8):
     folder, _, _ = real_int8
     graph = onnx.load(str(folder / "model.int8.onnx")).graph

@@ -181,5 +181,8 @@ def test_cli_prints_int8_summary(tmp_path):
     text = " ".join(result.output.split())
     assert "model.int8.onnx" in text and "Q/DQ nodes" in text and "INT8 vs FP32" in text
     assert re.search(r"INT8 vs FP32, batch 1, each on the same runtime: onnxruntime [\d.]+ -> [\d.]+ ms \([\d.]+x\)", text)
-    fastest = re.search(r"fastest here, of (\d) timed: (onnxruntime|OpenVINO) (FP32|INT8) \((model\.onnx|model\.int8\.onnx)", text)
-    assert fastest and int(fastest.group(1)) >= 2 and (fastest.group(3) == "INT8") == (fastest.group(4) == "model.int8.onnx")
+    assert re.search(r"timed, batch 1, p50 of 7 interleaved rounds: onnxruntime FP32 [\d.]+ ms \[rounds [\d.]+-[\d.]+\]", text)
+    chosen = re.search(r"(fastest here|chosen), of (\d) timed: (tie within noise of [^;]+; chose )?(onnxruntime|OpenVINO) "
+                       r"(FP32|INT8) \((model\.onnx|model\.int8\.onnx)", text)
+    assert chosen and int(chosen.group(2)) >= 2 and (chosen.group(5) == "INT8") == (chosen.group(6) == "model.int8.onnx")
+    assert (chosen.group(1) == "chosen") == bool(chosen.group(3)), text
