@@ -239,6 +239,8 @@ bench_options = apply([
     click.option("--data-limit", type=click.IntRange(min=1), help="With --data: this many images, spread over the folder "
                  "(default: all of them)."),
     click.option("--runs", type=click.IntRange(1, 100_000), default=BenchConfig.runs, show_default=True, help="Timed runs per batch size."),
+    click.option("--profile", is_flag=True, help="ort/openvino: also time each layer of the file (onnxruntime's profiler, "
+                 "OpenVINO's performance counters) and print the slowest 15, with the precision each ran in."),
     click.option("--warmup", type=Warmup(), default=str(BenchConfig.warmup), show_default=True,
                  help="Untimed warm-up: a number of runs, or seconds such as 2s."),
     click.option("--ort-provider", type=click.Choice(["cpu", "cuda", "tensorrt"]), help="ONNX Runtime execution provider (default: --device)."),
@@ -280,7 +282,7 @@ def given(*names: str) -> list[str]:
 
 LOCAL_BENCH_OPTIONS = ("engine", "device", "precision", "threads", "streams", "target", "presets", "data", "runs", "warmup",
                        "ort_provider", "channels_last", "compile_", "cuda_graphs", "no_data_transfers", "out", "csv_path",
-                       "md_path", "input_size", "mean", "std", "data_limit")
+                       "md_path", "input_size", "mean", "std", "data_limit", "profile")
 SERVER_BENCH_OPTIONS = ("concurrency", "max_latency", "instances", "queue_delay")
 
 
@@ -323,4 +325,4 @@ def bench_config(o: dict) -> BenchConfig:
         precision=o["precision"], batches=o["batches"], threads=o["threads"], runs=o["runs"], warmup=runs, warmup_seconds=seconds,
         data=o["data"], out=o["out"], ort_provider=o["ort_provider"], channels_last=o["channels_last"], compile=o["compile_"],
         cuda_graphs=o["cuda_graphs"], no_data_transfers=o["no_data_transfers"], input_size=o["input_size"], mean=tuple(o["mean"]),
-        std=tuple(o["std"]), streams=o["streams"], data_limit=o["data_limit"], duration_s=o["duration"] if given("duration") else None)
+        std=tuple(o["std"]), streams=o["streams"], data_limit=o["data_limit"], profile=o["profile"], duration_s=o["duration"] if given("duration") else None)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from deploykit.recipes.info import ModelInfo
     from deploykit.recipes.report import ReportResult
     from deploykit.recipes.serve import LoadRun, Serving
+    from deploykit.runtime.layer_profile import LayerProfile
     from deploykit.recipes.triton import TritonRepository
 
 # Piped or captured output gets a wide console, so tables are not cut at 80 columns.
@@ -197,8 +198,26 @@ def bench_run(run: BenchRun) -> None:
         console.print(f"{what}FP32 agree (top-1 agreement with the PyTorch FP32 model) measured on {measured_on}")
     for model, timed in run.timed_files:
         console.print(f"{model}: timed {timed}")
+    for profile in run.profiles:
+        layer_profile(profile)
     if run.random_weights:
         random_weights_warning()
+
+
+def layer_profile(profile: LayerProfile, count: int = 15) -> None:
+    """The slowest layers with their share of the time, and how much of it ran in each precision."""
+    rows = table(f"{profile.file} on {CPU_RUNTIMES[profile.runtime]}, batch {profile.batch}: the slowest {count} of "
+                 f"{len(profile.layers)} layers (median of {profile.runs} runs; {profile.total_ms:.3f} ms in all)",
+                 [("layer", "left"), ("op", "left"), ("precision", "left"), ("ms", "right"), ("share", "right")])
+    for layer in profile.layers[:count]:
+        rows.add_row(layer.name, layer.op, layer.precision, f"{layer.ms:.4f}", f"{profile.share(layer):.1%}")
+    console.print(rows)
+    console.print("time by precision: " + ", ".join(f"{precision} {n} layer{'s' * (n != 1)} {share:.1%}"
+                                                    for precision, (n, share) in profile.by_precision().items()))
+    floats = [layer for layer in profile.layers if layer.precision in ("f32", "bf16", "f16")]
+    if profile.file.endswith(".int8.onnx") and floats:
+        console.print(f"in float, not int8: {', '.join(f'{l.name} ({l.op})' for l in floats[:8])}"
+                      f"{f' and {len(floats) - 8} more' if len(floats) > 8 else ''}", style="yellow")
 
 
 def evaluation(result: EvalResult, data: Path) -> None:

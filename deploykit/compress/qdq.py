@@ -134,6 +134,55 @@ def remove_pairs(model: onnx.ModelProto, removed: Callable[[onnx.NodeProto, int,
     return rewired
 
 
+WEIGHTED = ("Conv", "ConvTranspose", "Gemm")
+
+
+def shield_float_layers(model: onnx.ModelProto) -> list[str]:
+    """Keep float the layers a Q/DQ file leaves float (``--exclude``, the fallback's); in place; their names.
+
+    onnxruntime 1.20+ (its WeightBiasQuantization pass) quantizes at load time, to per-tensor int8, the float weights
+    of every Conv, ConvTranspose and Gemm whose input comes from a DequantizeLinear with one scale: a layer kept in
+    FP32 ran with int8 weights, per tensor. Each such layer gets a DequantizeLinear of its own holding the same scale
+    and zero point once per input channel (axis 1): the same values, which that pass leaves alone.
+    """
+    graph = QdqGraph(model)
+    shielded = []
+    for node in [n for n in model.graph.node if n.op_type in WEIGHTED]:
+        dq, weight = graph.producers.get(node.input[0]), graph.initializers.get(node.input[1])
+        if dq is None or dq.op_type != "DequantizeLinear" or weight is None or weight.data_type != onnx.TensorProto.FLOAT:
+            continue
+        scale = graph.initializers.get(dq.input[1])
+        zero = graph.initializers.get(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else None
+        if scale is None or scale.dims or _attribute(node, "transA", 0):
+            continue
+        channels = _input_channels(node, list(weight.dims))
+        names = [f"{node.name or node.output[0]}_input_{kind}_per_channel" for kind in ("scale", "zero_point", "dequantized")]
+        model.graph.initializer.append(numpy_helper.from_array(np.full(channels, numpy_helper.to_array(scale)), names[0]))
+        inputs = [dq.input[0], names[0]]
+        if zero is not None:
+            model.graph.initializer.append(numpy_helper.from_array(np.full(channels, numpy_helper.to_array(zero)), names[1]))
+            inputs.append(names[1])
+        position = list(model.graph.node).index(node)
+        model.graph.node.insert(position, onnx.helper.make_node("DequantizeLinear", inputs, [names[2]], name=names[2], axis=1))
+        node.input[0] = names[2]
+        shielded.append(node.name)
+    drop_unused(model)
+    return shielded
+
+
+def _attribute(node: onnx.NodeProto, name: str, default: int) -> int:
+    return next((a.i for a in node.attribute if a.name == name), default)
+
+
+def _input_channels(node: onnx.NodeProto, weight: list[int]) -> int:
+    """The input's channel count (axis 1), from the weight's shape."""
+    if node.op_type == "Conv":
+        return weight[1] * groups(node)
+    if node.op_type == "ConvTranspose":
+        return weight[0]
+    return weight[1] if _attribute(node, "transB", 0) else weight[0]
+
+
 def drop_unused(model: onnx.ModelProto) -> None:
     """Remove Q/DQ nodes nobody reads any more, then initializers nobody reads."""
     outputs = {o.name for o in model.graph.output}

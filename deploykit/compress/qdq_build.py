@@ -15,7 +15,7 @@ from deploykit.compress.bias_correction import correct_biases
 from deploykit.compress.calibrate import ActivationStats
 from deploykit.compress.configs import QuantizeConfig
 from deploykit.compress.fallback import WEIGHTED_OPS
-from deploykit.compress.qdq import float_graph_outputs
+from deploykit.compress.qdq import float_graph_outputs, shield_float_layers
 from deploykit.compress.openvino_placement import apply_openvino_rules, first_layer_weights
 from deploykit.compress.trt_placement import apply_tensorrt_rules
 from deploykit.compress.weight_rounding import WeightRounding
@@ -110,6 +110,8 @@ def build_qdq(pre_path: Path, pre_proto: onnx.ModelProto, out_path: Path, settin
         apply_tensorrt_rules(quantized)
     elif settings["layout"] == "openvino":
         apply_openvino_rules(quantized)
+    else:
+        shield_float_layers(quantized)
     onnx.save(quantized, str(out_path))
     return corrected
 

@@ -126,6 +126,9 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
     if config.engine == "auto":
         config = fastest_combination(subject, config)
         require_backend(config.engine, config.device, config.ort_provider)
+    if config.profile and (config.engine not in ("ort", "openvino") or config.device != "cpu"):
+        raise DeployKitError(f"--profile times the layers of an ONNX file on ort or openvino (CPU), not {config.engine} on "
+                             f"{config.device}")
     if config.streams > 1 and (config.engine not in ("ort", "openvino") or config.device != "cpu"):
         raise DeployKitError(f"--streams runs requests in parallel on the CPU with ort or openvino, not {config.engine} on "
                              f"{config.device}")

@@ -7,12 +7,15 @@ import io
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from deploykit.bench.machine import machine_info
 from deploykit.bench.report import to_markdown
 from deploykit.io import atomic_write_bytes, atomic_write_json
 from deploykit.progress import live, stage
 from deploykit.recipes.bench import run_benchmark
 from deploykit.recipes.configs import BenchConfig, ResultFiles
+from deploykit.runtime.layer_profile import LayerProfile, profile_layers
 
 
 @dataclass
@@ -21,6 +24,7 @@ class BenchRun:
 
     config: BenchConfig
     rows: list[dict] = field(default_factory=list)
+    profiles: list[LayerProfile] = field(default_factory=list)  # --profile: each timed file, layer by layer
 
     @property
     def timed_files(self) -> list[tuple[str, str]]:
@@ -35,6 +39,8 @@ class BenchRun:
         """The rows as JSON (with the machine and configuration), CSV and Markdown, each where asked."""
         payload = {"machine": machine_info(),
                    "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()}, "results": self.rows}
+        if self.profiles:
+            payload["profiles"] = [asdict(profile) for profile in self.profiles]
         if files.json:
             atomic_write_json(files.json, payload)
         if files.csv:
@@ -51,7 +57,13 @@ def run_benchmarks(models: list[str], config: BenchConfig, files: ResultFiles = 
         on = ("the runtime its export chose by timing" if config.engine == "auto"
               else f"{config.engine} ({config.device}, {config.precision})")
         with live(), stage(f"benchmarking {model} on {on}"):
-            run.rows += run_benchmark(model, config)
+            rows = run_benchmark(model, config)
+            run.rows += rows
+            if config.profile:
+                with stage(f"timing each layer of {rows[0]['file']} on {config.engine}"):
+                    x = np.random.default_rng(0).standard_normal((rows[0]["batch"], 3, rows[0]["input"], rows[0]["input"]),
+                                                                  dtype=np.float32)
+                    run.profiles.append(profile_layers(Path(rows[0]["file"]), config.engine, x, threads=config.threads))
     run.write(files)
     return run
 

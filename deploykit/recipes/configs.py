@@ -138,6 +138,7 @@ class BenchConfig:
     data: Path | None = None
     data_limit: int | None = None  # images of --data, spread over the folder; None: all of them, streamed
     duration_s: float | None = None  # time each batch size for this long instead of ``runs`` (``--duration``)
+    profile: bool = False  # also time each layer of the timed file (``--profile``): ort or openvino
     out: Path = DEFAULT_OUT
     ort_provider: str | None = None
     channels_last: bool = False

@@ -50,10 +50,11 @@ class OrtRunner(Runner):
         self.session = None
 
 
-def create_session(model: str | Path | bytes, providers: list[str], threads: int | None = None, optimize: bool = True):
+def create_session(model: str | Path | bytes, providers: list[str], threads: int | None = None, optimize: bool = True,
+                   session_options: dict | None = None):
     """An InferenceSession, with unreadable files and missing providers as one-line user errors. Without ``threads``,
     OMP_NUM_THREADS (where set) bounds onnxruntime's threads as it bounds torch's; otherwise it takes every core.
-    ``optimize=False`` turns every graph optimisation off."""
+    ``optimize=False`` turns every graph optimisation off; ``session_options`` sets more SessionOptions attributes."""
     import onnxruntime as ort
 
     if not isinstance(model, bytes) and not Path(model).is_file():
@@ -66,6 +67,8 @@ def create_session(model: str | Path | bytes, providers: list[str], threads: int
         options.intra_op_num_threads = threads
     if not optimize:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    for key, value in (session_options or {}).items():
+        setattr(options, key, value)
     try:
         return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for bad files
