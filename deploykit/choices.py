@@ -21,4 +21,5 @@ MAX_WORKERS = 16  # DataLoader worker processes
 MAX_INPUT_SIZE = 4096  # the largest square input any command feeds
 MAX_THREADS = 4 * (os.cpu_count() or 1)  # more threads than that only thrash (and 10^5 segfaults onnxruntime)
 CPU_RUNTIMES = {"ort": "onnxruntime", "openvino": "OpenVINO"}  # the runtimes an ONNX file is timed and judged on, by name
+RUNTIME_NAMES = {**CPU_RUNTIMES, "torch": "PyTorch"}  # bench --all times the PyTorch model beside the files
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")  # what a manifest's input.interpolation may name

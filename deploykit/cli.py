@@ -13,10 +13,11 @@ from pathlib import Path
 import click
 
 from deploykit import cli_render as render
+from deploykit import cli_render_bench as render_bench
 from deploykit.bench.presets import ENGINES, PRECISIONS
 from deploykit.choices import MAX_WORKERS, PRUNE_METHODS
 from deploykit.cli_options import (OUT_OPTION, bench_config, bench_options, export_options, export_request, foreign_onnx_options,
-                                   server_bench_request, tolerance_options, training_config, training_options, triton_options)
+                                   all_files_request, server_bench_request, tolerance_options, training_config, training_options, triton_options)
 from deploykit.cli_types import FiniteFloatRange, input_size_option
 from deploykit.compress.configs import DistillConfig, PruneConfig
 from deploykit.data import DEFAULT_CALIBRATION_DIR
@@ -138,6 +139,11 @@ def bench_command(models: tuple[str, ...], json_path: Path | None, csv_path: Pat
     """
     from deploykit.runtime.availability import require_backend
 
+    if options.pop("all_files"):
+        from deploykit.recipes.bench_all import bench_all
+
+        render_bench.all_files(bench_all(*all_files_request(models, options), json_path))
+        return
     server = server_bench_request(models, options)
     if server:
         from deploykit.recipes.serve import measure_server
@@ -150,13 +156,14 @@ def bench_command(models: tuple[str, ...], json_path: Path | None, csv_path: Pat
 
     from deploykit.recipes.bench_results import run_benchmarks
 
-    render.bench_run(run_benchmarks(list(models), config, files))
+    render_bench.bench_run(run_benchmarks(list(models), config, files))
 
 
 @cli.command("eval")
 @click.argument("model")
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Labelled folder: one subfolder per class (ImageNet synsets n01440764..., class indices, or names).")
+              help="Labelled folder: one subfolder per class (ImageNet synsets n01440764..., class indices, or names); or "
+              "'digits' (scikit-learn's digits, their test split).")
 @click.option("--engine", type=click.Choice([e for e in ENGINES if e != "auto"]), default=EvalConfig.engine, show_default=True,
               help="Backend to evaluate on.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=EvalConfig.precision, show_default=True)

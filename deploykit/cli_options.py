@@ -239,6 +239,9 @@ bench_options = apply([
     click.option("--data-limit", type=click.IntRange(min=1), help="With --data: this many images, spread over the folder "
                  "(default: all of them)."),
     click.option("--runs", type=click.IntRange(1, 100_000), default=BenchConfig.runs, show_default=True, help="Timed runs per batch size."),
+    click.option("--all", "all_files", is_flag=True, help="Every file of an export folder on every runtime here (PyTorch, "
+                 "onnxruntime, OpenVINO, its bf16), in one interleaved run: one table of size, latency with its spread, "
+                 "throughput, quality and each file's check."),
     click.option("--profile", is_flag=True, help="ort/openvino: also time each layer of the file (onnxruntime's profiler, "
                  "OpenVINO's performance counters) and print the slowest 15, with the precision each ran in."),
     click.option("--warmup", type=Warmup(), default=str(BenchConfig.warmup), show_default=True,
@@ -313,6 +316,21 @@ def server_bench_request(models: tuple[str, ...], o: dict) -> tuple[str, str, Se
     config = ServerBenchConfig(concurrency=o["concurrency"], max_latency_ms=o["max_latency"], duration_s=o["duration"],
                                batch_size=batches[0], instances=o["instances"] or (), queue_delays_us=o["queue_delay"] or ())
     return o["server"], o["server_model"], config
+
+
+ALL_FILES_OPTIONS = ("data", "data_limit", "batches", "threads", "json_path")  # what --all takes
+
+
+def all_files_request(models: tuple[str, ...], o: dict) -> tuple[str, BenchConfig]:
+    """``bench FOLDER --all``: the folder and the options it takes; any other option is refused, never ignored."""
+    others = [name for name in dict.fromkeys((*LOCAL_BENCH_OPTIONS, *SERVER_BENCH_OPTIONS, "server", "server_model", "duration"))
+              if name not in ALL_FILES_OPTIONS]
+    if given(*others):
+        raise DeployKitError(f"{_they(given(*others), 'does', 'do')} not apply with --all, which times every file on every "
+                             "runtime in interleaved rounds: drop them")
+    if len(models) != 1:
+        raise DeployKitError("--all benches one export folder: give exactly one")
+    return models[0], BenchConfig(batches=o["batches"] or (), threads=o["threads"], data=o["data"], data_limit=o["data_limit"])
 
 
 def bench_config(o: dict) -> BenchConfig:

@@ -16,7 +16,6 @@ from deploykit.choices import CPU_RUNTIMES
 if TYPE_CHECKING:
     from deploykit.catalog import CatalogEntry
     from deploykit.parity import LayerDiff
-    from deploykit.recipes.bench_results import BenchRun
     from deploykit.recipes.compare import CompareResult
     from deploykit.compress.distill import EpochRecord
     from deploykit.recipes.compress import ChainVerdict
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     from deploykit.recipes.info import ModelInfo
     from deploykit.recipes.report import ReportResult
     from deploykit.recipes.serve import LoadRun, Serving
-    from deploykit.runtime.layer_profile import LayerProfile
     from deploykit.recipes.triton import TritonRepository
 
 # Piped or captured output gets a wide console, so tables are not cut at 80 columns.
@@ -122,7 +120,10 @@ def export_result(result: ExportResult) -> None:
 
 def size(path: Path) -> str:
     """A file's size as people read it: 812 kB, 14.0 MB."""
-    count = path.stat().st_size
+    return size_of(path.stat().st_size)
+
+
+def size_of(count: int) -> str:
     return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.0f} kB" if count >= 1e3 else f"{count} bytes"
 
 
@@ -175,49 +176,6 @@ def _saturation(saturation) -> None:
     for entry in saturation:
         rows.add_row(entry.tensor, f"{entry.clipped:.3%}", f"{entry.images:.0%}", f"[{entry.low:.3g}, {entry.high:.3g}]")
     console.print(rows)
-
-
-def bench_run(run: BenchRun) -> None:
-    config = run.config
-    if config.engine == "auto":  # each model's own fastest combination: name what ran
-        chosen = sorted({f"{row['engine']} {row['precision']}" for row in run.rows})
-        title = f"auto (the export's choice: fastest beyond noise, or a tie settled): {', '.join(chosen)} on {config.device}"
-    else:
-        title = f"{config.engine} on {config.device}, {config.precision}" + (f" (target {config.preset})" if config.preset else "")
-    columns = ("model", "batch", "streams", "p50 ms", "p90 ms", "p99 ms", "img/s", "FP32 agree", "top-1", "peak RSS MB")
-    rows = table(title, [(column, "left" if column == "model" else "right") for column in columns])
-    rows.columns[0].no_wrap = True
-    for row in run.rows:
-        top1 = f"{row['accuracy_top1']:.1%}" if "accuracy_top1" in row else "-"
-        agreement = "-" if row["agreement_top1"] is None else f"{row['agreement_top1']:.1%}"
-        rows.add_row(row["model"], str(row["batch"]), str(row.get("streams", 1)), f"{row['p50_ms']:.2f}", f"{row['p90_ms']:.2f}", f"{row['p99_ms']:.2f}",
-                     f"{row['throughput']:.1f}", agreement, top1, f"{row['peak_rss_mb']:.0f}")
-    console.print(rows)
-    for measured_on in sorted({row["measured_on"] for row in run.rows if row.get("measured_on")}):
-        what = "top-1 and " if any("accuracy_top1" in row for row in run.rows) else ""
-        console.print(f"{what}FP32 agree (top-1 agreement with the PyTorch FP32 model) measured on {measured_on}")
-    for model, timed in run.timed_files:
-        console.print(f"{model}: timed {timed}")
-    for profile in run.profiles:
-        layer_profile(profile)
-    if run.random_weights:
-        random_weights_warning()
-
-
-def layer_profile(profile: LayerProfile, count: int = 15) -> None:
-    """The slowest layers with their share of the time, and how much of it ran in each precision."""
-    rows = table(f"{profile.file} on {CPU_RUNTIMES[profile.runtime]}, batch {profile.batch}: the slowest {count} of "
-                 f"{len(profile.layers)} layers (median of {profile.runs} runs; {profile.total_ms:.3f} ms in all)",
-                 [("layer", "left"), ("op", "left"), ("precision", "left"), ("ms", "right"), ("share", "right")])
-    for layer in profile.layers[:count]:
-        rows.add_row(layer.name, layer.op, layer.precision, f"{layer.ms:.4f}", f"{profile.share(layer):.1%}")
-    console.print(rows)
-    console.print("time by precision: " + ", ".join(f"{precision} {n} layer{'s' * (n != 1)} {share:.1%}"
-                                                    for precision, (n, share) in profile.by_precision().items()))
-    floats = [layer for layer in profile.layers if layer.precision in ("f32", "bf16", "f16")]
-    if profile.file.endswith(".int8.onnx") and floats:
-        console.print(f"in float, not int8: {', '.join(f'{l.name} ({l.op})' for l in floats[:8])}"
-                      f"{f' and {len(floats) - 8} more' if len(floats) > 8 else ''}", style="yellow")
 
 
 def evaluation(result: EvalResult, data: Path) -> None:

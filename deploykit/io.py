@@ -136,21 +136,41 @@ def _previous(b: Path) -> Path:
 
 @contextlib.contextmanager
 def exclusive_lock(path: Path, wait_seconds: float) -> Iterator[None]:
-    """An advisory lock file held for the block; another process waiting more than ``wait_seconds`` gets a one-line error."""
+    """An advisory lock file held for the block; another process waiting more than ``wait_seconds`` gets a one-line error.
+
+    The holder removes the file when it is done, so no empty lock file is left behind: a process that locked a file
+    already removed (its path now another file, or none) lets it go and locks the file the path names now."""
     import fcntl
 
     deadline = time.monotonic() + wait_seconds
-    with open(path, "a") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise DeployKitError(f"another deploykit process holds {path} (an export into the same folder); "
-                                         f"wait for it or use another --out") from None
-                time.sleep(0.2)
+    while True:
+        handle = open(path, "a")
         try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise DeployKitError(f"another deploykit process holds {path} (an export into the same folder); "
+                                             f"wait for it or use another --out") from None
+                    time.sleep(0.2)
+            if _same_file(handle, path):
+                break
+        except BaseException:
+            handle.close()
+            raise
+        handle.close()  # the holder before us removed it: lock the one the path names now
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # while still held, so nobody locks a file that is about to go
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _same_file(handle, path: Path) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False

@@ -225,3 +225,24 @@ def test_report_draws_one_series_per_batch_size(tmp_path):
     assert series["batch 8"] == [(1.0, 1.0), (3.0, 0.9)]
     assert series["Pareto front (per model)"] == [(1.0, 1.0)]
     assert [(r["engine"], r["batch"]) for r in pareto_front(rows)] == [("ort", 8)]  # 1 ms per image beats 2 ms at batch 1
+
+
+def test_report_plot_panels_series_labels_and_ticks(tmp_path):
+    """A throughput panel only where a configuration has several batch sizes; one series per runtime, precision and
+    threads; two identical results from two files labelled apart by file; latency ticks labelled past 20 ms."""
+    from deploykit.bench.report import draw, unique_labels
+
+    row = {"model": "m", "engine": "openvino", "device": "cpu", "precision": "fp32", "batch": 1, "agreement_top1": 1.0}
+    single = [{**row, "threads": t, "p50_ms": ms, "throughput": 1e3 / ms} for t, ms in ((1, 5.0), (2, 120.0))]
+    figure = draw(single)
+    assert len(figure.axes) == 1  # every row is batch 1: no panel of dots on a 0.5-2.0 axis
+    figure.canvas.draw()
+    ticks = [float(t.get_text().replace("−", "-")) for t in figure.axes[0].get_xticklabels() if t.get_text()]
+    assert any(t > 20 for t in ticks) and any(t < 20 for t in ticks), ticks
+    batched = single + [{**r, "batch": 8, "p50_ms": r["p50_ms"] * 4, "throughput": 8e3 / (r["p50_ms"] * 4)} for r in single]
+    speed = draw(batched).axes[1]
+    assert sorted(line.get_label() for line in speed.get_lines()) == ["m openvino-cpu fp32 1t", "m openvino-cpu fp32 2t"]
+    assert [t.get_text() for t in speed.get_xticklabels()] == ["1", "8"]
+    twins = [{**single[1], "source": str(tmp_path / "a.json")}, {**single[1], "source": str(tmp_path / "b.json")}]
+    assert unique_labels(twins) == ["m openvino-cpu fp32 2t b1 [a.json]", "m openvino-cpu fp32 2t b1 [b.json]"]
+    assert unique_labels([single[1], single[1]]) == ["m openvino-cpu fp32 2t b1 #1", "m openvino-cpu fp32 2t b1 #2"]

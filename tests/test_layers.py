@@ -8,7 +8,8 @@ import deploykit
 PACKAGE = Path(deploykit.__file__).parent
 # Top to bottom; a module may import its own layer or any layer below it (docs/ARCHITECTURE.md).
 LAYERS = [
-    ("deploykit.cli", "deploykit.cli_types", "deploykit.cli_options", "deploykit.cli_render", "deploykit.__main__"),
+    ("deploykit.cli", "deploykit.cli_types", "deploykit.cli_options", "deploykit.cli_render", "deploykit.cli_render_bench",
+     "deploykit.__main__"),
     ("deploykit.recipes",),
     ("deploykit.compress", "deploykit.export", "deploykit.bench", "deploykit.serve"),
     ("deploykit.parity",),

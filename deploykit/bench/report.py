@@ -160,12 +160,16 @@ def draw(rows: list[dict], title: str | None = None):
         _draw_load(load, served)
         figure.tight_layout()
         return figure
-    count = 3 if served else 2
-    figure, panels = plt.subplots(count, 1, figsize=(11, 5 * count), height_ratios=(3, 2, 2)[:count])
-    axes, speed = panels[0], panels[1]
-    _draw_throughput(speed, rows)
+    lines = _throughput_lines(rows)
+    several_batches = any(len(points) > 1 for points in lines.values())  # a panel of single dots says nothing
+    count = 1 + several_batches + bool(served)
+    figure, panels = plt.subplots(count, 1, figsize=(11, 5 * count), height_ratios=(3, 2, 2)[:count], squeeze=False)
+    panels = list(panels[:, 0])
+    axes = panels.pop(0)
+    if several_batches:
+        _draw_throughput(panels.pop(0), lines)
     if served:
-        _draw_load(panels[2], served)
+        _draw_load(panels.pop(0), served)
     rows = [row for row in rows if quality(row)[0] is not None]  # a point needs a quality figure
     markers = "osD^vP*X"
     for index, batch in enumerate(sorted({row["batch"] for row in rows})):
@@ -181,7 +185,7 @@ def draw(rows: list[dict], title: str | None = None):
     axes.scatter([_per_image_ms(r) for r in front], [quality(r)[0] for r in front], s=160, facecolors="none", edgecolors="crimson",
                  label="Pareto front (per model)", zorder=4)
     axes.set_xscale("log")
-    axes.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+    axes.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0), numticks=40))
     axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes.margins(y=0.15)
@@ -196,27 +200,30 @@ def draw(rows: list[dict], title: str | None = None):
     return figure
 
 
-def _draw_throughput(axes, rows: list[dict]) -> None:
-    """Images per second against batch size: one line per model, engine, device, precision and number of streams."""
-    import matplotlib.ticker
-
+def _throughput_lines(rows: list[dict]) -> dict[str, list[tuple[int, float]]]:
+    """(batch, images per second) per configuration: model, engine, device, precision, threads and streams."""
     lines: dict[str, list[tuple[int, float]]] = {}
     for row in rows:
         if row.get("throughput") is not None:
-            streams = row.get("streams", 1)
-            name = (f"{row['model']} {row['engine']}-{row.get('device', 'cpu')} {row['precision']}"
-                    + (f", {streams} streams" if streams > 1 else ""))
-            lines.setdefault(name, []).append((row["batch"], row["throughput"]))
+            lines.setdefault(_configuration(row), []).append((row["batch"], row["throughput"]))
+    return lines
+
+
+def _draw_throughput(axes, lines: dict[str, list[tuple[int, float]]]) -> None:
+    """Images per second against batch size: one line per configuration."""
+    import matplotlib.ticker
+
     for name, points in sorted(lines.items()):
         points.sort()
         axes.plot([b for b, _ in points], [t for _, t in points], marker="o", label=name)
     axes.set_xscale("log", base=2)
-    axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes.set_xticks(sorted({b for points in lines.values() for b, _ in points}))
+    axes.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+    axes.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes.set_xlabel("batch size (log scale)")
     axes.set_ylabel("throughput (images/s)")
     axes.set_title("throughput against batch size (streams: requests run in parallel)")
-    if lines:
-        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     axes.grid(alpha=0.3, which="both")
 
 
@@ -238,13 +245,32 @@ def _draw_load(axes, rows: list[dict]) -> None:
     axes.grid(alpha=0.3)
 
 
-def label(row: dict) -> str:
-    """What sets a result apart from the others of one report: model, engine, device, precision, variant (torch
-    options such as channels_last), threads, batch."""
+def _configuration(row: dict) -> str:
+    """Model, engine, device, precision, variant (torch options such as channels_last), threads and streams."""
     variant = f" {row['variant']}" if row.get("variant", "default") != "default" else ""
     threads = f" {row['threads']}t" if row.get("threads") else ""
     streams = f" {row['streams']}s" if row.get("streams", 1) > 1 else ""
-    return f"{row['model']} {row['engine']}-{row.get('device', 'cpu')} {row['precision']}{variant}{threads}{streams} b{row['batch']}"
+    return f"{row['model']} {row['engine']}-{row.get('device', 'cpu')} {row['precision']}{variant}{threads}{streams}"
+
+
+def label(row: dict) -> str:
+    """What sets a result apart from the others of one report: its configuration and batch."""
+    return f"{_configuration(row)} b{row['batch']}"
+
+
+def unique_labels(rows: list[dict]) -> list[str]:
+    """``label`` of each row; where two are the same, the result file each came from, then its place in that file."""
+    labels = [label(row) for row in rows]
+    if len(set(labels)) < len(labels):
+        labels = [f"{text} [{Path(row['source']).name}]" if labels.count(text) > 1 and row.get("source") else text
+                  for text, row in zip(labels, rows)]
+    repeated = {text for text in labels if labels.count(text) > 1}
+    seen: dict[str, int] = {}
+    for index, text in enumerate(labels):
+        if text in repeated:
+            seen[text] = seen.get(text, 0) + 1
+            labels[index] = f"{text} #{seen[text]}"
+    return labels
 
 
 def _per_image_ms(row: dict) -> float:
@@ -259,6 +285,7 @@ def _label_points(axes, rows: list[dict]) -> None:
     taken: dict[tuple[int, int], set[int]] = {}
     key = []
     ordered = sorted(rows, key=lambda r: (r["model"], r["engine"], r["precision"], r.get("threads") or 0, r["batch"]))
+    names = dict(zip(map(id, ordered), unique_labels(ordered)))
     qualities = [quality(r)[0] for r in rows]
     y_span = (max(qualities) - min(qualities)) or 1.0 if qualities else 1.0
     for number, row in enumerate(ordered, start=1):
@@ -268,5 +295,5 @@ def _label_points(axes, rows: list[dict]) -> None:
         slot = next(s for s in range(len(near) + 1) if s not in near)
         taken.setdefault(cell, set()).add(slot)
         axes.annotate(str(number), (x, y), fontsize=7, xytext=(3, 3 + 8 * slot), textcoords="offset points")
-        key.append(f"{number:>2} {label(row)}")
+        key.append(f"{number:>2} {names[id(row)]}")
     axes.text(1.02, 1.0, "\n".join(key), transform=axes.transAxes, fontsize=7, va="top", family="monospace")

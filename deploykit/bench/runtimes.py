@@ -27,6 +27,7 @@ from deploykit.bench.latency import measure_latency
 from deploykit.bench.machine import cpu_flags
 from deploykit.errors import DeployKitError, first_line
 from deploykit.processes import dying_with_this_process, owned_temp_dir, remove_abandoned
+from deploykit.choices import RUNTIME_NAMES
 from deploykit.runtime import CPU_RUNTIMES, cpu_runner
 from deploykit.runtime.availability import openvino_installed, openvino_problem
 
@@ -56,7 +57,7 @@ class Combination:
 
     @property
     def name(self) -> str:
-        return f"{CPU_RUNTIMES[self.runtime]} {self.precision.upper()}"
+        return f"{RUNTIME_NAMES[self.runtime]} {self.precision.upper()}"
 
     def spread(self) -> str:
         """p50 and the range of the rounds' p50s."""
@@ -186,40 +187,54 @@ def time_runtimes(folder: Path, files: dict[str, tuple[str, bool]], shape: tuple
     ``bf16_passes(runner)`` judges OpenVINO's bf16 run of the FP32 file (loaded runner -> passed); without it, or
     on a CPU with neither AMX nor AVX-512 BF16, bf16 is not timed.
     """
-    runtimes = ["ort"]
-    not_timed = []
-    if openvino_installed():
-        runtimes.append("openvino")
-    else:
-        not_timed.append(f"OpenVINO, often the fastest on Intel CPUs: {openvino_problem()}")
-    runners = {(name, runtime, precision): cpu_runner(folder / name, runtime)
-               for name, (precision, _) in files.items() for runtime in runtimes}
-    passed = {(name, runtime, precision): files[name][1] for name, runtime, precision in runners}
-    if "openvino" in runtimes and not cpu_flags() & set(BF16_FLAGS):
-        not_timed.append("bf16: this CPU has neither AMX nor AVX-512 BF16")
-    elif "openvino" in runtimes and bf16_passes is not None:
-        key = (next(name for name, (precision, _) in files.items() if precision == "fp32"), "openvino", "bf16")
-        runners[key] = cpu_runner(folder / key[0], "openvino", precision="bf16")
-    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-    samples: dict[tuple, list[float]] = {key: [] for key in runners}
+    runners, not_timed = file_runners(folder, {name: precision for name, (precision, _) in files.items()}, bf16_passes is not None)
+    passed = {key: files[key[0]][1] for key in runners}
     try:
         for key, runner in runners.items():
             runner.load()
             if key[2] == "bf16":
                 passed[key] = bool(bf16_passes(runner))
-        order = list(runners.items())
-        for round_index in range(ROUNDS):  # each round starts one further along, so no combination always follows another
-            for key, runner in order[round_index % len(order):] + order[:round_index % len(order)]:
-                stats = measure_latency(lambda: runner.infer(x), batch=shape[0], warmup=2, runs=RUNS_PER_ROUND,
-                                        max_seconds=ROUND_SECONDS, min_runs=MIN_RUNS)
-                samples[key].append(stats.p50_ms)
+        rounds = interleaved_rounds(runners, shape)
     finally:
         for runner in runners.values():
             runner.close()
+    samples = {key: [stats.p50_ms for stats in measured] for key, measured in rounds.items()}
     combinations = tuple(Combination(name, runtime, precision, passed[key], round(float(np.median(samples[key])), 3),
                                      tuple(round(v, 3) for v in samples[key]))
                          for key in runners for name, runtime, precision in [key])
     return RuntimeTimings(shape[0], ROUNDS, combinations, tuple(not_timed))
+
+
+def file_runners(folder: Path, files: dict[str, str], bf16: bool, threads: int | None = None) -> tuple[dict, list[str]]:
+    """A runner (not loaded) per file (name -> precision) per CPU runtime here, keyed (file, runtime, precision), and
+    with ``bf16`` OpenVINO's bf16 on the FP32 file where the CPU has AMX or AVX-512 BF16; and what is not timed, why."""
+    runtimes, not_timed = ["ort"], []
+    if openvino_installed():
+        runtimes.append("openvino")
+    else:
+        not_timed.append(f"OpenVINO, often the fastest on Intel CPUs: {openvino_problem()}")
+    runners = {(name, runtime, precision): cpu_runner(folder / name, runtime, threads=threads) for name, precision in files.items()
+               for runtime in runtimes}
+    if "openvino" in runtimes and not cpu_flags() & set(BF16_FLAGS):
+        not_timed.append("bf16: this CPU has neither AMX nor AVX-512 BF16")
+    elif "openvino" in runtimes and bf16:
+        key = (next(name for name, precision in files.items() if precision == "fp32"), "openvino", "bf16")
+        runners[key] = cpu_runner(folder / key[0], "openvino", precision="bf16", threads=threads)
+    return runners, not_timed
+
+
+def interleaved_rounds(runners: dict, shape: tuple[int, ...], rounds: int = ROUNDS) -> dict:
+    """Each loaded runner timed on one random input of ``shape`` in ``rounds`` rounds; every round times every runner
+    (at most ``ROUND_SECONDS`` each), starting one further along, so that no runner always follows another. Per
+    runner's key: one LatencyStats per round."""
+    x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    measured: dict = {key: [] for key in runners}
+    order = list(runners.items())
+    for round_index in range(rounds):
+        for key, runner in order[round_index % len(order):] + order[:round_index % len(order)]:
+            measured[key].append(measure_latency(lambda: runner.infer(x), batch=shape[0], warmup=2, runs=RUNS_PER_ROUND,
+                                                 max_seconds=ROUND_SECONDS, min_runs=MIN_RUNS))
+    return measured
 
 
 def bf16_possible() -> bool:

@@ -6,6 +6,7 @@ Images are read in DataLoader worker processes, one file at a time, never all at
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from deploykit.choices import MAX_WORKERS
 from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
+from deploykit.progress import report
 
 T = TypeVar("T")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -71,6 +73,9 @@ class ImageFiles:
         return read_image(Path(self.paths[index]), self.transform)
 
 
+_WARNED_WORKERS: set[int] = set()
+
+
 def default_workers(count: int) -> int:
     """DataLoader worker processes for ``count`` images: none for a handful, else up to 4 (and the cores there are)."""
     return 0 if count < 32 else min(4, os.cpu_count() or 1)
@@ -85,6 +90,12 @@ def loader(dataset: Any, batch_size: int, workers: int | None = None, **options:
         workers = 0 if isinstance(dataset, TensorDataset) else default_workers(len(dataset))
     if not 0 <= workers <= MAX_WORKERS:
         raise DeployKitError(f"--workers must be 0..{MAX_WORKERS}, got {workers}")
+    cores = len(os.sched_getaffinity(0))
+    if workers > cores:  # said once, in deploykit's words, instead of PyTorch's warning at every loader and iteration
+        warnings.filterwarnings("ignore", message="This DataLoader will create", category=UserWarning)
+        if workers not in _WARNED_WORKERS:
+            _WARNED_WORKERS.add(workers)
+            report(f"note: {workers} DataLoader workers on {cores} cores compete for them; --workers {cores} decodes as fast")
     return DataLoader(dataset, batch_size=batch_size, num_workers=workers, worker_init_fn=_freeze_inherited_objects, **options)
 
 

@@ -9,7 +9,7 @@ accuracy when a labelled folder is given.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +21,17 @@ from deploykit.bench.throughput import stream_throughput
 from deploykit.bench.memory import check_input_memory, peak_rss_mb, reset_peak_rss
 from deploykit.compress.configs import QuantizeConfig
 from deploykit.compress.cpu_target import CpuTarget
-from deploykit.data import Preprocess
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
 from deploykit.manifest import FP16_NAME, INT8_NAME, MANIFEST_NAME, ONNX_NAME, ExportFolder
-from deploykit.choices import CPU_RUNTIMES, MAX_INPUT_SIZE
+from deploykit.choices import CPU_RUNTIMES
 from deploykit.parity import compare_logits
 from deploykit.progress import report
 from deploykit.recipes.export import export
 from deploykit.recipes.configs import ExportConfig
 from deploykit.recipes.configs import BenchConfig
-from deploykit.recipes.ref import ModelRef, parse_model_ref
+from deploykit.recipes.ref import warn_random_weights
+from deploykit.recipes.subject import Subject, resolve_subject, subject_preprocess
 from deploykit.runtime.availability import ORT_PROVIDERS, require_backend
 from deploykit.runtime import OrtRunner, Runner, TorchRunner
 
@@ -39,79 +39,6 @@ BENCH_EXPORTS = ".bench-exports"  # OUT/.bench-exports/<key>/NAME: what bench ex
 
 
 MAX_TIMED_RUNS = 10_000_000  # --duration: runs are bounded by the seconds
-
-
-@dataclass
-class Subject:
-    """What is benchmarked: the model reference, and the export folder holding its ONNX files once exported."""
-
-    ref: ModelRef
-    folder: Path | None = None
-    timed_file: Path | None = None  # the ONNX file (or engine) the runner times; None for PyTorch
-
-    @property
-    def spec(self):
-        return self.ref.spec
-
-    @property
-    def foreign_onnx(self) -> bool:
-        """An ONNX file deploykit did not make: no manifest, no PyTorch model to compare with."""
-        return self.ref.spec is None
-
-    def input_size(self, requested: int | None = None) -> int:
-        """The input size to feed: the export's or the file's own; a different ``--input-size`` is refused, not ignored."""
-        manifest = self.ref.manifest
-        if manifest is not None and manifest.input is not None:  # exported at that size (a user's module too)
-            if requested and requested != manifest.input.size:
-                name = manifest.model.name
-                raise DeployKitError(f"{self.ref.text} was exported at {manifest.input.size}x{manifest.input.size}, so --input-size "
-                                     f"{requested} cannot apply; export it at that size (`deploykit export {name} --input-size "
-                                     f"{requested}`) or drop --input-size")
-            return manifest.input.size
-        if self.foreign_onnx:
-            fixed = self.ref.signature.input_dims[-1]
-            if requested and fixed and requested != fixed:
-                raise DeployKitError(f"{self.ref.text} takes {fixed}x{fixed} inputs (fixed in the file), so --input-size {requested} "
-                                     "cannot apply; drop it")
-            size = requested or fixed
-            if not size:
-                raise DeployKitError(f"{self.ref.text} has a dynamic input size and no manifest; pass --input-size")
-            if size > MAX_INPUT_SIZE:
-                raise DeployKitError(f"{self.ref.text} takes {size}x{size} inputs, beyond the {MAX_INPUT_SIZE}x{MAX_INPUT_SIZE} deploykit "
-                                     "feeds; export it at a smaller size")
-            return size
-        return requested or self.spec.input_size
-
-    def check_batches(self, batches: tuple[int, ...]) -> None:
-        """Refuse, before any work, a batch size the file cannot take (a fixed-batch export or ONNX file)."""
-        manifest = self.ref.manifest
-        if manifest is not None and manifest.input is not None:
-            fixed = None if manifest.input.dynamic_batch else int(manifest.input.shape[0])
-        else:
-            fixed = self.ref.signature.input_dims[0] if self.foreign_onnx else None
-        wrong = [batch for batch in batches if fixed and batch != fixed]
-        if wrong:
-            how = (f"export with --dynamic-batch (`deploykit export {manifest.model.name} --dynamic-batch`)" if manifest is not None
-                   else "export the file with a dynamic batch dimension")
-            raise DeployKitError(f"{self.ref.text} takes a fixed batch of {fixed}, so --batch {','.join(map(str, wrong))} cannot "
-                                 f"apply; {how}, or bench --batch {fixed}")
-
-    def num_outputs(self) -> int:
-        """Classes the ONNX file predicts (its output's last dimension)."""
-        if self.ref.manifest is not None:
-            return self.ref.manifest.model.num_classes
-        if not self.ref.signature.num_classes:
-            raise DeployKitError(f"{self.ref.text} has a dynamic class dimension; deploykit needs [N, classes] logits")
-        return self.ref.signature.num_classes
-
-
-def resolve_subject(text: str, allow_bare_onnx: bool = False) -> Subject:
-    ref = parse_model_ref(text)
-    if ref.spec is None and not allow_bare_onnx:
-        raise DeployKitError(f"{text} is an ONNX file with no manifest beside it; bench it from its export folder, "
-                             "or give NAME, NAME:CHECKPOINT or NAME:IMAGENET1K_V1")
-    folder = ref.onnx_path.parent if ref.manifest is not None and ref.onnx_path is not None else None
-    return Subject(ref, folder)
 
 
 def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
@@ -138,6 +65,7 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
         check_input_memory((batch, 3, size, size), f"--batch {batch}")
     preprocess = subject_preprocess(subject, size, config.mean, config.std)
     num_classes = subject.num_outputs() if subject.ref.manifest or subject.foreign_onnx else subject.spec.num_classes
+    warn_random_weights(subject.ref)  # once the options are known good, before the slow steps
     runner = make_runner(subject, config, size)  # may export first: the memory peak below starts after it
     rows = []
     with runner:
@@ -195,16 +123,6 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
     return rows
 
 
-def subject_preprocess(subject: Subject, size: int, mean: tuple, std: tuple) -> Preprocess:
-    """The model's own preprocessing (its published recipe when it has one), or, for a foreign ONNX file, the options'."""
-    manifest = subject.ref.manifest
-    if subject.foreign_onnx and manifest is not None and manifest.input is not None:  # a user's module exported by deploykit
-        return Preprocess.recorded(manifest.input)
-    if subject.foreign_onnx:
-        return Preprocess.default(size, mean, std)
-    return subject.ref.preprocess(size)
-
-
 def fastest_combination(subject: Subject, config: BenchConfig) -> BenchConfig:
     """``--engine auto``: the runtime and precision the export's manifest chose (the fastest beyond noise, or a tie settled)."""
     folder = subject.folder
@@ -228,8 +146,9 @@ def fastest_combination(subject: Subject, config: BenchConfig) -> BenchConfig:
     return replace(config, engine=fastest.runtime, precision=fastest.precision, device="cpu", auto=True)
 
 
-def make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
-    """The runner for ``config.engine`` and precision: the PyTorch model, or the matching ONNX file (exported when not at hand)."""
+def make_runner(subject: Subject, config: BenchConfig, size: int, doing: str = "timing") -> Runner:
+    """The runner for ``config.engine`` and precision: the PyTorch model, or the matching ONNX file (exported when not at
+    hand), named in a line that says what is ``doing`` with it."""
     if config.engine == "torch":
         if config.precision == "int8":
             raise DeployKitError("the torch engine runs fp32 or fp16; INT8 runs on ort, openvino or trt")
@@ -238,7 +157,7 @@ def make_runner(subject: Subject, config: BenchConfig, size: int) -> Runner:
                            channels_last=config.channels_last, compile=config.compile, cuda_graphs=config.cuda_graphs,
                            name=f"torch-{config.device}-{config.precision}")
     onnx_path = subject.timed_file = _onnx_for(subject, config)
-    report(f"timing {onnx_path}")
+    report(f"{doing} {onnx_path}")
     for warning in (cpu_target_warning(onnx_path, config.engine), slower_file_warning(onnx_path, config.engine)):
         if warning:
             report(f"warning: {warning}", style="bold red")
@@ -313,16 +232,18 @@ def _onnx_for(subject: Subject, config: BenchConfig) -> Path:
     folder = _matching_export(subject, config, name)
     if folder is None:  # exported into bench's own folder: another command's files are never replaced
         quantize = QuantizeConfig(layout=_int8_layout(config)) if config.precision == "int8" else None
-        out = config.out / BENCH_EXPORTS / _export_key(subject)
+        size = subject.ref.input_size(config.input_size)
+        out = config.out / BENCH_EXPORTS / _export_key(subject, size)
         report(f"no export of {subject.ref.text} with {name} at hand: exporting it (dynamic batch) into {out / subject.spec.name}")
-        result = export(ExportConfig(out=out, dynamic_batch=True, quantize=quantize, fp16=config.precision == "fp16"), subject.ref)
+        result = export(ExportConfig(out=out, dynamic_batch=True, quantize=quantize, fp16=config.precision == "fp16",
+                                     input_size=size), subject.ref)
         folder = result.folder
     subject.folder = folder
     return folder / name
 
 
 def _matching_export(subject: Subject, config: BenchConfig, name: str) -> Path | None:
-    """An earlier export of this very model (name, weights, default input size, dynamic batch) that holds ``name``."""
+    """An earlier export of this very model (name, weights, the input size asked for, dynamic batch) that holds ``name``."""
     spec = subject.spec
     candidates = [config.out / spec.name, *sorted((config.out / BENCH_EXPORTS).glob(f"*/{spec.name}"))]
     for candidate in candidates:
@@ -332,17 +253,17 @@ def _matching_export(subject: Subject, config: BenchConfig, name: str) -> Path |
         manifest = folder.read()
         int8 = manifest.sections.get("int8", {}).get("settings", {})
         if (manifest.model.name == spec.name and manifest.model.weights.matches(subject.ref.weights)
-                and manifest.input.size == subject.ref.input_size() and manifest.input.dynamic_batch
+                and manifest.input.size == subject.ref.input_size(config.input_size) and manifest.input.dynamic_batch
                 and (name != INT8_NAME or int8.get("layout") == _int8_layout(config))):
             return candidate
     return None
 
 
-def _export_key(subject: Subject) -> str:
-    """A folder name for bench's own export of this model and weights."""
+def _export_key(subject: Subject, size: int) -> str:
+    """A folder name for bench's own export of this model, weights and input size."""
     import hashlib
 
-    return hashlib.sha256(f"{subject.spec.name}|{subject.ref.weights.identity}".encode()).hexdigest()[:12]
+    return hashlib.sha256(f"{subject.spec.name}|{subject.ref.weights.identity}|{size}".encode()).hexdigest()[:12]
 
 
 def _int8_layout(config: BenchConfig) -> str:

@@ -10,7 +10,8 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from deploykit.bench.accuracy import nonfinite_images, nonfinite_note, topk_hits
-from deploykit.data import LabelledImages, evenly_spaced
+from deploykit.data import LabelledImages, evenly_spaced, load_labelled_folder
+from deploykit.data.calibration import DIGITS
 from deploykit.data.images import batches, loader
 from deploykit.data.training import held_out_indices
 from deploykit.errors import DeployKitError
@@ -18,7 +19,8 @@ from deploykit.choices import MAX_WORKERS
 from deploykit.parity import run_all
 from deploykit.progress import stage
 from deploykit.recipes.configs import EvalConfig
-from deploykit.recipes.bench import make_runner, resolve_subject, subject_preprocess
+from deploykit.recipes.bench import make_runner
+from deploykit.recipes.subject import resolve_subject, subject_preprocess
 from deploykit.recipes.configs import BenchConfig
 from deploykit.runtime.availability import require_backend
 
@@ -56,18 +58,33 @@ def evaluate(reference: str, config: EvalConfig) -> EvalResult:
         num_classes = subject.num_outputs()
     else:
         num_classes = subject.ref.manifest.model.num_classes if subject.ref.manifest else subject.spec.num_classes
-    dataset = LabelledImages(config.data, preprocess.transform, num_classes)
-    if dataset.mapping.warning:
-        notes.append(dataset.mapping.warning)
-    indices = evenly_spaced(held_out_indices(dataset.labels).tolist() if config.held_out else range(len(dataset)), config.limit)
-    bench = BenchConfig(engine=config.engine, precision=config.precision, out=config.out, batches=(config.batch_size,))
+    if str(config.data) == DIGITS:  # the digits' test split, in memory, as bench --data digits reads it
+        if config.held_out:
+            raise DeployKitError("--held-out picks a tenth of each class folder, and digits is already its test split: drop it")
+        images, labels, mapping = load_labelled_folder(DIGITS, preprocess, num_classes, config.limit)
+        dataset, indices, class_rule, workers = _in_memory(images, labels), range(len(labels)), mapping.describe(), 0
+    else:
+        dataset = LabelledImages(config.data, preprocess.transform, num_classes)
+        if dataset.mapping.warning:
+            notes.append(dataset.mapping.warning)
+        indices = evenly_spaced(held_out_indices(dataset.labels).tolist() if config.held_out else range(len(dataset)), config.limit)
+        class_rule, workers = dataset.mapping.describe(), config.workers
+    bench = BenchConfig(engine=config.engine, precision=config.precision, out=config.out, batches=(config.batch_size,),
+                        input_size=config.input_size)
     started = time.perf_counter()
-    with make_runner(subject, bench, size) as runner:
-        hits = count_hits(runner, Subset(dataset, indices), config.batch_size, config.workers)
+    with make_runner(subject, bench, size, doing="evaluating") as runner:
+        hits = count_hits(runner, Subset(dataset, indices), config.batch_size, workers)
     if hits.nonfinite:
         notes.append(nonfinite_note(hits.nonfinite, hits.images))
     return EvalResult(subject.ref.text, config.engine, config.precision, hits.images, hits.top1 / hits.images,
-                      hits.top5 / hits.images, dataset.mapping.describe(), round(time.perf_counter() - started, 2), notes)
+                      hits.top5 / hits.images, class_rule, round(time.perf_counter() - started, 2), notes)
+
+
+def _in_memory(images, labels):
+    import torch
+    from torch.utils.data import TensorDataset
+
+    return TensorDataset(torch.from_numpy(images), torch.from_numpy(labels.astype("int64")))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,7 @@
 """The export recipe: build -> ONNX -> check -> simplify -> verify -> [INT8] -> write, with the manifest.
 
-Everything is staged in a temporary folder inside the output folder and moved into place only when
-every requested stage succeeded, so a failed export leaves the previous good one untouched. When
-INT8 fails its accuracy gate the FP32 export, which passed parity, is still published.
+Everything is staged beside the output folder and moved into place only when every stage succeeded, so a failed export
+leaves the previous one untouched; an INT8 that fails its gate still leaves the FP32 export, which passed parity.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from deploykit.progress import report, stage
 from deploykit.recipes.configs import ExportConfig
 from deploykit.recipes.lines import int8_lines, runtime_lines
 from deploykit.recipes.qat import quantize_with_qat
-from deploykit.recipes.ref import ModelRef, module_ref, parse_model_ref
+from deploykit.recipes.ref import ModelRef, module_ref, parse_model_ref, warn_random_weights
 from deploykit.recipes.triton import TritonRepository
 from deploykit.runtime import CPU_RUNTIMES, OrtRunner, Runner, TorchRunner
 
@@ -155,6 +154,7 @@ def _torch_source(ref: ModelRef, config: ExportConfig) -> _Source:
                          {**(ref.builder_kwargs or {}), **config.model_kwargs}, list(ref.classes) if ref.classes else None)
     check_memory(model, (max(config.batch, 2), 3, size, size))
     data = _Data.load(config, preprocess, record.num_classes)  # a bad --calib, --val or --qat-data is refused here
+    warn_random_weights(ref)  # once the options are known good, before the slow steps
     started = time.perf_counter()
     with stage(f"exporting {spec.name} to ONNX (opset {config.opset})"):
         proto = torch_to_onnx(model, (config.batch, 3, size, size), config.opset, config.dynamic_batch)

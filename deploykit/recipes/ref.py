@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploykit.errors import DeployKitError, first_line
+from deploykit.progress import report
 from deploykit.manifest import BEST_NAME, ONNX_NAME, PRUNED_NAME, ExportFolder, InputRecord, Manifest
 from deploykit.models import ModelSpec, get_spec, resolve_name
 from deploykit.models.pretrained import PublishedWeights, is_weights_tag
@@ -163,7 +164,26 @@ def parse_model_ref(text: str) -> ModelRef:
     if path.exists():
         raise DeployKitError(f"{text!r} is both a registry model and a file or folder here; write ./{text} for the path, "
                              f"or {text}:DEFAULT / {text}:CHECKPOINT for the model")
-    return ModelRef(text, get_spec(text))
+    spec = get_spec(text)
+    if text.strip().lower() != spec.name:  # an alias or another spelling: say which model it is
+        report(f"{text} is read as {spec.name}")
+    return ModelRef(text, spec)
+
+
+def did_you_mean(path: Path) -> str:
+    """"; did you mean X?" naming the entries beside a mistyped path that are closest to it (empty when none is close)."""
+    import difflib
+
+    parent = path.parent if path.parent.is_dir() else None
+    names = [entry.name for entry in parent.iterdir() if not entry.name.startswith(".")] if parent is not None else []
+    close = difflib.get_close_matches(path.name, names, n=3, cutoff=0.6)
+    return f"; did you mean {', '.join(str(path.parent / name) for name in close)}?" if close else ""
+
+
+def warn_random_weights(ref: ModelRef) -> None:
+    """The random-weights warning as a command starts, not only after its run (``cli_render`` repeats it at the end)."""
+    if ref.random_weights:
+        report(f"warning: {RANDOM_WEIGHTS_WARNING}", style="bold yellow")
 
 
 def module_ref(text: str) -> ModelRef:
@@ -216,7 +236,8 @@ def _path_ref(text: str, path: Path) -> ModelRef:
     if path.suffix in CHECKPOINT_SUFFIXES:
         raise DeployKitError(f"a checkpoint needs its architecture: write NAME:{text}, e.g. resnet50:{text}")
     if not path.exists():
-        raise DeployKitError(f"{text} does not exist; give a model name, NAME:CHECKPOINT, an .onnx file or an export folder")
+        raise DeployKitError(f"{text} does not exist{did_you_mean(path)}; give a model name, NAME:CHECKPOINT, an .onnx file or "
+                             "an export folder")
     if path.is_dir():
         folder = ExportFolder(path)
         manifest = folder.read()

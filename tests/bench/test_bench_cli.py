@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from deploykit.recipes.export import export
+from deploykit.compress.configs import QuantizeConfig
 from deploykit.recipes.configs import ExportConfig
 from tests.cli import invoke as run
 
@@ -173,9 +174,9 @@ def test_bench_streams_add_a_parallel_row_per_batch_that_report_plots(digits_exp
     assert [(r["batch"], r["streams"]) for r in rows] == [(1, 1), (1, 2), (4, 1), (4, 2)]
     assert all(r["throughput"] > 0 and r["p50_ms"] <= r["p99_ms"] for r in rows) and rows[1]["runs"] == 8
     lines = {line.get_label(): line.get_xydata().tolist() for line in draw(rows).axes[1].get_lines()}
-    expected = f"cifar_resnet20 {engine}-cpu int8"
+    expected = f"cifar_resnet20 {engine}-cpu int8 {rows[0]['threads']}t"
     assert lines[expected] == [[1, rows[0]["throughput"]], [4, rows[2]["throughput"]]]
-    assert lines[f"{expected}, 2 streams"] == [[1, rows[1]["throughput"]], [4, rows[3]["throughput"]]]
+    assert lines[f"{expected} 2s"] == [[1, rows[1]["throughput"]], [4, rows[3]["throughput"]]]
     refused = run("bench", digits_export[0], "--engine", "torch", "--streams", 2)
     assert refused.exit_code == 2 and "--streams runs requests in parallel on the CPU with ort or openvino" in refused.output
 
@@ -220,3 +221,36 @@ def test_data_is_read_whole_unless_limited_and_duration_times_by_the_clock(tmp_p
     assert limited.exit_code == 0, limited.output
     (row,) = json.loads((tmp_path / "b.json").read_text())["results"]
     assert row["accuracy_images"] == 10 and f"--data-limit 10: 10 (spread over its {len(photos)}) images" in " ".join(limited.output.split())
+
+
+def test_bench_all_times_and_checks_every_file_on_every_runtime_in_one_table(tmp_path):
+    """bench FOLDER --all: the PyTorch model and each file (FP32, FP16, INT8) on onnxruntime and OpenVINO (and its
+    bf16 where the CPU has it), in one interleaved run; one table with size, p50 and its rounds, throughput at batch 1
+    and the best batch, quality on the images it names, each file's check; JSON that report plots."""
+    from deploykit.bench.runtimes import bf16_possible, openvino_installed
+
+    folder = export(ExportConfig("cifar_resnet20", out=tmp_path, input_size=32, dynamic_batch=True, fp16=True,
+                                 quantize=QuantizeConfig(calib_size=16), time_runtimes=False)).folder
+    result = run("bench", folder, "--all", "--batch", "4", "--json", tmp_path / "all.json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "all.json").read_text())["results"]
+    runtimes = ["ort", "openvino"] if openvino_installed() else ["ort"]
+    expected = {("torch", "fp32")} | {(r, p) for r in runtimes for p in ("fp32", "fp16", "int8")}
+    expected |= {("openvino", "bf16")} if bf16_possible() else set()
+    assert {(r["engine"], r["precision"]) for r in rows} == expected
+    assert sorted({r["batch"] for r in rows}) == [1, 4] and len(rows) == 2 * len(expected)
+    assert all(r["measured_on"] == "48 images of the bundled held-out photos" and 0 <= r["agreement_top1"] <= 1 for r in rows)
+    assert all(len(r["rounds_ms"]) == 7 for r in rows if r["batch"] == 1)
+    checks = {r["file"]: r["check"] for r in rows if r["precision"] != "bf16"}
+    assert checks == {"(PyTorch model)": "the reference", "model.onnx": "parity PASS", "model.fp16.onnx": "parity PASS",
+                      "model.int8.onnx": "gate not applied (random weights)"}
+    text = " ".join(result.output.split())
+    assert "every file on every runtime, interleaved" in text and ("fastest: " in text or "chosen: tie within noise" in text)
+    report = run("report", tmp_path / "all.json", "--out", tmp_path / "report")
+    assert report.exit_code == 0 and (tmp_path / "report" / "pareto.png").stat().st_size > 0, report.output
+    for options, expected_line in ((("--engine", "ort"), "--engine does not apply with --all"),
+                                   (("--runs", 5), "--runs does not apply with --all")):
+        refused = run("bench", folder, "--all", *options)
+        assert refused.exit_code == 2 and expected_line in refused.output and refused.output.count("\n") == 1, refused.output
+    bare = run("bench", "cifar_resnet20", "--all")
+    assert bare.exit_code == 2 and "--all benches every file of an export folder" in bare.output
