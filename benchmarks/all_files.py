@@ -48,7 +48,7 @@ def main() -> None:
             if done.returncode != 0:
                 sections.append(f"```\n{done.stderr.strip()[-3000:]}\n```\n")
                 break
-    machine = machine_info()
+    machine = machine_info().as_dict()
     head = ["# bench --all and bench --profile on the real MobileNet-v2", "",
             f"Command: `python benchmarks/all_files.py {' '.join(sys.argv[1:])}`", "",
             f"Machine: {machine['cpu']}, {machine['cores']} cores, flags {', '.join(machine['cpu_flags'])}; "

@@ -321,7 +321,7 @@ def main() -> None:
                   f"\n       {outcome.last_line[:160]}", flush=True)
         leftovers = sorted(p.name for p in (work / "tmp").iterdir())
     server.shutdown()
-    info = machine_info()
+    info = machine_info().as_dict()
     meta = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": info.get("cpu", "?"),
             "command": "python benchmarks/attacks.py", "leftover_temp_files": leftovers}
     if not args.only:

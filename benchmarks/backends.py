@@ -71,7 +71,7 @@ def main() -> None:
                     rows.append(row)
                     print(json.dumps({k: row[k] for k in ("model", "engine", "device", "precision", "variant", "batch", "p50_ms")}), flush=True)
     device = "cuda" if cuda else "cpu"
-    machine = machine_info()
+    machine = machine_info().as_dict()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"backends_{device}.json").write_text(json.dumps({"machine": machine, "results": rows, "skipped": skipped}, indent=2) + "\n")
     header = [f"# Backends on {device}", "", f"Machine: {machine['cpu']}, {machine['cores']} cores"

@@ -120,7 +120,7 @@ def main() -> None:
             if weights is not None:
                 (Path(work) / name).mkdir()
                 results.append(measure(name, weights.resolve(), args.labelled, Path(work) / name))
-    info = machine_info()
+    info = machine_info().as_dict()
     machine = {"cpu": info.get("cpu", platform.processor()), "cpu_kind": cpu_kind(), "cores": info.get("cores"),
                "onnxruntime": version("onnxruntime"), "aimet_onnx": version("aimet-onnx")}
     command = "python benchmarks/cle.py " + " ".join(sys.argv[1:])

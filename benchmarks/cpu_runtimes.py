@@ -227,7 +227,7 @@ def main() -> None:
         return (args.workdir / "result.json").write_text(json.dumps(result))
     from deploykit.bench.machine import machine_info
 
-    machine = machine_info()
+    machine = machine_info().as_dict()
     weights = {"mobilenet_v2": args.mobilenet_weights, "efficientnet_lite0": args.lite0_weights}
     results = []
     for name in args.models.split(","):

@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--max-seconds", type=float, default=3.0, help="time budget per latency measurement")
     args = parser.parse_args()
-    machine = machine_info()
+    machine = machine_info().as_dict()
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for name in list_models(args.models):

@@ -51,7 +51,7 @@ def main() -> int:
         return 0
     from deploykit.bench.machine import machine_info
 
-    result: dict = {"machine": machine_info(), "gpu": torch.cuda.get_device_name(0),
+    result: dict = {"machine": machine_info().as_dict(), "gpu": torch.cuda.get_device_name(0),
                     "command": "python benchmarks/gpu.py " + " ".join(sys.argv[1:]), "models": {}}
     result["machine"]["versions"] |= _gpu_versions()
     with tempfile.TemporaryDirectory(prefix="deploykit-gpu-") as work:

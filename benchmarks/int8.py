@@ -239,7 +239,7 @@ def bench_real(name: str, weights: Path, labelled: Path, workdir: Path, adaround
     return {"model": name, "weights": str(weights.name), "calibration_images": len(calibration), "labelled_images": len(labels),
             "labelled_source": str(labelled), "cpu_kind": cpu_kind(), "adaround_iterations": adaround_iterations,
             "seconds": seconds, "deploykit_calibration": result.int8.calibration,
-            "deploykit_default_settings": result.int8.settings, "gate_failures": gate_failures, "peers_failed": peers_failed,
+            "deploykit_default_settings": result.int8.settings.as_dict(), "gate_failures": gate_failures, "peers_failed": peers_failed,
             "quality_vs_fp32": quality, "ort_p50_ms": {k: round(v, 3) for k, v in ort_ms.items()},
             "openvino_p50_ms": {k: round(v, 3) for k, v in openvino_ms.items()}}
 
@@ -387,7 +387,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
-    machine = machine_info()
+    machine = machine_info().as_dict()
     machine["versions"] |= peer_versions()
     previous = json.loads((args.out / "int8.json").read_text()) if args.merge and (args.out / "int8.json").is_file() else {}
     results = {key: previous.get(key) for key in ("real_weights", "latency", "cli_export_resnet50_int8_s", "fallback", "digits")}

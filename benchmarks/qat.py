@@ -109,7 +109,7 @@ def main() -> None:
         real = mobilenet(args.mobilenet_weights, args.epochs, args.lr, args.labelled, Path(work))
         print(json.dumps({k: real[k] for k in ("ptq", "qat")}), flush=True)
         digit_rows = digits(3, Path(work))
-    result = {"machine": machine_info(), "command": "python benchmarks/qat.py " + " ".join(sys.argv[1:]),
+    result = {"machine": machine_info().as_dict(), "command": "python benchmarks/qat.py " + " ".join(sys.argv[1:]),
               "mobilenet_v2": real, "digits_top1": digit_rows}
     (RESULTS / "qat.json").write_text(json.dumps(result, indent=2) + "\n")
     ptq, qat = real["ptq"], real["qat"]

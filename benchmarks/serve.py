@@ -128,7 +128,7 @@ def main() -> None:
     top1 = {"data": str(args.labelled), "images": len(labels), "triton": float(np.mean(served_logits.argmax(1) == labels)),
             "onnxruntime": float(np.mean(direct_logits.argmax(1) == labels)),
             "max_abs_difference": float(np.abs(served_logits - direct_logits).max())}
-    payload = {"machine": machine_info(), "threads": threads, "results": results, "top1": top1}
+    payload = {"machine": machine_info().as_dict(), "threads": threads, "results": results, "top1": top1}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serve.json").write_text(json.dumps(payload, indent=2) + "\n")
     (args.out / "serve.md").write_text(to_markdown(payload))

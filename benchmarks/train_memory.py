@@ -84,7 +84,7 @@ def main() -> None:
             print(json.dumps(rows[count]), flush=True)
     smallest, largest = rows[min(rows)], rows[max(rows)]
     ratio = largest["peak_pss_mib"] / smallest["peak_pss_mib"]
-    result = {"machine": machine_info(), "command": "python benchmarks/train_memory.py " + " ".join(sys.argv[1:]),
+    result = {"machine": machine_info().as_dict(), "command": "python benchmarks/train_memory.py " + " ".join(sys.argv[1:]),
               "runs": list(rows.values()), "peak_ratio": round(ratio, 3), "target": "peak ratio < 1.2", "met": ratio < 1.2}
     (RESULTS / "train_memory.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = ["# `deploykit train` memory against dataset size", "", f"Command: `{result['command']}`", "",

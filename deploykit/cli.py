@@ -22,9 +22,11 @@ from deploykit.cli_types import FiniteFloatRange, input_size_option
 from deploykit.compress.configs import DistillConfig, PruneConfig
 from deploykit.data import DEFAULT_CALIBRATION_DIR
 from deploykit.errors import DeployKitError
+from deploykit.export.engine_config import EngineConfig
 from deploykit.io import atomic_write_json, check_writable_file
 from deploykit.parity import Tolerances
 from deploykit.progress import live, stage
+from deploykit.serve.server import START_TIMEOUT_S, Ports
 from deploykit.recipes.configs import CompareConfig, EvalConfig, PruneCheck, ResultFiles, TritonConfig
 
 
@@ -219,13 +221,13 @@ def triton_command(repo, folders, backend, device, instances, no_dynamic_batchin
 
 @cli.command("serve")
 @click.argument("repo", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--http-port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--grpc-port", type=click.IntRange(1, 65535), default=8001, show_default=True)
-@click.option("--start-timeout", type=FiniteFloatRange(1, 3600), default=120.0, show_default=True, help="Seconds to wait for every model to load.")
+@click.option("--http-port", type=click.IntRange(1, 65535), default=Ports.http, show_default=True)
+@click.option("--grpc-port", type=click.IntRange(1, 65535), default=Ports.grpc, show_default=True)
+@click.option("--start-timeout", type=FiniteFloatRange(1, 3600), default=START_TIMEOUT_S, show_default=True,
+              help="Seconds to wait for every model to load.")
 def serve_command(repo: Path, http_port: int, grpc_port: int, start_timeout: float) -> None:
     """Serve the Triton repository REPO on 127.0.0.1 with the tritonserver nvidia-pytriton bundles (CPU, Python backend) until Ctrl-C."""
     from deploykit.recipes.serve import serve_until_stopped
-    from deploykit.serve.server import Ports
 
     serve_until_stopped(repo, Ports(http_port, grpc_port), start_timeout, render.serving)
     render.stopped()
@@ -235,14 +237,13 @@ def serve_command(repo: Path, http_port: int, grpc_port: int, start_timeout: flo
 @click.argument("onnx_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "engine_path", type=click.Path(dir_okay=False, path_type=Path), help="Engine file (default: beside the ONNX).")
 @click.option("--fp16", is_flag=True, help="Allow FP16 kernels (TensorRT 10).")
-@click.option("--min-batch", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--opt-batch", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--workspace-gb", type=click.FloatRange(min=0.1), default=4.0, show_default=True)
+@click.option("--min-batch", type=click.IntRange(min=1), default=EngineConfig.min_batch, show_default=True)
+@click.option("--opt-batch", type=click.IntRange(min=1), default=EngineConfig.opt_batch, show_default=True)
+@click.option("--max-batch", type=click.IntRange(min=1), default=EngineConfig.max_batch, show_default=True)
+@click.option("--workspace-gb", type=click.FloatRange(min=0.1), default=EngineConfig.workspace_gb, show_default=True)
 @click.option("--timing-cache", type=click.Path(dir_okay=False, path_type=Path), help="Timing cache to reuse and update.")
 def build_engine_command(onnx_path, engine_path, fp16, min_batch, opt_batch, max_batch, workspace_gb, timing_cache) -> None:
     """Build a TensorRT engine from an ONNX file (Q/DQ INT8 files build INT8 engines)."""
-    from deploykit.export.tensorrt import EngineConfig
     from deploykit.recipes.engine import build_engine_file
 
     config = EngineConfig(fp16, min_batch, opt_batch, max_batch, workspace_gb, timing_cache)

@@ -102,7 +102,7 @@ def export_result(result: ExportResult) -> None:
     if result.int8_slower:
         runtime = result.int8_runtime
         fp32, int8 = result.runtimes.find(runtime, "fp32"), result.runtimes.find(runtime, "int8")
-        hint = TRT_LAYOUT_HINT if result.int8.settings["layout"] == "trt" else ""
+        hint = TRT_LAYOUT_HINT if result.int8.settings.layout == "trt" else ""
         console.print(f"INT8 IS SLOWER THAN FP32 on {CPU_RUNTIMES[runtime]} ({int8.p50_ms:.2f} ms vs {fp32.p50_ms:.2f} ms): "
                       f"deploy the FP32 model there{hint}", style="bold red")
     if result.fp16_slower_on:
@@ -148,11 +148,14 @@ def comparison(a: str, b: str, result: CompareResult, layer_tolerance: float) ->
     if result.random_weights:
         random_weights_warning()
     if result.layers is not None:
-        _layers(result.layers, result.first_divergent, layer_tolerance)
-        _saturation(result.saturation)
+        _layers(result.layers, result.first_divergent, None if result.twin else layer_tolerance)
+        if result.twin:
+            console.print(f"not judged layer by layer: an {result.twin.upper()} file differs from FP32 at every layer by "
+                          "design; these are diagnostics, and the verdict is the check above")
+        _saturation(result.saturation, result.saturation_on)
 
 
-def _layers(diffs: list[LayerDiff], culprit: LayerDiff | None, tolerance: float) -> None:
+def _layers(diffs: list[LayerDiff], culprit: LayerDiff | None, tolerance: float | None) -> None:
     shown = diffs if len(diffs) <= 40 else diffs[:20] + [d for d in diffs[20:] if d is culprit]
     divergent_later = " and the first divergent" if len(shown) > 20 else ""
     cut = f", the first 20{divergent_later} shown; all of them in --json" if len(shown) < len(diffs) else ""
@@ -164,14 +167,14 @@ def _layers(diffs: list[LayerDiff], culprit: LayerDiff | None, tolerance: float)
     if culprit:
         console.print(Text.assemble(("first divergent layer:", "bold red"), f" {culprit.name} ({culprit.kind}): "
                       f"relative error {culprit.rel_error:.3g} > {tolerance:g}"))
-    else:
+    elif tolerance is not None:
         console.print(f"every layer within {tolerance:g}")
 
 
-def _saturation(saturation) -> None:
+def _saturation(saturation, measured_on: str) -> None:
     if not saturation:
         return
-    rows = table("most clipped INT8 quantizers (values beyond their range)", [("tensor", "left"), ("values clipped", "right"),
+    rows = table(f"most clipped INT8 quantizers (values beyond their range), on {measured_on}", [("tensor", "left"), ("values clipped", "right"),
                                                                              ("images with clipping", "right"), ("range", "right")])
     for entry in saturation:
         rows.add_row(entry.tensor, f"{entry.clipped:.3%}", f"{entry.images:.0%}", f"[{entry.low:.3g}, {entry.high:.3g}]")

@@ -169,7 +169,7 @@ def per_layer_diffs(model: nn.Module, onnx_proto: onnx.ModelProto, inputs: np.nd
     """
     from deploykit.runtime.ort_runner import run_with_intermediates
 
-    activations, kinds = _torch_activations(model, inputs)
+    activations, kinds = once_called_outputs(model, inputs)
     values = run_with_intermediates(onnx_proto, list(activations), inputs)
     diffs = []
     for name, reference in activations.items():
@@ -216,8 +216,10 @@ def first_divergent(diffs: list[LayerDiff], tolerance: float) -> LayerDiff | Non
     return next((d for d in diffs if not d.rel_error <= tolerance), None)  # NaN counts as divergent
 
 
-def _torch_activations(model: nn.Module, inputs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Outputs of every module called exactly once, in the order the modules finished."""
+def once_called_outputs(model: nn.Module, inputs: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Outputs of every module one forward pass calls exactly once (a reused module, such as a shared ReLU, has no single
+    output), in the order the modules finished, and each module's type: per-layer parity and QAT's quantizer
+    placement both read it."""
     import torch
 
     outputs: dict[str, np.ndarray] = {}

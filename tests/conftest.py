@@ -237,3 +237,16 @@ def foolbox_photos() -> Path:
                         (staging / found[1] / Path(member).name).write_bytes(archive.read(member))
             staging.replace(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def real_int8(real_checkpoint, tmp_path_factory):
+    """`deploykit export mobilenet --weights <real checkpoint> --int8`, default options: made once per test process
+    (a module-scoped fixture was made again each time a worker came back to its module)."""
+    from tests.cli import run_cli
+
+    out = tmp_path_factory.mktemp("real_int8")
+    weights = real_checkpoint("mobilenet_v2-b0353104.pth")
+    result, text = run_cli("export", "mobilenet", "--weights", weights, "--int8", "--out", out)
+    assert result.exit_code == 0, result.output
+    return out / "mobilenet_v2", weights, text

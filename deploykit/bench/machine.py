@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import os
 import platform
 import shlex
@@ -42,20 +44,33 @@ def cpu_kind() -> str:
     return "vnni" if has_vnni() or not x86 else "avx2"
 
 
-def machine_info() -> dict:
+@dataclass(frozen=True)
+class MachineInfo:
+    """The machine a figure was measured on, as result files record it."""
+
+    cpu: str
+    cores: int | None
+    cpu_flags: list[str]
+    torch_threads: int
+    platform: str
+    versions: dict[str, str]
+    command: str
+    date: str
+    gpu: str | None = None
+
+    def as_dict(self) -> dict:
+        record = asdict(self)
+        if record["gpu"] is None:
+            del record["gpu"]
+        return record
+
+
+def machine_info() -> MachineInfo:
     """CPU, core count, OS, package versions, the command line and the time."""
     import torch
 
-    info = {
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-        "cpu_flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "versions": package_versions(),
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    return MachineInfo(cpu_model(), os.cpu_count(),
+                       sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}),
+                       torch.get_num_threads(), platform.platform(), package_versions(),
+                       shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)

@@ -18,17 +18,18 @@ import json
 import math
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from deploykit.bench.latency import measure_latency
+from deploykit.bench.latency import LatencyStats, measure_latency
 from deploykit.bench.machine import cpu_flags
 from deploykit.errors import DeployKitError, first_line
 from deploykit.processes import dying_with_this_process, owned_temp_dir, remove_abandoned
 from deploykit.choices import RUNTIME_NAMES
-from deploykit.runtime import CPU_RUNTIMES, cpu_runner
+from deploykit.runtime import CPU_RUNTIMES, Runner, cpu_runner
 from deploykit.runtime.availability import openvino_installed, openvino_problem
 
 ROUNDS = 7
@@ -38,6 +39,10 @@ CONFIDENCE = 0.9  # one-sided, of that bound
 LOSS_ORDER = ("fp32", "fp16", "bf16", "int8")  # smaller accuracy loss first: how a tie is settled, then the runtime
 ROUND_SECONDS = 1.0  # a combination's timed runs in one round stop after this, once MIN_RUNS are timed
 MIN_RUNS = 3
+# The runtime timed just before keeps its worker threads spinning for a while after its last call: on 2 cores that
+# took OpenVINO INT8 MobileNet-v2 from 0.91 to 1.51 ms. A pause of 0.05 s before each combination gave the figures it
+# has timed alone (0.02 s did not, in one of two runs); 0.1 s leaves a margin.
+SETTLE_S = 0.1
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 PROCESS_TIMEOUT_S = 900
 TIMED_PRECISIONS = ("fp32", "int8", "fp16", "bf16")
@@ -223,15 +228,17 @@ def file_runners(folder: Path, files: dict[str, str], bf16: bool, threads: int |
     return runners, not_timed
 
 
-def interleaved_rounds(runners: dict, shape: tuple[int, ...], rounds: int = ROUNDS) -> dict:
+def interleaved_rounds(runners: dict[tuple[str, str, str], Runner], shape: tuple[int, ...],
+                       rounds: int = ROUNDS) -> dict[tuple[str, str, str], list[LatencyStats]]:
     """Each loaded runner timed on one random input of ``shape`` in ``rounds`` rounds; every round times every runner
-    (at most ``ROUND_SECONDS`` each), starting one further along, so that no runner always follows another. Per
-    runner's key: one LatencyStats per round."""
+    (at most ``ROUND_SECONDS`` each, after ``SETTLE_S`` idle), starting one further along, so that no runner always
+    follows another. Per runner's key: one LatencyStats per round."""
     x = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     measured: dict = {key: [] for key in runners}
     order = list(runners.items())
     for round_index in range(rounds):
         for key, runner in order[round_index % len(order):] + order[:round_index % len(order)]:
+            time.sleep(SETTLE_S)
             measured[key].append(measure_latency(lambda: runner.infer(x), batch=shape[0], warmup=2, runs=RUNS_PER_ROUND,
                                                  max_seconds=ROUND_SECONDS, min_runs=MIN_RUNS))
     return measured

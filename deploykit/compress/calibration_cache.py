@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from deploykit.compress.calibrate import ROBUST_METHODS, ActivationStats, collect_stats, write_ort_ranges
-from deploykit.compress.qdq_build import classifier_inputs, fixed_batch, quantize_static_qdq, quiet_ort
+from deploykit.compress.qdq_build import Int8Settings, classifier_inputs, fixed_batch, quantize_static_qdq, quiet_ort
 from deploykit.progress import stage
 from deploykit.runtime.base import padded_batches
 
@@ -25,7 +25,7 @@ def cache_files(cache_dir: Path, data_hash: str, model_hash: str, methods: tuple
             {method: cache_dir / f"{method}-{layout}-{RANGES_VERSION}-{key}.json" for method in methods})
 
 
-def cached_statistics(pre_proto: onnx.ModelProto, pre_path: Path, samples: np.ndarray, settings: dict, stats_path: Path,
+def cached_statistics(pre_proto: onnx.ModelProto, pre_path: Path, samples: np.ndarray, settings: Int8Settings, stats_path: Path,
                 ranges: dict[str, Path]) -> tuple[ActivationStats, bool]:
     """Activation statistics, and each method's ranges file for onnxruntime, from the cache when it has them intact;
     whether everything came from the cache."""
@@ -45,7 +45,7 @@ def cached_statistics(pre_proto: onnx.ModelProto, pre_path: Path, samples: np.nd
             scratch = path.with_name(f".{path.stem}.onnx")
             with stage(f"calibrating: onnxruntime's {method} histograms", total=len(samples), unit="images") as advance:
                 reader = CalibrationReader(samples, fixed_batch(pre_proto), advance)
-                quiet_ort(quantize_static_qdq, pre_path, scratch, reader, {**settings, "calibrate_method": method}, [], path)
+                quiet_ort(quantize_static_qdq, pre_path, scratch, reader, settings.with_method(method), [], path)
             scratch.unlink(missing_ok=True)
     return stats, reused
 

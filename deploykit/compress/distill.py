@@ -106,11 +106,8 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
     state = resume_state(out / CHECKPOINT, config, student_source, rank, world) if resume else None
     history: list[EpochRecord] = []
     if state is not None:
-        student.load_state_dict(state["student"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        scaler.load_state_dict(state["scaler"])
-        history = [EpochRecord.from_dict(r) for r in state["history"]]
+        state.restore(student, optimizer, schedule, scaler)
+        history = [EpochRecord.from_dict(r) for r in state.history]
     val_targets = None if data.labelled else predictions(teacher, data.val, workers)
     estimate = None
     if len(history) < config.epochs:

@@ -31,6 +31,7 @@ from deploykit.compress.configs import QatConfig
 from deploykit.compress.qdq import QdqGraph
 from deploykit.data.images import batches, loader
 from deploykit.errors import DeployKitError
+from deploykit.parity import once_called_outputs
 from deploykit.progress import stage
 
 WEIGHTED = {"Conv", "Gemm", "MatMul"}
@@ -45,7 +46,10 @@ class ActivationQuantizer:
 
     @property
     def range(self) -> tuple[float, float]:
-        """(low, high) as onnxruntime's calibration cache writes it."""
+        """(low, high) as onnxruntime's calibration cache writes it: from these its quantizer computes this scale again
+        (symmetric: largest magnitude over 127, the range it computes scales with, though the op clamps to -128)."""
+        if self.zero_point == 0 and self.qmin < 0:
+            return -self.qmax * self.scale, self.qmax * self.scale
         return (self.qmin - self.zero_point) * self.scale, (self.qmax - self.zero_point) * self.scale
 
 
@@ -86,14 +90,10 @@ def read_plan(int8: onnx.ModelProto) -> QuantizationPlan:
     """The quantizers of an onnxruntime QDQ file."""
     graph = QdqGraph(int8)
     activations = {}
-    for node in int8.graph.node:
-        if node.op_type == "QuantizeLinear" and node.input[0] not in graph.initializers:
-            zero_point = numpy_helper.to_array(graph.initializers[node.input[2]])
-            info = np.iinfo(zero_point.dtype)
-            # onnxruntime's symmetric int8 (zero point 0) uses -127..127, so that its range gives back this scale
-            qmin = -int(info.max) if info.min < 0 and int(zero_point) == 0 else int(info.min)
-            scale = float(numpy_helper.to_array(graph.initializers[node.input[1]]))
-            activations[node.input[0]] = ActivationQuantizer(scale, int(zero_point), qmin, int(info.max))
+    for tensor, quantizer in graph.activation_quantizers().items():
+        if quantizer.scale.ndim:
+            raise DeployKitError(f"{tensor} is quantized per channel; QAT simulates per-tensor activation quantizers")
+        activations[tensor] = ActivationQuantizer(float(quantizer.scale), quantizer.zero_point, quantizer.qmin, quantizer.qmax)
     weights, biases, weight_qmax = {}, {}, 0
     for node in int8.graph.node:
         dequantize = graph.producers.get(node.input[1]) if node.op_type in WEIGHTED and len(node.input) > 1 else None
@@ -164,7 +164,7 @@ class SimulatedQuantization:
         self.handles: list = []
         self.parametrized: list[nn.Module] = []
         modules = dict(model.named_modules())
-        single_use = _called_once(model, example)
+        single_use = set(once_called_outputs(model, example.numpy())[0])
         self.unmapped: list[str] = []
         for tensor, quantizer in plan.activations.items():
             if not self._attach_activation(tensor, _fake_quant(quantizer), plan, modules, single_use):
@@ -212,20 +212,6 @@ class SimulatedQuantization:
         for module in self.parametrized:
             parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
         self.handles, self.parametrized = [], []
-
-
-def _called_once(model: nn.Module, example: torch.Tensor) -> set[str]:
-    """Names of the modules one forward pass calls exactly once (a reused module's outputs are different tensors)."""
-    calls: dict[str, int] = {}
-    handles = [module.register_forward_hook(lambda m, a, o, name=name: calls.__setitem__(name, calls.get(name, 0) + 1))
-               for name, module in model.named_modules()]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return {name for name, count in calls.items() if count == 1}
 
 
 def qat_finetune(model: nn.Module, teacher: nn.Module, plan: QuantizationPlan, dataset, config: QatConfig, labelled: bool,

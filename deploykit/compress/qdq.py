@@ -5,12 +5,32 @@ placement rules of each layout."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
+
+
+_INTEGER_RANGES = {onnx.TensorProto.UINT8: (0, 255), onnx.TensorProto.INT8: (-128, 127)}
+
+
+@dataclass(frozen=True)
+class Quantizer:
+    """An activation QuantizeLinear as onnxruntime computes it: ``round(x / scale) + zero_point`` clamped to the whole
+    range of its integer type (-128..127 or 0..255, tests/compress/test_quantizer.py), per channel where ``scale`` is
+    an array."""
+
+    scale: np.ndarray  # float64: () per tensor, (C,) per channel
+    zero_point: int  # 0 where the zero points are per channel (symmetric)
+    qmin: int
+    qmax: int
+
+    @property
+    def symmetric(self) -> bool:
+        return self.zero_point == 0 and self.qmin < 0
 
 
 class QdqGraph:
@@ -67,6 +87,19 @@ class QdqGraph:
             scale = scale.reshape(shape)
             zero = zero.reshape(shape) if np.ndim(zero) else zero
         return (values - zero) * scale
+
+    def activation_quantizers(self) -> dict[str, Quantizer]:
+        """Each activation's quantizer, by the float tensor it quantizes (weights, quantized as initializers, left out)."""
+        quantizers = {}
+        for node in self.producers.values():
+            if node.op_type != "QuantizeLinear" or node.input[0] in self.initializers or node.input[0] in quantizers:
+                continue
+            zero = self.initializers.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
+            qmin, qmax = _INTEGER_RANGES[zero.data_type if zero is not None else onnx.TensorProto.UINT8]
+            quantizers[node.input[0]] = Quantizer(numpy_helper.to_array(self.initializers[node.input[1]]).astype(np.float64),
+                                                  int(numpy_helper.to_array(zero).ravel()[0]) if zero is not None else 0,
+                                                  qmin, qmax)
+        return quantizers
 
     def constant(self, name: str) -> np.ndarray | None:
         """An initializer's value, or a dequantized initializer's (e.g. an int32 bias), in float64; None otherwise."""

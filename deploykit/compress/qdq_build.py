@@ -5,7 +5,7 @@ takes; ``--exclude``."""
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,60 +25,81 @@ from deploykit.quiet import quiet
 from deploykit.runtime.ort_runner import OrtRunner
 
 
-def int8_settings(config: QuantizeConfig) -> dict:
-    """The quantize_static arguments for the layout, as plain data (also recorded in the manifest).
+@dataclass(frozen=True)
+class Int8Settings:
+    """The quantize_static arguments for a layout, decided once from ``QuantizeConfig`` (and recorded in the manifest).
 
-    cpu: uint8 activations with a zero point, the layout onnxruntime's x86 kernels fuse (7-bit weights
-    where the CPU has no VNNI); trt: symmetric int8 everywhere; openvino: symmetric activations, uint8
-    where calibration saw no negative value, 7-bit weights on the first layer only (NNCF's choices).
+    cpu: uint8 activations with a zero point, the layout onnxruntime's x86 kernels fuse (7-bit weights for a CPU
+    without VNNI); trt: symmetric int8 everywhere; openvino: symmetric activations, uint8 where calibration saw no
+    negative value, 7-bit weights on the first layer only (NNCF's choices).
     """
-    symmetric_activations = config.layout in ("trt", "openvino")
-    target = config.cpu_target
-    openvino = config.layout == "openvino"
-    return {
-        "format": "QDQ", "layout": config.layout, "per_channel": config.per_channel,
-        "activation_type": "int8" if symmetric_activations else "uint8", "weight_type": "int8",
-        "activation_symmetric": symmetric_activations, "weight_symmetric": True,
-        "unsigned_non_negative_activations": openvino, "keep_activation_functions": openvino,
-        "cpu_target": target.kind, "cpu_requested": config.cpu if config.layout == "cpu" else None,
-        "reduce_range": target.reduce_range, "first_layer_7bit_weights": openvino,
-        "calibrate_method": config.method, "bias_correction": config.bias_correction, "weight_rounding": config.rounding,
-    }
+
+    layout: str
+    per_channel: bool
+    activation_type: str  # int8 or uint8
+    activation_symmetric: bool
+    unsigned_non_negative_activations: bool
+    keep_activation_functions: bool
+    cpu_target: str
+    cpu_requested: str | None
+    reduce_range: bool
+    first_layer_7bit_weights: bool
+    calibrate_method: str
+    bias_correction: bool
+    weight_rounding: str
+    format: str = "QDQ"
+    weight_type: str = "int8"
+    weight_symmetric: bool = True
+
+    @classmethod
+    def for_config(cls, config: QuantizeConfig) -> Int8Settings:
+        symmetric_activations = config.layout in ("trt", "openvino")
+        target, openvino = config.cpu_target, config.layout == "openvino"
+        return cls(config.layout, config.per_channel, "int8" if symmetric_activations else "uint8", symmetric_activations,
+                   openvino, openvino, target.kind, config.cpu if config.layout == "cpu" else None, target.reduce_range,
+                   openvino, config.method, config.bias_correction, config.rounding)
+
+    def with_method(self, method: str) -> Int8Settings:
+        return replace(self, calibrate_method=method)
+
+    def as_dict(self) -> dict:
+        """As the manifest records it."""
+        return asdict(self)
 
 
-def quantize_static_qdq(pre_path: Path, out_path: Path, reader, settings: dict, exclude: list[str], ranges_path: Path) -> None:
+def quantize_static_qdq(pre_path: Path, out_path: Path, reader, settings: Int8Settings, exclude: list[str], ranges_path: Path) -> None:
     """onnxruntime's quantize_static; with ``reader=None`` it takes the ranges from ``ranges_path``."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
-    extra = {"ActivationSymmetric": settings["activation_symmetric"], "WeightSymmetric": settings["weight_symmetric"],
-             "QDQKeepRemovableActivations": settings.get("keep_activation_functions", False)}
+    extra = {"ActivationSymmetric": settings.activation_symmetric, "WeightSymmetric": settings.weight_symmetric,
+             "QDQKeepRemovableActivations": settings.keep_activation_functions}
     if reader is None:
         extra["TensorQuantOverrides"] = _overrides(pre_path, settings, ranges_path)
-    if settings["calibrate_method"] == "percentile":
+    if settings.calibrate_method == "percentile":
         extra["CalibPercentile"] = 99.999
     quantize_static(
-        str(pre_path), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=settings["per_channel"],
-        reduce_range=settings["reduce_range"],
-        activation_type=QuantType.QInt8 if settings["activation_type"] == "int8" else QuantType.QUInt8,
+        str(pre_path), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=settings.per_channel,
+        reduce_range=settings.reduce_range,
+        activation_type=QuantType.QInt8 if settings.activation_type == "int8" else QuantType.QUInt8,
         weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-        calibrate_method=methods.get(settings["calibrate_method"], CalibrationMethod.MinMax),
+        calibrate_method=methods.get(settings.calibrate_method, CalibrationMethod.MinMax),
         extra_options=extra, calibration_cache_path=str(ranges_path),
     )
 
 
-def _overrides(pre_path: Path, settings: dict, ranges_path: Path) -> dict[str, list[dict]]:
+def _overrides(pre_path: Path, settings: Int8Settings, ranges_path: Path) -> dict[str, list[dict]]:
     """quantize_static's per-tensor overrides: uint8 (zero point 0) for activations calibration saw no negative value
     in, and 7-bit first-layer weights."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization.calibrate import load_tensors_data
 
     overrides: dict[str, list[dict]] = {}
-    if settings.get("unsigned_non_negative_activations"):
+    if settings.unsigned_non_negative_activations:
         ranges = load_tensors_data(ranges_path).data
         overrides |= {name: [{"quant_type": QuantType.QUInt8, "symmetric": False}] for name, data in ranges.items()
                       if float(np.min(data.range_value[0])) >= 0.0}
-    if settings.get("first_layer_7bit_weights"):
+    if settings.first_layer_7bit_weights:
         overrides |= {name: [{"axis": 0, "reduce_range": True}] for name in first_layer_weights(onnx.load(str(pre_path)))}
     return overrides
 
@@ -95,7 +116,7 @@ def quiet_ort(function, *args) -> None:
         function(*args)
 
 
-def build_qdq(pre_path: Path, pre_proto: onnx.ModelProto, out_path: Path, settings: dict, exclude: list[str], ranges_path: Path,
+def build_qdq(pre_path: Path, pre_proto: onnx.ModelProto, out_path: Path, settings: Int8Settings, exclude: list[str], ranges_path: Path,
               stats: ActivationStats, rounding: WeightRounding | None) -> int:
     """Quantize from the cached ranges, keep the graph outputs float, round the weights against their layers' outputs
     (with ``rounding``), bias-correct (unless the settings say not to), then apply the layout's placement rules; the
@@ -105,10 +126,10 @@ def build_qdq(pre_path: Path, pre_proto: onnx.ModelProto, out_path: Path, settin
     float_graph_outputs(quantized)
     if rounding is not None:
         rounding.apply(quantized)
-    corrected = correct_biases(pre_proto, quantized, stats.channel_means) if settings["bias_correction"] else 0
-    if settings["layout"] == "trt":
+    corrected = correct_biases(pre_proto, quantized, stats.channel_means) if settings.bias_correction else 0
+    if settings.layout == "trt":
         apply_tensorrt_rules(quantized)
-    elif settings["layout"] == "openvino":
+    elif settings.layout == "openvino":
         apply_openvino_rules(quantized)
     else:
         shield_float_layers(quantized)
@@ -126,7 +147,7 @@ class RangeChoice:
     corrected: int  # convolutions bias-corrected in ``built``
 
 
-def choose_ranges(fp32_path: Path, pre_path: Path, pre_proto: onnx.ModelProto, workdir: Path, settings: dict,
+def choose_ranges(fp32_path: Path, pre_path: Path, pre_proto: onnx.ModelProto, workdir: Path, settings: Int8Settings,
                   excluded: list[str], ranges: dict[str, Path], stats: ActivationStats, rounding: WeightRounding | None,
                   samples: np.ndarray) -> RangeChoice:
     """The range method whose INT8 output is closest to FP32 on calibration samples (the held-out set stays unseen).

@@ -31,7 +31,7 @@ from deploykit.compress.calibration_cache import cache_files, cached_statistics
 from deploykit.compress.fallback import KeptLayer, growing, layer_sensitivity
 from deploykit.compress.int8_check import Int8Check, Int8GateError, compare_int8
 from deploykit.compress.int8_data import QuantizationData
-from deploykit.compress.qdq_build import (build_qdq, choose_ranges, classifier_inputs, int8_settings, pre_process, quiet_ort,
+from deploykit.compress.qdq_build import (build_qdq, choose_ranges, classifier_inputs, Int8Settings, pre_process, quiet_ort,
                                           resolve_exclusions)
 from deploykit.compress.weight_rounding import WeightRounding
 from deploykit.compress.saturation import Saturation, activation_saturation
@@ -58,7 +58,7 @@ class QuantizeResult:
     kept_fp32: list[KeptLayer]
     excluded: list[str]
     calibration: dict
-    settings: dict
+    settings: Int8Settings
     gate_applied: bool
     qdq_nodes: int = 0
     biases_corrected: int = 0
@@ -71,7 +71,7 @@ class QuantizeResult:
 
     def manifest_entry(self) -> dict:
         return {
-            "stage": self.stage, **({"qat": self.qat} if self.qat else {}), "settings": self.settings, "calibration": self.calibration, "excluded_by_user": self.excluded,
+            "stage": self.stage, **({"qat": self.qat} if self.qat else {}), "settings": self.settings.as_dict(), "calibration": self.calibration, "excluded_by_user": self.excluded,
             "kept_fp32_by_fallback": [asdict(k) for k in self.kept_fp32], "qdq_nodes": self.qdq_nodes,
             "biases_corrected": self.biases_corrected, "gate_applied": self.gate_applied,
             "gate": self.gate, "check_vs_fp32": self.check.as_dict(), "notes": self.notes,
@@ -92,7 +92,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
     fine-tuned copy but is judged against the original). ``fixed_ranges`` (tensor -> (low, high))
     replaces the calibrated ranges of those tensors. Raises Int8GateError when the gate is not met.
     """
-    settings = int8_settings(config)
+    settings = Int8Settings.for_config(config)
     data_hash, model_hash = calibration_hash(data.calibration), sha256_file(fp32_path)
     cache_dir.mkdir(parents=True, exist_ok=True)
     methods = ("fixed",) if fixed_ranges else ROBUST_METHODS if config.method == "auto" else (config.method,)
@@ -105,7 +105,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
         pre_proto = onnx.load(str(pre_path))
         excluded = resolve_exclusions(pre_proto, config.exclude)
         rounding = None
-        if settings["weight_rounding"] == "gptq":
+        if settings.weight_rounding == "gptq":
             with stage(f"measuring each layer's inputs on {len(data.calibration)} calibration images, to round its weights"):
                 rounding = WeightRounding.measure(pre_proto, data.calibration)
         stats, reused = cached_statistics(pre_proto, pre_path, data.calibration, settings, stats_path,

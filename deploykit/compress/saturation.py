@@ -15,12 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from deploykit.compress.qdq import QdqGraph
 from deploykit.runtime.ort_runner import stream_intermediates
 
-_INT_RANGES = {onnx.TensorProto.UINT8: (0, 255), onnx.TensorProto.INT8: (-128, 127)}
 _CHUNK = 8
 
 
@@ -41,15 +39,7 @@ class Saturation:
 
 def activation_saturation(model: onnx.ModelProto, inputs: np.ndarray) -> list[Saturation]:
     """Every activation quantizer of a Q/DQ graph, most clipped first, measured on ``inputs`` (N, C, H, W)."""
-    graph = QdqGraph(model)
-    quantizers = {}
-    for node in model.graph.node:
-        if node.op_type == "QuantizeLinear" and node.input[0] not in graph.initializers:
-            scale = numpy_helper.to_array(graph.initializers[node.input[1]]).astype(np.float64)
-            zero = graph.initializers.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-            zero_point = int(numpy_helper.to_array(zero).ravel()[0]) if zero is not None else 0  # 0 where per-channel
-            qmin, qmax = _INT_RANGES.get(zero.data_type if zero is not None else onnx.TensorProto.UINT8, (0, 255))
-            quantizers[node.input[0]] = (scale, zero_point, qmin, qmax)
+    quantizers = QdqGraph(model).activation_quantizers()
     if not quantizers:
         return []
     names = list(quantizers)
@@ -58,15 +48,14 @@ def activation_saturation(model: onnx.ModelProto, inputs: np.ndarray) -> list[Sa
     hit_images = dict.fromkeys(names, 0)
     for count, values in stream_intermediates(model, names, inputs, _CHUNK):
         for name, value in values.items():
-            scale, zero_point, qmin, qmax = quantizers[name]
-            per_channel = scale.reshape(1, -1, *[1] * (value.ndim - 2)) if scale.ndim else scale
-            levels = np.rint((value / per_channel).reshape(count, -1)) + zero_point
-            outside = (levels > qmax) if zero_point == qmin else (levels < qmin) | (levels > qmax)
+            q = quantizers[name]
+            per_channel = q.scale.reshape(1, -1, *[1] * (value.ndim - 2)) if q.scale.ndim else q.scale
+            levels = np.rint((value / per_channel).reshape(count, -1)) + q.zero_point
+            outside = (levels > q.qmax) if q.zero_point == q.qmin else (levels < q.qmin) | (levels > q.qmax)
             clipped[name] += int(outside.sum())
             total[name] += outside.size
             hit_images[name] += int(outside.any(axis=1).sum())
     report = [Saturation(name, clipped[name] / max(total[name], 1), hit_images[name] / max(len(inputs), 1),
-                         (quantizers[name][2] - quantizers[name][1]) * float(quantizers[name][0].max()),
-                         (quantizers[name][3] - quantizers[name][1]) * float(quantizers[name][0].max()))
-              for name in names]  # the widest channel's range where scales are per-channel
+                         (q.qmin - q.zero_point) * float(q.scale.max()), (q.qmax - q.zero_point) * float(q.scale.max()))
+              for name, q in quantizers.items()]  # the widest channel's range where scales are per-channel
     return sorted(report, key=lambda s: (-s.clipped, -s.images, s.tensor))

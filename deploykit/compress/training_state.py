@@ -3,7 +3,7 @@ when the same run is started again; the student's final weights."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -22,7 +22,24 @@ def save_checkpoint(path: Path, student, optimizer, schedule, scaler, epoch: int
                              "source": source})
 
 
-def resume_state(path: Path, config: DistillConfig, source: dict, rank: int, world: int) -> dict | None:
+@dataclass(frozen=True)
+class ResumePoint:
+    """What an interrupted run saved after its last epoch: each part's state, and the epochs it recorded."""
+
+    student: dict
+    optimizer: dict
+    schedule: dict
+    scaler: dict
+    history: list[dict]
+
+    def restore(self, student, optimizer, schedule, scaler) -> None:
+        student.load_state_dict(self.student)
+        optimizer.load_state_dict(self.optimizer)
+        schedule.load_state_dict(self.schedule)
+        scaler.load_state_dict(self.scaler)
+
+
+def resume_state(path: Path, config: DistillConfig, source: dict, rank: int, world: int) -> ResumePoint | None:
     """The checkpoint of this same run, read by rank 0 and sent to every rank (no shared disk needed); None to start."""
     state: dict | None = None
     error = None
@@ -42,7 +59,8 @@ def resume_state(path: Path, config: DistillConfig, source: dict, rank: int, wor
         state, error = shared
     if error:
         raise DeployKitError(error)
-    return state
+    return None if state is None else ResumePoint(state["student"], state["optimizer"], state["schedule"], state["scaler"],
+                                                  state["history"])
 
 
 def save_student(path: Path, student: nn.Module, source: dict) -> None:

@@ -14,23 +14,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deploykit.errors import DeployKitError
+from deploykit.export.engine_config import EngineConfig
 from deploykit.io import atomic_write_bytes, atomic_write_json, sha256_file
 from deploykit.runtime.trt_engine import dims, engine_info_path, gpu_identity, precision_flags, require_tensorrt
 
 if TYPE_CHECKING:
     import tensorrt as trt
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Options of ``deploykit build-engine``; batch sizes form the optimization profile of a dynamic input."""
-
-    fp16: bool = False
-    min_batch: int = 1
-    opt_batch: int = 1
-    max_batch: int = 8
-    workspace_gb: float = 4.0
-    timing_cache: Path | None = None
 
 
 def build_engine(onnx_path: Path, engine_path: Path, config: EngineConfig) -> dict[str, object]:

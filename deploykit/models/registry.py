@@ -125,7 +125,7 @@ def get_model(name: str, weights: str | Weights | None = None, seed: int | None 
     from deploykit.models.sources import Published, RandomInit, resolve_weights
     from deploykit.models.weights import load_weights
 
-    name, weights = _split_reference(name, weights)
+    name, weights = split_reference(name, weights)
     spec = get_spec(name)
     kwargs.setdefault("num_classes", spec.num_classes)
     source = resolve_weights(spec.name, weights)
@@ -143,8 +143,9 @@ def get_model(name: str, weights: str | Weights | None = None, seed: int | None 
     return model
 
 
-def _split_reference(name: str, weights: str | Weights | None) -> tuple[str, str | Weights | None]:
-    """``NAME:WEIGHTS`` into (NAME, WEIGHTS); a plain name as it is."""
+def split_reference(name: str, weights: str | Weights | None = None) -> tuple[str, str | Weights | None]:
+    """``NAME:WEIGHTS`` into (NAME, WEIGHTS); a plain name as it is. The one parser of the colon form: ``get_model``
+    and the command line's ``recipes/ref.py`` both read it here."""
     base, colon, named = str(name).partition(":")
     if not colon:
         return name, weights

@@ -72,7 +72,7 @@ class AllFiles:
         return rows
 
     def write(self, path: Path) -> None:
-        atomic_write_json(path, {"machine": machine_info(), "folder": str(self.folder), "results": self.rows(),
+        atomic_write_json(path, {"machine": machine_info().as_dict(), "folder": str(self.folder), "results": self.rows(),
                                  "decision": self.decision.describe() if self.decision else None, "not_timed": self.not_timed})
 
 

@@ -37,7 +37,7 @@ class BenchRun:
 
     def write(self, files: ResultFiles) -> None:
         """The rows as JSON (with the machine and configuration), CSV and Markdown, each where asked."""
-        payload = {"machine": machine_info(),
+        payload = {"machine": machine_info().as_dict(),
                    "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()}, "results": self.rows}
         if self.profiles:
             payload["profiles"] = [asdict(profile) for profile in self.profiles]

@@ -35,6 +35,7 @@ class CompareResult:
     layers: list[LayerDiff] | None = None
     first_divergent: LayerDiff | None = None
     saturation: list[Saturation] = field(default_factory=list)  # with --per-layer, a Q/DQ side's most clipped quantizers
+    saturation_on: str = ""  # the images the clipping was measured on
     twin: str | None = None  # "int8" or "fp16": B is A's INT8 or FP16 file from one export, judged as export judged it
     int8_check: Int8Check | None = None  # for an INT8 twin: the export's gate, rerun
     warnings: list[str] = field(default_factory=list)  # a side known to lose accuracy on this CPU
@@ -80,12 +81,24 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
             if onnx_side.onnx_path is None:
                 raise DeployKitError("--per-layer compares with an ONNX file: give at least one .onnx file or export folder")
             result.layers = per_layer_diffs(torch_side.build(), load_onnx(onnx_side.onnx_path), inputs)
-        result.first_divergent = first_divergent(result.layers, config.layer_tolerance)
+        # a twin differs layer by layer by design: the layers are diagnostics there, FP32's tolerance judges nothing
+        result.first_divergent = None if twin else first_divergent(result.layers, config.layer_tolerance)
+        clipping_inputs, result.saturation_on = _clipping_images(first if twin == "int8" else None, inputs)
         for side in (first, second):
             if side.onnx_path is not None:
-                result.saturation += [s for s in activation_saturation(load_onnx(side.onnx_path), inputs) if s.clipped > 0]
+                result.saturation += [s for s in activation_saturation(load_onnx(side.onnx_path), clipping_inputs) if s.clipped > 0]
         result.saturation = sorted(result.saturation, key=lambda s: -s.clipped)[:SATURATION_ROWS]
     return result
+
+
+def _clipping_images(twin: ModelRef | None, inputs):
+    """(images, their description): an INT8 twin's held-out photos as its manifest's gate read them, so the figures are
+    the manifest's; otherwise the parity inputs."""
+    if twin is None:
+        return inputs, f"the {len(inputs)} parity inputs (random tensors and photos)"
+    gate = QuantizeConfig.from_gate_record(twin.manifest.sections.get("int8", {}).get("gate", {}))
+    holdout = load_samples(gate.holdout, Preprocess.recorded(twin.manifest.input), HOLDOUT_LIMIT, "held-out")
+    return holdout, f"the {len(holdout)} held-out images the export's gate used ({gate.holdout})"
 
 
 def _twin(first: ModelRef, second: ModelRef) -> str | None:

@@ -71,7 +71,7 @@ class ExportResult:
     @property
     def int8_runtime(self) -> str:
         """The CPU runtime the INT8 file's layout is for (its speed is judged there)."""
-        return "openvino" if self.int8 is not None and self.int8.settings["layout"] == "openvino" else "ort"
+        return "openvino" if self.int8 is not None and self.int8.settings.layout == "openvino" else "ort"
 
     @property
     def int8_slower(self) -> bool:

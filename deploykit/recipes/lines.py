@@ -19,9 +19,9 @@ def int8_lines(int8: QuantizeResult) -> list[str]:
     lines = [f"INT8: {int8.qdq_nodes} Q/DQ nodes, {calibration['samples']} calibration samples, {calibration['method']}, "
              f"cache {calibration['cache']}, {int8.biases_corrected} biases corrected",
              f"INT8 vs FP32: {verdict} {check.summary()}"]
-    target = CpuTarget.recorded(int8.settings.get("cpu_target"))
+    target = CpuTarget.recorded(int8.settings.cpu_target)
     if target is not None and target.kind != ANY:
-        lines.insert(1, f"INT8 made for {target.describe(int8.settings.get('cpu_requested') or '')}")
+        lines.insert(1, f"INT8 made for {target.describe(int8.settings.cpu_requested or '')}")
     clipped = [s for s in int8.saturation if s.clipped > 0]
     if clipped:
         worst = clipped[0]

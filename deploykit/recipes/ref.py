@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from deploykit.errors import DeployKitError, first_line
 from deploykit.progress import report
 from deploykit.manifest import BEST_NAME, ONNX_NAME, PRUNED_NAME, ExportFolder, InputRecord, Manifest
-from deploykit.models import ModelSpec, get_spec, resolve_name
+from deploykit.models import ModelSpec, get_spec, resolve_name, split_reference
 from deploykit.models.pretrained import PublishedWeights, is_weights_tag
 from deploykit.models.sources import DEFAULT_SEED, Checkpoint, Published, RandomInit, Weights, resolve_weights
 
@@ -150,10 +150,9 @@ def _same_source(a: Weights, b: Weights) -> bool:
 def parse_model_ref(text: str) -> ModelRef:
     """Turn a command-line model reference into a ModelRef (nothing is built or loaded yet)."""
     text = str(text)
-    name, colon, rest = text.partition(":")
+    name, colon, _ = text.partition(":")
     if colon and not Path(text).exists() and _is_registry_name(name):
-        if not rest:
-            raise DeployKitError(f"{text}: name the weights after the colon, e.g. {name}:IMAGENET1K_V1 or {name}:model.pth")
+        name, rest = split_reference(text)
         if not is_weights_tag(rest) and not Path(rest).is_file():
             raise DeployKitError(f"checkpoint {rest} does not exist; pass a checkpoint file or a published tag such as IMAGENET1K_V1")
         spec = get_spec(name)

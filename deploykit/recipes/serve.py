@@ -23,9 +23,8 @@ from deploykit.recipes.configs import ServerBenchConfig
 from deploykit.serve.client import RemoteModel
 from deploykit.serve.cpu_copy import make_cpu_copy
 from deploykit.serve.load import Configuration, LoadLevel, measure_level, original_config, reload_with
-from deploykit.serve.server import Ports, TritonServer, require_free, workdir
+from deploykit.serve.server import START_TIMEOUT_S, Ports, TritonServer, require_free, workdir
 
-DEFAULT_START_TIMEOUT_S = 120.0
 MAX_DISTINCT_REQUESTS = 16
 
 
@@ -50,7 +49,7 @@ class Serving:
 
 
 @contextlib.contextmanager
-def serving(repo: Path, ports: Ports = Ports(), start_timeout_s: float = DEFAULT_START_TIMEOUT_S) -> Iterator[Serving]:
+def serving(repo: Path, ports: Ports = Ports(), start_timeout_s: float = START_TIMEOUT_S) -> Iterator[Serving]:
     """Start tritonserver over a CPU working copy of ``repo``; stop it and remove the copy when the block ends."""
     require_free(ports)  # before any copy is made
     with workdir() as folder:
@@ -98,7 +97,7 @@ class LoadRun:
                 for level in self.levels]
 
     def write(self, path: Path) -> None:
-        atomic_write_json(path, {"machine": machine_info(), "server": self.url, "config": asdict(self.config), "results": self.rows(),
+        atomic_write_json(path, {"machine": machine_info().as_dict(), "server": self.url, "config": asdict(self.config), "results": self.rows(),
                                  "skipped": self.skipped})
 
 

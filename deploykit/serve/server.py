@@ -37,6 +37,7 @@ from deploykit.errors import DeployKitError
 from deploykit.processes import dying_with_this_process, owned_temp_dir, remove_abandoned
 
 HOST = "127.0.0.1"
+START_TIMEOUT_S = 120.0  # every model loaded within this (``serve --start-timeout``)
 STOP_WAIT_S = 20.0
 _ERROR_LINE = re.compile(r"^E\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] (.*)$")
 _LOAD_FAILURE = re.compile(r"^failed to load '([^']+)' version \d+: (?:\w+: )?(.*)$")

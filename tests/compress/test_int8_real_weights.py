@@ -25,16 +25,6 @@ pytestmark = pytest.mark.xdist_group("real-mobilenet")
 
 
 @pytest.fixture(scope="module")
-def real_int8(real_checkpoint, tmp_path_factory):
-    """`deploykit export mobilenet --weights <real checkpoint> --int8`, default options."""
-    out = tmp_path_factory.mktemp("real_int8")
-    weights = real_checkpoint(CHECKPOINT)
-    result, text = run_cli("export", "mobilenet", "--weights", weights, "--int8", "--out", out)
-    assert result.exit_code == 0, result.output
-    return out / "mobilenet_v2", weights, text
-
-
-@pytest.fixture(scope="module")
 def labelled(imagenet_sample, foolbox_photos):
     """name -> (images, labels) of both labelled sets, preprocessed for the model (cached per model name)."""
     cache = {}
@@ -104,6 +94,22 @@ def test_bench_measures_agreement_on_the_photos_export_judged_and_says_so(real_i
     (row,) = json.loads((tmp_path / "b.json").read_text())["results"]
     assert row["measured_on"] == f"{check['samples']} images of the bundled held-out photos" and check["samples"] == 48
     assert abs(row["agreement_top1"] - check["top1_agreement"]) < 1e-9, (row["agreement_top1"], check)
+
+
+def test_compare_per_layer_on_the_int8_twin_is_diagnosis_on_the_gates_photos(real_int8, tmp_path):
+    """compare --per-layer on an INT8 twin that passed its gate: no "first divergent layer" by FP32's 0.001 (it named
+    features.1 at 0.252), and the clipping is measured on the held-out photos the manifest's figures came from (it
+    said 3.087% for the input quantizer on the 12 parity inputs, random tensors among them, against the manifest's
+    0.274%)."""
+    folder, _, _ = real_int8
+    manifest = json.loads((folder / "manifest.json").read_text())["int8"]["saturation_holdout"]["most_clipped"]
+    result, text = run_cli("compare", folder / "model.onnx", folder / "model.int8.onnx", "--per-layer",
+                           "--json", tmp_path / "c.json")
+    assert result.exit_code == 0, result.output
+    assert "first divergent layer" not in text and "not judged layer by layer" in text
+    assert "on the 48 held-out images the export's gate used" in text
+    clipped = {s["tensor"]: s["clipped"] for s in json.loads((tmp_path / "c.json").read_text())["saturation"]}
+    assert all(abs(clipped[entry["tensor"]] - entry["clipped"]) < 1e-5 for entry in manifest[:3]), (clipped, manifest[:3])
 
 
 def test_graph_output_stays_float_and_saturation_is_recorded(real_int8):
