@@ -22,6 +22,7 @@ on both at batch 1 and 32, all files taking turns in rotated rounds of one proce
 
 from __future__ import annotations
 
+from functools import partial
 import argparse
 import json
 import subprocess
@@ -178,7 +179,7 @@ def time_files(spec_path: Path) -> None:
             for round_index in range(ROUNDS):
                 start = round_index % len(order)
                 for key, runner in order[start:] + order[:start]:
-                    samples[(key, batch)].append(measure_latency(lambda: runner.infer(x), batch=batch, warmup=2, runs=runs).p50_ms)
+                    samples[(key, batch)].append(measure_latency(partial(runner.infer, x), batch=batch, warmup=2, runs=runs).p50_ms)
     finally:
         for runner in reversed(list(runners.values())):  # OpenVINO's signal stacks must be released in reverse order
             runner.close()

@@ -21,6 +21,7 @@ long process have died of segmentation faults here, see results/int8.md).
 
 from __future__ import annotations
 
+from functools import partial
 import argparse
 import json
 import os
@@ -113,7 +114,7 @@ def one_model(name: str, weights: Path | None, labelled: Path, work: Path) -> di
         for round_index in range(ROUNDS):  # rotated: no combination always runs right after another (onnxruntime's
             start = round_index % len(order)  # spinning threads slow whatever runs next)
             for key, runner in order[start:] + order[:start]:
-                samples[key].append(measure_latency(lambda: runner.infer(x), warmup=3, runs=RUNS_PER_ROUND).p50_ms)
+                samples[key].append(measure_latency(partial(runner.infer, x), warmup=3, runs=RUNS_PER_ROUND).p50_ms)
     finally:
         for runner in runners.values():
             runner.close()
@@ -124,7 +125,7 @@ def one_model(name: str, weights: Path | None, labelled: Path, work: Path) -> di
         with cpu_runner(paths[file], runtime) as runner:
             for batch in THROUGHPUT_BATCHES:
                 data = np.random.default_rng(0).standard_normal((batch, *spec.input_shape), dtype=np.float32)
-                stats = measure_latency(lambda: runner.infer(data), batch=batch, warmup=2, runs=50, max_seconds=THROUGHPUT_SECONDS)
+                stats = measure_latency(partial(runner.infer, data), batch=batch, warmup=2, runs=50, max_seconds=THROUGHPUT_SECONDS)
                 throughput.append({"file": file, "runtime": runtime, "batch": batch, "streams": 1,
                                    "images_per_s": round(stats.throughput, 1), "p50_ms": round(stats.p50_ms, 2)})
         streams = os.cpu_count() or 1

@@ -22,6 +22,7 @@ the digits test split.
 
 from __future__ import annotations
 
+from functools import partial
 import argparse
 import json
 import subprocess
@@ -78,7 +79,7 @@ def interleaved_p50(runners: dict, x: np.ndarray) -> dict[str, float]:
     samples: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(ROUNDS):
         for name, runner in runners.items():
-            samples[name].append(measure_latency(lambda: runner.infer(x), warmup=3, runs=RUNS_PER_ROUND).p50_ms)
+            samples[name].append(measure_latency(partial(runner.infer, x), warmup=3, runs=RUNS_PER_ROUND).p50_ms)
     return {name: float(np.median(values)) for name, values in samples.items()}
 
 

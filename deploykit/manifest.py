@@ -19,7 +19,7 @@ import shutil
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -267,7 +267,7 @@ class ExportFolder:
         for name in files:
             manifest.files[name] = {"sha256": sha256_file(self.path / name), "bytes": (self.path / name).stat().st_size}
         atomic_write_json(self.manifest_path, {
-            **manifest.to_json(), "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **manifest.to_json(), "updated": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": shlex.join(sys.argv), "versions": package_versions(),
         })
         return manifest

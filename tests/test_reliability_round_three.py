@@ -5,7 +5,6 @@ import json
 import os
 import socket
 
-import pytest
 
 from tests.cli import run_cli
 

@@ -8,7 +8,7 @@ import os
 import platform
 import shlex
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 
 from deploykit.manifest import package_versions
@@ -72,5 +72,5 @@ def machine_info() -> MachineInfo:
     return MachineInfo(cpu_model(), os.cpu_count(),
                        sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}),
                        torch.get_num_threads(), platform.platform(), package_versions(),
-                       shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), datetime.now(UTC).isoformat(timespec="seconds"),
                        torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)

@@ -14,6 +14,7 @@ that crashes there costs the timing, not the export, and PyTorch's threads stay 
 
 from __future__ import annotations
 
+from functools import partial
 import json
 import math
 import subprocess
@@ -239,7 +240,7 @@ def interleaved_rounds(runners: dict[tuple[str, str, str], Runner], shape: tuple
     for round_index in range(rounds):
         for key, runner in order[round_index % len(order):] + order[:round_index % len(order)]:
             time.sleep(SETTLE_S)
-            measured[key].append(measure_latency(lambda: runner.infer(x), batch=shape[0], warmup=2, runs=RUNS_PER_ROUND,
+            measured[key].append(measure_latency(partial(runner.infer, x), batch=shape[0], warmup=2, runs=RUNS_PER_ROUND,
                                                  max_seconds=ROUND_SECONDS, min_runs=MIN_RUNS))
     return measured
 

@@ -49,7 +49,6 @@ class WeightRounding:
 
     @classmethod
     def measure(cls, fp32: onnx.ModelProto, images: np.ndarray) -> WeightRounding:
-        import torch
 
         weights = {init.name: numpy_helper.to_array(init) for init in fp32.graph.initializer}
         nodes = [n for n in fp32.graph.node if n.op_type in ROUNDED_OPS and len(n.input) > 1 and n.input[1] in weights

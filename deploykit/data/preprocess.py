@@ -41,7 +41,7 @@ class Preprocess:
         return cls(record.size, record.resize, tuple(record.mean), tuple(record.std), record.interpolation)
 
     @classmethod
-    def for_model(cls, spec: ModelSpec, input_size: int | None = None, published: PublishedWeights | None = None) -> "Preprocess":
+    def for_model(cls, spec: ModelSpec, input_size: int | None = None, published: PublishedWeights | None = None) -> Preprocess:
         """The model's evaluation preprocessing; with published weights at their crop size, exactly their recipe."""
         size = input_size or spec.input_size
         if published is not None and size == published.crop:
@@ -50,7 +50,7 @@ class Preprocess:
         return cls.default(size, spec.mean, spec.std)
 
     @classmethod
-    def default(cls, size: int, mean: tuple[float, float, float], std: tuple[float, float, float]) -> "Preprocess":
+    def default(cls, size: int, mean: tuple[float, float, float], std: tuple[float, float, float]) -> Preprocess:
         """ImageNet's evaluation rule (resize to size / 0.875, then crop); tiny (CIFAR-scale) inputs are used whole."""
         return cls(size=size, resize=size if size <= 64 else int(round(size / CROP_FRACTION)), mean=tuple(mean), std=tuple(std))
 

@@ -5,7 +5,7 @@ ResNet-50 and deeper are "v1.5": the stride of a downsampling bottleneck sits in
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -8,6 +8,7 @@ accuracy when a labelled folder is given.
 
 from __future__ import annotations
 
+from functools import partial
 from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
@@ -90,7 +91,7 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
             reset_peak_rss()
             if config.no_data_transfers and hasattr(runner, "data_transfers"):
                 runner.data_transfers = False  # agreement above was measured with the copies; the timing goes without
-            stats = measure_latency(lambda: runner.infer(x), batch=batch, warmup=config.warmup, warmup_seconds=config.warmup_seconds,
+            stats = measure_latency(partial(runner.infer, x), batch=batch, warmup=config.warmup, warmup_seconds=config.warmup_seconds,
                                     **({"runs": MAX_TIMED_RUNS, "max_seconds": config.duration_s, "min_runs": 1}
                                        if config.duration_s else {"runs": config.runs}))
             split = getattr(runner, "last_timings", None)

@@ -38,7 +38,7 @@ class Runner(ABC):
         self.name = name
         self.is_loaded = False
 
-    def load(self) -> "Runner":
+    def load(self) -> Runner:
         if not self.is_loaded:
             self.load_impl()
             self.is_loaded = True
@@ -61,7 +61,7 @@ class Runner(ABC):
             self.close_impl()
             self.is_loaded = False
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         return self.load()
 
     def __exit__(self, *exc_info) -> None:

@@ -86,7 +86,7 @@ class RemoteModel:
             raise bad("parameters", raw, "string parameters")
         parameters = {key: value.get("string_value", "") for key, value in raw.items()}
         model = cls(address, name, tensors["input"]["name"], tensors["output"]["name"], datatype, max_batch, parameters)
-        model.preprocess  # read now, so a damaged record is one line before any request
+        _ = model.preprocess  # read now, so a damaged record is one line before any request
         return model
 
     @property

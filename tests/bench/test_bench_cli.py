@@ -197,6 +197,11 @@ def test_options_that_cannot_apply_are_refused_before_any_work(tmp_path):
         result = run("bench", folder, "--engine", "ort", *options, "--json", tmp_path / "never.json")
         assert result.exit_code == 2 and result.output.count("\n") == 1 and expected in result.output, result.output
         assert not (tmp_path / "never.json").exists()
+    foreign = tmp_path / "elsewhere" / "foreign.onnx"  # no manifest: its fixed 32x32 input, not an internal batch, is named
+    foreign.parent.mkdir()
+    shutil.copy(folder / "model.onnx", foreign)
+    result = run("bench", foreign, "--engine", "ort", "--input-size", 160)
+    assert result.exit_code == 2 and "takes 32x32 inputs (fixed in the file), so --input-size 160 cannot apply" in result.output
 
 
 def test_data_is_read_whole_unless_limited_and_duration_times_by_the_clock(tmp_path):

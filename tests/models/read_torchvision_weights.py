@@ -6,15 +6,16 @@ Run once in a side venv (torchvision is no dependency of deploykit), from the re
     /tmp/tv/bin/python tests/models/read_torchvision_weights.py /tmp/names.json > /tmp/tv.json
 then keep the rows with an ImageNet top-1 (drop antialias/num_params) in deploykit/models/pretrained.json.
 """
-import json, sys
+import json
+import sys
 import torch
 # This side venv pairs PyPI's torchvision with the CPU torch file, whose C++ ops do not load; only the
 # weight enums (pure Python) are read, so the fake-kernel registrations of those ops are skipped.
 _register_fake = torch.library.register_fake
 torch.library.register_fake = lambda *a, **k: (lambda f: f)
-import torchvision
+import torchvision  # noqa: E402 (after the patch above)
 torch.library.register_fake = _register_fake
-from torchvision.models import get_model_weights, list_models
+from torchvision.models import get_model_weights, list_models  # noqa: E402
 
 names = json.load(open(sys.argv[1]))
 rows = []

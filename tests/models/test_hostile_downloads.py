@@ -29,7 +29,7 @@ def scripted_server(reply):
         while not stop.is_set():
             try:
                 connection, _ = listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             with connection:
                 connection.settimeout(5)
