@@ -103,11 +103,11 @@ def export_result(result: ExportResult) -> None:
         runtime = result.int8_runtime
         fp32, int8 = result.runtimes.find(runtime, "fp32"), result.runtimes.find(runtime, "int8")
         hint = TRT_LAYOUT_HINT if result.int8.settings.layout == "trt" else ""
-        console.print(f"INT8 IS SLOWER THAN FP32 on {CPU_RUNTIMES[runtime]} ({int8.p50_ms:.2f} ms vs {fp32.p50_ms:.2f} ms): "
-                      f"deploy the FP32 model there{hint}", style="bold red")
+        console.print(f"INT8 IS SLOWER THAN FP32 on {CPU_RUNTIMES[runtime]} ({int8.paired(fp32)}): deploy the FP32 model "
+                      f"there{hint}", style="bold red")
     if result.fp16_slower_on:
-        pairs = [f"{CPU_RUNTIMES[runtime]} {result.runtimes.find(runtime, 'fp16').p50_ms:.2f} ms vs "
-                 f"{result.runtimes.find(runtime, 'fp32').p50_ms:.2f} ms" for runtime in result.fp16_slower_on]
+        pairs = [f"{CPU_RUNTIMES[runtime]} ({result.runtimes.find(runtime, 'fp16').paired(result.runtimes.find(runtime, 'fp32'))})"
+                 for runtime in result.fp16_slower_on]
         console.print(f"FP16 IS SLOWER THAN FP32 on {', '.join(pairs)}: these CPU runtimes do not compute in float16 here; "
                       "deploy the FP32 model on this CPU (model.fp16.onnx is for GPUs)", style="bold red")
     if result.triton is not None:

@@ -56,7 +56,7 @@ def all_files(result: AllFiles) -> None:
     console.print(f"{quality} measured on {result.images.describe()}" + ("" if quality == "top-1" else
                   " (top-1 agreement with the PyTorch FP32 model)"))
     for entry in [e for e in result.entries if e.slower_than_fp32]:
-        console.print(f"{entry.timing.file} IS SLOWER THAN FP32 on {RUNTIME_NAMES[entry.timing.runtime]}: deploy the FP32 "
+        console.print(f"{entry.timing.file} IS SLOWER THAN FP32 on {RUNTIME_NAMES[entry.timing.runtime]} ({entry.slower_than_fp32}): deploy the FP32 "
                       "file there", style="bold red")
     if result.decision is not None:
         console.print(f"{'chosen' if result.decision.tie else 'fastest'}: {result.decision.describe()}")

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.xdist_group("publish")
 
 def export_process(out, size):
     return subprocess.Popen([sys.executable, "-m", "deploykit", "export", "cifar_resnet20", "--input-size", str(size), str(size),
-                             "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                             "--no-timing", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def consistent_size(folder) -> int:
@@ -83,7 +83,7 @@ def test_sigkill_inside_the_publish_window_leaves_the_old_or_the_new_export(tmp_
         ("after exchange", 24),  # swapped in at once; the previous version not yet removed
     ]:
         process = subprocess.Popen([sys.executable, "-c", STOP_AT_STEP, step, "export", "cifar_resnet20", "--input-size", "24",
-                                    "--out", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                    "--no-timing", "--out", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         assert stopped(process), f"the export never reached {step!r}: {process.stderr.read()[-1000:]}"
         process.send_signal(signal.SIGKILL)
         process.wait()

@@ -42,8 +42,8 @@ ROUND_SECONDS = 1.0  # a combination's timed runs in one round stop after this, 
 MIN_RUNS = 3
 # The runtime timed just before keeps its worker threads spinning for a while after its last call: on 2 cores that
 # took OpenVINO INT8 MobileNet-v2 from 0.91 to 1.51 ms. A pause of 0.05 s before each combination gave the figures it
-# has timed alone (0.02 s did not, in one of two runs); 0.1 s leaves a margin.
-SETTLE_S = 0.1
+# has timed alone, in two runs of two (0.02 s did not, in one of them).
+SETTLE_S = 0.05
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 PROCESS_TIMEOUT_S = 900
 TIMED_PRECISIONS = ("fp32", "int8", "fp16", "bf16")
@@ -73,6 +73,13 @@ class Combination:
 
     def describe(self) -> str:
         return f"{self.name} ({self.file}, {self.spread()})"
+
+    def paired(self, other: Combination) -> str:
+        """This against ``other`` round by round, as the decisions read it: "1.39x its time, slower in 6 of 7 rounds"."""
+        if not self.rounds_ms or len(self.rounds_ms) != len(other.rounds_ms):
+            return f"{self.p50_ms / other.p50_ms:.2f}x its p50"
+        ratios = [mine / theirs for mine, theirs in zip(self.rounds_ms, other.rounds_ms)]
+        return f"{float(np.median(ratios)):.2f}x its time, slower in {sum(r > 1 for r in ratios)} of {len(ratios)} paired rounds"
 
     def slower_beyond_noise(self, other: Combination, margin: float = TIE_MARGIN) -> bool:
         """Whether this is slower than ``other`` by over ``margin`` with ``CONFIDENCE``: the sign-test lower bound of

@@ -39,7 +39,7 @@ class Entry:
     p99_ms: float
     top1: float | None
     agreement: float | None  # top-1 agreement with the PyTorch FP32 model (or the FP32 file without one)
-    slower_than_fp32: bool  # beyond noise, on its own runtime
+    slower_than_fp32: str | None  # beyond noise, on its own runtime: how much, round by round
 
     @property
     def best_batch(self) -> int:
@@ -135,12 +135,17 @@ def bench_all(text: str, config: BenchConfig, json_path: Path | None = None) -> 
             round(float(np.median([s.p90_ms for s in rounds[1][key]])), 3), round(float(np.median([s.p99_ms for s in rounds[1][key]])), 3),
             topk_accuracy(values, measured.labels, 1) if measured.labels is not None else None,
             float(np.mean(values.argmax(1) == reference.argmax(1))),
-            key[2] != "fp32" and key[1] != "torch" and timings.slower_than_fp32(key[0], key[1]) is not None))
+            _slower(timings, key)))
     result = AllFiles(folder.path, manifest.model.name, entries, measured.images, timings.decision, not_timed,
                       subject.ref.random_weights)
     if json_path is not None:
         result.write(json_path)
     return result
+
+
+def _slower(timings: RuntimeTimings, key: tuple[str, str, str]) -> str | None:
+    pair = timings.slower_than_fp32(key[0], key[1]) if key[2] != "fp32" and key[1] != "torch" else None
+    return pair[0].paired(pair[1]) if pair else None
 
 
 def _checks(sections: dict) -> dict:

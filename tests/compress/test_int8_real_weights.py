@@ -24,7 +24,7 @@ LITE0 = "efficientnet-lite0-57934424.pth"
 pytestmark = pytest.mark.xdist_group("real-mobilenet")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def labelled(imagenet_sample, foolbox_photos):
     """name -> (images, labels) of both labelled sets, preprocessed for the model (cached per model name)."""
     cache = {}
