@@ -44,12 +44,13 @@ def all_files(result: AllFiles) -> None:
     """bench --all: one row per file and runtime, a slower file in red, then the choice and what was not timed."""
     quality = "top-1" if any(e.top1 is not None for e in result.entries) else "FP32 agree"
     rows = table(f"{result.folder}: every file on every runtime, interleaved", [(c, "left" if i < 3 else "right") for i, c in enumerate(
-        ("file", "runtime", "precision", "size", "p50 ms b1 [rounds]", "img/s b1", "best img/s (batch)", quality, "check"))])
+        ("file", "runtime", "precision", "size", "p50 ms [rounds]", "img/s, first batch", "best img/s (batch)", quality, "check"))])
+    first = min(result.entries[0].throughput) if result.entries else 1
     for entry in result.entries:
         timing, best = entry.timing, entry.best_batch
         rows.add_row(timing.file, RUNTIME_NAMES[timing.runtime], timing.precision.upper(),
                      size_of(entry.size_bytes) if entry.size_bytes else "-", timing.spread().replace(" ms", ""),
-                     f"{entry.throughput[1]:.1f}", f"{entry.throughput[best]:.1f} ({best})",
+                     f"{entry.throughput[first]:.1f}", f"{entry.throughput[best]:.1f} ({best})",
                      f"{(entry.top1 if entry.top1 is not None else entry.agreement):.1%}", entry.check,
                      style="bold red" if entry.slower_than_fp32 else None)
     console.print(rows)

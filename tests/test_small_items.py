@@ -44,7 +44,7 @@ def test_another_spelling_is_named_and_random_weights_are_warned_before_the_work
 
 @pytest.mark.parametrize("typo, meant", [("cifar_resnt20", "cifar_resnet20"), ("cifar_resnet20/model.int9.onnx", "model.onnx")])
 def test_a_mistyped_path_gets_a_did_you_mean(typo, meant, tmp_path):
-    exported, _ = run_cli("export", "cifar_resnet20", "--input-size", 16, "--out", tmp_path)
-    assert exported.exit_code == 0
+    (tmp_path / "cifar_resnet20").mkdir()
+    (tmp_path / "cifar_resnet20" / "model.onnx").write_bytes(b"")  # the names are what is suggested: nothing is read
     result, text = run_cli("bench", tmp_path / typo, "--engine", "ort")
     assert result.exit_code == 2 and "does not exist; did you mean" in text and meant in text.split("did you mean")[1], text

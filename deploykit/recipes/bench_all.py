@@ -68,7 +68,8 @@ class AllFiles:
                              "p50_ms": round(batch * 1e3 / throughput, 4), "p90_ms": entry.p90_ms, "p99_ms": entry.p99_ms,
                              "throughput": throughput, "size_bytes": entry.size_bytes, "check": entry.check,
                              "agreement_top1": entry.agreement, "accuracy_top1": entry.top1, "measured_on": self.images.describe(),
-                             "rounds_ms": list(entry.timing.rounds_ms) if batch == 1 else None, "chosen_by": "all"})
+                             "rounds_ms": list(entry.timing.rounds_ms) if batch == min(entry.throughput) else None,
+                             "chosen_by": "all"})
         return rows
 
     def write(self, path: Path) -> None:
@@ -120,22 +121,19 @@ def bench_all(text: str, config: BenchConfig, json_path: Path | None = None) -> 
             runner.close()
     logits = dict(zip(runners, measured.logits))
     reference = logits[next(iter(runners))]  # PyTorch FP32, else the FP32 file on onnxruntime
-    checks[(ONNX_NAME, "bf16")] = ("FP16 tolerances PASS" if compare_logits(reference, logits[(ONNX_NAME, "openvino", "bf16")],
-                                                                            FP16_TOLERANCES).passed else "FP16 tolerances FAIL") \
-        if (ONNX_NAME, "openvino", "bf16") in logits else ""
-    timings = RuntimeTimings(1, len(rounds[1][next(iter(runners))]), tuple(
-        Combination(key[0], key[1], key[2], _passed(checks, key), round(float(np.median([s.p50_ms for s in rounds[1][key]])), 3),
-                    tuple(round(s.p50_ms, 3) for s in rounds[1][key])) for key in runners))
-    entries = []
-    for key, timing in zip(runners, timings.combinations):
-        values = logits[key]
-        entries.append(Entry(
-            timing, (folder.path / key[0]).stat().st_size if key[0] != TORCH_FILE else None, _check(checks, key),
-            {batch: round(batch * 1e3 / float(np.median([s.p50_ms for s in rounds[batch][key]])), 1) for batch in batches},
-            round(float(np.median([s.p90_ms for s in rounds[1][key]])), 3), round(float(np.median([s.p99_ms for s in rounds[1][key]])), 3),
-            topk_accuracy(values, measured.labels, 1) if measured.labels is not None else None,
-            float(np.mean(values.argmax(1) == reference.argmax(1))),
-            _slower(timings, key)))
+    bf16 = logits.get((ONNX_NAME, "openvino", "bf16"))
+    if bf16 is not None:  # OpenVINO's bf16 on the FP32 file, judged by FP16's tolerances as export judges it
+        checks["bf16"] = f"FP16 tolerances {'PASS' if compare_logits(reference, bf16, FP16_TOLERANCES).passed else 'FAIL'}"
+    first = batches[0]  # 1, or a fixed-batch export's batch
+    timings = RuntimeTimings(first, len(rounds[first][next(iter(runners))]), tuple(
+        Combination(key[0], key[1], key[2], "FAIL" not in _check(checks, key), _median(rounds[first][key], "p50_ms"),
+                    tuple(round(s.p50_ms, 3) for s in rounds[first][key])) for key in runners))
+    entries = [Entry(timing, (folder.path / key[0]).stat().st_size if key[0] != TORCH_FILE else None, _check(checks, key),
+                     {batch: round(batch * 1e3 / _median(rounds[batch][key], "p50_ms"), 1) for batch in batches},
+                     _median(rounds[first][key], "p90_ms"), _median(rounds[first][key], "p99_ms"),
+                     topk_accuracy(logits[key], measured.labels, 1) if measured.labels is not None else None,
+                     float(np.mean(logits[key].argmax(1) == reference.argmax(1))), _slower(timings, key))
+               for key, timing in zip(runners, timings.combinations)]
     result = AllFiles(folder.path, manifest.model.name, entries, measured.images, timings.decision, not_timed,
                       subject.ref.random_weights)
     if json_path is not None:
@@ -148,8 +146,8 @@ def _slower(timings: RuntimeTimings, key: tuple[str, str, str]) -> str | None:
     return pair[0].paired(pair[1]) if pair else None
 
 
-def _checks(sections: dict) -> dict:
-    """file -> what it passed at export, from the manifest; a file whose check failed is left out."""
+def _checks(sections: dict) -> dict[str, str]:
+    """file -> what it passed at export, from the manifest (a file without a record is not benched)."""
     checks = {}
     parity = sections.get("parity", {})
     if ONNX_NAME in parity:
@@ -165,11 +163,11 @@ def _checks(sections: dict) -> dict:
     return checks
 
 
-def _check(checks: dict, key: tuple[str, str, str]) -> str:
+def _check(checks: dict[str, str], key: tuple[str, str, str]) -> str:
     if key[0] == TORCH_FILE:
         return "the reference"
-    return checks[(ONNX_NAME, "bf16")] if key[2] == "bf16" else checks[key[0]]
+    return checks["bf16"] if key[2] == "bf16" else checks[key[0]]
 
 
-def _passed(checks: dict, key: tuple[str, str, str]) -> bool:
-    return "FAIL" not in _check(checks, key)
+def _median(stats: list, field: str) -> float:
+    return round(float(np.median([getattr(s, field) for s in stats])), 3)
