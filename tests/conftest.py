@@ -241,12 +241,19 @@ def foolbox_photos() -> Path:
 
 @pytest.fixture(scope="session")
 def real_int8(real_checkpoint, tmp_path_factory):
-    """`deploykit export mobilenet --weights <real checkpoint> --int8`, default options: made once per test process
-    (a module-scoped fixture was made again each time a worker came back to its module)."""
+    """`deploykit export mobilenet --weights <real checkpoint> --int8`, default options: made once per test run, shared by
+    the xdist workers through their common temporary folder (their tests were measured running on both workers, each
+    making it, 14 s apiece)."""
+    from filelock import FileLock
+
     from tests.cli import run_cli
 
-    out = tmp_path_factory.mktemp("real_int8")
+    base = tmp_path_factory.getbasetemp()  # under xdist, a worker's folder inside this run's: share the run's
+    shared = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "real_int8"
     weights = real_checkpoint("mobilenet_v2-b0353104.pth")
-    result, text = run_cli("export", "mobilenet", "--weights", weights, "--int8", "--out", out)
-    assert result.exit_code == 0, result.output
-    return out / "mobilenet_v2", weights, text
+    with FileLock(str(shared) + ".lock"):
+        if not (shared / "mobilenet_v2" / "manifest.json").is_file() or not (shared / "export.txt").is_file():
+            result, text = run_cli("export", "mobilenet", "--weights", weights, "--int8", "--out", shared)
+            assert result.exit_code == 0, result.output
+            (shared / "export.txt").write_text(text)
+    return shared / "mobilenet_v2", weights, (shared / "export.txt").read_text()
