@@ -58,14 +58,14 @@ def stream_logits(runners: list, folder: Path | None, preprocess, num_classes: i
     """Every runner's logits over a labelled folder (``limit`` images spread over it, else all), streamed through a
     DataLoader so the images are never all in memory; without a folder, over the bundled held-out photos export's
     INT8 gate uses."""
-    from deploykit.data import DEFAULT_HOLDOUT_DIR, LabelledImages, evenly_spaced, find_images, load_images
+    from deploykit.data import DEFAULT_HOLDOUT_DIR, LabelledImages, evenly_spaced
+    from deploykit.data.calibration import HOLDOUT_LIMIT, load_samples
     from deploykit.parity import run_all
 
-    if folder is None:
-        paths = find_images(DEFAULT_HOLDOUT_DIR)
-        images = load_images(paths, preprocess)
+    if folder is None:  # read as the gate reads them
+        images = load_samples(DEFAULT_HOLDOUT_DIR, preprocess, HOLDOUT_LIMIT, "held-out")
         return LabelledLogits(tuple(run_all(r, images) for r in runners), None,
-                              ImageSet(len(paths), "the bundled held-out photos", len(paths)))
+                              ImageSet(len(images), "the bundled held-out photos", len(images)))
     from deploykit.data.calibration import DIGITS
 
     if str(folder) == DIGITS:

@@ -71,6 +71,12 @@ class Combination:
             return f"{self.p50_ms:.2f} ms"
         return f"{self.p50_ms:.2f} ms [rounds {min(self.rounds_ms):.2f}-{max(self.rounds_ms):.2f}]"
 
+    @classmethod
+    def from_rounds(cls, key: tuple[str, str, str], passed: bool, rounds: list[LatencyStats]) -> Combination:
+        """(file, runtime, precision) timed in ``rounds``: the median of the rounds' p50, and each round's."""
+        p50s = [stats.p50_ms for stats in rounds]
+        return cls(*key, passed, round(float(np.median(p50s)), 3), tuple(round(v, 3) for v in p50s))
+
     def describe(self) -> str:
         return f"{self.name} ({self.file}, {self.spread()})"
 
@@ -211,10 +217,7 @@ def time_runtimes(folder: Path, files: dict[str, tuple[str, bool]], shape: tuple
     finally:
         for runner in runners.values():
             runner.close()
-    samples = {key: [stats.p50_ms for stats in measured] for key, measured in rounds.items()}
-    combinations = tuple(Combination(name, runtime, precision, passed[key], round(float(np.median(samples[key])), 3),
-                                     tuple(round(v, 3) for v in samples[key]))
-                         for key in runners for name, runtime, precision in [key])
+    combinations = tuple(Combination.from_rounds(key, passed[key], rounds[key]) for key in runners)
     return RuntimeTimings(shape[0], ROUNDS, combinations, tuple(not_timed))
 
 

@@ -9,10 +9,9 @@ import numpy as np
 from deploykit.choices import CALIBRATION_METHODS, INT8_LAYOUTS
 from deploykit.compress.configs import QuantizeConfig
 from deploykit.data import Preprocess, load_labelled_folder
-from deploykit.data.calibration import load_samples
+from deploykit.data.calibration import HOLDOUT_LIMIT, load_samples
 from deploykit.errors import DeployKitError
 
-HOLDOUT_LIMIT = 256
 VAL_LIMIT = 10_000
 
 

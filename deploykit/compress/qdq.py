@@ -28,10 +28,6 @@ class Quantizer:
     qmin: int
     qmax: int
 
-    @property
-    def symmetric(self) -> bool:
-        return self.zero_point == 0 and self.qmin < 0
-
 
 class QdqGraph:
     """Producer/consumer maps and initializers of a graph (built once; nodes may be rewired afterwards)."""
@@ -110,7 +106,7 @@ class QdqGraph:
 
 def groups(node: onnx.NodeProto) -> int:
     """A Conv's ``group`` attribute (1 when absent)."""
-    return next((attribute.i for attribute in node.attribute if attribute.name == "group"), 1)
+    return _attribute(node, "group", 1)
 
 
 def float_graph_outputs(model: onnx.ModelProto) -> int:

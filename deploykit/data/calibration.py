@@ -13,6 +13,7 @@ from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 
 MIN_CALIBRATION_SAMPLES = 8
+HOLDOUT_LIMIT = 256  # held-out images the INT8 gate reads; bench's default agreement reads the same
 MAX_ARRAY_BYTES = 2**31  # 2 GB of float32 samples: some 10,000 images at 224x224, far more than calibration needs
 ARRAY_SUFFIXES = {".npy", ".npz"}
 DIGITS = "digits"  # scikit-learn's real digits, as --data takes them: calibration reads the training split, checks the test split

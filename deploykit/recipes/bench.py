@@ -70,7 +70,6 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
     runner = make_runner(subject, config, size)  # may export first: the memory peak below starts after it
     rows = []
     with runner:
-        fixed = runner.input_metadata().shape[0]
         reference = None if subject.foreign_onnx else TorchRunner(subject.ref.build(), (3, size, size))  # FP32, to agree with
         with reference or nullcontext():
             measured = stream_logits([runner, *([reference] if reference else [])], config.data, preprocess, num_classes,
@@ -84,9 +83,7 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
         nonfinite = nonfinite_images(logits)
         if nonfinite:
             report(f"warning: {nonfinite_note(nonfinite, len(logits))}", style="bold red")
-        for batch in config.batches:
-            if fixed is not None and batch != fixed:
-                raise DeployKitError(f"{runner.name} takes a fixed batch of {fixed}; export with --dynamic-batch to bench batch {batch}")
+        for batch in config.batches:  # a batch the file cannot take was refused before any work (check_batches)
             x = np.random.default_rng(0).standard_normal((batch, 3, size, size), dtype=np.float32)
             reset_peak_rss()
             if config.no_data_transfers and hasattr(runner, "data_transfers"):

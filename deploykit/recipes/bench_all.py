@@ -126,8 +126,7 @@ def bench_all(text: str, config: BenchConfig, json_path: Path | None = None) -> 
         checks["bf16"] = f"FP16 tolerances {'PASS' if compare_logits(reference, bf16, FP16_TOLERANCES).passed else 'FAIL'}"
     first = batches[0]  # 1, or a fixed-batch export's batch
     timings = RuntimeTimings(first, len(rounds[first][next(iter(runners))]), tuple(
-        Combination(key[0], key[1], key[2], "FAIL" not in _check(checks, key), _median(rounds[first][key], "p50_ms"),
-                    tuple(round(s.p50_ms, 3) for s in rounds[first][key])) for key in runners))
+        Combination.from_rounds(key, "FAIL" not in _check(checks, key), rounds[first][key]) for key in runners))
     entries = [Entry(timing, (folder.path / key[0]).stat().st_size if key[0] != TORCH_FILE else None, _check(checks, key),
                      {batch: round(batch * 1e3 / _median(rounds[batch][key], "p50_ms"), 1) for batch in batches},
                      _median(rounds[first][key], "p90_ms"), _median(rounds[first][key], "p99_ms"),

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from deploykit.compress.int8_check import Int8Check, compare_int8
 from deploykit.compress.cpu_target import CpuTarget
 from deploykit.compress.quantize import judging_runner
-from deploykit.compress.int8_data import HOLDOUT_LIMIT, VAL_LIMIT
+from deploykit.compress.int8_data import VAL_LIMIT
 from deploykit.compress.configs import QuantizeConfig
 from deploykit.compress.saturation import Saturation, activation_saturation
 from deploykit.data import Preprocess, load_labelled_folder
-from deploykit.data.calibration import load_samples
+from deploykit.data.calibration import HOLDOUT_LIMIT, load_samples
 from deploykit.errors import DeployKitError
 from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME
@@ -69,8 +69,9 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
     result = CompareResult(a, b, report, first.random_weights or second.random_weights, twin=twin)
     result.warnings = [w for side in (first, second) if side.onnx_path is not None
                        and (w := cpu_target_warning(side.onnx_path, "ort")) is not None]
-    if twin == "int8":
-        result.int8_check = _int8_check(first, second)
+    holdout = _gate_holdout(first) if twin == "int8" else None  # read once: the gate's rerun and the clipping use them
+    if holdout is not None:
+        result.int8_check = _int8_check(first, second, holdout[0])
     if config.per_layer:
         from deploykit.export.onnx import load_onnx
 
@@ -83,7 +84,7 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
             result.layers = per_layer_diffs(torch_side.build(), load_onnx(onnx_side.onnx_path), inputs)
         # a twin differs layer by layer by design: the layers are diagnostics there, FP32's tolerance judges nothing
         result.first_divergent = None if twin else first_divergent(result.layers, config.layer_tolerance)
-        clipping_inputs, result.saturation_on = _clipping_images(first if twin == "int8" else None, inputs)
+        clipping_inputs, result.saturation_on = holdout or (inputs, f"the {len(inputs)} parity inputs (random tensors and photos)")
         for side in (first, second):
             if side.onnx_path is not None:
                 result.saturation += [s for s in activation_saturation(load_onnx(side.onnx_path), clipping_inputs) if s.clipped > 0]
@@ -91,13 +92,10 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
     return result
 
 
-def _clipping_images(twin: ModelRef | None, inputs):
-    """(images, their description): an INT8 twin's held-out photos as its manifest's gate read them, so the figures are
-    the manifest's; otherwise the parity inputs."""
-    if twin is None:
-        return inputs, f"the {len(inputs)} parity inputs (random tensors and photos)"
-    gate = QuantizeConfig.from_gate_record(twin.manifest.sections.get("int8", {}).get("gate", {}))
-    holdout = load_samples(gate.holdout, Preprocess.recorded(twin.manifest.input), HOLDOUT_LIMIT, "held-out")
+def _gate_holdout(side: ModelRef) -> tuple:
+    """(images, their description): the held-out photos an INT8 export's gate read, as it read them (its manifest's)."""
+    gate = QuantizeConfig.from_gate_record(side.manifest.sections.get("int8", {}).get("gate", {}))
+    holdout = load_samples(gate.holdout, Preprocess.recorded(side.manifest.input), HOLDOUT_LIMIT, "held-out")
     return holdout, f"the {len(holdout)} held-out images the export's gate used ({gate.holdout})"
 
 
@@ -112,9 +110,10 @@ def _twin(first: ModelRef, second: ModelRef) -> str | None:
     return "int8" if names == {ONNX_NAME, INT8_NAME} else "fp16" if names == {ONNX_NAME, FP16_NAME} else None
 
 
-def _int8_check(first: ModelRef, second: ModelRef) -> Int8Check:
-    """The INT8 file against its FP32 file on the images, preprocessing and thresholds the export's gate used, and on the
-    runtime it judged the INT8 file on (OpenVINO for the openvino layout), all read from the manifest."""
+def _int8_check(first: ModelRef, second: ModelRef, holdout) -> Int8Check:
+    """The INT8 file against its FP32 file on the gate's ``holdout`` images, with the preprocessing and thresholds the
+    export's gate used, and on the runtime it judged the INT8 file on (OpenVINO for the openvino layout), all read from
+    the manifest."""
     fp32, int8 = (first, second) if first.onnx_path.name == ONNX_NAME else (second, first)
     manifest = fp32.manifest
     section = manifest.sections.get("int8", {})
@@ -122,7 +121,6 @@ def _int8_check(first: ModelRef, second: ModelRef) -> Int8Check:
     settings = section.get("settings", {})
     layout, target = settings.get("layout", "cpu"), CpuTarget.recorded(settings.get("cpu_target"))
     preprocess = Preprocess.recorded(manifest.input)
-    holdout = load_samples(gate.holdout, preprocess, HOLDOUT_LIMIT, "held-out")
     val_images, labels, mapping = (load_labelled_folder(gate.val, preprocess, manifest.model.num_classes, VAL_LIMIT) if gate.val
                                    else (None, None, None))
     int8_runner, runtime = judging_runner(int8.onnx_path, layout, target)

@@ -13,7 +13,7 @@ from deploykit.bench.accuracy import nonfinite_images, nonfinite_note, topk_hits
 from deploykit.data import LabelledImages, evenly_spaced, load_labelled_folder
 from deploykit.data.calibration import DIGITS
 from deploykit.data.images import batches, loader
-from deploykit.data.training import held_out_indices
+from deploykit.data.training import array_dataset, held_out_indices
 from deploykit.errors import DeployKitError
 from deploykit.choices import MAX_WORKERS
 from deploykit.parity import run_all
@@ -62,7 +62,7 @@ def evaluate(reference: str, config: EvalConfig) -> EvalResult:
         if config.held_out:
             raise DeployKitError("--held-out picks a tenth of each class folder, and digits is already its test split: drop it")
         images, labels, mapping = load_labelled_folder(DIGITS, preprocess, num_classes, config.limit)
-        dataset, indices, class_rule, workers = _in_memory(images, labels), range(len(labels)), mapping.describe(), 0
+        dataset, indices, class_rule, workers = array_dataset(images, labels), range(len(labels)), mapping.describe(), 0
     else:
         dataset = LabelledImages(config.data, preprocess.transform, num_classes)
         if dataset.mapping.warning:
@@ -78,13 +78,6 @@ def evaluate(reference: str, config: EvalConfig) -> EvalResult:
         notes.append(nonfinite_note(hits.nonfinite, hits.images))
     return EvalResult(subject.ref.text, config.engine, config.precision, hits.images, hits.top1 / hits.images,
                       hits.top5 / hits.images, class_rule, round(time.perf_counter() - started, 2), notes)
-
-
-def _in_memory(images, labels):
-    import torch
-    from torch.utils.data import TensorDataset
-
-    return TensorDataset(torch.from_numpy(images), torch.from_numpy(labels.astype("int64")))
 
 
 @dataclass(frozen=True)
