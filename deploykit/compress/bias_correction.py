@@ -16,12 +16,12 @@ from onnx import numpy_helper
 from deploykit.compress.qdq import QdqGraph, groups
 
 
-def correct_biases(fp32: onnx.ModelProto, int8: onnx.ModelProto, input_means: dict[str, np.ndarray]) -> int:
-    """Fold each quantized Conv's mean weight-rounding error into its int32 bias, in place; the number corrected."""
+def correct_biases(fp32: onnx.ModelProto, int8: onnx.ModelProto, input_means: dict[str, np.ndarray]) -> list[str]:
+    """Fold each quantized Conv's mean weight-rounding error into its int32 bias, in place; the corrected nodes."""
     fp32_convs = {node.name: node for node in fp32.graph.node if node.op_type == "Conv"}
     fp32_weights = {init.name: init for init in fp32.graph.initializer}
     graph = QdqGraph(int8)
-    corrected = 0
+    corrected = []
     for node in int8.graph.node:
         source = fp32_convs.get(node.name)
         if node.op_type != "Conv" or source is None or len(node.input) < 3 or source.input[0] not in input_means:
@@ -38,7 +38,7 @@ def correct_biases(fp32: onnx.ModelProto, int8: onnx.ModelProto, input_means: di
         info = np.iinfo(np.int32)
         quantized = np.clip(np.round((values - shift) / scale), info.min, info.max).astype(np.int32)
         bias.CopyFrom(numpy_helper.from_array(quantized, bias.name))
-        corrected += 1
+        corrected.append(node.name)
     return corrected
 
 

@@ -28,13 +28,11 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from deploykit.compress.configs import QatConfig
-from deploykit.compress.qdq import QdqGraph
+from deploykit.compress.qdq import WEIGHTED_OPS, QdqGraph
 from deploykit.data.images import batches, loader
 from deploykit.errors import DeployKitError
 from deploykit.parity import once_called_outputs
 from deploykit.progress import stage
-
-WEIGHTED = {"Conv", "Gemm", "MatMul"}
 
 
 @dataclass(frozen=True)
@@ -96,7 +94,7 @@ def read_plan(int8: onnx.ModelProto) -> QuantizationPlan:
         activations[tensor] = ActivationQuantizer(float(quantizer.scale), quantizer.zero_point, quantizer.qmin, quantizer.qmax)
     weights, biases, weight_qmax = {}, {}, 0
     for node in int8.graph.node:
-        dequantize = graph.producers.get(node.input[1]) if node.op_type in WEIGHTED and len(node.input) > 1 else None
+        dequantize = graph.producers.get(node.input[1]) if node.op_type in WEIGHTED_OPS and len(node.input) > 1 else None
         if dequantize is None or not graph.dequantizes_initializer(node.input[1]):
             continue
         parameter = dequantize.input[0].removesuffix("_quantized")
@@ -188,12 +186,12 @@ class SimulatedQuantization:
         graph = plan.graph
         producer = graph.producers.get(tensor)
         owner = producer.name.rpartition("/")[0] if producer is not None else ""
-        if producer is not None and producer.op_type in WEIGHTED and owner in modules and owner in single_use:
+        if producer is not None and producer.op_type in WEIGHTED_OPS and owner in modules and owner in single_use:
             self.handles.append(modules[owner].register_forward_hook(lambda module, args, output: fake_quant(output)))
             return True
         readers = [node for quantize in graph.consumers.get(tensor, []) if quantize.op_type == "QuantizeLinear"
                    for dequantize in graph.consumers.get(quantize.output[0], []) if dequantize.op_type == "DequantizeLinear"
-                   for node in graph.consumers.get(dequantize.output[0], []) if node.op_type in WEIGHTED]
+                   for node in graph.consumers.get(dequantize.output[0], []) if node.op_type in WEIGHTED_OPS]
         layers = {graph.producers[node.input[1]].input[0].removesuffix("_quantized").rpartition(".")[0]
                   for node in readers if node.input[1] in graph.producers}
         layers = {name for name in layers if name in modules and name in single_use}

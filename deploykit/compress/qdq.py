@@ -4,7 +4,7 @@ placement rules of each layout."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +12,7 @@ import onnx
 from onnx import numpy_helper
 
 QDQ = ("QuantizeLinear", "DequantizeLinear")
+WEIGHTED_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})  # compute nodes with a weight input
 
 
 _INTEGER_RANGES = {onnx.TensorProto.UINT8: (0, 255), onnx.TensorProto.INT8: (-128, 127)}
@@ -138,6 +139,29 @@ def float_graph_outputs(model: onnx.ModelProto) -> int:
     return removed
 
 
+def keep_float(model: onnx.ModelProto, names: Collection[str], reference: onnx.ModelProto) -> None:
+    """Run the compute nodes ``names`` in float, in place: each input read through a Q/DQ pair is rewired to the float
+    tensor behind it (remove_pairs), and every constant input (weight, bias) is ``reference``'s own, unrounded and
+    uncorrected (the FP32 graph the file was quantized from, whose nodes have the same names). The accuracy
+    fallback ranks layers and ships the file with this one edit."""
+    names = set(names)
+    remove_pairs(model, lambda node, index, graph: node.name in names)
+    originals = {node.name: node for node in reference.graph.node if node.name in names}
+    initializers = {init.name: init for init in reference.graph.initializer}
+    current = {init.name for init in model.graph.initializer}
+    for node in model.graph.node:
+        for index, name in enumerate(node.input if node.name in originals else ()):
+            original = originals[node.name].input[index]
+            if original not in initializers or name not in current:
+                continue
+            replacement = f"{original}/fp32"
+            if replacement not in current:
+                model.graph.initializer.append(numpy_helper.from_array(numpy_helper.to_array(initializers[original]), replacement))
+                current.add(replacement)
+            node.input[index] = replacement
+    drop_unused(model)
+
+
 def remove_pairs(model: onnx.ModelProto, removed: Callable[[onnx.NodeProto, int, QdqGraph], bool]) -> int:
     """Rewire every compute-node input that ``removed(node, index, graph)`` picks from its Q/DQ pair to the float tensor
     behind it (a weight or bias: to a float initializer of its dequantized values), then drop what nobody reads; in
@@ -163,7 +187,7 @@ def remove_pairs(model: onnx.ModelProto, removed: Callable[[onnx.NodeProto, int,
     return rewired
 
 
-WEIGHTED = ("Conv", "ConvTranspose", "Gemm")
+_LOADER_QUANTIZED = ("Conv", "ConvTranspose", "Gemm")  # the ops whose float weights WeightBiasQuantization rewrites
 
 
 def shield_float_layers(model: onnx.ModelProto) -> list[str]:
@@ -176,7 +200,7 @@ def shield_float_layers(model: onnx.ModelProto) -> list[str]:
     """
     graph = QdqGraph(model)
     shielded = []
-    for node in [n for n in model.graph.node if n.op_type in WEIGHTED]:
+    for node in [n for n in model.graph.node if n.op_type in _LOADER_QUANTIZED]:
         dq, weight = graph.producers.get(node.input[0]), graph.initializers.get(node.input[1])
         if dq is None or dq.op_type != "DequantizeLinear" or weight is None or weight.data_type != onnx.TensorProto.FLOAT:
             continue

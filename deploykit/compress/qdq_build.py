@@ -14,8 +14,7 @@ import onnx
 from deploykit.compress.bias_correction import correct_biases
 from deploykit.compress.calibrate import ActivationStats
 from deploykit.compress.configs import QuantizeConfig
-from deploykit.compress.fallback import WEIGHTED_OPS
-from deploykit.compress.qdq import float_graph_outputs, shield_float_layers
+from deploykit.compress.qdq import WEIGHTED_OPS, float_graph_outputs, keep_float, shield_float_layers
 from deploykit.compress.openvino_placement import apply_openvino_rules, first_layer_weights
 from deploykit.compress.trt_placement import apply_tensorrt_rules
 from deploykit.compress.weight_rounding import WeightRounding
@@ -116,56 +115,75 @@ def quiet_ort(function, *args) -> None:
         function(*args)
 
 
-def build_qdq(pre_path: Path, pre_proto: onnx.ModelProto, out_path: Path, settings: Int8Settings, exclude: list[str], ranges_path: Path,
-              stats: ActivationStats, rounding: WeightRounding | None) -> int:
-    """Quantize from the cached ranges, keep the graph outputs float, round the weights against their layers' outputs
-    (with ``rounding``), bias-correct (unless the settings say not to), then apply the layout's placement rules; the
-    number of corrected convolutions."""
-    quiet_ort(quantize_static_qdq, pre_path, out_path, None, settings, exclude, ranges_path)
-    quantized = onnx.load(str(out_path))
+@dataclass(frozen=True)
+class QdqBuild:
+    """A quantized, bias-corrected graph before the layout's placement rules, and the convolutions bias correction
+    changed. ``shipped(kept)`` is the file as it ships with the ``kept`` layers in FP32: the fallback ranks layers on
+    it and ships it, one edit for both."""
+
+    quantized: onnx.ModelProto
+    reference: onnx.ModelProto  # the FP32 graph it was quantized from (quant_pre_process's output)
+    settings: Int8Settings
+    corrected: tuple[str, ...]
+
+    def shipped(self, kept: list[str]) -> onnx.ModelProto:
+        model = onnx.ModelProto()
+        model.CopyFrom(self.quantized)
+        keep_float(model, kept, self.reference)
+        if self.settings.layout == "trt":
+            apply_tensorrt_rules(model)
+        elif self.settings.layout == "openvino":
+            apply_openvino_rules(model)
+        else:
+            shield_float_layers(model)
+        return model
+
+    def corrected_in(self, kept: list[str]) -> int:
+        """The bias-corrected convolutions that ship quantized (a layer kept in FP32 ships its own bias)."""
+        return len(set(self.corrected) - set(kept))
+
+
+def build_qdq(pre_path: Path, pre_proto: onnx.ModelProto, work_path: Path, settings: Int8Settings, exclude: list[str],
+              ranges_path: Path, stats: ActivationStats, rounding: WeightRounding | None) -> QdqBuild:
+    """Quantize from the cached ranges (through ``work_path``), keep the graph outputs float, round the weights against
+    their layers' outputs (with ``rounding``), and bias-correct (unless the settings say not to)."""
+    quiet_ort(quantize_static_qdq, pre_path, work_path, None, settings, exclude, ranges_path)
+    quantized = onnx.load(str(work_path))
     float_graph_outputs(quantized)
     if rounding is not None:
         rounding.apply(quantized)
-    corrected = correct_biases(pre_proto, quantized, stats.channel_means) if settings.bias_correction else 0
-    if settings.layout == "trt":
-        apply_tensorrt_rules(quantized)
-    elif settings.layout == "openvino":
-        apply_openvino_rules(quantized)
-    else:
-        shield_float_layers(quantized)
-    onnx.save(quantized, str(out_path))
-    return corrected
+    corrected = correct_biases(pre_proto, quantized, stats.channel_means) if settings.bias_correction else []
+    return QdqBuild(quantized, pre_proto, settings, tuple(corrected))
 
 
 @dataclass(frozen=True)
 class RangeChoice:
-    """The range method closest to FP32, every method's score, and the chosen method's INT8 file, already built."""
+    """The range method closest to FP32, every method's score, and the chosen method's build, so that it is not built
+    again."""
 
     method: str
     scores: dict[str, float]
-    built: Path
-    corrected: int  # convolutions bias-corrected in ``built``
+    build: QdqBuild
 
 
 def choose_ranges(fp32_path: Path, pre_path: Path, pre_proto: onnx.ModelProto, workdir: Path, settings: Int8Settings,
                   excluded: list[str], ranges: dict[str, Path], stats: ActivationStats, rounding: WeightRounding | None,
                   samples: np.ndarray) -> RangeChoice:
-    """The range method whose INT8 output is closest to FP32 on calibration samples (the held-out set stays unseen).
+    """The range method whose shipped INT8 output is closest to FP32 on calibration samples (the held-out set stays
+    unseen).
 
     Robust ranges win on photos, where a few images stretch the extremes; global extremes win where
-    rare large activations carry the signal (strokes on a black background). Each candidate is built in
-    ``workdir``; the chosen one is kept, so that it is not built again.
+    rare large activations carry the signal (strokes on a black background).
     """
     with OrtRunner(fp32_path) as runner:
         reference = run_all(runner, samples)
-    scores, corrected = {}, {}
+    scores, builds = {}, {}
     for method, path in ranges.items():
-        corrected[method] = build_qdq(pre_path, pre_proto, workdir / f"{method}.onnx", settings, excluded, path, stats,
-                                     rounding)
-        with OrtRunner(workdir / f"{method}.onnx") as runner:
+        builds[method] = build_qdq(pre_path, pre_proto, workdir / f"{method}.onnx", settings, excluded, path, stats, rounding)
+        with OrtRunner(builds[method].shipped([]).SerializeToString()) as runner:
             scores[method] = round(mean_cosine(reference, run_all(runner, samples)), 6)
     method = max(scores, key=scores.get)
-    return RangeChoice(method, scores, workdir / f"{method}.onnx", corrected[method])
+    return RangeChoice(method, scores, builds[method])
 
 
 def classifier_inputs(proto: onnx.ModelProto) -> frozenset[str]:

@@ -10,7 +10,7 @@ min/max, compress/calibrate.py) and bias correction of the rounded weights
 The result is checked against FP32 on held-out images (mean logit cosine, FP32 top-1 within INT8
 top-5, top-1 agreement), or, with a labelled ``val`` folder, by the drop in top-1 accuracy
 (compress/int8_check.py). Below the gate, the layers that add the most error, ranked once, are kept
-in FP32 in growing groups and re-quantized from the cached statistics (compress/fallback.py).
+in FP32 in growing groups, by the same graph edit the ranking measured (compress/fallback.py, qdq.keep_float).
 This module holds the options, the result and the steps in order; each step lives in its own module.
 """
 
@@ -28,7 +28,7 @@ from deploykit.compress.configs import QuantizeConfig
 from deploykit.compress.cpu_target import CpuTarget
 from deploykit.compress.calibrate import ROBUST_METHODS, write_ort_ranges
 from deploykit.compress.calibration_cache import cache_files, cached_statistics
-from deploykit.compress.fallback import KeptLayer, growing, layer_sensitivity
+from deploykit.compress.fallback import KeptLayer, candidates, growing, layer_sensitivity
 from deploykit.compress.int8_check import Int8Check, Int8GateError, compare_int8
 from deploykit.compress.int8_data import QuantizationData
 from deploykit.compress.qdq_build import (build_qdq, choose_ranges, classifier_inputs, Int8Settings, pre_process, quiet_ort,
@@ -114,38 +114,36 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
             write_ort_ranges(stats.ranges("minmax") | fixed_ranges, ranges["fixed"])
         calibration["cache"] = "reused" if reused else "computed"
         int8_path = Path(workdir) / "int8.onnx"
-        choice = None
         if len(methods) > 1:
             with stage(f"choosing activation ranges ({' or '.join(methods)})"):
                 choice = choose_ranges(fp32_path, pre_path, pre_proto, Path(workdir), settings, excluded, ranges,
                                        stats, rounding, data.calibration[:SELECTION_SAMPLES])
             calibration |= {"chosen": choice.method, "selection_mean_cosine": choice.scores}
-        ranges_path = ranges[choice.method if choice else methods[0]]
+            built, ranges_path = choice.build, ranges[choice.method]
+        else:
+            ranges_path = ranges[methods[0]]
+            built = build_qdq(pre_path, pre_proto, int8_path, settings, excluded, ranges_path, stats, rounding)
         calibration["cache_file"] = ranges_path.name
         judged_on = judging_runtime(config.layout)
         with OrtRunner(judged_against or fp32_path) as fp32_runner:
             fp32_logits = _Logits(run_all(fp32_runner, data.holdout), _maybe_run(fp32_runner, data.val_images))
 
-        def attempt(kept: list[KeptLayer]) -> tuple[Int8Check, int]:
-            if choice is not None and not kept:  # the chosen method's file, built while choosing
-                os.replace(choice.built, int8_path)
-                corrected = choice.corrected
-            else:
-                corrected = build_qdq(pre_path, pre_proto, int8_path, settings, excluded + [k.node for k in kept], ranges_path,
-                                      stats, rounding)
-            return _check(fp32_logits, int8_path, data, config), corrected
+        def attempt(kept: list[KeptLayer]) -> Int8Check:
+            onnx.save(built.shipped([k.node for k in kept]), str(int8_path))
+            return _check(fp32_logits, int8_path, data, config)
 
         kept: list[KeptLayer] = []
         with stage(f"quantizing and checking INT8 on {len(data.holdout)} held-out images"):
-            check, corrected = attempt(kept)
+            check = attempt(kept)
         if not check.passed and enforce_gate and config.max_fallback_layers:
             with stage("ranking layers by what keeping each in FP32 gains"):
-                ranked = layer_sensitivity(pre_proto, onnx.load(str(int8_path)), data.calibration[:SENSITIVITY_SAMPLES], excluded)
+                ranked = layer_sensitivity(built.shipped, candidates(built.quantized, pre_proto, excluded), pre_proto,
+                                           data.calibration[:SENSITIVITY_SAMPLES])
             limit = min(config.max_fallback_layers, len(ranked))
             for count in growing(limit):
                 kept = ranked[:count]
                 with stage(f"fallback: {count} of up to {limit} layers kept in FP32"):
-                    check, corrected = attempt(kept)
+                    check = attempt(kept)
                 if check.passed:
                     break
         if not check.passed and enforce_gate:
@@ -169,7 +167,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
                      "CPU's fused AVX2 kernels can saturate its 8-bit weights: to deploy on this CPU, export with --cpu avx2")
     if config.layout == "openvino" and judged_on != "openvino":
         notes.append(f"this openvino-layout file was judged on onnxruntime, not on the runtime it is for: {openvino_problem()}")
-    return QuantizeResult(out_path, check, kept, excluded, calibration, settings, enforce_gate, qdq_nodes, corrected, notes,
+    return QuantizeResult(out_path, check, kept, excluded, calibration, settings, enforce_gate, qdq_nodes,
+                          built.corrected_in([k.node for k in kept]), notes,
                           saturation, classifier_inputs(pre_proto), gate=config.gate_record())
 
 

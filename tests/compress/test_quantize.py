@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 from click.testing import CliRunner
 
 from deploykit import DeployKitError
@@ -108,6 +109,7 @@ def test_fallback_keeps_sensitive_layers_and_says_which(trained_digits, tmp_path
     from deploykit.compress.quantize import quantize_int8
     from deploykit.data import Preprocess
     from deploykit.models import get_spec
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32 = export(ExportConfig(trained_digits.name, time_runtimes=False, out=tmp_path, weights=str(trained_digits.weights), input_size=trained_digits.size))
     config = QuantizeConfig(calib=trained_digits.calib, holdout=trained_digits.holdout)
@@ -121,6 +123,15 @@ def test_fallback_keeps_sensitive_layers_and_says_which(trained_digits, tmp_path
     assert all(k.output_gain > 0 for k in result.kept_fp32)
     kept = result.manifest_entry()["kept_fp32_by_fallback"]
     assert [k["node"] for k in kept] == [k.node for k in result.kept_fp32] and kept[0]["output"] == "relu"  # the stem conv, its ReLU fused by the pre-processing
+    # the file ships the edit the ranking measured: the kept conv reads the image itself and the FP32 graph's own weights
+    quant_pre_process(str(fp32.onnx_path), str(tmp_path / "pre.onnx"))
+    float_stem, stem = (next(n for n in onnx.load(str(path)).graph.node if n.name == "bn1/Conv") for path in (tmp_path / "pre.onnx", result.path))
+    assert stem.input[0] == float_stem.input[0] == "input"
+    assert np.array_equal(_initializer(result.path, stem.input[1]), _initializer(tmp_path / "pre.onnx", float_stem.input[1]))
+
+
+def _initializer(path, name):
+    return next(numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer if i.name == name)
 
 
 def test_sensitivity_blames_the_layer_whose_input_range_is_wrong(trained_digits, tmp_path):
@@ -128,7 +139,8 @@ def test_sensitivity_blames_the_layer_whose_input_range_is_wrong(trained_digits,
     import onnx
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from deploykit.compress.fallback import layer_sensitivity
+    from deploykit.compress.fallback import candidates, layer_sensitivity
+    from deploykit.compress.qdq_build import Int8Settings, QdqBuild
 
     squeezed = tmp_path / "squeezed.npy"
     np.save(squeezed, np.load(trained_digits.calib) * 0.5)
@@ -137,8 +149,9 @@ def test_sensitivity_blames_the_layer_whose_input_range_is_wrong(trained_digits,
                                                                          min_cosine=-1.0, min_top5=0.0,
                                                                          min_confident_agreement=0.0)))
     quant_pre_process(str(result.onnx_path), str(tmp_path / "pre.onnx"))
-    ranked = layer_sensitivity(onnx.load(str(tmp_path / "pre.onnx")), onnx.load(str(result.folder / "model.int8.onnx")),
-                               trained_digits.test_images[:16], [])
+    pre = onnx.load(str(tmp_path / "pre.onnx"))
+    built = QdqBuild(onnx.load(str(result.folder / "model.int8.onnx")), pre, Int8Settings.for_config(QuantizeConfig()), ())
+    ranked = layer_sensitivity(built.shipped, candidates(built.quantized, pre, []), pre, trained_digits.test_images[:16])
     assert ranked[0].node == "bn1/Conv" and ranked[0].output_gain > 0.3
 
 
