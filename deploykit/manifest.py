@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from deploykit.batch import DYNAMIC, Batch
 from deploykit.choices import INTERPOLATIONS, MAX_INPUT_SIZE
 from deploykit.errors import DeployKitError
 from deploykit.io import (atomic_write_json, exchange_paths, exclusive_lock, make_temporary_dir, recover_interrupted_exchange,
@@ -114,7 +115,7 @@ class ModelRecord:
 
 @dataclass(frozen=True)
 class InputRecord:
-    shape: list  # [batch or "batch", 3, H, W]
+    shape: list  # [batch.Batch.dim, 3, H, W]
     mean: list
     std: list
     resize: int
@@ -128,9 +129,7 @@ class InputRecord:
     def size(self) -> int:
         return int(self.shape[-1])
 
-    @property
-    def dynamic_batch(self) -> bool:
-        return not isinstance(self.shape[0], int)
+    batch = property(lambda self: Batch.of(self.shape[0]))
 
 
 @dataclass
@@ -187,7 +186,7 @@ def _check_fields(model: ModelRecord, inputs: InputRecord | None, files: object,
     if inputs is None:
         return
     shape = inputs.shape
-    if (not isinstance(shape, list) or len(shape) != 4 or not (shape[0] == "batch" or is_int(shape[0], 1, 65536))
+    if (not isinstance(shape, list) or len(shape) != 4 or not (shape[0] == DYNAMIC or is_int(shape[0], 1, 65536))
             or shape[1] != 3 or not all(is_int(d, 1, MAX_INPUT_SIZE) for d in shape[2:]) or shape[2] != shape[3]):
         raise wrong("input.shape", f'[batch or "batch", 3, N, N] with N up to {MAX_INPUT_SIZE}', shape)
     for name in ("mean", "std"):

@@ -16,7 +16,7 @@ LAYERS = [
     ("deploykit.runtime",),
     ("deploykit.data",),
     ("deploykit.models", "deploykit.manifest", "deploykit.profile", "deploykit.catalog"),
-    ("deploykit.errors", "deploykit.io", "deploykit.processes", "deploykit.choices", "deploykit.quiet", "deploykit.progress"),
+    ("deploykit.errors", "deploykit.batch", "deploykit.io", "deploykit.processes", "deploykit.choices", "deploykit.quiet", "deploykit.progress"),
 ]
 
 

@@ -8,6 +8,7 @@ reads well in Netron. The names survive simplification and Q/DQ quantization.
 from __future__ import annotations
 
 import ast
+from dataclasses import dataclass
 from pathlib import Path
 
 import onnx
@@ -21,6 +22,20 @@ from deploykit.quiet import quiet
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 _SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    """How a model is exported: the same options export a fine-tuned copy into a graph with the same tensor names."""
+
+    shape: tuple[int, int, int, int]  # (batch, channels, height, width) of the example input
+    opset: int = DEFAULT_OPSET
+    dynamic_batch: bool = False
+    simplify: bool = False  # the export's simplified graph was kept (onnxslim)
+
+    def of(self, model: nn.Module) -> onnx.ModelProto:
+        proto = torch_to_onnx(model, self.shape, self.opset, self.dynamic_batch)
+        return simplify_onnx(proto) if self.simplify else proto
 
 
 def torch_to_onnx(model: nn.Module, input_shape: tuple[int, int, int, int], opset: int = DEFAULT_OPSET,

@@ -251,7 +251,7 @@ def _matching_export(subject: Subject, config: BenchConfig, name: str) -> Path |
         manifest = folder.read()
         int8 = manifest.sections.get("int8", {}).get("settings", {})
         if (manifest.model.name == spec.name and manifest.model.weights.matches(subject.ref.weights)
-                and manifest.input.size == subject.ref.input_size(config.input_size) and manifest.input.dynamic_batch
+                and manifest.input.size == subject.ref.input_size(config.input_size) and manifest.input.batch.dynamic
                 and (name != INT8_NAME or int8.get("layout") == _int8_layout(config))):
             return candidate
     return None

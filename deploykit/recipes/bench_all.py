@@ -89,7 +89,7 @@ def bench_all(text: str, config: BenchConfig, json_path: Path | None = None) -> 
     files = {name: precision for name, precision in ((ONNX_NAME, "fp32"), (FP16_NAME, "fp16"), (INT8_NAME, "int8"))
              if (folder.path / name).is_file() and name in checks}
     size = subject.input_size()
-    fixed = None if manifest.input.dynamic_batch else int(manifest.input.shape[0])
+    fixed = manifest.input.batch.size
     batches = (fixed,) if fixed else tuple(sorted({1, *(config.batches or BATCHES_TRIED)}))
     subject.check_batches(batches)
     for name in files:

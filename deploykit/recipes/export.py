@@ -7,22 +7,24 @@ leaves the previous one untouched; an INT8 that fails its gate still leaves the 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from deploykit.batch import Batch
 from deploykit.bench.runtimes import RuntimeTimings, bf16_possible, time_runtimes_apart
 from deploykit.bench.memory import check_memory
 from deploykit.compress.int8_check import Int8GateError
 from deploykit.compress.int8_data import QuantizationData, load_quantization_data
-from deploykit.compress.quantize import QuantizeResult, quantize_int8
+from deploykit.compress.int8 import FineTuning, make_int8
+from deploykit.compress.quantize import QuantizeResult
 from deploykit.data import Preprocess
 from deploykit.data.training import finetune_images
 from deploykit.errors import DeployKitError
 from deploykit.export.fp16 import checked_fp16
-from deploykit.export.onnx import INPUT_NAME, OUTPUT_NAME, check_onnx, simplify_onnx, torch_to_onnx
+from deploykit.export.onnx import INPUT_NAME, OUTPUT_NAME, OnnxExport, check_onnx, simplify_onnx
 from deploykit.io import ensure_writable_dir, sha256_file
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder, InputRecord, Manifest, ModelRecord, WeightsRecord
 from deploykit.models.layers import classifier_outputs
@@ -30,12 +32,13 @@ from deploykit.parity import ParityReport, Tolerances, compare_logits, compare_r
 from deploykit.progress import report, stage
 from deploykit.recipes.configs import ExportConfig
 from deploykit.recipes.lines import int8_lines, runtime_lines
-from deploykit.recipes.qat import quantize_with_qat
 from deploykit.recipes.ref import ModelRef, module_ref, parse_model_ref, warn_random_weights
 from deploykit.recipes.triton import TritonRepository
 from deploykit.runtime import CPU_RUNTIMES, OrtRunner, Runner, TorchRunner
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from deploykit.recipes.compress import ChainVerdict
 
 CALIBRATION_CACHE = "calib-cache"
@@ -113,9 +116,9 @@ class _Source:
     simplified: bool = False
     export_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-    model: object | None = None  # the nn.Module, for QAT
+    model: tuple[nn.Module, OnnxExport] | None = None  # the PyTorch model and how it was exported, for QAT
     random_weights: bool = False
-    batch: int | str = 1  # the file's batch dimension: a number, or "batch" where it is dynamic
+    batch: Batch = Batch(1)
     data: _Data = _Data(None, None)
 
 
@@ -155,9 +158,9 @@ def _torch_source(ref: ModelRef, config: ExportConfig) -> _Source:
     check_memory(model, (max(config.batch, 2), 3, size, size))
     data = _Data.load(config, preprocess, record.num_classes)  # a bad --calib, --val or --qat-data is refused here
     warn_random_weights(ref)  # once the options are known good, before the slow steps
-    started = time.perf_counter()
+    started, exporting = time.perf_counter(), OnnxExport((config.batch, 3, size, size), config.opset, config.dynamic_batch)
     with stage(f"exporting {spec.name} to ONNX (opset {config.opset})"):
-        proto = torch_to_onnx(model, (config.batch, 3, size, size), config.opset, config.dynamic_batch)
+        proto = exporting.of(model)
     export_seconds = time.perf_counter() - started
     raw = proto.SerializeToString()
     with stage("checking the graph (onnx.checker, strict shape inference)"):
@@ -177,8 +180,9 @@ def _torch_source(ref: ModelRef, config: ExportConfig) -> _Source:
     if not parity.passed:
         raise DeployKitError(f"the ONNX export of {spec.name} does not match PyTorch, so nothing was written: {parity.summary()}")
     report(f"parity vs PyTorch: {parity.summary()}")
-    return _Source(spec.name, serialized, pytorch, inputs, preprocess, record, parity, simplified, export_seconds, notes, model,
-                   ref.random_weights, "batch" if config.dynamic_batch else config.batch, data)
+    return _Source(spec.name, serialized, pytorch, inputs, preprocess, record, parity, simplified, export_seconds, notes,
+                   (model, replace(exporting, simplify=simplified)), ref.random_weights,
+                   Batch(None if config.dynamic_batch else config.batch), data)
 
 
 def _onnx_file_source(ref: ModelRef, config: ExportConfig) -> _Source:
@@ -207,13 +211,13 @@ def _onnx_file_source(ref: ModelRef, config: ExportConfig) -> _Source:
     notes = [f"{ref.text} was taken as it is, as the FP32 reference (no PyTorch model to check it against); preprocessing "
              f"from the options: input {size}, mean {tuple(config.mean)}, std {tuple(config.std)}"]
     return _Source(name, serialized, OrtRunner(serialized), parity_inputs(preprocess, image_dir=config.parity_images), preprocess,
-                   record, None, notes=notes, batch=dims[0] or "batch", data=_Data.load(config, preprocess, record.num_classes))
+                   record, None, notes=notes, batch=Batch.of(dims[0]), data=_Data.load(config, preprocess, record.num_classes))
 
 
 def _publish(config: ExportConfig, source: _Source) -> ExportResult:
     """FP16 and INT8 from the source's FP32 file, each checked, then every file and the manifest published at once."""
     preprocess, size, serialized, notes = source.preprocess, source.preprocess.size, source.serialized, source.notes
-    quantization_data, qat_images = source.data.quantization, source.data.qat_images
+    quantization_data = source.data.quantization
     folder = ExportFolder(ensure_writable_dir(Path(config.out) / source.name))
     if config.dynamic_batch and source.parity is not None:
         notes.append(_check_batch_consistency(serialized, source.inputs))
@@ -226,16 +230,14 @@ def _publish(config: ExportConfig, source: _Source) -> ExportResult:
     gate_failure: Int8GateError | None = None
     quantized: QuantizeResult | None = None
     timings: RuntimeTimings | None = None
-    batch = 1 if source.batch == "batch" else source.batch
     with folder.publishing() as staging:  # nothing of this export is visible until every file is ready
         (staging / ONNX_NAME).write_bytes(serialized)
         if fp16 is not None:
             (staging / FP16_NAME).write_bytes(fp16)
         if quantization_data is not None:
             try:
-                quantized = _quantize(config, source.model, staging, quantization_data, qat_images, folder, not source.random_weights,
-                                      {"shape": (config.batch, 3, size, size), "opset": config.opset,
-                                       "dynamic_batch": config.dynamic_batch, "simplified": source.simplified})
+                quantized = make_int8(staging / ONNX_NAME, staging / INT8_NAME, quantization_data, config.quantize,
+                                      folder.path / CALIBRATION_CACHE, not source.random_weights, _finetuning(config, source))
             except Int8GateError as exc:  # the FP32 file passed its checks: it is still published
                 gate_failure = exc
             else:
@@ -243,10 +245,10 @@ def _publish(config: ExportConfig, source: _Source) -> ExportResult:
                     report(line)
                 notes += quantized.notes
         if config.time_runtimes:
-            timings = _time_runtimes(staging, source, fp16 is not None, quantized, (batch, 3, size, size))
+            timings = _time_runtimes(staging, source, fp16 is not None, quantized, (source.batch.timed, 3, size, size))
             for line in runtime_lines(timings, quantized is not None):
                 report(line)
-        inputs_record = InputRecord(shape=[source.batch, 3, size, size],
+        inputs_record = InputRecord(shape=[source.batch.dim, 3, size, size],
                                     mean=list(preprocess.mean), std=list(preprocess.std), resize=preprocess.resize,
                                     interpolation=preprocess.interpolation, name=INPUT_NAME, output=OUTPUT_NAME)
         kept = _keep_twins(folder, staging, inputs_record, made={INT8_NAME: quantization_data is not None, FP16_NAME: fp16 is not None},
@@ -254,7 +256,7 @@ def _publish(config: ExportConfig, source: _Source) -> ExportResult:
         exporter = "torch.onnx (dynamo)" if source.parity is not None else f"none: the user's file {source.record.weights.path}"
         sections = {
             "export": {"opset": _file_opset(serialized), "exporter": exporter, "simplified": source.simplified,
-                       "dynamic_batch": source.batch == "batch", "seconds": round(source.export_seconds, 2), "notes": notes},
+                       "dynamic_batch": source.batch.dynamic, "seconds": round(source.export_seconds, 2), "notes": notes},
             "parity": {ONNX_NAME: {"reference": "pytorch", **source.parity.as_dict()}} if source.parity else {},
         }
         if fp16_parity is not None:
@@ -311,14 +313,12 @@ def _keep_twins(folder: ExportFolder, staging: Path, inputs_record: InputRecord,
     return kept
 
 
-def _quantize(config: ExportConfig, model, staging: Path, data: QuantizationData, qat_images: tuple | None,
-              folder: ExportFolder, enforce_gate: bool, export_options: dict) -> QuantizeResult:
-    """PTQ, or with ``config.qat`` PTQ followed by quantization-aware fine-tuning on ``qat_images`` (dataset, labelled)."""
-    cache = folder.path / CALIBRATION_CACHE
-    if config.qat is None:
-        return quantize_int8(staging / ONNX_NAME, staging / INT8_NAME, data, config.quantize, cache, enforce_gate=enforce_gate)
-    return quantize_with_qat(model, staging / ONNX_NAME, staging / INT8_NAME, data, config.quantize, config.qat, *qat_images,
-                             str(_qat_source(config)), export_options, cache, enforce_gate)
+def _finetuning(config: ExportConfig, source: _Source) -> FineTuning | None:
+    """What QAT needs beyond PTQ, with ``--qat``; None for post-training quantization."""
+    if config.qat is None or source.model is None:
+        return None
+    model, onnx_export = source.model
+    return FineTuning(model, onnx_export, config.qat, *source.data.qat_images, str(_qat_source(config)))
 
 
 def _qat_source(config: ExportConfig) -> Path | str:

@@ -57,7 +57,7 @@ class Subject:
         """Refuse, before any work, a batch size the file cannot take (a fixed-batch export or ONNX file)."""
         manifest = self.ref.manifest
         if manifest is not None and manifest.input is not None:
-            fixed = None if manifest.input.dynamic_batch else int(manifest.input.shape[0])
+            fixed = manifest.input.batch.size
         else:
             fixed = self.ref.signature.input_dims[0] if self.foreign_onnx else None
         wrong = [batch for batch in batches if fixed and batch != fixed]
