@@ -1,6 +1,7 @@
 """Label-free QAT: simulation faithful to the onnxruntime file, same Q/DQ layout as PTQ, digits at least as accurate."""
 
 import copy
+from dataclasses import replace
 import json
 
 import numpy as np
@@ -100,11 +101,13 @@ def test_fixed_ranges_give_back_the_ptq_scales(target, trained_digits, tmp_path)
                               model_kwargs=trained_digits.model_kwargs, quantize=config))
     plan = read_plan(onnx.load(str(ptq.int8_path)))
     data = load_quantization_data(config, Preprocess.for_model(get_spec(trained_digits.name), trained_digits.size), 10)
-    again = tmp_path / "again.onnx"
-    quantize_int8(ptq.onnx_path, again, data, config, tmp_path / "cache",
-                  fixed_ranges=plan.ranges())
-    replan = read_plan(onnx.load(str(again)))
+    other = replace(data, calibration=data.calibration * 0.5)  # calibrating on these alone gives other ranges
+    again, calibrated = tmp_path / "again.onnx", tmp_path / "calibrated.onnx"
+    quantize_int8(ptq.onnx_path, again, other, config, tmp_path / "cache", fixed_ranges=plan.ranges())
+    quantize_int8(ptq.onnx_path, calibrated, other, config, tmp_path / "cache", enforce_gate=False)
+    replan, moved = (read_plan(onnx.load(str(path))) for path in (again, calibrated))
     assert replan.activations.keys() == plan.activations.keys()
     for name, quantizer in plan.activations.items():
         assert replan.activations[name].zero_point == quantizer.zero_point
         assert replan.activations[name].scale == pytest.approx(quantizer.scale, rel=1e-6), name
+    assert sum(moved.activations[name].scale != pytest.approx(q.scale, rel=1e-3) for name, q in plan.activations.items()) > 5
