@@ -2,7 +2,6 @@
 onnxruntime computes (no export, no model)."""
 
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
