@@ -41,8 +41,21 @@ LONGEST_FIRST = (
 )
 
 
+REAL_WEIGHTS_FIXTURES = {"real_checkpoint", "real_int8", "foolbox_photos"}
+
+
 def pytest_collection_modifyitems(config, items):
+    """Markers from what a test uses (pyproject.toml lists them; .ci/compat selects by them): ``real_weights`` for a
+    real pretrained checkpoint, ``serve`` for the tests under tests/serve (a real tritonserver), ``slow`` for the
+    longest tests; then the longest first."""
     rank = {nodeid: index for index, nodeid in enumerate(LONGEST_FIRST)}
+    for item in items:
+        if REAL_WEIGHTS_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.real_weights)
+        if item.nodeid.startswith("tests/serve/"):
+            item.add_marker(pytest.mark.serve)
+        if item.nodeid in rank:
+            item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: rank.get(item.nodeid, len(rank)))  # stable: the others keep their order
 
 
