@@ -35,7 +35,6 @@ LONGEST_FIRST = (
     "tests/test_reliability.py::test_fuzzed_options_never_traceback_or_damage_an_export",
     "tests/test_hostile_round_two.py::test_runtime_and_user_code_errors_are_one_line",
     "tests/compress/test_int8_real_weights.py::test_trt_target_is_written_by_default_and_keeps_top1",
-    "tests/test_publish.py::test_sigkill_inside_the_publish_window_leaves_the_old_or_the_new_export",
     "tests/compress/test_ddp.py::test_mixed_precision_training_on_the_cpu",
     "tests/serve/test_serve_real_weights.py::test_top1_through_the_server_is_evals_on_the_same_file",
 )
