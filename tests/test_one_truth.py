@@ -1,5 +1,6 @@
-"""One truth across commands (issue 21): every item run as a user runs it, `python -m deploykit ...` in a subprocess
-from a fresh folder, on real weights or real data wherever a figure is judged."""
+"""One truth across commands (issue 21): every item run from a fresh folder, on real weights or real data wherever a figure
+is judged; in-process through click's runner (tests/cli.deploykit_here), or `python -m deploykit ...` in a subprocess
+where the process is part of what is tested (start-up time, streamed output, thread settings, stdout of the library)."""
 
 import json
 import os
@@ -15,7 +16,7 @@ from deploykit.bench.report import label, load_results
 from deploykit.compress.configs import PruneConfig
 from deploykit.recipes.configs import PruneCheck
 from deploykit.recipes.prune import PruneAccuracy, PruneReport, PruneSizes, PruneSpeed
-from tests.cli import deploykit
+from tests.cli import deploykit, deploykit_here
 from tests.models.test_pretrained import serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,12 +46,12 @@ def test_labelled_folders_map_by_synset_in_bench_and_eval(imagenet_home, synset_
     """Item 1: bench --data and eval read synset folders under the one rule, and print it (export --val on the 500
     labelled photos: tests/compress/test_int8_real_weights.py::test_val_maps_synset_folders_to_imagenet_classes)."""
     reference = "mobilenet_v2:IMAGENET1K_V1"
-    bench = deploykit("bench", reference, "--engine", "torch", "--data", synset_folder, "--runs", 2, "--warmup", 0,
+    bench = deploykit_here("bench", reference, "--engine", "torch", "--data", synset_folder, "--runs", 2, "--warmup", 0,
                       "--json", "b.json", cwd=tmp_path, env=imagenet_home)
     assert bench.returncode == 0, output(bench)
     assert "classes by ImageNet synset" in bench.stdout
     row = json.loads((tmp_path / "b.json").read_text())["results"][0]
-    evaluation = deploykit("eval", reference, "--engine", "torch", "--data", synset_folder, "--json", "e.json", cwd=tmp_path,
+    evaluation = deploykit_here("eval", reference, "--engine", "torch", "--data", synset_folder, "--json", "e.json", cwd=tmp_path,
                            env=imagenet_home)
     assert evaluation.returncode == 0, output(evaluation)
     assert "classes by ImageNet synset" in evaluation.stdout
@@ -62,24 +63,24 @@ def test_twins_are_judged_as_export_judged_them_and_kept_on_re_export(trained_di
     """Items 2, 4 and 6: compare of model.onnx with its INT8 twin reruns the export's gate (from the manifest), with its
     FP16 twin uses FP16 tolerances; an --fp16 export into the same folder keeps the INT8 file and says so; umask 022."""
     reference = f"cifar_resnet20:{trained_digits.weights}"
-    export = deploykit("export", reference, "--input-size", 16, "--int8", "--calib", "digits", "--holdout", "digits", "--val",
+    export = deploykit_here("export", reference, "--input-size", 16, "--int8", "--calib", "digits", "--holdout", "digits", "--val",
                        "digits", cwd=tmp_path)
     assert export.returncode == 0, output(export)
     folder = tmp_path / "deploykit-out" / "cifar_resnet20"
     gate = json.loads((folder / "manifest.json").read_text())["int8"]["check_vs_fp32"]
-    compare = deploykit("compare", "model.onnx", "model.int8.onnx", "--per-layer", "--json", tmp_path / "c.json", cwd=folder)
+    compare = deploykit_here("compare", "model.onnx", "model.int8.onnx", "--per-layer", "--json", tmp_path / "c.json", cwd=folder)
     assert compare.returncode == 0, output(compare)
     assert "INT8 vs FP32, the export's gate (from its manifest): PASS" in compare.stdout
     assert json.loads((tmp_path / "c.json").read_text())["int8_check"]["int8_top1"] == pytest.approx(gate["int8_top1"])
 
     int8_bytes = (folder / "model.int8.onnx").read_bytes()
-    fp16 = deploykit("export", "cifar_resnet20", "--weights", trained_digits.weights, "--input-size", 16, 16, "--fp16", cwd=tmp_path)
+    fp16 = deploykit_here("export", "cifar_resnet20", "--weights", trained_digits.weights, "--input-size", 16, 16, "--fp16", cwd=tmp_path)
     assert fp16.returncode == 0, output(fp16)
     assert "kept the previous export's model.int8.onnx" in fp16.stdout
     assert (folder / "model.int8.onnx").read_bytes() == int8_bytes and (folder / "model.fp16.onnx").is_file()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert {"model.int8.onnx", "model.fp16.onnx"} <= set(manifest["files"]) and manifest["int8"]["check_vs_fp32"] == gate
-    compare = deploykit("compare", "model.onnx", "model.fp16.onnx", cwd=folder)
+    compare = deploykit_here("compare", "model.onnx", "model.fp16.onnx", cwd=folder)
     assert compare.returncode == 0 and "FP16 vs FP32, the export's FP16 tolerances: PASS" in compare.stdout, output(compare)
 
     for path in (tmp_path / "deploykit-out", folder):
@@ -94,7 +95,7 @@ def digits_weights(trained_digits) -> str:
 
 def test_digits_calibrate_hold_out_and_gate_an_int8_export(digits_weights, tmp_path):
     """Item 1: --calib/--val/--holdout digits, as --data digits; the gate's line names the labels it used."""
-    proc = deploykit("export", digits_weights, "--input-size", 16, "--int8", "--calib", "digits", "--val", "digits",
+    proc = deploykit_here("export", digits_weights, "--input-size", 16, "--int8", "--calib", "digits", "--val", "digits",
                      "--holdout", "digits", cwd=tmp_path)
     assert proc.returncode == 0, output(proc)
     line = next(line for line in proc.stdout.splitlines() if line.startswith("INT8 vs FP32:"))
@@ -120,7 +121,7 @@ def test_stage_results_print_as_each_stage_ends(digits_weights, tmp_path):
 
 def test_bench_says_what_it_exports_and_names_the_file_it_timed(digits_weights, tmp_path):
     """Item 5."""
-    proc = deploykit("bench", digits_weights, "--engine", "ort", "--precision", "int8", "--runs", 2, "--warmup", 0,
+    proc = deploykit_here("bench", digits_weights, "--engine", "ort", "--precision", "int8", "--runs", 2, "--warmup", 0,
                      "--json", "r.json", cwd=tmp_path)
     assert proc.returncode == 0, output(proc)
     timed = json.loads((tmp_path / "r.json").read_text())["results"][0]["file"]
@@ -134,20 +135,20 @@ def test_a_users_module_and_onnx_file(trained_digits, tmp_path):
     (tmp_path / "mynets.py").write_text("import torch\n\ndef build():\n    torch.manual_seed(0)\n    return torch.nn.Sequential("
                                         "torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),"
                                         " torch.nn.Linear(8, 5))\n")
-    proc = deploykit("export", "--module", "mynets.py:build", "--input-size", 32, cwd=tmp_path)
+    proc = deploykit_here("export", "--module", "mynets.py:build", "--input-size", 32, cwd=tmp_path)
     assert proc.returncode == 0, output(proc)
     assert "wrote deploykit-out/mynets_build/model.onnx (" in proc.stdout and "0.0 MB" not in proc.stdout, proc.stdout
     assert " kB, exported" in proc.stdout
 
     (tmp_path / "tvnet.py").write_text("import torch\nfrom torchvision.models import resnet18\n\n"
                                        "def build():\n    torch.manual_seed(0)\n    return resnet18(num_classes=10)\n")
-    proc = deploykit("export", "--module", "tvnet.py:build", "--input-size", 64, cwd=tmp_path)
+    proc = deploykit_here("export", "--module", "tvnet.py:build", "--input-size", 64, cwd=tmp_path)
     assert proc.returncode == 0 and "parity vs PyTorch: PASS" in proc.stdout, output(proc)
 
-    assert deploykit("export", f"cifar_resnet20:{trained_digits.weights}", "--input-size", 16, "--out", "mine",
+    assert deploykit_here("export", f"cifar_resnet20:{trained_digits.weights}", "--input-size", 16, "--out", "mine",
                      cwd=tmp_path).returncode == 0
     (tmp_path / "mine/cifar_resnet20/model.onnx").rename(tmp_path / "foreign.onnx")
-    proc = deploykit("export", "foreign.onnx", "--int8", "--fp16", "--calib", "digits", "--holdout", "digits", "--val", "digits",
+    proc = deploykit_here("export", "foreign.onnx", "--int8", "--fp16", "--calib", "digits", "--holdout", "digits", "--val", "digits",
                      cwd=tmp_path)
     assert proc.returncode == 0, output(proc)
     assert "INT8 vs FP32: PASS" in proc.stdout and "FP16 vs FP32: PASS" in proc.stdout
@@ -177,20 +178,20 @@ def test_a_missing_gpu_or_backend_is_reported_first(command, tmp_path):
 
 def test_input_size_takes_one_or_two_numbers_everywhere(tmp_path):
     """Item 11."""
-    square = deploykit("info", "resnet18", "--input-size", 160, cwd=tmp_path)
-    pair = deploykit("info", "resnet18", "--input-size", 160, 160, cwd=tmp_path)
+    square = deploykit_here("info", "resnet18", "--input-size", 160, cwd=tmp_path)
+    pair = deploykit_here("info", "resnet18", "--input-size", 160, 160, cwd=tmp_path)
     assert square.returncode == pair.returncode == 0 and square.stdout == pair.stdout and "3x160x160" in pair.stdout
     for command in (("bench", "cifar_resnet20", "--engine", "torch", "--runs", 2, "--warmup", 0, "--input-size", 24, 24),
                     ("compare", "cifar_resnet20", "cifar_resnet20", "--no-images", "--input-size", 24, 24)):
-        proc = deploykit(*command, cwd=tmp_path)
+        proc = deploykit_here(*command, cwd=tmp_path)
         assert proc.returncode == 0, output(proc)
-    refused = deploykit("info", "resnet18", "--input-size", 160, 128, cwd=tmp_path)
+    refused = deploykit_here("info", "resnet18", "--input-size", 160, 128, cwd=tmp_path)
     assert refused.returncode == 2 and "square inputs only, got 160x128" in refused.stderr
 
 
 def test_the_python_api_takes_what_the_cli_takes(trained_digits, tmp_path):
     """Item 12: get_model("NAME:CHECKPOINT") and deploykit.load(any reference)."""
-    assert deploykit("export", f"cifar_resnet20:{trained_digits.weights}", "--input-size", 16, cwd=tmp_path).returncode == 0
+    assert deploykit_here("export", f"cifar_resnet20:{trained_digits.weights}", "--input-size", 16, cwd=tmp_path).returncode == 0
     script = (f"import torch, deploykit\nfrom deploykit import get_model\n"
               f"a = get_model('cifar_resnet20:{trained_digits.weights}')\n"
               f"b = deploykit.load('deploykit-out/cifar_resnet20')\n"
@@ -235,7 +236,7 @@ def test_report_tells_runs_apart_and_prints_per_image_and_percent(tmp_path):
         proc = deploykit("bench", "cifar_resnet20", "--engine", "torch", "--threads", threads, "--runs", 3, "--warmup", 0,
                          "--json", f"t{threads}.json", cwd=tmp_path)
         assert proc.returncode == 0, output(proc)
-    proc = deploykit("report", "t1.json", "t2.json", "--out", "report", cwd=tmp_path)
+    proc = deploykit_here("report", "t1.json", "t2.json", "--out", "report", cwd=tmp_path)
     assert proc.returncode == 0, output(proc)
     lines = (tmp_path / "report/report.md").read_text().splitlines()
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
