@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from deploykit.recipes.compress import ChainVerdict
     from deploykit.recipes.prune import PruneReport
     from deploykit.recipes.train import TrainingResult
-    from deploykit.recipes.engine import EngineResult
+    from deploykit.runtime.trt_engine import EngineBuild
     from deploykit.recipes.eval import EvalResult
     from deploykit.recipes.export import ExportResult
     from deploykit.recipes.info import ModelInfo
@@ -194,8 +194,8 @@ def report(result: ReportResult) -> None:
     wrote(f"{result.markdown} and {result.picture} ({result.results} results)")
 
 
-def engine(result: EngineResult) -> None:
-    wrote(f"{result.path} (TensorRT {result.tensorrt}, {result.gpu}, sm {result.compute_capability})")
+def engine(built: EngineBuild) -> None:
+    wrote(f"{built.path} (TensorRT {built.tensorrt}, {built.gpu.name}, sm {built.gpu.compute_capability})")
 
 
 def pruning(report: PruneReport, result: ExportResult) -> None:

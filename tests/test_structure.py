@@ -33,7 +33,8 @@ SERIALISERS = {"as_dict", "manifest_entry", "gate_record", "get_next"}  # JSON a
 
 
 def _returns_bare_dict(annotation: ast.expr | None) -> bool:
-    """``-> dict``, ``-> dict | None``: a record passed by key, not ``dict[str, X]``, a mapping of like things."""
+    """``-> dict``, ``-> dict | None``, ``-> dict[str, object]``: a record passed by key, not ``dict[str, X]``, a mapping of
+    like things."""
     if annotation is None:
         return False
     if isinstance(annotation, ast.BinOp):
@@ -41,6 +42,9 @@ def _returns_bare_dict(annotation: ast.expr | None) -> bool:
     text = annotation.value if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str) else None
     if text is not None:
         return any(part.strip() == "dict" for part in text.split("|"))
+    if isinstance(annotation, ast.Subscript) and isinstance(annotation.value, ast.Name) and annotation.value.id == "dict":
+        value = annotation.slice.elts[-1] if isinstance(annotation.slice, ast.Tuple) else annotation.slice
+        return isinstance(value, ast.Name) and value.id in ("object", "Any")  # dict[str, object]: a record by another name
     return isinstance(annotation, ast.Name) and annotation.id == "dict"
 
 

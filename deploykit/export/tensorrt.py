@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 from deploykit.errors import DeployKitError
 from deploykit.export.engine_config import EngineConfig
 from deploykit.io import atomic_write_bytes, atomic_write_json, sha256_file
-from deploykit.runtime.trt_engine import dims, engine_info_path, gpu_identity, precision_flags, require_tensorrt
+from deploykit.runtime.trt_engine import EngineBuild, dims, engine_info_path, gpu_identity, precision_flags, require_tensorrt
 
 if TYPE_CHECKING:
     import tensorrt as trt
 
 
-def build_engine(onnx_path: Path, engine_path: Path, config: EngineConfig) -> dict[str, object]:
+def build_engine(onnx_path: Path, engine_path: Path, config: EngineConfig) -> EngineBuild:
     """Build and write ``engine_path`` plus its ``.json`` record; returns that record."""
     version = require_tensorrt()
     import tensorrt as trt
@@ -53,17 +53,14 @@ def build_engine(onnx_path: Path, engine_path: Path, config: EngineConfig) -> di
     atomic_write_bytes(engine_path, bytes(serialized))
     if config.timing_cache is not None:
         atomic_write_bytes(config.timing_cache, bytes(cache.serialize()))
-    record: dict[str, object] = {
-        "tensorrt": version, **identity, "onnx": str(onnx_path), "onnx_sha256": sha256_file(Path(onnx_path)),
-        "engine_sha256": sha256_file(engine_path), "precision": {"fp16": config.fp16, "int8_qdq": has_qdq},
-        "profiles": profiles, "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
-    }
-    atomic_write_json(engine_info_path(engine_path), record)
-    return record
+    built = EngineBuild(Path(engine_path), version, identity, str(onnx_path), sha256_file(Path(onnx_path)), sha256_file(engine_path),
+                        config.fp16, has_qdq, profiles, {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()})
+    atomic_write_json(engine_info_path(engine_path), built.as_dict())
+    return built
 
 
 def _add_profile(builder: trt.Builder, network: trt.INetworkDefinition, builder_config: trt.IBuilderConfig,
-                 config: EngineConfig) -> dict[str, dict[str, tuple[int, ...]]]:
+                 config: EngineConfig) -> dict[str, dict[str, list[int]]]:
     import tensorrt as trt
 
     profiles = {}
@@ -74,7 +71,7 @@ def _add_profile(builder: trt.Builder, network: trt.INetworkDefinition, builder_
         if shape[0] != -1:
             continue
         rest = shape[1:]
-        shapes = [(batch, *rest) for batch in (config.min_batch, config.opt_batch, config.max_batch)]
+        shapes = [[batch, *rest] for batch in (config.min_batch, config.opt_batch, config.max_batch)]
         profile.set_shape(tensor.name, *(trt.Dims(list(s)) for s in shapes))
         profiles[tensor.name] = {"min": shapes[0], "opt": shapes[1], "max": shapes[2]}
     if profiles:

@@ -174,7 +174,7 @@ def make_runner(subject: Subject, config: BenchConfig, size: int, doing: str = "
 
         engine_path = subject.timed_file = onnx_path.with_suffix(".engine")
         try:
-            if check_engine_compatible(engine_path)["onnx_sha256"] != sha256_file(onnx_path):
+            if check_engine_compatible(engine_path).onnx_sha256 != sha256_file(onnx_path):
                 raise DeployKitError(f"{engine_path} was built from another version of {onnx_path.name}")
         except DeployKitError:  # missing, stale, or built by another TensorRT/GPU: the ONNX is at hand, so rebuild
             build_engine(onnx_path, engine_path, EngineConfig(fp16=config.precision == "fp16", max_batch=max(config.batches),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from typing import TYPE_CHECKING
@@ -74,14 +74,57 @@ def precision_flags(version: str, fp16: bool, has_qdq: bool) -> PrecisionFlags:
     return PrecisionFlags(fp16=fp16, int8=has_qdq)
 
 
-def gpu_identity() -> dict[str, str]:
-    """Name and compute capability of GPU 0, or a DeployKitError when there is none."""
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    compute_capability: str  # "8.9"
+
+
+def gpu_identity() -> Gpu:
+    """GPU 0, or a DeployKitError when there is none."""
     import torch
 
     if not torch.cuda.is_available():
         raise DeployKitError("no CUDA GPU is visible (torch.cuda.is_available() is False); TensorRT needs an NVIDIA GPU and driver")
     major, minor = torch.cuda.get_device_capability(0)
-    return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}"}
+    return Gpu(torch.cuda.get_device_name(0), f"{major}.{minor}")
+
+
+@dataclass(frozen=True)
+class EngineBuild:
+    """What built an engine, and from what: the record ``<engine>.json`` holds beside it."""
+
+    path: Path  # the engine file
+    tensorrt: str
+    gpu: Gpu
+    onnx: str
+    onnx_sha256: str
+    engine_sha256: str
+    fp16: bool
+    int8_qdq: bool
+    profiles: dict[str, dict[str, list[int]]] = field(default_factory=dict)  # input -> min/opt/max shapes
+    options: dict[str, object] = field(default_factory=dict)  # the builder's options, as recorded
+
+    def as_dict(self) -> dict:
+        """As ``<engine>.json`` records it."""
+        return {"tensorrt": self.tensorrt, "gpu": self.gpu.name, "compute_capability": self.gpu.compute_capability,
+                "onnx": self.onnx, "onnx_sha256": self.onnx_sha256, "engine_sha256": self.engine_sha256,
+                "precision": {"fp16": self.fp16, "int8_qdq": self.int8_qdq}, "profiles": self.profiles, "config": self.options}
+
+    @classmethod
+    def read(cls, engine_path: Path) -> EngineBuild:
+        """The record beside ``engine_path``; a one-line error when it is missing or not one."""
+        info_path = engine_info_path(engine_path)
+        if not info_path.is_file():
+            raise DeployKitError(f"engine {engine_path} has no {info_path.name}; rebuild it with `deploykit build-engine`")
+        try:
+            data = json.loads(info_path.read_text())
+            precision = data.get("precision", {})
+            return cls(Path(engine_path), str(data["tensorrt"]), Gpu(str(data["gpu"]), str(data["compute_capability"])),
+                       str(data["onnx"]), str(data["onnx_sha256"]), str(data["engine_sha256"]), bool(precision.get("fp16")),
+                       bool(precision.get("int8_qdq")), dict(data.get("profiles", {})), dict(data.get("config", {})))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise DeployKitError(f"{info_path} is not an engine record ({exc!r}); rebuild it with `deploykit build-engine`") from exc
 
 
 def dims(shape: trt.Dims) -> tuple[int, ...]:
@@ -93,22 +136,18 @@ def engine_info_path(engine_path: Path) -> Path:
     return Path(engine_path).with_suffix(Path(engine_path).suffix + ENGINE_INFO_SUFFIX)
 
 
-def check_engine_compatible(engine_path: Path) -> dict[str, object]:
-    """Refuse an engine built by another TensorRT version or GPU (engines are not portable)."""
+def check_engine_compatible(engine_path: Path) -> EngineBuild:
+    """Refuse an engine built by another TensorRT version or GPU (engines are not portable); its record otherwise."""
     version = require_tensorrt()
-    info_path = engine_info_path(engine_path)
     if not Path(engine_path).is_file():
         raise DeployKitError(f"engine {engine_path} does not exist; build it with `deploykit build-engine MODEL.onnx`")
-    if not info_path.is_file():
-        raise DeployKitError(f"engine {engine_path} has no {info_path.name}; rebuild it with `deploykit build-engine`")
-    record = json.loads(info_path.read_text())
-    identity = gpu_identity()
-    if record.get("tensorrt") != version or record.get("compute_capability") != identity["compute_capability"]:
+    built, here = EngineBuild.read(engine_path), gpu_identity()
+    if built.tensorrt != version or built.gpu.compute_capability != here.compute_capability:
         raise DeployKitError(
-            f"engine {engine_path} was built by TensorRT {record.get('tensorrt')} for a {record.get('gpu')} "
-            f"(sm {record.get('compute_capability')}); this is TensorRT {version} on a {identity['gpu']} "
-            f"(sm {identity['compute_capability']}). Rebuild it: deploykit build-engine {shlex.quote(str(record.get('onnx', 'MODEL.onnx')))}"
+            f"engine {engine_path} was built by TensorRT {built.tensorrt} for a {built.gpu.name} (sm {built.gpu.compute_capability}); "
+            f"this is TensorRT {version} on a {here.name} (sm {here.compute_capability}). Rebuild it: "
+            f"deploykit build-engine {shlex.quote(built.onnx)}"
         )
-    if sha256_file(Path(engine_path)) != record.get("engine_sha256"):
+    if sha256_file(Path(engine_path)) != built.engine_sha256:
         raise DeployKitError(f"engine {engine_path} does not match its record (changed or corrupt); rebuild it")
-    return record
+    return built
