@@ -313,13 +313,17 @@ def train_command(model, **options) -> None:
 
 
 def main() -> None:
-    from deploykit.processes import stop_on_signals
+    from deploykit.processes import received_stop, stop_on_signals
 
     stop_on_signals()
     try:
         cli(prog_name="deploykit")
     except KeyboardInterrupt as exc:  # Ctrl-C during start-up, before a command runs
         _interrupted(exc)
+    except SystemExit as exc:  # a stop that landed in a finalizer was swallowed there: the command still ends as stopped
+        if not exc.code and (stop := received_stop()) is not None:
+            _interrupted(stop)
+        raise
 
 
 def _interrupted(exc: KeyboardInterrupt) -> None:

@@ -89,14 +89,31 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+_RECEIVED: list[int] = []
+
+
 def stop_on_signals() -> None:
-    """SIGTERM and SIGHUP (a closed terminal) stop the program as Ctrl-C does; a signal ignored at start (nohup) stays so."""
+    """SIGTERM and SIGHUP (a closed terminal) stop the program as Ctrl-C does; a signal ignored at start (nohup) stays so.
+    Each stop signal is also recorded (received_stop): one that lands while a finalizer runs raises there, and Python
+    prints and ignores it."""
     def stop(signum, frame) -> None:
+        _RECEIVED.append(signum)
         raise Stopped(signum)
+
+    def interrupt(signum, frame) -> None:
+        _RECEIVED.append(signum)
+        raise KeyboardInterrupt
 
     for signum in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, stop)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupt)
+
+
+def received_stop() -> Stopped | None:
+    """The first stop signal this process received (SIGINT included), whether or not its exception reached the top."""
+    return Stopped(_RECEIVED[0]) if _RECEIVED else None
 
 
 if __name__ == "__main__":

@@ -92,6 +92,35 @@ def test_decompression_bombs_are_one_line_errors(tmp_path):
         load_images([path], Preprocess(32, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)))
 
 
+SWALLOWED_STOP = """
+import os, signal, sys, time
+import deploykit.cli as cli
+
+class Finalized:
+    def __del__(self):  # Ctrl-C lands while a finalizer runs: Python raises it there, prints it and ignores it
+        os.kill(os.getpid(), signal.SIGINT)
+        deadline = time.monotonic() + 1
+        while time.monotonic() < deadline:
+            pass
+
+def command(prog_name):
+    Finalized()
+    sys.exit(0)
+
+cli.cli = command
+cli.main()
+"""
+
+
+def test_ctrl_c_swallowed_by_a_finalizer_still_ends_the_command_as_interrupted():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", SWALLOWED_STOP], capture_output=True, text=True, timeout=60)
+    assert "Exception ignored" in done.stderr and "KeyboardInterrupt" in done.stderr, done.stderr  # what Python does with it
+    assert done.returncode == 130 and done.stderr.endswith("Error: interrupted; nothing half-written was published\n"), done.stderr
+
+
 def test_ctrl_c_is_one_line(tmp_path):
     import signal
     import subprocess

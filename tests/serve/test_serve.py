@@ -250,13 +250,15 @@ def test_a_stopped_sweep_restores_the_config_and_a_killed_server_is_one_line(rep
         assert bench.returncode == 2 and stderr.count("\n") == 1 and stderr.startswith("Error: "), stderr
 
 
-def test_a_start_up_cut_short_leaves_no_shared_memory_and_a_killed_server_is_named(repo, tmp_path):
+def test_a_start_up_cut_short_leaves_no_shared_memory_and_a_killed_server_is_named(repo, tmp_path, tmp_path_factory):
     """--start-timeout 1 stops the server while its models load: every Triton shared-memory region left belongs to a
-    working copy that still exists (a live server). Then tritonserver is SIGKILLed under a running serve: one line says so."""
+    working copy that still exists (a live server, or one a test killed on purpose: those run with TMPDIR in their own
+    tmp_path). Then tritonserver is SIGKILLed under a running serve: one line says so."""
     result, text = run_cli("serve", repo[0], "--start-timeout", 1, "--http-port", (ports := Ports.free()).http, "--grpc-port", ports.grpc)
     assert result.exit_code == 2 and text.startswith("Error: tritonserver was not ready within 1 s"), text
     assert "killed by SIGINT" not in text  # the stop deploykit sent is not the reason
-    copies = [folder.name for folder in Path(tempfile.gettempdir()).glob("deploykit-serve-*")]
+    copies = [folder.name for folder in (*Path(tempfile.gettempdir()).glob("deploykit-serve-*"),
+                                         *tmp_path_factory.getbasetemp().parent.glob("*/*/deploykit-serve-*"))]
     for region in Path("/dev/shm").glob("deploykit-serve-*"):
         assert any(region.name.startswith(f"{name}_") for name in copies), f"{region} outlived the serve that made it"
     env, ports = as_a_user_runs_it(tmp_path), Ports.free()
