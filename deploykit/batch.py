@@ -16,6 +16,11 @@ class Batch:
         """From a shape's first dimension: a number, or ``"batch"``/None where it is dynamic."""
         return cls(dim if isinstance(dim, int) and not isinstance(dim, bool) else None)
 
+    @classmethod
+    def of_graph(cls, model) -> Batch:
+        """An ONNX model's (onnx.ModelProto) first input's batch: its fixed size, or dynamic where it has none."""
+        return cls(model.graph.input[0].type.tensor_type.shape.dim[0].dim_value or None)
+
     @property
     def dynamic(self) -> bool:
         return self.size is None

@@ -91,3 +91,11 @@ def write_ort_ranges(ranges: dict[str, tuple[float, float]], path: Path) -> None
     data = {name: TensorData(lowest=np.array([low], np.float32), highest=np.array([high], np.float32))
             for name, (low, high) in ranges.items()}
     save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), path)
+
+
+def classifier_inputs(proto: onnx.ModelProto) -> frozenset[str]:
+    """The activations read by a Gemm/MatMul that computes a graph output: a classifier's features."""
+    outputs = {o.name for o in proto.graph.output}
+    initializers = {i.name for i in proto.graph.initializer}
+    return frozenset(name for node in proto.graph.node if node.op_type in ("Gemm", "MatMul") and set(node.output) & outputs
+                     for name in node.input if name not in initializers)

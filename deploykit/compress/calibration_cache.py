@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from deploykit.compress.calibrate import ROBUST_METHODS, ActivationStats, collect_stats, write_ort_ranges
-from deploykit.compress.qdq_build import Int8Settings, classifier_inputs, fixed_batch, quantize_static_qdq, quiet_ort
+from deploykit.batch import Batch
+from deploykit.compress.calibrate import ROBUST_METHODS, ActivationStats, classifier_inputs, collect_stats, write_ort_ranges
+from deploykit.compress.configs import Int8Settings
+from deploykit.compress.ort_quantization import quantize_static_qdq, quiet_ort
 from deploykit.progress import stage
 from deploykit.runtime.base import padded_batches
 
@@ -44,7 +46,7 @@ def cached_statistics(pre_proto: onnx.ModelProto, pre_path: Path, samples: np.nd
         else:  # onnxruntime's histogram calibrators (entropy, percentile) write the ranges themselves
             scratch = path.with_name(f".{path.stem}.onnx")
             with stage(f"calibrating: onnxruntime's {method} histograms", total=len(samples), unit="images") as advance:
-                reader = CalibrationReader(samples, fixed_batch(pre_proto), advance)
+                reader = CalibrationReader(samples, Batch.of_graph(pre_proto).size, advance)
                 quiet_ort(quantize_static_qdq, pre_path, scratch, reader, settings.with_method(method), [], path)
             scratch.unlink(missing_ok=True)
     return stats, reused

@@ -5,7 +5,7 @@ Kept free of torch and onnx, so that ``deploykit --help`` starts at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -105,3 +105,45 @@ class PruneConfig:
     global_pruning: bool = False
     round_to: int | None = None
     steps: int = 20
+
+
+@dataclass(frozen=True)
+class Int8Settings:
+    """The quantize_static arguments for a layout, decided once from ``QuantizeConfig`` (and recorded in the manifest).
+
+    cpu: uint8 activations with a zero point, the layout onnxruntime's x86 kernels fuse (7-bit weights for a CPU
+    without VNNI); trt: symmetric int8 everywhere; openvino: symmetric activations, uint8 where calibration saw no
+    negative value, 7-bit weights on the first layer only (NNCF's choices).
+    """
+
+    layout: str
+    per_channel: bool
+    activation_type: str  # int8 or uint8
+    activation_symmetric: bool
+    unsigned_non_negative_activations: bool
+    keep_activation_functions: bool
+    cpu_target: str
+    cpu_requested: str | None
+    reduce_range: bool
+    first_layer_7bit_weights: bool
+    calibrate_method: str
+    bias_correction: bool
+    weight_rounding: str
+    format: str = "QDQ"
+    weight_type: str = "int8"
+    weight_symmetric: bool = True
+
+    @classmethod
+    def for_config(cls, config: QuantizeConfig) -> Int8Settings:
+        symmetric_activations = config.layout in ("trt", "openvino")
+        target, openvino = config.cpu_target, config.layout == "openvino"
+        return cls(config.layout, config.per_channel, "int8" if symmetric_activations else "uint8", symmetric_activations,
+                   openvino, openvino, target.kind, config.cpu if config.layout == "cpu" else None, target.reduce_range,
+                   openvino, config.method, config.bias_correction, config.rounding)
+
+    def with_method(self, method: str) -> Int8Settings:
+        return replace(self, calibrate_method=method)
+
+    def as_dict(self) -> dict:
+        """As the manifest records it."""
+        return asdict(self)

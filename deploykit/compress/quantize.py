@@ -24,15 +24,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from deploykit.compress.configs import QuantizeConfig
+from deploykit.compress.configs import Int8Settings, QuantizeConfig
 from deploykit.compress.cpu_target import CpuTarget
-from deploykit.compress.calibrate import ROBUST_METHODS, write_ort_ranges
+from deploykit.compress.calibrate import ROBUST_METHODS, classifier_inputs, write_ort_ranges
 from deploykit.compress.calibration_cache import cache_files, cached_statistics
 from deploykit.compress.fallback import KeptLayer, candidates, growing, layer_sensitivity
 from deploykit.compress.int8_check import Int8Check, Int8GateError, compare_int8
 from deploykit.compress.int8_data import QuantizationData
-from deploykit.compress.qdq_build import (build_qdq, choose_ranges, classifier_inputs, Int8Settings, pre_process, quiet_ort,
-                                          resolve_exclusions)
+from deploykit.compress.exclusions import resolve_exclusions
+from deploykit.compress.ort_quantization import pre_process, quiet_ort
+from deploykit.compress.qdq_build import Quantizable
 from deploykit.compress.weight_rounding import WeightRounding
 from deploykit.compress.saturation import Saturation, activation_saturation
 from deploykit.data.calibration import calibration_hash
@@ -113,16 +114,15 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
         if fixed_ranges:  # tensors QAT did not simulate keep their calibrated min/max
             write_ort_ranges(stats.ranges("minmax") | fixed_ranges, ranges["fixed"])
         calibration["cache"] = "reused" if reused else "computed"
-        int8_path = Path(workdir) / "int8.onnx"
+        int8_path, quantizable = Path(workdir) / "int8.onnx", Quantizable(pre_path, pre_proto, settings, excluded, stats, rounding)
         if len(methods) > 1:
             with stage(f"choosing activation ranges ({' or '.join(methods)})"):
-                choice = choose_ranges(fp32_path, pre_path, pre_proto, Path(workdir), settings, excluded, ranges,
-                                       stats, rounding, data.calibration[:SELECTION_SAMPLES])
+                choice = quantizable.choose_ranges(fp32_path, ranges, Path(workdir), data.calibration[:SELECTION_SAMPLES])
             calibration |= {"chosen": choice.method, "selection_mean_cosine": choice.scores}
             built, ranges_path = choice.build, ranges[choice.method]
         else:
             ranges_path = ranges[methods[0]]
-            built = build_qdq(pre_path, pre_proto, int8_path, settings, excluded, ranges_path, stats, rounding)
+            built = quantizable.build(ranges_path, int8_path)
         calibration["cache_file"] = ranges_path.name
         judged_on = judging_runtime(config.layout)
         with OrtRunner(judged_against or fp32_path) as fp32_runner:

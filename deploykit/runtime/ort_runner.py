@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploykit.batch import Batch
 from deploykit.errors import DeployKitError, first_line
 from deploykit.runtime.availability import require_ort_providers
 from deploykit.runtime.base import InputMetadata, Runner, padded_batches
@@ -109,7 +110,7 @@ def stream_intermediates(proto, names: list[str], inputs: np.ndarray,
     probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in names if n in produced and n not in existing)
     session = create_session(probe.SerializeToString(), ["CPUExecutionProvider"])
     wanted = [n for n in names if n in produced and n != input_name]
-    step = probe.graph.input[0].type.tensor_type.shape.dim[0].dim_value or batch or len(inputs)
+    step = Batch.of_graph(probe).size or batch or len(inputs)
     for chunk, count in padded_batches(inputs, step):
         values = dict(zip(wanted, session.run(wanted, {input_name: chunk})))
         if input_name in names:

@@ -140,7 +140,8 @@ def test_sensitivity_blames_the_layer_whose_input_range_is_wrong(trained_digits,
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from deploykit.compress.fallback import candidates, layer_sensitivity
-    from deploykit.compress.qdq_build import Int8Settings, QdqBuild
+    from deploykit.compress.configs import Int8Settings
+    from deploykit.compress.qdq_build import QdqBuild
 
     squeezed = tmp_path / "squeezed.npy"
     np.save(squeezed, np.load(trained_digits.calib) * 0.5)
