@@ -16,7 +16,7 @@ from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder, Ma
 from deploykit.recipes.configs import TritonConfig
 from deploykit.serve.batching import DEFAULT_BATCHING, batching_for, read_bench_rows
 from deploykit.serve.repository import StagedModel, model_name, publish_repository
-from deploykit.serve.triton_config import Batching, ModelSpec, io_specs, preprocess_parameters, schema
+from deploykit.serve.triton_config import Batching, TritonModel, io_specs, preprocess_parameters, schema
 
 _PRECISIONS = ((ONNX_NAME, "fp32"), (FP16_NAME, "fp16"), (INT8_NAME, "int8"))
 
@@ -26,7 +26,7 @@ class TritonRepository:
     """What was written: the repository and each model's config."""
 
     repo: Path
-    models: list[ModelSpec]
+    models: list[TritonModel]
     removed: list[str] = field(default_factory=list)  # models these exports no longer make (an INT8 or FP16 file gone)
 
 
@@ -60,7 +60,7 @@ def _folder_models(folder: ExportFolder, config: TritonConfig, rows: list[dict])
         path = folder.verified(file_name)
         model_input, output = io_specs(path, fix)
         name = base if precision == "fp32" else f"{base}_{precision}"
-        spec = ModelSpec(name, config.backend, config.kind, precision, model_input, output,
+        spec = TritonModel(name, config.backend, config.kind, precision, model_input, output,
                          batching_for(path, config.backend, rows), config.dynamic_batching, config.instances,
                          _parameters(manifest, precision))
         models.append(StagedModel(spec, path))
@@ -86,7 +86,7 @@ def _engine_models(folder: ExportFolder, manifest: Manifest, base: str, config: 
         batching = Batching(largest, (opt,) if opt > 1 else (), DEFAULT_BATCHING.max_queue_delay_us,
                             f"the engine's optimisation profile ({engine.name})")
         name = f"{base}_trt" if len(engines) == 1 else f"{base}_trt_{model_name(engine.stem)}"
-        spec = ModelSpec(name, "tensorrt", "gpu", precision, model_input, output, batching, config.dynamic_batching,
+        spec = TritonModel(name, "tensorrt", "gpu", precision, model_input, output, batching, config.dynamic_batching,
                          config.instances, _parameters(manifest, precision))
         models.append(StagedModel(spec, engine))
     return models

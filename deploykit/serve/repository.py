@@ -20,7 +20,7 @@ from pathlib import Path
 from deploykit.errors import DeployKitError
 from deploykit.io import exchange_paths, exclusive_lock, make_temporary_dir, recover_interrupted_exchange, sha256_file
 from deploykit.manifest import PUBLISH_WAIT_S
-from deploykit.serve.triton_config import ModelSpec, check_config, config_text, parse_config
+from deploykit.serve.triton_config import TritonModel, check_config, config_text, parse_config
 
 CONFIG_NAME = "config.pbtxt"
 RECORD_NAME = ".deploykit.json"
@@ -31,7 +31,7 @@ VERSION = "1"
 class StagedModel:
     """A model folder to publish: its config and the file it serves."""
 
-    spec: ModelSpec
+    spec: TritonModel
     source: Path
 
 

@@ -40,8 +40,8 @@ class Batching:
 
 
 @dataclass(frozen=True)
-class ModelSpec:
-    """Everything one model folder's ``config.pbtxt`` says."""
+class TritonModel:
+    """Everything one Triton model folder's ``config.pbtxt`` says."""
 
     name: str
     backend: str
@@ -134,7 +134,7 @@ def io_specs(onnx_path: Path, fix_command: str) -> tuple[TensorSpec, TensorSpec]
     return specs[0], specs[1]
 
 
-def build_config(spec: ModelSpec):
+def build_config(spec: TritonModel):
     """``spec`` as a ``ModelConfig`` message."""
     pb = schema()
     config = pb.ModelConfig(name=spec.name, backend=spec.backend, max_batch_size=spec.batching.max_batch_size,
@@ -155,7 +155,7 @@ def build_config(spec: ModelSpec):
     return config
 
 
-def config_text(spec: ModelSpec) -> str:
+def config_text(spec: TritonModel) -> str:
     """The validated text of ``spec``'s ``config.pbtxt``."""
     from google.protobuf import text_format
 
