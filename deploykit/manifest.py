@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
-import math
 import os
 import platform
 import shlex
@@ -22,11 +21,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, UTC
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 
-from deploykit.batch import DYNAMIC, Batch
-from deploykit.choices import INTERPOLATIONS, MAX_INPUT_SIZE
+from deploykit.batch import Batch
 from deploykit.errors import DeployKitError
+from deploykit.manifest_fields import check_fields
 from deploykit.io import (atomic_write_json, exchange_paths, exclusive_lock, make_temporary_dir, recover_interrupted_exchange,
                           sha256_file)
 
@@ -132,12 +131,43 @@ class InputRecord:
     batch = property(lambda self: Batch.of(self.shape[0]))
 
 
+class Section(Protocol):
+    """A typed manifest section, as a recipe writes it: its key and its JSON."""
+
+    KEY: ClassVar[str]
+
+    def as_dict(self) -> dict: ...
+
+
+class ReadSection(Protocol):
+    """A typed manifest section, as a reader gets it back (a one-line error when the file's section is damaged)."""
+
+    KEY: ClassVar[str]
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str) -> Self: ...
+
+
+S = TypeVar("S", bound=ReadSection)
+
+
 @dataclass
 class Manifest:
     model: ModelRecord
     input: InputRecord | None
     files: dict[str, dict] = field(default_factory=dict)
-    sections: dict[str, Any] = field(default_factory=dict)  # measured figures recipes add: parity, int8, stages, prune
+    sections: dict[str, Any] = field(default_factory=dict)  # measured figures recipes add: parity, int8, stages, prune (JSON)
+    origin: str = field(default="manifest.json", compare=False)  # the file it was read from, for errors
+
+    def section(self, kind: type[S]) -> S | None:
+        """The ``kind`` record of this manifest; None where it has no such section."""
+        data = self.sections.get(kind.KEY)
+        return None if data is None else kind.from_dict(data, f"{self.origin}: {kind.KEY}")
+
+    def add(self, *records: Section) -> Manifest:
+        """These records as sections of the manifest (JSON from here on); the manifest itself."""
+        self.sections.update({record.KEY: record.as_dict() for record in records})
+        return self
 
     @classmethod
     def from_json(cls, data: dict, path: Path) -> Manifest:
@@ -148,57 +178,15 @@ class Manifest:
             inputs = InputRecord(**data["input"]) if "input" in data else None
         except (KeyError, TypeError, ValueError) as exc:
             raise DeployKitError(f"{path} is not a deploykit manifest ({exc}); export again") from exc
-        _check_fields(record, inputs, data.get("files", {}), path)
+        check_fields(record, inputs, data.get("files", {}), path)
         known = {"model", "input", "files", "updated", "command", "versions"}
-        return cls(record, inputs, dict(data.get("files", {})), {k: v for k, v in data.items() if k not in known})
+        return cls(record, inputs, dict(data.get("files", {})), {k: v for k, v in data.items() if k not in known}, str(path))
 
     def to_json(self) -> dict:
         data: dict[str, Any] = {"model": asdict(self.model)}
         if self.input is not None:
             data["input"] = asdict(self.input)
         return {**data, **self.sections, "files": self.files}
-
-
-MAX_CLASSES = 100_000
-
-
-def _check_fields(model: ModelRecord, inputs: InputRecord | None, files: object, path: Path) -> None:
-    """The types and ranges every reader relies on; a one-line error naming the first field that is wrong."""
-    def wrong(field_name: str, expected: str, value: object) -> DeployKitError:
-        return DeployKitError(f"{path}: {field_name} must be {expected}, got {value!r}; export again to rewrite the manifest")
-
-    def is_int(value: object, low: int, high: int) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
-
-    if not isinstance(model.name, str) or not isinstance(model.family, str):
-        raise wrong("model.name and model.family", "strings", (model.name, model.family))
-    if not is_int(model.num_classes, 1, MAX_CLASSES):
-        raise wrong("model.num_classes", f"an integer from 1 to {MAX_CLASSES}", model.num_classes)
-    if not isinstance(model.builder_kwargs, dict):
-        raise wrong("model.builder_kwargs", "an object", model.builder_kwargs)
-    if "num_classes" in model.builder_kwargs and not is_int(model.builder_kwargs["num_classes"], 1, MAX_CLASSES):
-        raise wrong("model.builder_kwargs.num_classes", f"an integer from 1 to {MAX_CLASSES}", model.builder_kwargs["num_classes"])
-    if model.classes is not None and (not isinstance(model.classes, list) or len(model.classes) != model.num_classes
-                                      or not all(isinstance(name, str) for name in model.classes)):
-        raise wrong("model.classes", f"a list of {model.num_classes} class names", model.classes)
-    if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
-        raise wrong("files", "an object of {name: {sha256, bytes}}", files)
-    if inputs is None:
-        return
-    shape = inputs.shape
-    if (not isinstance(shape, list) or len(shape) != 4 or not (shape[0] == DYNAMIC or is_int(shape[0], 1, 65536))
-            or shape[1] != 3 or not all(is_int(d, 1, MAX_INPUT_SIZE) for d in shape[2:]) or shape[2] != shape[3]):
-        raise wrong("input.shape", f'[batch or "batch", 3, N, N] with N up to {MAX_INPUT_SIZE}', shape)
-    for name in ("mean", "std"):
-        values = getattr(inputs, name)
-        if (not isinstance(values, list) or len(values) != 3
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)
-                or (name == "std" and not all(v > 0 for v in values))):
-            raise wrong(f"input.{name}", "a list of 3 finite numbers" + (" above 0" if name == "std" else ""), values)
-    if not is_int(inputs.resize, 1, 4 * MAX_INPUT_SIZE):
-        raise wrong("input.resize", "a positive integer", inputs.resize)
-    if inputs.interpolation not in INTERPOLATIONS:
-        raise wrong("input.interpolation", f"one of {', '.join(INTERPOLATIONS)}", inputs.interpolation)
 
 
 def _carry_over(live: Path, staging: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -34,6 +34,21 @@ class Tolerances:
 
 # float16 keeps about 3 significant digits: logits within 2% of their range, near ties forgiven
 FP16_TOLERANCES = Tolerances(rel_error=2e-2, min_cosine=0.999, min_top1=1.0, near_ties=True)
+
+
+@dataclass(frozen=True)
+class ParityRecords:
+    """The manifest's ``parity`` section as its readers use it: whether each file passed its parity check."""
+
+    KEY: ClassVar[str] = "parity"
+    passed: dict[str, bool]
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str) -> ParityRecords:
+        try:
+            return cls({str(name): bool(entry["passed"]) for name, entry in data.items()})
+        except (AttributeError, KeyError, TypeError) as exc:
+            raise DeployKitError(f"{where} is not a parity record ({exc!r}); export again") from exc
 
 
 @dataclass

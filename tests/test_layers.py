@@ -15,7 +15,7 @@ LAYERS = [
     ("deploykit.parity",),
     ("deploykit.runtime",),
     ("deploykit.data",),
-    ("deploykit.models", "deploykit.manifest", "deploykit.profile", "deploykit.catalog"),
+    ("deploykit.models", "deploykit.manifest", "deploykit.manifest_fields", "deploykit.profile", "deploykit.catalog"),
     ("deploykit.errors", "deploykit.batch", "deploykit.io", "deploykit.processes", "deploykit.choices", "deploykit.quiet", "deploykit.progress"),
 ]
 

@@ -29,7 +29,7 @@ def test_whether_weights_are_a_tag_is_decided_only_where_references_are_parsed()
     assert deciders and all(name.startswith("models/") or name == "recipes/ref.py" for name in deciders), deciders
 
 
-SERIALISERS = {"as_dict", "manifest_entry", "gate_record", "get_next"}  # JSON at a file's edge; onnxruntime's reader protocol
+SERIALISERS = {"as_dict", "gate_record", "get_next"}  # JSON at a file's edge; onnxruntime's reader protocol
 
 
 def _returns_bare_dict(annotation: ast.expr | None) -> bool:

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +124,9 @@ class Decision:
 
 @dataclass(frozen=True)
 class RuntimeTimings:
-    """Every combination timed in one run, and what was not timed and why."""
+    """Every combination timed in one run, and what was not timed and why (the manifest's ``runtimes`` section)."""
+
+    KEY: ClassVar[str] = "runtimes"
 
     batch: int
     rounds: int

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from deploykit.data import DEFAULT_CALIBRATION_DIR, DEFAULT_HOLDOUT_DIR
 from deploykit.data.calibration import DIGITS
+from deploykit.errors import DeployKitError
 
 if TYPE_CHECKING:
     from deploykit.compress.cpu_target import CpuTarget
@@ -147,3 +148,28 @@ class Int8Settings:
     def as_dict(self) -> dict:
         """As the manifest records it."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Int8Record:
+    """The manifest's ``int8`` section as its readers use it: the layout and CPU the file was made for, the gate it was
+    judged by (thresholds and photos) and whether it passed (None where the gate refused the file)."""
+
+    KEY: ClassVar[str] = "int8"
+    layout: str
+    cpu_target: CpuTarget | None
+    gate: QuantizeConfig
+    gate_applied: bool
+    passed: bool | None
+
+    @classmethod
+    def from_dict(cls, data: dict, where: str) -> Int8Record:
+        from deploykit.compress.cpu_target import CpuTarget
+
+        try:
+            settings, check = data.get("settings", {}), data.get("check_vs_fp32", {})
+            return cls(str(settings.get("layout", "cpu")), CpuTarget.recorded(settings.get("cpu_target")),
+                       QuantizeConfig.from_gate_record(data.get("gate", {})), bool(data.get("gate_applied", True)),
+                       None if "failed" in data else bool(check.get("passed")))
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise DeployKitError(f"{where} is not an INT8 record ({exc}); export again") from exc

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,9 @@ SATURATION_RECORDED = 10  # the most clipped quantizers the manifest lists
 
 @dataclass
 class QuantizeResult:
+    """What quantize_int8 made and measured; its ``as_dict`` is the manifest's ``int8`` section."""
+
+    KEY: ClassVar[str] = "int8"
     path: Path
     check: Int8Check
     kept_fp32: list[KeptLayer]
@@ -70,7 +74,7 @@ class QuantizeResult:
     qat: dict | None = None  # the fine-tuning's record, with the PTQ figures it started from
     gate: dict = field(default_factory=dict)  # QuantizeConfig.gate_record()
 
-    def manifest_entry(self) -> dict:
+    def as_dict(self) -> dict:
         return {
             "stage": self.stage, **({"qat": self.qat} if self.qat else {}), "settings": self.settings.as_dict(), "calibration": self.calibration, "excluded_by_user": self.excluded,
             "kept_fp32_by_fallback": [asdict(k) for k in self.kept_fp32], "qdq_nodes": self.qdq_nodes,

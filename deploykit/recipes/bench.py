@@ -20,11 +20,10 @@ from deploykit.bench.latency import measure_latency
 from deploykit.bench.runtimes import RuntimeTimings
 from deploykit.bench.throughput import stream_throughput
 from deploykit.bench.memory import check_input_memory, peak_rss_mb, reset_peak_rss
-from deploykit.compress.configs import QuantizeConfig
-from deploykit.compress.cpu_target import CpuTarget
+from deploykit.compress.configs import Int8Record, QuantizeConfig
 from deploykit.errors import DeployKitError
 from deploykit.io import sha256_file
-from deploykit.manifest import FP16_NAME, INT8_NAME, MANIFEST_NAME, ONNX_NAME, ExportFolder
+from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder
 from deploykit.choices import CPU_RUNTIMES
 from deploykit.parity import compare_logits
 from deploykit.progress import report
@@ -127,8 +126,8 @@ def fastest_combination(subject: Subject, config: BenchConfig) -> BenchConfig:
     if folder is None and not subject.foreign_onnx:
         folder = _matching_export(subject, config, ONNX_NAME)
     manifest = ExportFolder(folder).read() if folder is not None else None
-    timings = manifest.sections.get("runtimes") if manifest is not None else None
-    decision = RuntimeTimings.from_dict(timings, f"{folder / MANIFEST_NAME}: runtimes").decision if timings else None
+    timings = manifest.section(RuntimeTimings) if manifest is not None else None
+    decision = timings.decision if timings else None
     if decision is None:
         name = subject.spec.name if subject.spec else "NAME"
         raise DeployKitError(f"--engine auto runs the fastest runtime an export measured, and {folder or subject.ref.text} has "
@@ -190,7 +189,8 @@ def cpu_target_warning(onnx_path: Path, runtime: str) -> str | None:
     folder = ExportFolder(onnx_path.parent)
     if onnx_path.name != INT8_NAME or not folder.exists():
         return None
-    target = CpuTarget.recorded(folder.read().sections.get("int8", {}).get("settings", {}).get("cpu_target"))
+    record = folder.read().section(Int8Record)
+    target = record.cpu_target if record else None
     return target.mismatch_warning(onnx_path.name, runtime) if target else None
 
 
@@ -199,8 +199,7 @@ def slower_file_warning(onnx_path: Path, runtime: str) -> str | None:
     folder = ExportFolder(onnx_path.parent)
     if onnx_path.name == ONNX_NAME or not folder.exists():
         return None
-    record = folder.read().sections.get("runtimes")
-    timings = RuntimeTimings.from_dict(record, f"{folder.path / MANIFEST_NAME}: runtimes") if record else None
+    timings = folder.read().section(RuntimeTimings)
     pair = timings.slower_than_fp32(onnx_path.name, runtime) if timings else None
     if pair is None:
         return None
@@ -249,10 +248,10 @@ def _matching_export(subject: Subject, config: BenchConfig, name: str) -> Path |
         if not folder.exists() or not (candidate / name).is_file():
             continue
         manifest = folder.read()
-        int8 = manifest.sections.get("int8", {}).get("settings", {})
+        int8 = manifest.section(Int8Record)
         if (manifest.model.name == spec.name and manifest.model.weights.matches(subject.ref.weights)
                 and manifest.input.size == subject.ref.input_size(config.input_size) and manifest.input.batch.dynamic
-                and (name != INT8_NAME or int8.get("layout") == _int8_layout(config))):
+                and (name != INT8_NAME or (int8 is not None and int8.layout == _int8_layout(config)))):
             return candidate
     return None
 

@@ -17,8 +17,9 @@ from deploykit.bench.machine import machine_info
 from deploykit.bench.runtimes import Combination, Decision, RuntimeTimings, file_runners, interleaved_rounds
 from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_json
-from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder
-from deploykit.parity import FP16_TOLERANCES, compare_logits
+from deploykit.compress.configs import Int8Record
+from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME, ExportFolder, Manifest
+from deploykit.parity import FP16_TOLERANCES, ParityRecords, compare_logits
 from deploykit.progress import stage
 from deploykit.recipes.subject import resolve_subject, subject_preprocess
 from deploykit.recipes.configs import BenchConfig
@@ -85,7 +86,7 @@ def bench_all(text: str, config: BenchConfig, json_path: Path | None = None) -> 
         raise DeployKitError(f"--all benches every file of an export folder, and {text} is not one; export it first "
                              f"(`deploykit export NAME --int8 --dynamic-batch`)")
     folder = ExportFolder(subject.folder)
-    checks = _checks(manifest.sections)
+    checks = _checks(manifest)
     files = {name: precision for name, precision in ((ONNX_NAME, "fp32"), (FP16_NAME, "fp16"), (INT8_NAME, "int8"))
              if (folder.path / name).is_file() and name in checks}
     size = subject.input_size()
@@ -145,20 +146,14 @@ def _slower(timings: RuntimeTimings, key: tuple[str, str, str]) -> str | None:
     return pair[0].paired(pair[1]) if pair else None
 
 
-def _checks(sections: dict) -> dict[str, str]:
+def _checks(manifest: Manifest) -> dict[str, str]:
     """file -> what it passed at export, from the manifest (a file without a record is not benched)."""
-    checks = {}
-    parity = sections.get("parity", {})
-    if ONNX_NAME in parity:
-        checks[ONNX_NAME] = "parity PASS" if parity[ONNX_NAME].get("passed") else "parity FAIL"
-    else:
-        checks[ONNX_NAME] = "the reference (your ONNX file)"
-    if FP16_NAME in parity:
-        checks[FP16_NAME] = "parity PASS" if parity[FP16_NAME].get("passed") else "parity FAIL"
-    int8 = sections.get("int8")
-    if int8:
-        passed = int8.get("check_vs_fp32", {}).get("passed")
-        checks[INT8_NAME] = ("gate PASS" if passed else "gate FAIL") if int8.get("gate_applied") else "gate not applied (random weights)"
+    parity = manifest.section(ParityRecords) or ParityRecords({})
+    checks = {name: "parity PASS" if passed else "parity FAIL" for name, passed in parity.passed.items() if name in (ONNX_NAME, FP16_NAME)}
+    checks.setdefault(ONNX_NAME, "the reference (your ONNX file)")
+    int8 = manifest.section(Int8Record)
+    if int8 is not None:
+        checks[INT8_NAME] = ("gate PASS" if int8.passed else "gate FAIL") if int8.gate_applied else "gate not applied (random weights)"
     return checks
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from deploykit.compress.int8_check import Int8Check, compare_int8
-from deploykit.compress.cpu_target import CpuTarget
 from deploykit.compress.quantize import judging_runner
 from deploykit.compress.int8_data import VAL_LIMIT
-from deploykit.compress.configs import QuantizeConfig
+from deploykit.compress.configs import Int8Record, QuantizeConfig
 from deploykit.compress.saturation import Saturation, activation_saturation
 from deploykit.data import Preprocess, load_labelled_folder
 from deploykit.data.calibration import HOLDOUT_LIMIT, load_samples
@@ -94,7 +93,8 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
 
 def _gate_holdout(side: ModelRef) -> tuple:
     """(images, their description): the held-out photos an INT8 export's gate read, as it read them (its manifest's)."""
-    gate = QuantizeConfig.from_gate_record(side.manifest.sections.get("int8", {}).get("gate", {}))
+    record = side.manifest.section(Int8Record)
+    gate = record.gate if record else QuantizeConfig()
     holdout = load_samples(gate.holdout, Preprocess.recorded(side.manifest.input), HOLDOUT_LIMIT, "held-out")
     return holdout, f"the {len(holdout)} held-out images the export's gate used ({gate.holdout})"
 
@@ -116,10 +116,8 @@ def _int8_check(first: ModelRef, second: ModelRef, holdout) -> Int8Check:
     the manifest."""
     fp32, int8 = (first, second) if first.onnx_path.name == ONNX_NAME else (second, first)
     manifest = fp32.manifest
-    section = manifest.sections.get("int8", {})
-    gate = QuantizeConfig.from_gate_record(section.get("gate", {}))
-    settings = section.get("settings", {})
-    layout, target = settings.get("layout", "cpu"), CpuTarget.recorded(settings.get("cpu_target"))
+    record = manifest.section(Int8Record) or Int8Record.from_dict({}, "")
+    gate, layout, target = record.gate, record.layout, record.cpu_target
     preprocess = Preprocess.recorded(manifest.input)
     val_images, labels, mapping = (load_labelled_folder(gate.val, preprocess, manifest.model.num_classes, VAL_LIMIT) if gate.val
                                    else (None, None, None))

@@ -262,18 +262,15 @@ def _publish(config: ExportConfig, source: _Source) -> ExportResult:
         if fp16_parity is not None:
             sections["parity"][FP16_NAME] = {"reference": "pytorch fp32" if source.parity else "the fp32 onnx file",
                                              "io": "float16" if config.fp16_io else "float32", **fp16_parity.as_dict()}
-        if timings is not None:
-            sections["runtimes"] = timings.as_dict()
-        if quantized is not None:
-            sections["int8"] = quantized.manifest_entry()
-        elif gate_failure is not None:
+        if gate_failure is not None:
             sections["int8"] = {"failed": str(gate_failure), "check_vs_fp32": gate_failure.check.as_dict()}
         if INT8_NAME in kept:
             sections["int8"] = kept[INT8_NAME]
         if FP16_NAME in kept:
             sections["parity"][FP16_NAME] = kept[FP16_NAME]
         files = [ONNX_NAME] + ([FP16_NAME] if fp16 is not None else []) + ([INT8_NAME] if quantized else []) + list(kept)
-        ExportFolder(staging).write(Manifest(source.record, inputs_record, sections=sections), files)
+        records = [record for record in (timings, quantized) if record is not None]
+        ExportFolder(staging).write(Manifest(source.record, inputs_record, sections=sections).add(*records), files)
     if quantized is not None:
         quantized.path = folder.int8_path
     if gate_failure is not None:

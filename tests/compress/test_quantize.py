@@ -121,7 +121,7 @@ def test_fallback_keeps_sensitive_layers_and_says_which(trained_digits, tmp_path
     result = quantize_int8(fp32.onnx_path, tmp_path / "int8.onnx", data, config, tmp_path / "cache", fixed_ranges=clipped)
     assert result.check.passed and [k.node for k in result.kept_fp32][:1] == ["bn1/Conv"]
     assert all(k.output_gain > 0 for k in result.kept_fp32)
-    kept = result.manifest_entry()["kept_fp32_by_fallback"]
+    kept = result.as_dict()["kept_fp32_by_fallback"]
     assert [k["node"] for k in kept] == [k.node for k in result.kept_fp32] and kept[0]["output"] == "relu"  # the stem conv, its ReLU fused by the pre-processing
     # the file ships the edit the ranking measured: the kept conv reads the image itself and the FP32 graph's own weights
     quant_pre_process(str(fp32.onnx_path), str(tmp_path / "pre.onnx"))
