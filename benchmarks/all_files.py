@@ -31,17 +31,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work) / "exports" / "mobilenet_v2"
         commands = [
-            ["export", "mobilenet_v2", "--weights", str(args.weights.resolve()), "--int8", "--fp16", "--dynamic-batch",
-             "--out", str(folder.parent)],
+            ["export", "mobilenet_v2", "--weights", str(args.weights.resolve()), "--int8", "--fp16", "--dynamic-batch", "--out", str(folder.parent)],
             ["bench", str(folder), "--all", "--data", str(args.labelled.resolve()), "--json", str(out / "all_files.json")],
-            ["bench", str(folder), "--engine", "ort", "--precision", "int8", "--profile", "--runs", "20",
-             "--json", str(out / "profile_ort_int8.json")],
-            ["bench", str(folder), "--engine", "openvino", "--precision", "int8", "--profile", "--runs", "20",
-             "--json", str(out / "profile_openvino_int8.json")],
+            ["bench", str(folder), "--engine", "ort", "--precision", "int8", "--profile", "--runs", "20", "--json", str(out / "profile_ort_int8.json")],
+            ["bench", str(folder), "--engine", "openvino", "--precision", "int8", "--profile", "--runs", "20", "--json", str(out / "profile_openvino_int8.json")],
         ]
         for command in commands:
-            done = subprocess.run([str(deploykit), *command], capture_output=True, text=True, cwd=work,
-                                  env={**os.environ, "COLUMNS": "200"})
+            done = subprocess.run([str(deploykit), *command], capture_output=True, text=True, cwd=work, env={**os.environ, "COLUMNS": "200"})
             shown = " ".join(["deploykit", *command]).replace(work, "$WORK").replace(str(out), "benchmarks/results")
             sections.append(f"## `{shown}`\n\nexit code {done.returncode}\n\n```\n{done.stdout.strip()}\n```\n")
             print(shown, done.returncode, flush=True)
@@ -49,10 +45,14 @@ def main() -> None:
                 sections.append(f"```\n{done.stderr.strip()[-3000:]}\n```\n")
                 break
     machine = machine_info().as_dict()
-    head = ["# bench --all and bench --profile on the real MobileNet-v2", "",
-            f"Command: `python benchmarks/all_files.py {' '.join(sys.argv[1:])}`", "",
-            f"Machine: {machine['cpu']}, {machine['cores']} cores, flags {', '.join(machine['cpu_flags'])}; "
-            f"versions {json.dumps(machine['versions'])}; {machine['date']}.", ""]
+    head = [
+        "# bench --all and bench --profile on the real MobileNet-v2",
+        "",
+        f"Command: `python benchmarks/all_files.py {' '.join(sys.argv[1:])}`",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, flags {', '.join(machine['cpu_flags'])}; versions {json.dumps(machine['versions'])}; {machine['date']}.",
+        "",
+    ]
     (out / "all_files.md").write_text("\n".join(head) + "\n" + "\n".join(sections))
 
 

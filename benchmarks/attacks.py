@@ -55,8 +55,7 @@ class Outcome:
 
 def user_env(work: Path) -> dict[str, str]:
     """The environment of a service or a cron job: no venv on PATH, no VIRTUAL_ENV, no PYTHONPATH."""
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8",
-           "TMPDIR": str(work / "tmp")}
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8", "TMPDIR": str(work / "tmp")}
     return env
 
 
@@ -64,8 +63,7 @@ def run(command: str, work: Path, timeout: float) -> tuple[int, str, float]:
     argv = command.format(work=work, dk=DEPLOYKIT).split(" ")
     started = time.monotonic()
     try:
-        done = subprocess.run(argv, cwd=work / "elsewhere", env=user_env(work), capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        done = subprocess.run(argv, cwd=work / "elsewhere", env=user_env(work), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         code, output = done.returncode, (done.stdout + done.stderr)
     except subprocess.TimeoutExpired as exc:
         code, output = -1, f"timed out after {timeout} s; {exc.output or ''}"
@@ -79,8 +77,9 @@ def judge(attack: Attack, work: Path) -> Outcome:
     held = code == attack.exit_code and re.search(attack.pattern, last) is not None and "Traceback" not in output
     if attack.one_line:
         held = held and len(lines) == 1
-    return Outcome(attack.surface, attack.command.replace(str(DEPLOYKIT), "deploykit"), attack.expected, code,
-                   last.replace(str(work), "$WORK")[:240], len(lines), held, round(seconds, 1))
+    return Outcome(
+        attack.surface, attack.command.replace(str(DEPLOYKIT), "deploykit"), attack.expected, code, last.replace(str(work), "$WORK")[:240], len(lines), held, round(seconds, 1)
+    )
 
 
 class FakeTriton(BaseHTTPRequestHandler):
@@ -152,8 +151,7 @@ def set_up(work: Path, cifar: Path | None) -> None:
     (next((work / "repo-corrupt").glob("*/1/model.onnx"))).write_bytes(b"garbage")
     shutil.copytree(work / "out" / "cifar_resnet20", work / "lying" / "cifar_resnet20")
     manifest = json.loads((work / "lying" / "cifar_resnet20" / "manifest.json").read_text())
-    manifest["runtimes"] = {"rounds": 3, "batch": 1, "combinations": [
-        {"runtime": "ort", "precision": "fp32", "file": "model.onnx", "p50_ms": float("nan"), "passed": True}]}
+    manifest["runtimes"] = {"rounds": 3, "batch": 1, "combinations": [{"runtime": "ort", "precision": "fp32", "file": "model.onnx", "p50_ms": float("nan"), "passed": True}]}
     (work / "lying" / "cifar_resnet20" / "manifest.json").write_text(json.dumps(manifest))
     (work / "bad-ckpt").mkdir()
     (work / "bad-ckpt" / "checkpoint.pth").write_bytes(b"not a checkpoint")
@@ -204,8 +202,7 @@ def attacks(fake_port: int, cifar: bool) -> list[Attack]:
         Attack("--engine auto", f"{dk} bench {out} --engine auto --precision int8", "one line: --precision cannot apply"),
         Attack("--engine auto", f"{dk} bench {{work}}/lying/cifar_resnet20 --engine auto", "one line naming the bad field"),
         Attack("--engine auto", f"{dk} bench {out} --engine auto --runs 3", "one line: the export timed nothing, and how to time it"),
-        Attack("--engine auto", f"{dk} bench {{work}}/timed/cifar_resnet20 --engine auto --runs 3",
-               "runs the export's fastest file", 0, r".", False),
+        Attack("--engine auto", f"{dk} bench {{work}}/timed/cifar_resnet20 --engine auto --runs 3", "runs the export's fastest file", 0, r".", False),
         Attack("--engine auto", f"{dk} bench {{work}}/missing --engine auto", "one line: no such model or folder"),
         Attack("--engine auto", f"{dk} bench cifar_resnet20 --engine auto", "one line: auto needs an export folder"),
         # --streams
@@ -218,15 +215,14 @@ def attacks(fake_port: int, cifar: bool) -> list[Attack]:
         # the openvino layout and the CPU target
         Attack("int8 layout", f"{dk} export cifar_resnet20 --int8-layout openvino --out {{work}}/x1", "one line: add --int8"),
         Attack("int8 layout", f"{dk} export cifar_resnet20 --int8 --int8-layout avx9 --out {{work}}/x2", "one line: invalid choice"),
-        Attack("int8 layout", f"{dk} export cifar_resnet20 --int8 --int8-layout openvino --calib {{work}}/missing --out {{work}}/x3",
-               "one line: no calibration folder, before the export"),
-        Attack("int8 layout", f"{dk} export cifar_resnet20 --int8 --int8-layout openvino --cpu vnni --out {{work}}/x4",
-               "one line: --cpu is for the cpu layout"),
+        Attack(
+            "int8 layout", f"{dk} export cifar_resnet20 --int8 --int8-layout openvino --calib {{work}}/missing --out {{work}}/x3", "one line: no calibration folder, before the export"
+        ),
+        Attack("int8 layout", f"{dk} export cifar_resnet20 --int8 --int8-layout openvino --cpu vnni --out {{work}}/x4", "one line: --cpu is for the cpu layout"),
         Attack("int8 layout", f"{dk} export cifar_resnet20 --cpu avx2 --out {{work}}/x5", "one line: --cpu needs --int8"),
         Attack("int8 layout", f"{dk} export cifar_resnet20 --weight-rounding gptq --out {{work}}/x6", "one line: needs --int8"),
         Attack("int8 layout", f"{dk} export cifar_resnet20 --int8 --calib-size 0 --out {{work}}/x7", "one line: out of range"),
-        Attack("int8 layout", f"{dk} export cifar_resnet20 --int8 --calib {{work}}/empty --out {{work}}/x8",
-               "one line: no images in the calibration folder"),
+        Attack("int8 layout", f"{dk} export cifar_resnet20 --int8 --calib {{work}}/empty --out {{work}}/x8", "one line: no images in the calibration folder"),
     ]
     if cifar:
         data, flat = "{work}/cifar", "{work}/flat"
@@ -240,62 +236,69 @@ def attacks(fake_port: int, cifar: bool) -> list[Attack]:
             Attack("train", f"{dk} train cifar_resnet20 --data {data} --limit 0 --out {{work}}/t7", "one line: out of range"),
             Attack("train", f"{dk} train cifar_resnet20 --data {data} --input-size 0 --out {{work}}/t8", "one line: size out of range"),
             Attack("train", f"{dk} train cifar_resnet20 --data {data} --val {{work}}/missing --out {{work}}/t9", "one line: no val folder"),
-            Attack("train", f"{dk} train cifar_resnet20 --data {data} --val {{work}}/other --out {{work}}/t10",
-                   "one line: the val classes are not the data's"),
-            Attack("train", f"{dk} train cifar_resnet20 --data {data} --epochs 1 --warmup-epochs 2 --out {{work}}/t11",
-                   "one line: warm-up longer than training"),
+            Attack("train", f"{dk} train cifar_resnet20 --data {data} --val {{work}}/other --out {{work}}/t10", "one line: the val classes are not the data's"),
+            Attack("train", f"{dk} train cifar_resnet20 --data {data} --epochs 1 --warmup-epochs 2 --out {{work}}/t11", "one line: warm-up longer than training"),
             Attack("train", f"{dk} train cifar_resnet20 --data {data} --out {{work}}/a-file", "one line: the output is a file"),
-            Attack("train", f"{dk} train cifar_resnet20 --data {data} --resume --out {{work}}/bad-ckpt --epochs 1",
-                   "one line: the checkpoint is unreadable"),
-            Attack("train", f"{dk} train cifar_resnet20 --data {{work}}/bad-class --epochs 1 --out {{work}}/t12",
-                   "one line naming the broken photo"),
+            Attack("train", f"{dk} train cifar_resnet20 --data {data} --resume --out {{work}}/bad-ckpt --epochs 1", "one line: the checkpoint is unreadable"),
+            Attack("train", f"{dk} train cifar_resnet20 --data {{work}}/bad-class --epochs 1 --out {{work}}/t12", "one line naming the broken photo"),
             Attack("train", f"{dk} train cifar_resnet20 --data {data} --label-smoothing 1 --out {{work}}/t13", "one line: out of range"),
-            Attack("train", f"{dk} train cifar_resnet2O --data {data} --out {{work}}/t14", "one line with a close match",
-                   2, r"^Error: .*cifar_resnet20"),
-            Attack("train", f"{dk} train cifar_resnet20 --data {data} --epochs 1 --input-size 32 --out {{work}}/trained",
-                   "trains one epoch on 120 photos", 0, r".", False, 900),
-            Attack("distill", f"{dk} distill --teacher {{work}}/missing --student cifar_resnet20 --data {data} --out {{work}}/d1",
-                   "one line: no teacher"),
-            Attack("distill", f"{dk} distill --teacher {{work}}/trained --student cifar_resnet20 --data {data} --temperature 0 "
-                   "--out {work}/d2", "one line: temperature out of range"),
-            Attack("distill", f"{dk} distill --teacher {{work}}/trained --student cifar_resnet20 --data {data} --alpha 2 "
-                   "--out {work}/d3", "one line: alpha out of range"),
-            Attack("distill", f"{dk} distill --teacher {{work}}/trained --student resnet99 --data {data} --out {{work}}/d4",
-                   "one line: unknown student with close matches"),
-            Attack("distill", f"{dk} distill --teacher {{work}}/trained --student cifar_resnet20 --data {data} --temperature inf "
-                   "--out {work}/d5", "one line: inf refused"),
-            Attack("distill", f"{dk} distill --teacher {{work}}/trained --student cifar_resnet20 --data {{work}}/other --epochs 1 "
-                   "--out {work}/d6", "one line: the folders are not the teacher's classes"),
-            Attack("distill", f"{dk} distill --teacher {{work}}/trained --student cifar_resnet20 --data {flat} --epochs 1 "
-                   "--input-size 32 --out {work}/d7", "label-free distillation on a flat folder", 0, r".", False, 900),
+            Attack("train", f"{dk} train cifar_resnet2O --data {data} --out {{work}}/t14", "one line with a close match", 2, r"^Error: .*cifar_resnet20"),
+            Attack("train", f"{dk} train cifar_resnet20 --data {data} --epochs 1 --input-size 32 --out {{work}}/trained", "trains one epoch on 120 photos", 0, r".", False, 900),
+            Attack("distill", f"{dk} distill --teacher {{work}}/missing --student cifar_resnet20 --data {data} --out {{work}}/d1", "one line: no teacher"),
+            Attack("distill", f"{dk} distill --teacher {{work}}/trained --student cifar_resnet20 --data {data} --temperature 0 --out {{work}}/d2", "one line: temperature out of range"),
+            Attack("distill", f"{dk} distill --teacher {{work}}/trained --student cifar_resnet20 --data {data} --alpha 2 --out {{work}}/d3", "one line: alpha out of range"),
+            Attack("distill", f"{dk} distill --teacher {{work}}/trained --student resnet99 --data {data} --out {{work}}/d4", "one line: unknown student with close matches"),
+            Attack("distill", f"{dk} distill --teacher {{work}}/trained --student cifar_resnet20 --data {data} --temperature inf --out {{work}}/d5", "one line: inf refused"),
+            Attack(
+                "distill",
+                f"{dk} distill --teacher {{work}}/trained --student cifar_resnet20 --data {{work}}/other --epochs 1 --out {{work}}/d6",
+                "one line: the folders are not the teacher's classes",
+            ),
+            Attack(
+                "distill",
+                f"{dk} distill --teacher {{work}}/trained --student cifar_resnet20 --data {flat} --epochs 1 --input-size 32 --out {{work}}/d7",
+                "label-free distillation on a flat folder",
+                0,
+                r".",
+                False,
+                900,
+            ),
             Attack("prune", f"{dk} prune cifar_resnet20 --ratio 1.5 --out {{work}}/p1", "one line: ratio out of range"),
             Attack("prune", f"{dk} prune cifar_resnet20 --ratio 0 --out {{work}}/p2", "one line: ratio out of range"),
             Attack("prune", f"{dk} prune cifar_resnet20 --ratio nan --out {{work}}/p3", "one line: NaN refused"),
             Attack("prune", f"{dk} prune cifar_resnet20 --target-macs -5 --out {{work}}/p4", "one line: out of range"),
-            Attack("prune", f"{dk} prune cifar_resnet20 --target-macs 1e12 --input-size 32 --out {{work}}/p5",
-                   "one line: nothing to prune, no folder"),
+            Attack("prune", f"{dk} prune cifar_resnet20 --target-macs 1e12 --input-size 32 --out {{work}}/p5", "one line: nothing to prune, no folder"),
             Attack("prune", f"{dk} prune cifar_resnet20 --ratio 0.3 --target-macs 1e6 --out {{work}}/p6", "one line: one or the other"),
-            Attack("prune", f"{dk} prune cifar_resnet20 --ratio 0.3 --data {flat} --held-out --out {{work}}/p7",
-                   "one line: --held-out needs class folders"),
+            Attack("prune", f"{dk} prune cifar_resnet20 --ratio 0.3 --data {flat} --held-out --out {{work}}/p7", "one line: --held-out needs class folders"),
             Attack("prune", f"{dk} prune cifar_resnet20 --ratio 0.3 --data {{work}}/missing --out {{work}}/p8", "one line: no data"),
             Attack("prune", f"{dk} prune cifar_resnet20 --ratio 0.3 --round-to 0 --out {{work}}/p9", "one line: out of range"),
             Attack("prune", f"{dk} prune cifar_resnet20 --ratio 0.3 --max-drop nan --out {{work}}/p10", "one line: NaN refused"),
-            Attack("prune", f"{dk} prune {{work}}/trained --ratio 0.3 --data {data} --held-out --no-timing --input-size 32 "
-                   "--out {work}/pruned", "prunes the trained folder and judges it on held-out photos", 0, r".", False, 900),
+            Attack(
+                "prune",
+                f"{dk} prune {{work}}/trained --ratio 0.3 --data {data} --held-out --no-timing --input-size 32 --out {{work}}/pruned",
+                "prunes the trained folder and judges it on held-out photos",
+                0,
+                r".",
+                False,
+                900,
+            ),
         ]
     return listed
 
 
 def markdown(outcomes: list[Outcome], meta: dict) -> str:
     held = sum(o.held for o in outcomes)
-    lines = [f"# Attacks on the newer surfaces: {held} of {len(outcomes)} held", "",
-             f"Run {meta['when']} on {meta['cpu']}; command: `{meta['command']}`. `deploykit` is the venv's by absolute path, "
-             "not activated, run from another folder.", "",
-             "| # | surface | command | expected | exit | last line | held |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Attacks on the newer surfaces: {held} of {len(outcomes)} held",
+        "",
+        f"Run {meta['when']} on {meta['cpu']}; command: `{meta['command']}`. `deploykit` is the venv's by absolute path, not activated, run from another folder.",
+        "",
+        "| # | surface | command | expected | exit | last line | held |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for index, o in enumerate(outcomes, 1):
         last = o.last_line.replace("|", "\\|")
-        lines.append(f"| {index} | {o.surface} | `{o.command}` | {o.expected} | {o.exit_code} | {last} | "
-                     f"{'yes' if o.held else '**no**'} |")
+        lines.append(f"| {index} | {o.surface} | `{o.command}` | {o.expected} | {o.exit_code} | {last} | {'yes' if o.held else '**no**'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -317,17 +320,14 @@ def main() -> None:
                 continue
             outcome = judge(attack, work)
             outcomes.append(outcome)
-            print(f"{'held' if outcome.held else 'FAILED':6} {outcome.exit_code:3} {outcome.seconds:6.1f}s  {outcome.command[:90]}"
-                  f"\n       {outcome.last_line[:160]}", flush=True)
+            print(f"{'held' if outcome.held else 'FAILED':6} {outcome.exit_code:3} {outcome.seconds:6.1f}s  {outcome.command[:90]}\n       {outcome.last_line[:160]}", flush=True)
         leftovers = sorted(p.name for p in (work / "tmp").iterdir())
     server.shutdown()
     info = machine_info().as_dict()
-    meta = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": info.get("cpu", "?"),
-            "command": "python benchmarks/attacks.py", "leftover_temp_files": leftovers}
+    meta = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpu": info.get("cpu", "?"), "command": "python benchmarks/attacks.py", "leftover_temp_files": leftovers}
     if not args.only:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "attacks.json").write_text(json.dumps({"meta": meta, "machine": info, "attacks": [asdict(o) for o in outcomes]},
-                                                         indent=2) + "\n")
+        (RESULTS / "attacks.json").write_text(json.dumps({"meta": meta, "machine": info, "attacks": [asdict(o) for o in outcomes]}, indent=2) + "\n")
         (RESULTS / "attacks.md").write_text(markdown(outcomes, meta) + f"\nLeft in the temp folder: {leftovers or 'nothing'}\n")
     print(f"{sum(o.held for o in outcomes)} of {len(outcomes)} held; left in the temp folder: {leftovers or 'nothing'}")
 

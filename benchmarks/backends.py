@@ -24,11 +24,7 @@ from deploykit.errors import DeployKitError
 
 def variants(cuda: bool) -> list[dict]:
     """(engine, device, precision, extras) combinations to run on this machine."""
-    rows = [
-        {"engine": "torch", "device": "cpu", "precision": "fp32"},
-        {"engine": "ort", "device": "cpu", "precision": "fp32"},
-        {"engine": "ort", "device": "cpu", "precision": "int8"},
-    ]
+    rows = [{"engine": "torch", "device": "cpu", "precision": "fp32"}, {"engine": "ort", "device": "cpu", "precision": "fp32"}, {"engine": "ort", "device": "cpu", "precision": "int8"}]
     if importlib.util.find_spec("openvino"):
         rows += [{"engine": "openvino", "device": "cpu", "precision": "fp32"}, {"engine": "openvino", "device": "cpu", "precision": "int8"}]
     if cuda:
@@ -74,12 +70,18 @@ def main() -> None:
     machine = machine_info().as_dict()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"backends_{device}.json").write_text(json.dumps({"machine": machine, "results": rows, "skipped": skipped}, indent=2) + "\n")
-    header = [f"# Backends on {device}", "", f"Machine: {machine['cpu']}, {machine['cores']} cores"
-              + (f", {machine['gpu']}" if "gpu" in machine else "") + f"; {machine['platform']}", "",
-              "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()), "",
-              f"Command: `{machine['command']}` ({machine['date']})", "",
-              f"{args.runs} timed runs after 5 warm-up runs per row; p50/p90/p99 per batch; agreement is top-1 vs the "
-              "FP32 PyTorch model on 32 held-out photos; seeded random weights.", ""]
+    header = [
+        f"# Backends on {device}",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores" + (f", {machine['gpu']}" if "gpu" in machine else "") + f"; {machine['platform']}",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
+        "",
+        f"Command: `{machine['command']}` ({machine['date']})",
+        "",
+        f"{args.runs} timed runs after 5 warm-up runs per row; p50/p90/p99 per batch; agreement is top-1 vs the FP32 PyTorch model on 32 held-out photos; seeded random weights.",
+        "",
+    ]
     notes = [f"- skipped {s['model']} {s['engine']} {s['precision']}: {s['reason']}" for s in skipped]
     (args.out / f"backends_{device}.md").write_text("\n".join(header) + "\n" + to_markdown(rows) + ("\n" + "\n".join(notes) + "\n" if notes else ""))
     plot(rows, args.out / f"backends_{device}.png")

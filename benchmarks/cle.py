@@ -62,31 +62,47 @@ def measure(name: str, weights: Path, labelled: Path, workdir: Path) -> dict:
     for cpu, rounding in VARIANTS:
         for source, path in (("", fp32), ("_cle", equalized)):
             label = f"int8_{cpu}_{rounding}{source}"
-            files[label] = quantize_int8(path, workdir / f"{label}.onnx", data, QuantizeConfig(cpu=cpu, rounding=rounding),
-                                         workdir / "cache", enforce_gate=False, judged_against=fp32).path
+            files[label] = quantize_int8(
+                path, workdir / f"{label}.onnx", data, QuantizeConfig(cpu=cpu, rounding=rounding), workdir / "cache", enforce_gate=False, judged_against=fp32
+            ).path
     logits = {}
     for label, path in files.items():
         with OrtRunner(path) as runner:
             logits[label] = np.concatenate([runner.infer(images[i : i + 1]) for i in range(len(images))])
     reference = logits["fp32"]
-    quality = {label: {"top1": round(100 * float(np.mean(v.argmax(1) == labels)), 1),
-                       "agreement": round(100 * float(np.mean(v.argmax(1) == reference.argmax(1))), 1),
-                       "logit_mse": round(float(np.mean((v - reference) ** 2)), 5)} for label, v in logits.items()}
-    return {"model": name, "weights": weights.name, "images": len(labels), "calibration_images": len(data.calibration),
-            "cle": cle, "quality": quality}
+    quality = {
+        label: {
+            "top1": round(100 * float(np.mean(v.argmax(1) == labels)), 1),
+            "agreement": round(100 * float(np.mean(v.argmax(1) == reference.argmax(1))), 1),
+            "logit_mse": round(float(np.mean((v - reference) ** 2)), 5),
+        }
+        for label, v in logits.items()
+    }
+    return {"model": name, "weights": weights.name, "images": len(labels), "calibration_images": len(data.calibration), "cle": cle, "quality": quality}
 
 
 def to_markdown(results: list[dict], command: str, machine: dict) -> str:
-    lines = ["# Cross-layer equalisation before deploykit's INT8", "", f"Command: `{command}`", "",
-             f"Machine: {machine['cpu']} ({machine['cpu_kind']}), {machine['cores']} cores; onnxruntime {machine['onnxruntime']}, "
-             f"aimet-onnx {machine['aimet_onnx']}. Each INT8 file judged on onnxruntime on this machine.", ""]
+    lines = [
+        "# Cross-layer equalisation before deploykit's INT8",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Machine: {machine['cpu']} ({machine['cpu_kind']}), {machine['cores']} cores; onnxruntime {machine['onnxruntime']}, "
+        f"aimet-onnx {machine['aimet_onnx']}. Each INT8 file judged on onnxruntime on this machine.",
+        "",
+    ]
     for result in results:
         cle = result["cle"]
-        lines += [f"## {result['model']} ({result['weights']}, {result['images']} photos, {result['calibration_images']} calibration)",
-                  "", f"AIMET's CLE changed {len(cle['changed'])} weight tensors ({', '.join(cle['changed'][:6])}"
-                  f"{', ...' if len(cle['changed']) > 6 else ''}); {cle['clips']} ReLU6 (Clip) nodes were left, which block "
-                  "its scaling.", "", "| INT8 (cpu target, rounding) | top-1 % | agreement % | logit MSE | with CLE: top-1 % | agreement % | logit MSE |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {result['model']} ({result['weights']}, {result['images']} photos, {result['calibration_images']} calibration)",
+            "",
+            f"AIMET's CLE changed {len(cle['changed'])} weight tensors ({', '.join(cle['changed'][:6])}"
+            f"{', ...' if len(cle['changed']) > 6 else ''}); {cle['clips']} ReLU6 (Clip) nodes were left, which block "
+            "its scaling.",
+            "",
+            "| INT8 (cpu target, rounding) | top-1 % | agreement % | logit MSE | with CLE: top-1 % | agreement % | logit MSE |",
+            "|---|---|---|---|---|---|---|",
+        ]
         q = result["quality"]
         lines.append(f"| FP32 | {q['fp32']['top1']} | - | - | {q['fp32_cle']['top1']} | {q['fp32_cle']['agreement']} | {q['fp32_cle']['logit_mse']} |")
         for cpu, rounding in VARIANTS:
@@ -121,8 +137,13 @@ def main() -> None:
                 (Path(work) / name).mkdir()
                 results.append(measure(name, weights.resolve(), args.labelled, Path(work) / name))
     info = machine_info().as_dict()
-    machine = {"cpu": info.get("cpu", platform.processor()), "cpu_kind": cpu_kind(), "cores": info.get("cores"),
-               "onnxruntime": version("onnxruntime"), "aimet_onnx": version("aimet-onnx")}
+    machine = {
+        "cpu": info.get("cpu", platform.processor()),
+        "cpu_kind": cpu_kind(),
+        "cores": info.get("cores"),
+        "onnxruntime": version("onnxruntime"),
+        "aimet_onnx": version("aimet-onnx"),
+    }
     command = "python benchmarks/cle.py " + " ".join(sys.argv[1:])
     os.chdir(Path(__file__).parent)
     (args.out / "cle.json").write_text(json.dumps({"command": command, "machine": machine, "results": results}, indent=1))

@@ -51,9 +51,13 @@ def subset_folders(work: Path, train_per_class: int, compare_per_class: int) -> 
         photos = sorted((CIFAR / label).iterdir())
         if train_per_class > len(photos) - HELD_OUT_PER_CLASS:
             raise SystemExit(f"--train-per-class {train_per_class} would reach into the held-out photos")
-        chosen = {"train": photos[:train_per_class], "compare": photos[:compare_per_class],
-                  "held_out": photos[-HELD_OUT_PER_CLASS:], "select": photos[-SELECT_PER_CLASS:],
-                  "calib": photos[:train_per_class][::max(1, train_per_class // CALIBRATION_PER_CLASS)][:CALIBRATION_PER_CLASS]}
+        chosen = {
+            "train": photos[:train_per_class],
+            "compare": photos[:compare_per_class],
+            "held_out": photos[-HELD_OUT_PER_CLASS:],
+            "select": photos[-SELECT_PER_CLASS:],
+            "calib": photos[:train_per_class][:: max(1, train_per_class // CALIBRATION_PER_CLASS)][:CALIBRATION_PER_CLASS],
+        }
         for name, paths in chosen.items():
             (folders[name] / label).mkdir()
             for path in paths:
@@ -93,36 +97,44 @@ def one_model(name: str, weights: Path, args: argparse.Namespace, work: Path) ->
 
     sizes = {}
     for size in args.compare_sizes:
-        result = run_distill(reference, None, str(folders["compare"]), DistillConfig(epochs=1), work / f"size{size}", size,
-                             val_source=str(folders["select"]))
+        result = run_distill(reference, None, str(folders["compare"]), DistillConfig(epochs=1), work / f"size{size}", size, val_source=str(folders["select"]))
         sizes[size] = round(100 * result.best.val_top1, 2)
         stage_done(f"fine-tune at {size}", top1_select=sizes[size], seconds=result.history[0].seconds)
     best = max(sizes.values())
     size = min(s for s, top1 in sizes.items() if top1 >= best - SIZE_TOLERANCE)
     log["size_choice"] = {"top1_by_size": sizes, "chosen": size, "rule": f"the smallest size within {SIZE_TOLERANCE} points of the best"}
 
-    teacher = run_distill(reference, None, str(folders["train"]), DistillConfig(epochs=args.epochs), work / "teacher", size,
-                          val_source=str(folders["select"]))
-    stage_done("teacher", best_epoch=teacher.best.epoch, top1_select=round(100 * teacher.best.val_top1, 2),
-               history=[round(100 * r.val_top1, 2) for r in teacher.history], estimate_s=teacher.estimate_seconds,
-               seconds=sum(r.seconds for r in teacher.history))
+    teacher = run_distill(reference, None, str(folders["train"]), DistillConfig(epochs=args.epochs), work / "teacher", size, val_source=str(folders["select"]))
+    stage_done(
+        "teacher",
+        best_epoch=teacher.best.epoch,
+        top1_select=round(100 * teacher.best.val_top1, 2),
+        history=[round(100 * r.val_top1, 2) for r in teacher.history],
+        estimate_s=teacher.estimate_seconds,
+        seconds=sum(r.seconds for r in teacher.history),
+    )
     teacher_ref = parse_model_ref(str(work / "teacher"))
     variants = {"teacher": teacher_ref}
     for ratio in args.ratios:
         pruned = run_prune(teacher_ref, PruneConfig(ratio=ratio, round_to=8), work / f"pruned{ratio}", size)
         variants[f"pruned {ratio:g}"] = teacher_ref.with_checkpoint(work / f"pruned{ratio}" / PRUNED_NAME)
-        kd = run_distill(variants[f"pruned {ratio:g}"], teacher_ref, str(folders["train"]), DistillConfig(epochs=args.kd_epochs),
-                         work / f"kd{ratio}", size, val_source=str(folders["select"]))
+        kd = run_distill(
+            variants[f"pruned {ratio:g}"], teacher_ref, str(folders["train"]), DistillConfig(epochs=args.kd_epochs), work / f"kd{ratio}", size, val_source=str(folders["select"])
+        )
         variants[f"pruned {ratio:g} + distilled"] = parse_model_ref(str(work / f"kd{ratio}"))
-        stage_done(f"pruned {ratio:g} + distilled", mac_reduction=round(1 - pruned.macs_after / pruned.macs_before, 3),
-                   start_top1_select=round(100 * kd.student_start_top1, 2), top1_select=round(100 * kd.best.val_top1, 2),
-                   seconds=sum(r.seconds for r in kd.history))
+        stage_done(
+            f"pruned {ratio:g} + distilled",
+            mac_reduction=round(1 - pruned.macs_after / pruned.macs_before, 3),
+            start_top1_select=round(100 * kd.student_start_top1, 2),
+            top1_select=round(100 * kd.best.val_top1, 2),
+            seconds=sum(r.seconds for r in kd.history),
+        )
     rows, files = [], {}
     for label, ref in variants.items():
-        quantize = (QuantizeConfig(calib=folders["calib"], holdout=folders["select"], val=folders["select"], max_drop=1.0)
-                    if label == "teacher" or label.endswith("+ distilled") else None)  # pruned alone: FP32, to show the loss
-        config = ExportConfig(out=work / "exports" / label.replace(" ", "_").replace("+", "kd"), dynamic_batch=True,
-                              input_size=size, quantize=quantize, time_runtimes=False)
+        quantize = (
+            QuantizeConfig(calib=folders["calib"], holdout=folders["select"], val=folders["select"], max_drop=1.0) if label == "teacher" or label.endswith("+ distilled") else None
+        )  # pruned alone: FP32, to show the loss
+        config = ExportConfig(out=work / "exports" / label.replace(" ", "_").replace("+", "kd"), dynamic_batch=True, input_size=size, quantize=quantize, time_runtimes=False)
         note = None
         try:
             result = export(config, ref)
@@ -140,8 +152,7 @@ def one_model(name: str, weights: Path, args: argparse.Namespace, work: Path) ->
         rows.append(row)
         stage_done(f"export {label}")
     preprocess = teacher_ref.preprocess(size)
-    accuracy = {label: {runtime: top1_on(path, runtime, folders["held_out"], preprocess, 10) for runtime in ("ort", "openvino")}
-                for label, path in files.items()}
+    accuracy = {label: {runtime: top1_on(path, runtime, folders["held_out"], preprocess, 10) for runtime in ("ort", "openvino")} for label, path in files.items()}
     stage_done("top-1 on the held-out photos", accuracy=accuracy)
     spec = work / "timing.json"
     spec.write_text(json.dumps({"files": {label: str(path) for label, path in files.items()}, "size": size}))
@@ -152,11 +163,26 @@ def one_model(name: str, weights: Path, args: argparse.Namespace, work: Path) ->
     table = []
     for label in files:
         base = label.removesuffix(" + INT8")
-        table.append({"variant": label, "macs": macs[base], "top1": accuracy[label],
-                      "p50_ms": {f"{runtime} b{batch}": latency[label][runtime][str(batch)] for runtime in ("ort", "openvino")
-                                 for batch in RUNS}})
-    log.update({"input_size": size, "train_photos": 10 * args.train_per_class, "compare_photos_per_class": args.compare_per_class, "epochs": args.epochs, "kd_epochs": args.kd_epochs,
-                "rows": rows, "table": table, "minutes": round((time.perf_counter() - started) / 60, 1)})
+        table.append(
+            {
+                "variant": label,
+                "macs": macs[base],
+                "top1": accuracy[label],
+                "p50_ms": {f"{runtime} b{batch}": latency[label][runtime][str(batch)] for runtime in ("ort", "openvino") for batch in RUNS},
+            }
+        )
+    log.update(
+        {
+            "input_size": size,
+            "train_photos": 10 * args.train_per_class,
+            "compare_photos_per_class": args.compare_per_class,
+            "epochs": args.epochs,
+            "kd_epochs": args.kd_epochs,
+            "rows": rows,
+            "table": table,
+            "minutes": round((time.perf_counter() - started) / 60, 1),
+        }
+    )
     return log
 
 
@@ -167,8 +193,7 @@ def time_files(spec_path: Path) -> None:
 
     spec = json.loads(spec_path.read_text())
     size = spec["size"]
-    runners = {(label, runtime): cpu_runner(Path(path), runtime) for label, path in spec["files"].items()
-               for runtime in ("ort", "openvino")}
+    runners = {(label, runtime): cpu_runner(Path(path), runtime) for label, path in spec["files"].items() for runtime in ("ort", "openvino")}
     samples = {(key, batch): [] for key in runners for batch in RUNS}
     try:
         for runner in runners.values():
@@ -186,8 +211,9 @@ def time_files(spec_path: Path) -> None:
     result: dict = {}
     for ((label, runtime), batch), values in samples.items():
         result.setdefault(label, {}).setdefault(runtime, {})[str(batch)] = {
-            "p50": round(float(np.median(values)), 3), "spread": [round(float(np.percentile(values, 10)), 3),
-                                                                   round(float(np.percentile(values, 90)), 3)]}
+            "p50": round(float(np.median(values)), 3),
+            "spread": [round(float(np.percentile(values, 10)), 3), round(float(np.percentile(values, 90)), 3)],
+        }
     (spec_path.parent / "timing_result.json").write_text(json.dumps(result))
 
 
@@ -206,50 +232,73 @@ def summary(log: dict) -> dict:
     for label in rows:
         if label.endswith("+ distilled + INT8"):
             final_runtime, ms = fastest(rows[label])
-            finals.append({"variant": label, "fastest": [final_runtime, ms], "speedup": round(teacher_ms / ms, 2),
-                           "drop_points": round(teacher_top1 - rows[label]["top1"][final_runtime], 2)})
+            finals.append(
+                {"variant": label, "fastest": [final_runtime, ms], "speedup": round(teacher_ms / ms, 2), "drop_points": round(teacher_top1 - rows[label]["top1"][final_runtime], 2)}
+            )
     within = [f for f in finals if f["drop_points"] <= 1.0]
     best = max(within, key=lambda f: f["speedup"]) if within else min(finals, key=lambda f: f["drop_points"], default=None)
     if best is not None:
-        out["pruned_distilled_int8"] = {**best, "target": ">= 2.5x at a drop <= 1.0 point, each on its fastest runtime (batch 1)",
-                                        "met": best["speedup"] >= 2.5 and best["drop_points"] <= 1.0, "all": finals}
+        out["pruned_distilled_int8"] = {
+            **best,
+            "target": ">= 2.5x at a drop <= 1.0 point, each on its fastest runtime (batch 1)",
+            "met": best["speedup"] >= 2.5 and best["drop_points"] <= 1.0,
+            "all": finals,
+        }
     pruning = []
     for label in rows:
         if label.endswith("+ distilled"):
             for runtime in ("ort", "openvino"):
                 for batch in RUNS:
                     key = f"{runtime} b{batch}"
-                    pruning.append({"variant": label, "runtime": key,
-                                    "speedup": round(teacher["p50_ms"][key]["p50"] / rows[label]["p50_ms"][key]["p50"], 2),
-                                    "drop_points": round(teacher["top1"][runtime] - rows[label]["top1"][runtime], 2)})
+                    pruning.append(
+                        {
+                            "variant": label,
+                            "runtime": key,
+                            "speedup": round(teacher["p50_ms"][key]["p50"] / rows[label]["p50_ms"][key]["p50"], 2),
+                            "drop_points": round(teacher["top1"][runtime] - rows[label]["top1"][runtime], 2),
+                        }
+                    )
     good = [p for p in pruning if p["drop_points"] <= 1.0]
-    out["pruning_alone"] = {"best": max(good, key=lambda p: p["speedup"]) if good else None,
-                            "target": ">= 1.6x FP32 vs FP32 on the same runtime at a drop <= 1.0 point after distillation",
-                            "met": any(p["speedup"] >= 1.6 for p in good), "all": pruning}
+    out["pruning_alone"] = {
+        "best": max(good, key=lambda p: p["speedup"]) if good else None,
+        "target": ">= 1.6x FP32 vs FP32 on the same runtime at a drop <= 1.0 point after distillation",
+        "met": any(p["speedup"] >= 1.6 for p in good),
+        "all": pruning,
+    }
     return out
 
 
 def to_markdown(machine: dict, logs: list[dict]) -> str:
-    lines = ["# Compression on CIFAR-10: fine-tune, prune, distil, INT8", "",
-             f"Machine: {machine['cpu']}, {machine['cores']} cores ({', '.join(machine['cpu_flags'])}); {machine['date']}.",
-             f"Versions: {', '.join(f'{k} {v}' for k, v in machine['versions'].items())}.", f"Command: `{machine['command']}`.", "",
-             "Top-1 on the 5,000 held-out photos (the last 500 of each class, never trained on); p50 latency in ms, median of "
-             f"{ROUNDS} rotated rounds in one process (10th-90th percentile of the rounds in brackets).", ""]
+    lines = [
+        "# Compression on CIFAR-10: fine-tune, prune, distil, INT8",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores ({', '.join(machine['cpu_flags'])}); {machine['date']}.",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in machine['versions'].items())}.",
+        f"Command: `{machine['command']}`.",
+        "",
+        "Top-1 on the 5,000 held-out photos (the last 500 of each class, never trained on); p50 latency in ms, median of "
+        f"{ROUNDS} rotated rounds in one process (10th-90th percentile of the rounds in brackets).",
+        "",
+    ]
     for log in logs:
         choice = log["size_choice"]
-        lines += [f"## {log['model']} ({log['weights']}), input {log['input_size']}x{log['input_size']}", "",
-                  f"Input size: one epoch on the same {10 * log['compare_photos_per_class']} photos gave top-1 "
-                  + ", ".join(f"{s}px {t}%" for s, t in choice["top1_by_size"].items()) + f" on the selection photos; chosen: "
-                  f"{choice['chosen']} ({choice['rule']}).",
-                  f"Training: {log['train_photos']} photos, teacher {log['epochs']} epochs, distillation {log['kd_epochs']} epochs; "
-                  f"the whole model took {log['minutes']} min.", "",
-                  "| variant | MMACs | top-1 ort | top-1 OpenVINO | ort b1 | OpenVINO b1 | ort b32 | OpenVINO b32 |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            f"## {log['model']} ({log['weights']}), input {log['input_size']}x{log['input_size']}",
+            "",
+            f"Input size: one epoch on the same {10 * log['compare_photos_per_class']} photos gave top-1 "
+            + ", ".join(f"{s}px {t}%" for s, t in choice["top1_by_size"].items())
+            + f" on the selection photos; chosen: "
+            f"{choice['chosen']} ({choice['rule']}).",
+            f"Training: {log['train_photos']} photos, teacher {log['epochs']} epochs, distillation {log['kd_epochs']} epochs; the whole model took {log['minutes']} min.",
+            "",
+            "| variant | MMACs | top-1 ort | top-1 OpenVINO | ort b1 | OpenVINO b1 | ort b32 | OpenVINO b32 |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for row in log["table"]:
-            cells = [f"{row['p50_ms'][k]['p50']:.2f} ({row['p50_ms'][k]['spread'][0]:.2f}-{row['p50_ms'][k]['spread'][1]:.2f})"
-                     for k in ("ort b1", "openvino b1", "ort b32", "openvino b32")]
-            lines.append(f"| {row['variant']} | {row['macs'] / 1e6:.1f} | {row['top1']['ort']:.2f} | {row['top1']['openvino']:.2f} | "
-                         + " | ".join(cells) + " |")
+            cells = [
+                f"{row['p50_ms'][k]['p50']:.2f} ({row['p50_ms'][k]['spread'][0]:.2f}-{row['p50_ms'][k]['spread'][1]:.2f})" for k in ("ort b1", "openvino b1", "ort b32", "openvino b32")
+            ]
+            lines.append(f"| {row['variant']} | {row['macs'] / 1e6:.1f} | {row['top1']['ort']:.2f} | {row['top1']['openvino']:.2f} | " + " | ".join(cells) + " |")
         notes = [f"- {row['variant']}: {row['note']}" for row in log["rows"] if row.get("note")]
         lines += ["", *notes, *targets(log["summary"]), ""]
     if machine.get("notes"):
@@ -260,19 +309,22 @@ def to_markdown(machine: dict, logs: list[dict]) -> str:
 def targets(summary: dict) -> list[str]:
     """The issue's targets as a table: the figure measured, met or not."""
     teacher, final, pruning = summary["teacher"], summary.get("pruned_distilled_int8"), summary["pruning_alone"]
-    lines = ["", "| target | measured | met |", "|---|---|---|",
-             f"| teacher top-1 >= 90% | {teacher['top1']:.2f}% | {'yes' if teacher['met'] else 'no'} |"]
+    lines = ["", "| target | measured | met |", "|---|---|---|", f"| teacher top-1 >= 90% | {teacher['top1']:.2f}% | {'yes' if teacher['met'] else 'no'} |"]
     if final:
-        lines.append(f"| pruned + distilled + INT8 >= 2.5x the teacher's FP32, each on its fastest runtime (batch 1), within "
-                     f"1.0 point | {final['variant']}: {final['speedup']}x on {final['fastest'][0]}, "
-                     f"{final['drop_points']:.2f} points lost | {'yes' if final['met'] else 'no'} |")
+        lines.append(
+            f"| pruned + distilled + INT8 >= 2.5x the teacher's FP32, each on its fastest runtime (batch 1), within "
+            f"1.0 point | {final['variant']}: {final['speedup']}x on {final['fastest'][0]}, "
+            f"{final['drop_points']:.2f} points lost | {'yes' if final['met'] else 'no'} |"
+        )
     fastest = max(pruning["all"], key=lambda p: p["speedup"], default=None)
     best = pruning["best"] or min(pruning["all"], key=lambda p: p["drop_points"], default=None)
     if best:
-        lines.append(f"| pruning alone >= 1.6x FP32 vs FP32 on one runtime, <= 1.0 point after distillation | {best['variant']}: "
-                     f"{best['speedup']}x on {best['runtime']}, {best['drop_points']:.2f} points lost (fastest: {fastest['variant']}, "
-                     f"{fastest['speedup']}x on {fastest['runtime']}, {fastest['drop_points']:.2f} lost) | "
-                     f"{'yes' if pruning['met'] else 'no'} |")
+        lines.append(
+            f"| pruning alone >= 1.6x FP32 vs FP32 on one runtime, <= 1.0 point after distillation | {best['variant']}: "
+            f"{best['speedup']}x on {best['runtime']}, {best['drop_points']:.2f} points lost (fastest: {fastest['variant']}, "
+            f"{fastest['speedup']}x on {fastest['runtime']}, {fastest['drop_points']:.2f} lost) | "
+            f"{'yes' if pruning['met'] else 'no'} |"
+        )
     return lines
 
 
@@ -286,10 +338,10 @@ def main() -> None:
     parser.add_argument("--compare-sizes", type=lambda t: [int(v) for v in t.split(",")], default=[64, 96])
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--kd-epochs", type=int, default=2)
-    parser.add_argument("--ratios", type=lambda t: [float(v) for v in t.split(",")], default=[0.3, 0.5],
-                        help="Pruning ratios for MobileNet-v2.")
-    parser.add_argument("--lite0-ratios", type=lambda t: [float(v) for v in t.split(",")], default=[0.3],
-                        help="Pruning ratios for EfficientNet-Lite0 (one, to fit the run in 90 minutes).")
+    parser.add_argument("--ratios", type=lambda t: [float(v) for v in t.split(",")], default=[0.3, 0.5], help="Pruning ratios for MobileNet-v2.")
+    parser.add_argument(
+        "--lite0-ratios", type=lambda t: [float(v) for v in t.split(",")], default=[0.3], help="Pruning ratios for EfficientNet-Lite0 (one, to fit the run in 90 minutes)."
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--time", type=Path, help=argparse.SUPPRESS)  # internal: time the files of a spec
     parser.add_argument("--markdown-from", type=Path, help="Only write compression.md again from a compression.json.")
@@ -312,11 +364,28 @@ def main() -> None:
     logs = []
     for name in args.models.split(","):
         with tempfile.TemporaryDirectory(prefix="compression-") as work:
-            command = [sys.executable, __file__, "--one", name, "--weights", str(weights[name].resolve()), "--workdir", work,
-                       "--train-per-class", str(args.train_per_class), "--compare-per-class", str(args.compare_per_class),
-                       "--compare-sizes", ",".join(map(str, args.compare_sizes)), "--epochs", str(args.epochs),
-                       "--kd-epochs", str(args.kd_epochs),
-                       "--ratios", ",".join(map(str, args.lite0_ratios if name == "efficientnet_lite0" else args.ratios))]
+            command = [
+                sys.executable,
+                __file__,
+                "--one",
+                name,
+                "--weights",
+                str(weights[name].resolve()),
+                "--workdir",
+                work,
+                "--train-per-class",
+                str(args.train_per_class),
+                "--compare-per-class",
+                str(args.compare_per_class),
+                "--compare-sizes",
+                ",".join(map(str, args.compare_sizes)),
+                "--epochs",
+                str(args.epochs),
+                "--kd-epochs",
+                str(args.kd_epochs),
+                "--ratios",
+                ",".join(map(str, args.lite0_ratios if name == "efficientnet_lite0" else args.ratios)),
+            ]
             subprocess.run(command, check=True)
             log = json.loads((Path(work) / "result.json").read_text())
         log["summary"] = summary(log)

@@ -50,8 +50,7 @@ def nncf_files(fp32: Path, calibration: Path, out: Path) -> None:
     model = onnx.load(str(fp32))
     dataset = nncf.Dataset([{model.graph.input[0].name: images[i : i + 1]} for i in range(len(images))])
     onnx.save(nncf.quantize(model, dataset, subset_size=len(images), target_device=nncf.TargetDevice.CPU), str(out / "nncf.onnx"))
-    ir = nncf.quantize(ov.convert_model(str(fp32)), nncf.Dataset([images[i : i + 1] for i in range(len(images))]),
-                       subset_size=len(images))
+    ir = nncf.quantize(ov.convert_model(str(fp32)), nncf.Dataset([images[i : i + 1] for i in range(len(images))]), subset_size=len(images))
     ov.save_model(ir, str(out / "nncf_openvino.xml"))
 
 
@@ -84,24 +83,28 @@ def one_model(name: str, weights: Path | None, labelled: Path, work: Path) -> di
     from deploykit.runtime import cpu_runner
 
     spec = get_spec(name)
-    exports = {layout: export(ExportConfig(name, out=work / layout, weights=str(weights) if weights else None, dynamic_batch=True,
-                                           quantize=QuantizeConfig(layout=layout)))
-               for layout in ("cpu", "openvino")}
+    exports = {
+        layout: export(ExportConfig(name, out=work / layout, weights=str(weights) if weights else None, dynamic_batch=True, quantize=QuantizeConfig(layout=layout)))
+        for layout in ("cpu", "openvino")
+    }
     fp32 = exports["cpu"].onnx_path
     same_fp32 = sha256_file(fp32) == sha256_file(exports["openvino"].onnx_path)
     preprocess = Preprocess.for_model(spec)  # what export uses for a checkpoint file
     np.save(work / "calibration.npy", load_samples(DEFAULT_CALIBRATION_DIR, preprocess, CALIBRATION_IMAGES))
     subprocess.run([sys.executable, __file__, "--nncf", str(fp32), str(work / "calibration.npy"), str(work)], check=True)
-    paths = {"fp32": fp32, "deploykit_cpu": exports["cpu"].int8_path, "deploykit_openvino": exports["openvino"].int8_path,
-             "nncf_onnx": work / "nncf.onnx", "nncf_openvino_ir": work / "nncf_openvino.xml"}
-    combos = {(file, runtime, "f32"): (paths[file], runtime) for file in FILES for runtime in ("ort", "openvino")
-              if not (file == "nncf_openvino_ir" and runtime == "ort")}
+    paths = {
+        "fp32": fp32,
+        "deploykit_cpu": exports["cpu"].int8_path,
+        "deploykit_openvino": exports["openvino"].int8_path,
+        "nncf_onnx": work / "nncf.onnx",
+        "nncf_openvino_ir": work / "nncf_openvino.xml",
+    }
+    combos = {(file, runtime, "f32"): (paths[file], runtime) for file in FILES for runtime in ("ort", "openvino") if not (file == "nncf_openvino_ir" and runtime == "ort")}
     bf16 = bool(cpu_flags() & set(BF16_FLAGS))
     if bf16:
         combos[("fp32", "openvino", "bf16")] = (fp32, "openvino")
-    runners = {key: cpu_runner(path, runtime, **({"precision": key[2]} if runtime == "openvino" else {}))
-               for key, (path, runtime) in combos.items()}
-    images, labels = (load_labelled_folder(labelled, preprocess, 1000)[:2] if weights else (None, None))
+    runners = {key: cpu_runner(path, runtime, **({"precision": key[2]} if runtime == "openvino" else {})) for key, (path, runtime) in combos.items()}
+    images, labels = load_labelled_folder(labelled, preprocess, 1000)[:2] if weights else (None, None)
     x = np.random.default_rng(0).standard_normal((1, *spec.input_shape), dtype=np.float32)
     samples: dict[tuple, list[float]] = {key: [] for key in runners}
     top1 = {}
@@ -120,29 +123,32 @@ def one_model(name: str, weights: Path | None, labelled: Path, work: Path) -> di
             runner.close()
     latency = {key: float(np.median(values)) for key, values in samples.items()}
     throughput = []
-    for file, runtime in [("fp32", "ort"), ("deploykit_cpu", "ort"), ("fp32", "openvino"), ("deploykit_openvino", "openvino"),
-                          ("nncf_openvino_ir", "openvino")]:
+    for file, runtime in [("fp32", "ort"), ("deploykit_cpu", "ort"), ("fp32", "openvino"), ("deploykit_openvino", "openvino"), ("nncf_openvino_ir", "openvino")]:
         with cpu_runner(paths[file], runtime) as runner:
             for batch in THROUGHPUT_BATCHES:
                 data = np.random.default_rng(0).standard_normal((batch, *spec.input_shape), dtype=np.float32)
                 stats = measure_latency(partial(runner.infer, data), batch=batch, warmup=2, runs=50, max_seconds=THROUGHPUT_SECONDS)
-                throughput.append({"file": file, "runtime": runtime, "batch": batch, "streams": 1,
-                                   "images_per_s": round(stats.throughput, 1), "p50_ms": round(stats.p50_ms, 2)})
+                throughput.append({"file": file, "runtime": runtime, "batch": batch, "streams": 1, "images_per_s": round(stats.throughput, 1), "p50_ms": round(stats.p50_ms, 2)})
         streams = os.cpu_count() or 1
         stats = stream_throughput(paths[file], runtime, x, streams, requests=40 * streams)
-        throughput.append({"file": file, "runtime": runtime, "batch": 1, "streams": streams,
-                           "images_per_s": round(stats.throughput, 1), "p50_ms": round(stats.p50_ms, 2)})
+        throughput.append({"file": file, "runtime": runtime, "batch": 1, "streams": streams, "images_per_s": round(stats.throughput, 1), "p50_ms": round(stats.p50_ms, 2)})
     graphs = {file: executed_graph(paths[file]) for file in ("deploykit_openvino", "nncf_openvino_ir")}
-    return {"model": name, "weights": weights.name if weights else "random", "same_fp32_file": same_fp32,
-            "openvino_executed_graph": graphs["deploykit_openvino"],
-            "same_executed_graph_as_nncf": graphs["deploykit_openvino"] == graphs["nncf_openvino_ir"],
-            "labelled_images": len(labels) if labels is not None else 0, "bf16_timed": bf16,
-            "export_fastest": exports["openvino"].runtimes.as_dict()["chosen"],
-            "combinations": [{"file": file, "runtime": runtime, "precision_hint": hint, "p50_ms": round(latency[(file, runtime, hint)], 3),
-                              "top1": top1.get((file, runtime, hint))} for file, runtime, hint in runners],
-            "throughput": throughput,
-            "deploykit_int8": {layout: {"check": result.int8.check.summary(), "calibration": result.int8.calibration.get("chosen")}
-                               for layout, result in exports.items()}}
+    return {
+        "model": name,
+        "weights": weights.name if weights else "random",
+        "same_fp32_file": same_fp32,
+        "openvino_executed_graph": graphs["deploykit_openvino"],
+        "same_executed_graph_as_nncf": graphs["deploykit_openvino"] == graphs["nncf_openvino_ir"],
+        "labelled_images": len(labels) if labels is not None else 0,
+        "bf16_timed": bf16,
+        "export_fastest": exports["openvino"].runtimes.as_dict()["chosen"],
+        "combinations": [
+            {"file": file, "runtime": runtime, "precision_hint": hint, "p50_ms": round(latency[(file, runtime, hint)], 3), "top1": top1.get((file, runtime, hint))}
+            for file, runtime, hint in runners
+        ],
+        "throughput": throughput,
+        "deploykit_int8": {layout: {"check": result.int8.check.summary(), "calibration": result.int8.calibration.get("chosen")} for layout, result in exports.items()},
+    }
 
 
 def summary(result: dict) -> dict:
@@ -155,26 +161,33 @@ def summary(result: dict) -> dict:
         out["openvino_layout_top1_drop_on_openvino"] = round(fp32["top1"] - ours["top1"], 2)
         out["nncf_ir_top1_drop_on_openvino"] = round(fp32["top1"] - theirs["top1"], 2)
     for runtime in ("ort", "openvino"):
-        out[f"int8_speedup_{runtime}"] = {file: round(find[("fp32", runtime, "f32")]["p50_ms"] / find[(file, runtime, "f32")]["p50_ms"], 2)
-                                          for file in FILES[1:] if (file, runtime, "f32") in find}
+        out[f"int8_speedup_{runtime}"] = {
+            file: round(find[("fp32", runtime, "f32")]["p50_ms"] / find[(file, runtime, "f32")]["p50_ms"], 2) for file in FILES[1:] if (file, runtime, "f32") in find
+        }
     fastest = min(result["combinations"], key=lambda c: c["p50_ms"])
     out["fastest"] = f"{fastest['file']} on {fastest['runtime']} ({fastest['precision_hint']}), {fastest['p50_ms']:.2f} ms"
     return out
 
 
 def to_markdown(machine: dict, results: list[dict]) -> str:
-    lines = ["# The fastest CPU deployment", "",
-             f"Machine: {machine['cpu']}, {machine['cores']} cores, CPU flags {', '.join(machine['cpu_flags']) or 'none of note'} "
-             f"(AVX-512 VNNI: {'yes' if 'avx512_vnni' in machine['cpu_flags'] else 'no'}, AMX: "
-             f"{'yes' if 'amx_bf16' in machine['cpu_flags'] else 'no'}); {machine['platform']}", "",
-             "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()), "",
-             f"Command: `{machine['command']}` ({machine['date']})", "",
-             f"Latency: batch 1, all cores, p50 ms, median of {ROUNDS} interleaved rounds of {RUNS_PER_ROUND} runs, every "
-             "combination of one model in the same rounds. Top-1 on the labelled photos, each file run by that runtime.", ""]
+    lines = [
+        "# The fastest CPU deployment",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, CPU flags {', '.join(machine['cpu_flags']) or 'none of note'} "
+        f"(AVX-512 VNNI: {'yes' if 'avx512_vnni' in machine['cpu_flags'] else 'no'}, AMX: "
+        f"{'yes' if 'amx_bf16' in machine['cpu_flags'] else 'no'}); {machine['platform']}",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
+        "",
+        f"Command: `{machine['command']}` ({machine['date']})",
+        "",
+        f"Latency: batch 1, all cores, p50 ms, median of {ROUNDS} interleaved rounds of {RUNS_PER_ROUND} runs, every "
+        "combination of one model in the same rounds. Top-1 on the labelled photos, each file run by that runtime.",
+        "",
+    ]
     for result in results:
         s = result["summary"]
-        lines += [f"## {result['model']} ({result['weights']} weights)", "",
-                  "| file | onnxruntime ms | OpenVINO ms | onnxruntime top-1 % | OpenVINO top-1 % |", "|---|---|---|---|---|"]
+        lines += [f"## {result['model']} ({result['weights']} weights)", "", "| file | onnxruntime ms | OpenVINO ms | onnxruntime top-1 % | OpenVINO top-1 % |", "|---|---|---|---|---|"]
         find = {(c["file"], c["runtime"], c["precision_hint"]): c for c in result["combinations"]}
         for file in FILES:
             ort, ov = find.get((file, "ort", "f32")), find[(file, "openvino", "f32")]
@@ -184,21 +197,32 @@ def to_markdown(machine: dict, results: list[dict]) -> str:
             bf16 = find[("fp32", "openvino", "bf16")]
             lines.append(f"| fp32, OpenVINO bf16 hint | - | {bf16['p50_ms']:.2f} | - | {bf16['top1'] or '-'} |")
         same = "the same" if result["same_executed_graph_as_nncf"] else "a different"
-        lines += ["", f"- OpenVINO on deploykit's openvino layout / OpenVINO's own NNCF INT8: "
-                      f"**{s['openvino_layout_vs_nncf_ir_latency']:.3f}** (target at most 1.00); OpenVINO's CPU plugin runs "
-                      f"{same} executed graph for both (layers by type and runtime precision)"]
+        lines += [
+            "",
+            f"- OpenVINO on deploykit's openvino layout / OpenVINO's own NNCF INT8: "
+            f"**{s['openvino_layout_vs_nncf_ir_latency']:.3f}** (target at most 1.00); OpenVINO's CPU plugin runs "
+            f"{same} executed graph for both (layers by type and runtime precision)",
+        ]
         if "openvino_layout_top1_drop_on_openvino" in s:
-            lines.append(f"- top-1 drop from FP32 on OpenVINO ({result['labelled_images']} photos): deploykit openvino layout "
-                         f"**{s['openvino_layout_top1_drop_on_openvino']:.1f}** points (target at most 1.0), NNCF's own "
-                         f"{s['nncf_ir_top1_drop_on_openvino']:.1f}")
+            lines.append(
+                f"- top-1 drop from FP32 on OpenVINO ({result['labelled_images']} photos): deploykit openvino layout "
+                f"**{s['openvino_layout_top1_drop_on_openvino']:.1f}** points (target at most 1.0), NNCF's own "
+                f"{s['nncf_ir_top1_drop_on_openvino']:.1f}"
+            )
         for runtime, name in (("ort", "onnxruntime"), ("openvino", "OpenVINO")):
             lines.append(f"- INT8 vs FP32 on {name}: " + ", ".join(f"{k} {v:.2f}x" for k, v in s[f"int8_speedup_{runtime}"].items()))
-        lines.append(f"- fastest combination measured here: {s['fastest']}; `export --int8-layout openvino` named "
-                     f"{result['export_fastest']['runtime']} {result['export_fastest']['precision']} "
-                     f"({result['export_fastest']['file']}) in its own timing")
-        lines += ["", "Throughput, images per second (all cores; streams: requests in parallel, OpenVINO's THROUGHPUT hint or "
-                  "as many onnxruntime sessions):", "", "| file | runtime | batch 1 | batch 8 | batch 32 | batch 1, one stream per core |",
-                  "|---|---|---|---|---|---|"]
+        lines.append(
+            f"- fastest combination measured here: {s['fastest']}; `export --int8-layout openvino` named "
+            f"{result['export_fastest']['runtime']} {result['export_fastest']['precision']} "
+            f"({result['export_fastest']['file']}) in its own timing"
+        )
+        lines += [
+            "",
+            "Throughput, images per second (all cores; streams: requests in parallel, OpenVINO's THROUGHPUT hint or as many onnxruntime sessions):",
+            "",
+            "| file | runtime | batch 1 | batch 8 | batch 32 | batch 1, one stream per core |",
+            "|---|---|---|---|---|---|",
+        ]
         rows = {}
         for t in result["throughput"]:
             rows.setdefault((t["file"], t["runtime"]), {})[(t["batch"], t["streams"])] = t["images_per_s"]

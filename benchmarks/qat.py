@@ -55,8 +55,10 @@ def labelled_top1(paths: dict[str, Path], folder: Path) -> dict[str, dict[str, f
         with OrtRunner(path) as runner:
             predictions[name] = run_all(runner, images).argmax(1)
     reference = next(iter(predictions.values()))
-    return {name: {"top1": round(100 * float(np.mean(p == labels)), 2), "agreement": round(100 * float(np.mean(p == reference)), 2),
-                   "images": len(labels)} for name, p in predictions.items()}
+    return {
+        name: {"top1": round(100 * float(np.mean(p == labels)), 2), "agreement": round(100 * float(np.mean(p == reference)), 2), "images": len(labels)}
+        for name, p in predictions.items()
+    }
 
 
 def mobilenet(weights: Path, epochs: int, lr: float, labelled: Path, work: Path) -> dict:
@@ -74,8 +76,11 @@ def mobilenet(weights: Path, epochs: int, lr: float, labelled: Path, work: Path)
         "labelled": {"source": str(labelled), **top1},
         "ptq": {k: round(ptq[k], 4) for k in CHECK_KEYS} | {"ort_ms": round(_latency(ptq_export.int8_path, (1, 3, 224, 224)), 3)},
         "qat": {k: round(qat[k], 4) for k in CHECK_KEYS} | {"ort_ms": round(_latency(result.int8_path, (1, 3, 224, 224)), 3)},
-        "fp32_ort_ms": round(fp32_ms, 3), "held_out_images": qat["samples"], "qat_record": manifest["qat"],
-        "export_seconds": round(seconds, 1), "qdq_nodes": manifest["qdq_nodes"],
+        "fp32_ort_ms": round(fp32_ms, 3),
+        "held_out_images": qat["samples"],
+        "qat_record": manifest["qat"],
+        "export_seconds": round(seconds, 1),
+        "qdq_nodes": manifest["qdq_nodes"],
     }
 
 
@@ -102,37 +107,50 @@ def main() -> None:
     parser.add_argument("--mobilenet-weights", type=Path, required=True)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=3e-6)
-    parser.add_argument("--labelled", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "imagenet-sample",
-                        help="labelled photos in synset folders (default ../shared/imagenet-sample)")
+    parser.add_argument(
+        "--labelled", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "imagenet-sample", help="labelled photos in synset folders (default ../shared/imagenet-sample)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="deploykit-qat-") as work:
         real = mobilenet(args.mobilenet_weights, args.epochs, args.lr, args.labelled, Path(work))
         print(json.dumps({k: real[k] for k in ("ptq", "qat")}), flush=True)
         digit_rows = digits(3, Path(work))
-    result = {"machine": machine_info().as_dict(), "command": "python benchmarks/qat.py " + " ".join(sys.argv[1:]),
-              "mobilenet_v2": real, "digits_top1": digit_rows}
+    result = {"machine": machine_info().as_dict(), "command": "python benchmarks/qat.py " + " ".join(sys.argv[1:]), "mobilenet_v2": real, "digits_top1": digit_rows}
     (RESULTS / "qat.json").write_text(json.dumps(result, indent=2) + "\n")
     ptq, qat = real["ptq"], real["qat"]
     record = real["qat_record"]
-    lines = ["# Label-free QAT vs PTQ", "", f"Command: `{result['command']}`", "",
-             f"Machine: {result['machine'].get('cpu')}, {result['machine'].get('cores')} cores; torch "
-             f"{result['machine']['versions'].get('torch')}, onnxruntime {result['machine']['versions'].get('onnxruntime')}", "",
-             "## MobileNet-v2, torchvision ImageNet weights", "",
-             f"QAT: {record['steps']} steps ({record['config']['epochs']} epochs, Adam lr {record['config']['lr']:g}) on "
-             f"{record['images']} unlabelled calibration photos, {record['activation_quantizers']} activation and "
-             f"{record['weight_quantizers']} weight quantizers simulated; whole export {real['export_seconds']} s. Top-1 and "
-             f"agreement with FP32's top-1 on {real['labelled']['fp32']['images']} labelled photos ({real['labelled']['source']}), "
-             f"the verdict; cosine on the {real['held_out_images']} bundled held-out photos, a diagnostic.", "",
-             "| file | top-1 % | agreement with FP32 % | held-out mean cosine | min cosine | ORT CPU ms |", "|---|---|---|---|---|---|",
-             f"| FP32 | {real['labelled']['fp32']['top1']:.1f} | - | - | - | {real['fp32_ort_ms']} |"]
+    lines = [
+        "# Label-free QAT vs PTQ",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"Machine: {result['machine'].get('cpu')}, {result['machine'].get('cores')} cores; torch "
+        f"{result['machine']['versions'].get('torch')}, onnxruntime {result['machine']['versions'].get('onnxruntime')}",
+        "",
+        "## MobileNet-v2, torchvision ImageNet weights",
+        "",
+        f"QAT: {record['steps']} steps ({record['config']['epochs']} epochs, Adam lr {record['config']['lr']:g}) on "
+        f"{record['images']} unlabelled calibration photos, {record['activation_quantizers']} activation and "
+        f"{record['weight_quantizers']} weight quantizers simulated; whole export {real['export_seconds']} s. Top-1 and "
+        f"agreement with FP32's top-1 on {real['labelled']['fp32']['images']} labelled photos ({real['labelled']['source']}), "
+        f"the verdict; cosine on the {real['held_out_images']} bundled held-out photos, a diagnostic.",
+        "",
+        "| file | top-1 % | agreement with FP32 % | held-out mean cosine | min cosine | ORT CPU ms |",
+        "|---|---|---|---|---|---|",
+        f"| FP32 | {real['labelled']['fp32']['top1']:.1f} | - | - | - | {real['fp32_ort_ms']} |",
+    ]
     for label, key, row in (("PTQ (deploykit default)", "ptq", ptq), ("QAT (label-free)", "qat", qat)):
         top1 = real["labelled"][key]
-        lines.append(f"| {label} | {top1['top1']:.1f} | {top1['agreement']:.1f} | {row['mean_cosine']:.4f} | "
-                     f"{row['min_cosine']:.4f} | {row['ort_ms']} |")
+        lines.append(f"| {label} | {top1['top1']:.1f} | {top1['agreement']:.1f} | {row['mean_cosine']:.4f} | {row['min_cosine']:.4f} | {row['ort_ms']} |")
     difference = real["labelled"]["qat"]["top1"] - real["labelled"]["ptq"]["top1"]
-    lines += ["", f"QAT top-1 minus PTQ top-1 on the labelled photos: **{difference:+.1f} points**.", "",
-              "## Digits (cifar_resnet20, 16x16, test split top-1)", "",
-              f"FP32 {digit_rows['fp32']:.2%}, PTQ INT8 {digit_rows['ptq']:.2%}, QAT INT8 {digit_rows['qat']:.2%}."]
+    lines += [
+        "",
+        f"QAT top-1 minus PTQ top-1 on the labelled photos: **{difference:+.1f} points**.",
+        "",
+        "## Digits (cifar_resnet20, 16x16, test split top-1)",
+        "",
+        f"FP32 {digit_rows['fp32']:.2%}, PTQ INT8 {digit_rows['ptq']:.2%}, QAT INT8 {digit_rows['qat']:.2%}.",
+    ]
     (RESULTS / "qat.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

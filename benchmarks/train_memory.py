@@ -54,8 +54,7 @@ def tree_pss_kib(pid: int) -> int:
 
 
 def run(folder: Path, out: Path, workers: int) -> dict:
-    command = [sys.executable, "-m", "deploykit", "train", "cifar_resnet20", "--data", str(folder), "--epochs", "1",
-               "--input-size", "32", "--workers", str(workers), "--out", str(out)]
+    command = [sys.executable, "-m", "deploykit", "train", "cifar_resnet20", "--data", str(folder), "--epochs", "1", "--input-size", "32", "--workers", str(workers), "--out", str(out)]
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = 0
@@ -66,8 +65,13 @@ def run(folder: Path, out: Path, workers: int) -> dict:
     if proc.returncode:
         raise SystemExit(f"{' '.join(command)} failed:\n{stderr[-3000:]}")
     epoch = json.loads((out / "history.json").read_text())["history"][0]
-    return {"peak_pss_mib": round(peak / 1024, 1), "wall_s": round(time.perf_counter() - started, 1),
-            "epoch_s": epoch["seconds"], "images_per_second": epoch["images_per_second"], "command": " ".join(command[1:])}
+    return {
+        "peak_pss_mib": round(peak / 1024, 1),
+        "wall_s": round(time.perf_counter() - started, 1),
+        "epoch_s": epoch["seconds"],
+        "images_per_second": epoch["images_per_second"],
+        "command": " ".join(command[1:]),
+    }
 
 
 def main() -> None:
@@ -84,13 +88,25 @@ def main() -> None:
             print(json.dumps(rows[count]), flush=True)
     smallest, largest = rows[min(rows)], rows[max(rows)]
     ratio = largest["peak_pss_mib"] / smallest["peak_pss_mib"]
-    result = {"machine": machine_info().as_dict(), "command": "python benchmarks/train_memory.py " + " ".join(sys.argv[1:]),
-              "runs": list(rows.values()), "peak_ratio": round(ratio, 3), "target": "peak ratio < 1.2", "met": ratio < 1.2}
+    result = {
+        "machine": machine_info().as_dict(),
+        "command": "python benchmarks/train_memory.py " + " ".join(sys.argv[1:]),
+        "runs": list(rows.values()),
+        "peak_ratio": round(ratio, 3),
+        "target": "peak ratio < 1.2",
+        "met": ratio < 1.2,
+    }
     (RESULTS / "train_memory.json").write_text(json.dumps(result, indent=2) + "\n")
-    lines = ["# `deploykit train` memory against dataset size", "", f"Command: `{result['command']}`", "",
-             f"Machine: {result['machine'].get('cpu')}, {result['machine'].get('cores')} cores; "
-             f"torch {result['machine']['versions'].get('torch')}", "",
-             "| images | peak PSS (MiB, process + workers) | epoch (s) | images/s | wall (s) |", "|---|---|---|---|---|"]
+    lines = [
+        "# `deploykit train` memory against dataset size",
+        "",
+        f"Command: `{result['command']}`",
+        "",
+        f"Machine: {result['machine'].get('cpu')}, {result['machine'].get('cores')} cores; torch {result['machine']['versions'].get('torch')}",
+        "",
+        "| images | peak PSS (MiB, process + workers) | epoch (s) | images/s | wall (s) |",
+        "|---|---|---|---|---|",
+    ]
     lines += [f"| {r['images']:,} | {r['peak_pss_mib']} | {r['epoch_s']} | {r['images_per_second']} | {r['wall_s']} |" for r in rows.values()]
     lines += ["", f"Peak ratio {max(rows):,} / {min(rows):,} images: **{ratio:.3f}** (target < 1.2: {'met' if result['met'] else 'not met'})."]
     (RESULTS / "train_memory.md").write_text("\n".join(lines) + "\n")

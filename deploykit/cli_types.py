@@ -47,8 +47,7 @@ class InputSize(click.ParamType):
         return height
 
 
-def input_size_option(help_text: str = "Input size: one number for square (224) or height and width (224 224); "
-                                       "default: the model's own."):
+def input_size_option(help_text: str = "Input size: one number for square (224) or height and width (224 224); default: the model's own."):
     return click.option("--input-size", cls=InputSizeOption, type=InputSize(), help=help_text)
 
 
@@ -80,8 +79,7 @@ class Warmup(click.ParamType):
                 return int(text), None
         except ValueError:
             pass
-        self.fail(f"--warmup takes a number of runs (0 to 100000, e.g. 10) or seconds (up to {MAX_WARMUP_SECONDS}s, e.g. 2s), "
-                  f"got {text!r}", param, ctx)
+        self.fail(f"--warmup takes a number of runs (0 to 100000, e.g. 10) or seconds (up to {MAX_WARMUP_SECONDS}s, e.g. 2s), got {text!r}", param, ctx)
 
 
 class BatchList(click.ParamType):
@@ -96,12 +94,14 @@ class BatchList(click.ParamType):
         if isinstance(value, tuple):
             return value
         try:
-            values = tuple(self.off_value if part == "off" and self.off_value is not None else int(part)
-                           for part in str(value).split(","))
+            values = tuple(self.off_value if part == "off" and self.off_value is not None else int(part) for part in str(value).split(","))
         except ValueError:
             values = ()
         if not values or any(v != self.off_value and not self.low <= v <= self.high for v in values):
             option = param.opts[0] if param is not None else "--batch"
-            self.fail(f"{option} takes comma-separated integers from {self.low} to {self.high}"
-                      f"{' (or off)' if self.off_value is not None else ''}, such as {self.low},8,32, got {value!r}", param, ctx)
+            self.fail(
+                f"{option} takes comma-separated integers from {self.low} to {self.high}{' (or off)' if self.off_value is not None else ''}, such as {self.low},8,32, got {value!r}",
+                param,
+                ctx,
+            )
         return values

@@ -31,8 +31,7 @@ def check_writable_file(path: Path | None) -> None:
         return
     folder = Path(path).resolve().parent
     if Path(path).is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
-        raise DeployKitError(f"cannot write {path}: {'it is a folder' if Path(path).is_dir() else 'its folder is missing or not writable'};"
-                             " choose another path")
+        raise DeployKitError(f"cannot write {path}: {'it is a folder' if Path(path).is_dir() else 'its folder is missing or not writable'}; choose another path")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -152,8 +151,7 @@ def exclusive_lock(path: Path, wait_seconds: float) -> Iterator[None]:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise DeployKitError(f"another deploykit process holds {path} (an export into the same folder); "
-                                             f"wait for it or use another --out") from None
+                        raise DeployKitError(f"another deploykit process holds {path} (an export into the same folder); wait for it or use another --out") from None
                     time.sleep(0.2)
             if _same_file(handle, path):
                 break

@@ -26,8 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 from deploykit.batch import Batch
 from deploykit.errors import DeployKitError
 from deploykit.manifest_fields import check_fields
-from deploykit.io import (atomic_write_json, exchange_paths, exclusive_lock, make_temporary_dir, recover_interrupted_exchange,
-                          sha256_file)
+from deploykit.io import atomic_write_json, exchange_paths, exclusive_lock, make_temporary_dir, recover_interrupted_exchange, sha256_file
 
 if TYPE_CHECKING:
     from deploykit.models.sources import Weights
@@ -42,8 +41,21 @@ LAST_NAME = "last.pth"
 EXPORTED_FILES = {ONNX_NAME, INT8_NAME, FP16_NAME, MANIFEST_NAME}  # what one export writes anew, all together
 # Everything deploykit writes into an output folder: the exported files, and what commands add beside them (the
 # calibration cache, compression stages, the pruned checkpoint, TensorRT engines with their records and timing cache).
-OWN_ENTRIES = ("model*.onnx", "model*.engine", "model*.engine.json", MANIFEST_NAME, PRUNED_NAME, "timing.cache", "calib-cache",
-               "stages", ".export-*", BEST_NAME, LAST_NAME, "checkpoint.pth", "history.json")
+OWN_ENTRIES = (
+    "model*.onnx",
+    "model*.engine",
+    "model*.engine.json",
+    MANIFEST_NAME,
+    PRUNED_NAME,
+    "timing.cache",
+    "calib-cache",
+    "stages",
+    ".export-*",
+    BEST_NAME,
+    LAST_NAME,
+    "checkpoint.pth",
+    "history.json",
+)
 PUBLISH_WAIT_S = 1800.0  # how long an export waits for another one into the same folder
 _TRACKED_PACKAGES = ("deploykit", "torch", "onnx", "onnxruntime", "onnxslim", "openvino", "tensorrt")
 
@@ -87,8 +99,7 @@ class WeightsRecord:
             return cls(seed=weights.seed, random=True)
         if isinstance(weights, Published):
             entry = weights.entry
-            return cls(path=str(weights.path), sha256=weights.sha256, tag=entry.tag, source=entry.source, url=entry.url,
-                       published_top1=entry.top1, published_top5=entry.top5)
+            return cls(path=str(weights.path), sha256=weights.sha256, tag=entry.tag, source=entry.source, url=entry.url, published_top1=entry.top1, published_top5=entry.top5)
         return cls(path=str(weights.path), sha256=weights.sha256)
 
     def matches(self, weights: Weights) -> bool:
@@ -253,10 +264,9 @@ class ExportFolder:
         """Hash ``files`` into ``manifest`` and write it atomically, with versions, command and time."""
         for name in files:
             manifest.files[name] = {"sha256": sha256_file(self.path / name), "bytes": (self.path / name).stat().st_size}
-        atomic_write_json(self.manifest_path, {
-            **manifest.to_json(), "updated": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": shlex.join(sys.argv), "versions": package_versions(),
-        })
+        atomic_write_json(
+            self.manifest_path, {**manifest.to_json(), "updated": datetime.now(UTC).isoformat(timespec="seconds"), "command": shlex.join(sys.argv), "versions": package_versions()}
+        )
         return manifest
 
     def verified(self, name: str) -> Path:
@@ -266,8 +276,7 @@ class ExportFolder:
         if entry is None:
             raise DeployKitError(f"{path} is not one of the files {self.manifest_path} describes; export again")
         if not path.is_file() or sha256_file(path) != entry.get("sha256"):
-            raise DeployKitError(f"{path} is not the file that was exported (its sha256 differs from {MANIFEST_NAME}, or it is "
-                                 "missing); re-export")
+            raise DeployKitError(f"{path} is not the file that was exported (its sha256 differs from {MANIFEST_NAME}, or it is missing); re-export")
         return path
 
     def twins_made_from(self, onnx_sha256: str, input_record: InputRecord) -> dict[str, dict]:
@@ -282,9 +291,11 @@ class ExportFolder:
         if manifest.files.get(ONNX_NAME, {}).get("sha256") != onnx_sha256 or manifest.input != input_record:
             return {}
         sections = {INT8_NAME: manifest.sections.get("int8"), FP16_NAME: manifest.sections.get("parity", {}).get(FP16_NAME)}
-        return {name: section for name, section in sections.items()
-                if section and name in manifest.files and (self.path / name).is_file()
-                and sha256_file(self.path / name) == manifest.files[name].get("sha256")}
+        return {
+            name: section
+            for name, section in sections.items()
+            if section and name in manifest.files and (self.path / name).is_file() and sha256_file(self.path / name) == manifest.files[name].get("sha256")
+        }
 
     def link_into(self, names: list[str], staging: Path) -> None:
         """Hard-link (or copy) these files of the live folder into a staging folder."""
@@ -326,8 +337,10 @@ class ExportFolder:
         foreign = sorted(entry.name for entry in self.path.iterdir() if not any(fnmatch.fnmatch(entry.name, p) for p in OWN_ENTRIES))
         if foreign:
             shown = ", ".join(foreign[:6]) + (f" and {len(foreign) - 6} more" if len(foreign) > 6 else "")
-            raise DeployKitError(f"{self.path} holds files deploykit did not write ({shown}); an export replaces its folder as a "
-                                 "whole, so nothing was written there: choose another --out, or move those files elsewhere")
+            raise DeployKitError(
+                f"{self.path} holds files deploykit did not write ({shown}); an export replaces its folder as a "
+                "whole, so nothing was written there: choose another --out, or move those files elsewhere"
+            )
 
     def update(self, sections: dict[str, Any], files: list[str] = ()) -> Manifest:
         """Add measured sections (and files) to the existing manifest, under the folder's lock."""

@@ -76,9 +76,11 @@ class ParityReport:
 
     def figures(self) -> str:
         """The measured figures without a verdict ("same top-5 set": both sides rank the same five classes first)."""
-        return (f"{self.samples} inputs, max abs error {self.max_abs_error:.3g} ({self.rel_error:.3g} of the logit range "
-                f"{self.logit_range:.3g}), min cosine {self.min_cosine:.6f}, top-1 agreement {self.top1_agreement:.1%}, "
-                f"same top-5 set {self.top5_agreement:.1%}")
+        return (
+            f"{self.samples} inputs, max abs error {self.max_abs_error:.3g} ({self.rel_error:.3g} of the logit range "
+            f"{self.logit_range:.3g}), min cosine {self.min_cosine:.6f}, top-1 agreement {self.top1_agreement:.1%}, "
+            f"same top-5 set {self.top5_agreement:.1%}"
+        )
 
 
 def compare_logits(reference: np.ndarray, candidate: np.ndarray, tolerances: Tolerances = Tolerances()) -> ParityReport:
@@ -88,8 +90,7 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, tolerances: Tol
     is a near tie, not a disagreement: no backend can be asked to break ties finer than its tolerance.
     """
     if reference.shape != candidate.shape:
-        raise DeployKitError(f"the two models give outputs of different shapes ({list(reference.shape)} and {list(candidate.shape)}): "
-                             "they are not the same classifier")
+        raise DeployKitError(f"the two models give outputs of different shapes ({list(reference.shape)} and {list(candidate.shape)}): they are not the same classifier")
     reference = reference.astype(np.float64)
     candidate = candidate.astype(np.float64)
     diff = np.abs(reference - candidate)
@@ -107,8 +108,13 @@ def compare_logits(reference: np.ndarray, candidate: np.ndarray, tolerances: Tol
     cand_top5 = np.argsort(-candidate, axis=1)[:, :k]
     top5 = np.mean([set(a) == set(b) for a, b in zip(ref_top5, cand_top5)])
     report = ParityReport(
-        samples=len(reference), max_abs_error=max_abs, logit_range=logit_range, rel_error=max_abs / logit_range,
-        min_cosine=float(cosine.min()), top1_agreement=float(np.mean(exact | tie)), top5_agreement=float(top5),
+        samples=len(reference),
+        max_abs_error=max_abs,
+        logit_range=logit_range,
+        rel_error=max_abs / logit_range,
+        min_cosine=float(cosine.min()),
+        top1_agreement=float(np.mean(exact | tie)),
+        top5_agreement=float(top5),
         near_ties=int(tie.sum()),
     )
     if not (np.isfinite(reference).all() and np.isfinite(candidate).all()):
@@ -137,8 +143,7 @@ def mean_cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float(row_cosines(reference, np.nan_to_num(candidate, nan=0.0, posinf=0.0, neginf=0.0)).mean())
 
 
-def parity_inputs(preprocess: Preprocess, random_count: int = 4, image_dir: Path | None = DEFAULT_CALIBRATION_DIR,
-                  image_count: int = 8, seed: int = 0) -> np.ndarray:
+def parity_inputs(preprocess: Preprocess, random_count: int = 4, image_dir: Path | None = DEFAULT_CALIBRATION_DIR, image_count: int = 8, seed: int = 0) -> np.ndarray:
     """Fixed-seed random inputs plus up to ``image_count`` real images (evenly spread over the folder)."""
     rng = np.random.default_rng(seed)
     shape = (random_count, 3, preprocess.size, preprocess.size)

@@ -96,6 +96,7 @@ def stop_on_signals() -> None:
     """SIGTERM and SIGHUP (a closed terminal) stop the program as Ctrl-C does; a signal ignored at start (nohup) stays so.
     Each stop signal is also recorded (received_stop): one that lands while a finalizer runs raises there, and Python
     prints and ignores it."""
+
     def stop(signum, frame) -> None:
         _RECEIVED.append(signum)
         raise Stopped(signum)

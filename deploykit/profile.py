@@ -73,10 +73,7 @@ def profile_model(model: nn.Module, input_shape: tuple[int, ...]) -> Profile:
             hook.remove()
     flops_by_module = counter.get_flop_counts()
     root = type(meta).__name__
-    summaries = [
-        StageSummary(name, shapes.get(name, ()), count_params(module), sum(flops_by_module.get(f"{root}.{name}", {}).values()) // 2)
-        for name, module in stages
-    ]
+    summaries = [StageSummary(name, shapes.get(name, ()), count_params(module), sum(flops_by_module.get(f"{root}.{name}", {}).values()) // 2) for name, module in stages]
     return Profile(count_params(meta), counter.get_total_flops() // 2, tuple(input_shape), summaries)
 
 

@@ -36,10 +36,17 @@ def live(stream: IO[str] | None = None) -> Iterator[None]:
     stream = stream or sys.stdout
     # Bound to the stream of now, so that the quiet() redirects of third-party chatter do not swallow the bars.
     # markup=False: paths, hints and folder names are printed as they are ('deploykit[openvino]', repo[v2]).
-    console = (Console(file=stream, stderr=False, markup=False) if stream.isatty()
-               else Console(file=stream, stderr=False, width=160, markup=False))
-    _progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), TextColumn("{task.fields[status]}"), *_counted_columns(),
-                         TimeElapsedColumn(), console=console, transient=True, disable=not stream.isatty())
+    console = Console(file=stream, stderr=False, markup=False) if stream.isatty() else Console(file=stream, stderr=False, width=160, markup=False)
+    _progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.fields[status]}"),
+        *_counted_columns(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not stream.isatty(),
+    )
     try:
         with _progress:
             yield
@@ -56,6 +63,7 @@ def _counted_columns() -> list:
         class Counted(column_type):
             def render(self, task):
                 return super().render(task) if task.total is not None else Text("")
+
         return Counted()
 
     return [counted_only(BarColumn), counted_only(MofNCompleteColumn), counted_only(TimeRemainingColumn)]

@@ -33,8 +33,15 @@ def run_cli(*args, timing: bool = False):
 
 def deploykit(*args, cwd: Path, env: dict | None = None, timeout: float = 600, timing: bool = False) -> subprocess.CompletedProcess:
     """``python -m deploykit ARGS`` in ``cwd`` with umask 022, in a process of its own, as a user's shell runs it."""
-    return subprocess.run([sys.executable, "-m", "deploykit", *command_line(args, timing)], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=timeout, preexec_fn=lambda: os.umask(0o022))
+    return subprocess.run(
+        [sys.executable, "-m", "deploykit", *command_line(args, timing)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        preexec_fn=lambda: os.umask(0o022),
+    )
 
 
 def deploykit_here(*args, cwd: Path, env: dict | None = None, timing: bool = False) -> subprocess.CompletedProcess:

@@ -92,8 +92,7 @@ def train_on_digits(tmp_path_factory):
             threads = torch.get_num_threads()
             torch.set_num_threads(1)  # the same model whatever the worker count (reductions differ with the thread count)
             try:
-                model = train_classifier(get_model(name, seed=0, **kwargs), train_split.images, train_split.labels,
-                                         epochs=epochs, lr=lr)
+                model = train_classifier(get_model(name, seed=0, **kwargs), train_split.images, train_split.labels, epochs=epochs, lr=lr)
             finally:
                 torch.set_num_threads(threads)
             with torch.no_grad():
@@ -101,8 +100,7 @@ def train_on_digits(tmp_path_factory):
             torch.save(model.state_dict(), folder / "weights.pth")
             np.save(folder / "calib.npy", train_split.images[:128])
             np.save(folder / "holdout.npy", test.images)
-            cache[name] = TrainedDigits(name, kwargs, size, folder / "weights.pth", folder / "calib.npy", folder / "holdout.npy",
-                                        test.images, test.labels, accuracy)
+            cache[name] = TrainedDigits(name, kwargs, size, folder / "weights.pth", folder / "calib.npy", folder / "holdout.npy", test.images, test.labels, accuracy)
         return cache[name]
 
     return train
@@ -164,8 +162,7 @@ def _download_wheel(requirement: str, wheels: Path) -> Path:
     found = sorted(wheels.glob(f"{name}-{requirement.split('==')[1]}-*.whl")) if wheels.is_dir() else []
     if found:
         return found[0]
-    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), requirement],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(wheels), requirement], capture_output=True, text=True)
     found = sorted(wheels.glob(f"{name}-*.whl"))
     if proc.returncode != 0 or not found:
         pytest.skip(f"pip cannot fetch {requirement}: {proc.stderr.strip().splitlines()[-1:]}")

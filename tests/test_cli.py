@@ -33,9 +33,7 @@ def test_info_respects_input_size_and_minimum():
 def test_unknown_model_exits_2_with_suggestions_and_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "deploykit", "info", "mobilenetv2"], capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
-        proc.stderr.strip().splitlines()[0]
-    ] and "did you mean" in proc.stderr and "mobilenet_v2" in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip().splitlines()[0]] and "did you mean" in proc.stderr and "mobilenet_v2" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

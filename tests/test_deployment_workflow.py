@@ -19,7 +19,6 @@ from tests.cli import run_cli
 pytestmark = pytest.mark.xdist_group("digits-train")
 
 
-
 @pytest.fixture(scope="module")
 def trained(train_on_digits, tmp_path_factory):
     """A digits-trained cifar_resnet20, its labelled test folder (class subfolders 0..9), and a foreign ONNX copy of it."""
@@ -34,8 +33,7 @@ def trained(train_on_digits, tmp_path_factory):
     # A file deploykit did not make: the legacy TorchScript exporter, another input name, a dynamic batch.
     foreign = root / "foreign.onnx"
     net = build_model("cifar_resnet20", str(model.weights))
-    torch.onnx.export(net, (torch.randn(1, 3, model.size, model.size),), str(foreign), dynamo=False, input_names=["pixels"],
-                      output_names=["scores"], dynamic_axes={"pixels": {0: "n"}})
+    torch.onnx.export(net, (torch.randn(1, 3, model.size, model.size),), str(foreign), dynamo=False, input_names=["pixels"], output_names=["scores"], dynamic_axes={"pixels": {0: "n"}})
     return model, labelled, foreign
 
 
@@ -58,8 +56,7 @@ def test_fp16_io_and_bench_fp16_runs_the_fp16_file(trained, tmp_path):
     assert run_cli("export", f"cifar_resnet20:{model.weights}", "--fp16-io", "--dynamic-batch", "--out", tmp_path)[0].exit_code == 0
     folder = tmp_path / "cifar_resnet20"
     assert onnx.load(str(folder / "model.fp16.onnx")).graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
-    result, text = run_cli("bench", folder, "--engine", "ort", "--precision", "fp16", "--runs", 3, "--warmup", 1,
-                       "--json", tmp_path / "fp16.json")
+    result, text = run_cli("bench", folder, "--engine", "ort", "--precision", "fp16", "--runs", 3, "--warmup", 1, "--json", tmp_path / "fp16.json")
     assert result.exit_code == 0, text
     row = json.loads((tmp_path / "fp16.json").read_text())["results"][0]
     assert row["precision"] == "fp16" and row["agreement_top1"] > 0.9
@@ -67,15 +64,15 @@ def test_fp16_io_and_bench_fp16_runs_the_fp16_file(trained, tmp_path):
 
 def test_bench_compare_and_eval_take_a_foreign_onnx(trained, tmp_path):
     model, labelled, foreign = trained
-    result, text = run_cli("bench", foreign, "--engine", "ort", "--runs", 3, "--warmup", 1, "--input-size", model.size,
-                       "--json", tmp_path / "b.json")
+    result, text = run_cli("bench", foreign, "--engine", "ort", "--runs", 3, "--warmup", 1, "--input-size", model.size, "--json", tmp_path / "b.json")
     assert result.exit_code == 0, text
     row = json.loads((tmp_path / "b.json").read_text())["results"][0]
     assert row["agreement_top1"] is None and row["preprocessing"] == "options"
     result, text = run_cli("compare", f"cifar_resnet20:{model.weights}", foreign, "--input-size", model.size)
     assert result.exit_code == 0 and "PASS" in text, text
-    result, text = run_cli("eval", foreign, "--data", labelled, "--input-size", model.size, "--workers", 0,
-                       "--mean", 0.5, 0.5, 0.5, "--std", 0.25, 0.25, 0.25, "--json", tmp_path / "e.json")
+    result, text = run_cli(
+        "eval", foreign, "--data", labelled, "--input-size", model.size, "--workers", 0, "--mean", 0.5, 0.5, 0.5, "--std", 0.25, 0.25, 0.25, "--json", tmp_path / "e.json"
+    )
     assert result.exit_code == 0, text
     evaluation = json.loads((tmp_path / "e.json").read_text())
     assert evaluation["images"] == 200 and evaluation["class_rule"].startswith("classes by folder number")
@@ -85,13 +82,30 @@ def test_bench_compare_and_eval_take_a_foreign_onnx(trained, tmp_path):
 
 def test_eval_streams_every_image_on_each_runner(trained, tmp_path):
     model, labelled, _ = trained
-    assert run_cli("export", f"cifar_resnet20:{model.weights}", "--input-size", model.size, model.size, "--int8", "--dynamic-batch", "--out", tmp_path,
-               "--calib", model.calib, "--holdout", model.holdout)[0].exit_code == 0
+    assert (
+        run_cli(
+            "export",
+            f"cifar_resnet20:{model.weights}",
+            "--input-size",
+            model.size,
+            model.size,
+            "--int8",
+            "--dynamic-batch",
+            "--out",
+            tmp_path,
+            "--calib",
+            model.calib,
+            "--holdout",
+            model.holdout,
+        )[0].exit_code
+        == 0
+    )
     folder = tmp_path / "cifar_resnet20"
     figures = {}
     for engine, precision in [("torch", "fp32"), ("ort", "fp32"), ("ort", "int8"), ("openvino", "fp32")]:
-        result, text = run_cli("eval", folder, "--data", labelled, "--engine", engine, "--precision", precision, "--workers", 2,
-                           "--batch-size", 16, "--json", tmp_path / f"{engine}-{precision}.json")
+        result, text = run_cli(
+            "eval", folder, "--data", labelled, "--engine", engine, "--precision", precision, "--workers", 2, "--batch-size", 16, "--json", tmp_path / f"{engine}-{precision}.json"
+        )
         assert result.exit_code == 0, text
         figures[engine, precision] = json.loads((tmp_path / f"{engine}-{precision}.json").read_text())
         assert figures[engine, precision]["images"] == 200
@@ -101,12 +115,42 @@ def test_eval_streams_every_image_on_each_runner(trained, tmp_path):
 
 def test_onnx_to_onnx_per_layer_pairs_fp32_with_its_int8_and_fp16(trained, tmp_path):
     model, _, _ = trained
-    assert run_cli("export", f"cifar_resnet20:{model.weights}", "--input-size", model.size, model.size, "--int8", "--fp16", "--out", tmp_path, "--calib", model.calib,
-               "--holdout", model.holdout)[0].exit_code == 0
+    assert (
+        run_cli(
+            "export",
+            f"cifar_resnet20:{model.weights}",
+            "--input-size",
+            model.size,
+            model.size,
+            "--int8",
+            "--fp16",
+            "--out",
+            tmp_path,
+            "--calib",
+            model.calib,
+            "--holdout",
+            model.holdout,
+        )[0].exit_code
+        == 0
+    )
     folder = tmp_path / "cifar_resnet20"
     for other in ("model.int8.onnx", "model.fp16.onnx"):
-        result, text = run_cli("compare", folder / "model.onnx", folder / other, "--per-layer", "--layer-tolerance", 1.0,
-                           "--rel-error", 1.0, "--min-cosine", 0.9, "--min-top1", 0.5, "--json", tmp_path / "l.json")
+        result, text = run_cli(
+            "compare",
+            folder / "model.onnx",
+            folder / other,
+            "--per-layer",
+            "--layer-tolerance",
+            1.0,
+            "--rel-error",
+            1.0,
+            "--min-cosine",
+            0.9,
+            "--min-top1",
+            0.5,
+            "--json",
+            tmp_path / "l.json",
+        )
         assert result.exit_code == 0, text
         layers = json.loads((tmp_path / "l.json").read_text())["layers"]
         assert len(layers) >= 10 and {"Conv"} <= {layer["kind"] for layer in layers}
@@ -115,9 +159,11 @@ def test_onnx_to_onnx_per_layer_pairs_fp32_with_its_int8_and_fp16(trained, tmp_p
 
 def test_export_of_a_users_own_module(tmp_path):
     source = tmp_path / "net.py"
-    source.write_text("import torch\n\ndef tiny():\n    torch.manual_seed(0)\n"
-                      "    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),"
-                      " torch.nn.Flatten(), torch.nn.Linear(8, 5))\n")
+    source.write_text(
+        "import torch\n\ndef tiny():\n    torch.manual_seed(0)\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),"
+        " torch.nn.Flatten(), torch.nn.Linear(8, 5))\n"
+    )
     result, text = run_cli("export", "--module", f"{source}:tiny", "--input-size", 32, 32, "--out", tmp_path)
     assert result.exit_code == 0 and "PASS" in text, text
     manifest = json.loads((tmp_path / "net_tiny" / "manifest.json").read_text())
@@ -135,8 +181,7 @@ def test_bench_reuses_a_matching_export_and_never_replaces_one(trained, tmp_path
     folder = tmp_path / "cifar_resnet20"
     before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()}
     for precision in ("fp32", "fp16"):
-        result, text = run_cli("bench", reference, "--engine", "ort", "--precision", precision, "--runs", 2, "--warmup", 0,
-                           "--out", tmp_path)
+        result, text = run_cli("bench", reference, "--engine", "ort", "--precision", precision, "--runs", 2, "--warmup", 0, "--out", tmp_path)
         assert result.exit_code == 0, text
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file()} == before  # reused, untouched
     assert not (tmp_path / ".bench-exports").exists()
@@ -165,8 +210,9 @@ def in_a_terminal(args: list, cwd, timeout: float = 600) -> tuple[int, str]:
     import select
 
     leader, follower = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "deploykit", *map(str, args)], stdin=follower, stdout=follower,
-                               stderr=follower, cwd=cwd, env={**os.environ, "COLUMNS": "160", "TERM": "xterm"})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploykit", *map(str, args)], stdin=follower, stdout=follower, stderr=follower, cwd=cwd, env={**os.environ, "COLUMNS": "160", "TERM": "xterm"}
+    )
     os.close(follower)
     output, deadline = b"", time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -187,8 +233,7 @@ def in_a_terminal(args: list, cwd, timeout: float = 600) -> tuple[int, str]:
 def test_long_steps_report_stages_inside_one_display(tmp_path):
     """On a terminal, the stages of library code (export, calibration, quantization) are drawn by the command's one
     live display, and result lines print above it as each stage ends (rich allows one live display at a time)."""
-    code, shown = in_a_terminal(["export", "cifar_resnet20", "--int8", "--calib-method", "percentile", "--calib-size", 16,
-                                 "--out", tmp_path], cwd=tmp_path)
+    code, shown = in_a_terminal(["export", "cifar_resnet20", "--int8", "--calib-method", "percentile", "--calib-size", 16, "--out", tmp_path], cwd=tmp_path)
     assert code == 0, shown[-2000:]
     assert "Only one live display" not in shown and "Traceback" not in shown
     for drawn in ("exporting cifar_resnet20 to ONNX", "quantizing and checking INT8 on", "parity vs PyTorch: PASS", "INT8 vs FP32"):
@@ -209,16 +254,19 @@ def test_training_reports_each_epoch_as_it_ends(tmp_path):
         return torch.load(last, weights_only=True)["epoch"] + 1 if last.is_file() else None
 
     seen = []
-    result = run_distill("cifar_resnet20", None, "digits", DistillConfig(epochs=3, lr=0.1), tmp_path, input_size=16,
-                         on_epoch=lambda record: seen.append((record.epoch, checkpoint_epoch())))
+    result = run_distill(
+        "cifar_resnet20", None, "digits", DistillConfig(epochs=3, lr=0.1), tmp_path, input_size=16, on_epoch=lambda record: seen.append((record.epoch, checkpoint_epoch()))
+    )
     assert seen == [(1, None), (2, 1), (3, 2)] and [r.epoch for r in result.history] == [1, 2, 3]
 
 
 def test_report_draws_one_series_per_batch_size(tmp_path):
     from deploykit.bench.report import draw, pareto_front
 
-    rows = [{"model": "m", "engine": e, "precision": "fp32", "batch": b, "p50_ms": ms, "agreement_top1": q}
-            for e, b, ms, q in [("ort", 1, 2.0, 1.0), ("ort", 8, 8.0, 1.0), ("torch", 1, 5.0, 0.9), ("torch", 8, 24.0, 0.9)]]
+    rows = [
+        {"model": "m", "engine": e, "precision": "fp32", "batch": b, "p50_ms": ms, "agreement_top1": q}
+        for e, b, ms, q in [("ort", 1, 2.0, 1.0), ("ort", 8, 8.0, 1.0), ("torch", 1, 5.0, 0.9), ("torch", 8, 24.0, 0.9)]
+    ]
     axes = draw(rows, title="t").axes[0]
     series = {collection.get_label(): sorted(map(tuple, collection.get_offsets().tolist())) for collection in axes.collections}
     assert series["batch 1"] == [(2.0, 1.0), (5.0, 0.9)]  # (ms per image, quality)

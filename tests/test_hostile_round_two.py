@@ -50,13 +50,19 @@ def nan_model(path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes = [helper.make_node("ReduceMean", ["input", "axes"], ["pooled"], keepdims=0),
-             helper.make_node("MatMul", ["pooled", "weights"], ["zeros"]),
-             helper.make_node("Div", ["zeros", "zeros"], ["logits"])]
-    initializers = [numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "axes"),
-                    numpy_helper.from_array(np.zeros((3, 10), dtype=np.float32), "weights")]
-    graph = helper.make_graph(nodes, "nan", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], initializers)
+    nodes = [
+        helper.make_node("ReduceMean", ["input", "axes"], ["pooled"], keepdims=0),
+        helper.make_node("MatMul", ["pooled", "weights"], ["zeros"]),
+        helper.make_node("Div", ["zeros", "zeros"], ["logits"]),
+    ]
+    initializers = [numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "axes"), numpy_helper.from_array(np.zeros((3, 10), dtype=np.float32), "weights")]
+    graph = helper.make_graph(
+        nodes,
+        "nan",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        initializers,
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
     return path
 
@@ -90,8 +96,14 @@ def test_a_changed_cached_checkpoint_is_refused_at_every_use(real_checkpoint, tm
     env_home = {"TORCH_HOME": str(tmp_path / "home")}
     state = torch.load(checkpoints / name, weights_only=True)
     torch.save({key: torch.zeros_like(value) for key, value in state.items()}, checkpoints / name)
-    proc = subprocess.run([sys.executable, "-m", "deploykit", "export", "mobilenet_v2", "--weights", "IMAGENET1K_V1"], cwd=tmp_path,
-                          capture_output=True, text=True, env={**os.environ, **env_home}, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "deploykit", "export", "mobilenet_v2", "--weights", "IMAGENET1K_V1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env_home},
+        timeout=600,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith(f"Error: the cached checkpoint {checkpoints / name} is not the published {name}")
     assert not (tmp_path / "deploykit-out" / "mobilenet_v2" / "manifest.json").exists()
@@ -110,16 +122,15 @@ def test_memory_is_bounded_before_anything_is_allocated(imagenet_sample, tmp_pat
     import onnx
     from onnx import TensorProto, helper
 
-    assert "--batch 65536 of shape [65536, 3, 224, 224] needs 36.8 GB" in one_line_refusal(
-        deploykit_here("bench", "squeezenet1_1", "--batch", 65536, cwd=tmp_path))
-    (tmp_path / "presets.toml").write_text('[huge]\ndescription = "too big"\nengine = "torch"\ndevice = "cpu"\n'
-                                           'precision = "fp32"\nbatches = [65536]\n')
-    assert "--batch 65536" in one_line_refusal(deploykit_here("bench", "squeezenet1_1", "--presets", "presets.toml", "--target", "huge",
-                                                          cwd=tmp_path))
-    graph = helper.make_graph([helper.make_node("ReduceMean", ["input"], ["pooled"], keepdims=0, axes=None),
-                               helper.make_node("Flatten", ["pooled"], ["logits"])], "big",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 10000, 10000])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1])])
+    assert "--batch 65536 of shape [65536, 3, 224, 224] needs 36.8 GB" in one_line_refusal(deploykit_here("bench", "squeezenet1_1", "--batch", 65536, cwd=tmp_path))
+    (tmp_path / "presets.toml").write_text('[huge]\ndescription = "too big"\nengine = "torch"\ndevice = "cpu"\nprecision = "fp32"\nbatches = [65536]\n')
+    assert "--batch 65536" in one_line_refusal(deploykit_here("bench", "squeezenet1_1", "--presets", "presets.toml", "--target", "huge", cwd=tmp_path))
+    graph = helper.make_graph(
+        [helper.make_node("ReduceMean", ["input"], ["pooled"], keepdims=0, axes=None), helper.make_node("Flatten", ["pooled"], ["logits"])],
+        "big",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 10000, 10000])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1])],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "big.onnx")
     (tmp_path / "d" / "0").mkdir(parents=True)
     photo = sorted(imagenet_sample.glob("n0*/*"))[0]
@@ -127,8 +138,7 @@ def test_memory_is_bounded_before_anything_is_allocated(imagenet_sample, tmp_pat
     assert "takes 10000x10000 inputs, beyond the 4096x4096" in one_line_refusal(deploykit_here("eval", "big.onnx", "--data", "d", cwd=tmp_path))
     with open(tmp_path / "huge.npy", "wb") as f:  # the header of a 56 GB array, without its data
         np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (100000, 3, 224, 224)})
-    assert "declares an array of shape [100000, 3, 224, 224] (56.1 GB" in one_line_refusal(
-        deploykit_here("export", "cifar_resnet20", "--int8", "--calib", "huge.npy", cwd=tmp_path))
+    assert "declares an array of shape [100000, 3, 224, 224] (56.1 GB" in one_line_refusal(deploykit_here("export", "cifar_resnet20", "--int8", "--calib", "huge.npy", cwd=tmp_path))
 
 
 MODULE = """import sys
@@ -173,12 +183,14 @@ def helper_nhwc_model(path: Path) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    nodes = [helper.make_node("ReduceMean", ["input", "axes"], ["pooled"], keepdims=0),
-             helper.make_node("MatMul", ["pooled", "weights"], ["logits"])]
-    graph = helper.make_graph(nodes, "nhwc", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", "H", "W", "C"])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
-                              [numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes"),
-                               numpy_helper.from_array(np.ones((3, 10), dtype=np.float32), "weights")])
+    nodes = [helper.make_node("ReduceMean", ["input", "axes"], ["pooled"], keepdims=0), helper.make_node("MatMul", ["pooled", "weights"], ["logits"])]
+    graph = helper.make_graph(
+        nodes,
+        "nhwc",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", "H", "W", "C"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(np.array([1, 2], dtype=np.int64), "axes"), numpy_helper.from_array(np.ones((3, 10), dtype=np.float32), "weights")],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
     return path
 
@@ -186,14 +198,12 @@ def helper_nhwc_model(path: Path) -> Path:
 def test_runtime_and_user_code_errors_are_one_line(trained_digits, tmp_path):
     """Issue 22, cause 7."""
     (tmp_path / "nets.py").write_text(MODULE)
-    for function, expected in (("tuple_out", "returned a tuple, not a logits tensor"), ("dict_out", "returned a dict, not a logits"),
-                               ("four_d", "outputs shape [")):
+    for function, expected in (("tuple_out", "returned a tuple, not a logits tensor"), ("dict_out", "returned a dict, not a logits"), ("four_d", "outputs shape [")):
         line = one_line_refusal(deploykit_here("export", "--module", f"nets.py:{function}", "--input-size", 16, cwd=tmp_path))
         assert expected in line, line
     line = one_line_refusal(deploykit_here("export", "--module", "nets.py:exits", "--input-size", 16, cwd=tmp_path))
     assert "calling nets.py:exits() failed: SystemExit" in line, line
-    line = one_line_refusal(deploykit_here("export", "--module", "nets.py:five_classes", "--input-size", 16, "--int8", "--qat", "--data",
-                                      "digits", "--calib", "digits", cwd=tmp_path))
+    line = one_line_refusal(deploykit_here("export", "--module", "nets.py:five_classes", "--input-size", 16, "--int8", "--qat", "--data", "digits", "--calib", "digits", cwd=tmp_path))
     assert "the digits have 10 classes and the model 5" in line
     assert not (tmp_path / "deploykit-out" / "nets_five_classes" / "model.int8.onnx").exists()
     nan_model(tmp_path / "nan.onnx")
@@ -210,11 +220,9 @@ def test_presets_and_qat_folders_are_read_strictly(tmp_path):
     """Issue 22, cause 9: deep nesting, a threads count --threads refuses, a .DS_Store beside class folders, and class
     folders that are not the model's classes."""
     (tmp_path / "deep.toml").write_text("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
-    assert "nests its tables or arrays too deeply" in one_line_refusal(
-        deploykit_here("bench", "cifar_resnet20", "--presets", "deep.toml", "--target", "x", cwd=tmp_path))
+    assert "nests its tables or arrays too deeply" in one_line_refusal(deploykit_here("bench", "cifar_resnet20", "--presets", "deep.toml", "--target", "x", cwd=tmp_path))
     (tmp_path / "threads.toml").write_text('[t]\nengine = "torch"\ndevice = "cpu"\nprecision = "fp32"\nthreads = 1024\n')
-    assert "threads must be an integer from 1 to" in one_line_refusal(
-        deploykit_here("bench", "cifar_resnet20", "--presets", "threads.toml", "--target", "t", cwd=tmp_path))
+    assert "threads must be an integer from 1 to" in one_line_refusal(deploykit_here("bench", "cifar_resnet20", "--presets", "threads.toml", "--target", "t", cwd=tmp_path))
     photos = sorted((Path(__file__).resolve().parents[1] / "deploykit" / "data" / "sets" / "calibration").glob("*.jpg"))[:16]
     for index, photo in enumerate(photos):
         folder = tmp_path / "qat" / ("cat" if index % 2 else "espresso")
@@ -230,9 +238,12 @@ def test_an_edited_manifest_is_refused_naming_the_field(tmp_path):
     assert deploykit_here("export", "cifar_resnet20", "--input-size", 16, cwd=tmp_path).returncode == 0
     manifest_path = tmp_path / "deploykit-out" / "cifar_resnet20" / "manifest.json"
     original = json.loads(manifest_path.read_text())
-    edits = [(("input", "shape"), [], "input.shape must be"), (("input", "shape"), [1, 3, "a", "b"], "input.shape must be"),
-             (("model", "num_classes"), "many", "model.num_classes must be"),
-             (("model", "builder_kwargs"), {"num_classes": 10**9}, "model.builder_kwargs.num_classes must be")]
+    edits = [
+        (("input", "shape"), [], "input.shape must be"),
+        (("input", "shape"), [1, 3, "a", "b"], "input.shape must be"),
+        (("model", "num_classes"), "many", "model.num_classes must be"),
+        (("model", "builder_kwargs"), {"num_classes": 10**9}, "model.builder_kwargs.num_classes must be"),
+    ]
     for (section, key), value, expected in edits:
         edited = json.loads(json.dumps(original))
         edited[section][key] = value
@@ -242,16 +253,33 @@ def test_an_edited_manifest_is_refused_naming_the_field(tmp_path):
 
 
 def result_row(**fields) -> dict:
-    return {"model": "m", "engine": "ort", "device": "cpu", "precision": "fp32", "batch": 1, "p50_ms": 1.0, "p90_ms": 1.1,
-            "p99_ms": 1.2, "throughput": 1000.0, "agreement_top1": 1.0, "threads": 2, **fields}
+    return {
+        "model": "m",
+        "engine": "ort",
+        "device": "cpu",
+        "precision": "fp32",
+        "batch": 1,
+        "p50_ms": 1.0,
+        "p90_ms": 1.1,
+        "p99_ms": 1.2,
+        "throughput": 1000.0,
+        "agreement_top1": 1.0,
+        "threads": 2,
+        **fields,
+    }
 
 
 def test_report_checks_its_input_scales_and_writes_both_files_or_neither(tmp_path):
     """Issue 22, cause 6."""
-    bad = {"empty row": '{"results": [{}]}', "NaN p50": json.dumps({"results": [result_row(p50_ms=float("nan"))]}),
-           "batch 0": json.dumps({"results": [result_row(batch=0)]}), "negative": json.dumps({"results": [result_row(p50_ms=-1)]}),
-           "not a dict": '{"results": [1, 2]}', "string batch": json.dumps({"results": [result_row(batch="8")]}),
-           "deep": '{"results": ' + "[" * 100_000 + "]" * 100_000 + "}"}
+    bad = {
+        "empty row": '{"results": [{}]}',
+        "NaN p50": json.dumps({"results": [result_row(p50_ms=float("nan"))]}),
+        "batch 0": json.dumps({"results": [result_row(batch=0)]}),
+        "negative": json.dumps({"results": [result_row(p50_ms=-1)]}),
+        "not a dict": '{"results": [1, 2]}',
+        "string batch": json.dumps({"results": [result_row(batch="8")]}),
+        "deep": '{"results": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    }
     for name, text in bad.items():
         (tmp_path / "bad.json").write_text(text)
         line = one_line_refusal(deploykit_here("report", "bad.json", "--out", "r", cwd=tmp_path))
@@ -260,13 +288,11 @@ def test_report_checks_its_input_scales_and_writes_both_files_or_neither(tmp_pat
     assert "UnicodeDecodeError" in one_line_refusal(deploykit_here("report", "latin1.json", cwd=tmp_path))
 
     nan_model(tmp_path / "nan.onnx")  # a foreign ONNX row has no quality figure: a table row, no point
-    proc = deploykit_here("bench", "nan.onnx", "--engine", "ort", "--runs", 2, "--warmup", 0, "--input-size", 32, "--md", "n.md",
-                     "--json", "n.json", cwd=tmp_path)
+    proc = deploykit_here("bench", "nan.onnx", "--engine", "ort", "--runs", 2, "--warmup", 0, "--input-size", 32, "--md", "n.md", "--json", "n.json", cwd=tmp_path)
     assert proc.returncode == 0 and (tmp_path / "n.md").is_file(), proc.stderr
     assert deploykit_here("report", "n.json", "--out", "n", cwd=tmp_path).returncode == 0
 
-    rows = [result_row(model=f"m{i % 7}", batch=1 + i % 8, p50_ms=1.0 + (i % 97) / 10, agreement_top1=(i % 50) / 50)
-            for i in range(1000)]
+    rows = [result_row(model=f"m{i % 7}", batch=1 + i % 8, p50_ms=1.0 + (i % 97) / 10, agreement_top1=(i % 50) / 50) for i in range(1000)]
     (tmp_path / "many.json").write_text(json.dumps({"results": rows}))
     started = time.monotonic()
     assert deploykit_here("report", "many.json", "--out", "many", cwd=tmp_path).returncode == 0

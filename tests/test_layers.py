@@ -8,8 +8,7 @@ import deploykit
 PACKAGE = Path(deploykit.__file__).parent
 # Top to bottom; a module may import its own layer or any layer below it (docs/ARCHITECTURE.md).
 LAYERS = [
-    ("deploykit.cli", "deploykit.cli_types", "deploykit.cli_options", "deploykit.cli_render", "deploykit.cli_render_bench",
-     "deploykit.__main__"),
+    ("deploykit.cli", "deploykit.cli_types", "deploykit.cli_options", "deploykit.cli_render", "deploykit.cli_render_bench", "deploykit.__main__"),
     ("deploykit.recipes",),
     ("deploykit.compress", "deploykit.export", "deploykit.bench", "deploykit.serve"),
     ("deploykit.parity",),
@@ -47,9 +46,13 @@ def deploykit_imports() -> dict[str, set[str]]:
 
 
 def test_imports_only_run_down_the_layers():
-    upward = [f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
-              for module, targets in deploykit_imports().items() if module != "deploykit"
-              for target in targets if target != "deploykit" and layer_of(target) < layer_of(module)]
+    upward = [
+        f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
+        for module, targets in deploykit_imports().items()
+        if module != "deploykit"
+        for target in targets
+        if target != "deploykit" and layer_of(target) < layer_of(module)
+    ]
     assert not upward, "\n".join(upward)
 
 

@@ -1,5 +1,6 @@
-"""ruff's linter over the code, as pyproject.toml configures it: a failure names each file and rule. (Its formatter is
-not applied: pyproject.toml says why.)"""
+"""ruff's linter and formatter over the code, as pyproject.toml configures them: a failure names each file and rule, or
+each file the formatter would change (`ruff format` rewrites them; pyproject.toml lists the three it leaves alone, and
+why)."""
 
 import subprocess
 import sys
@@ -17,3 +18,7 @@ def test_the_linter_finds_nothing():
     done = ruff("check", *CODE)
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-1000:]
 
+
+def test_the_code_is_formatted():
+    done = ruff("format", "--check", *CODE)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-1000:]

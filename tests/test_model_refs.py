@@ -13,7 +13,6 @@ SIZE = "16"
 pytestmark = pytest.mark.xdist_group("model-refs")
 
 
-
 @pytest.fixture(scope="module")
 def refs(tmp_path_factory):
     """Each form of reference to one small model: name, NAME:CHECKPOINT, export folder, .onnx file, pruned folder."""
@@ -62,8 +61,7 @@ def test_prune_takes_every_form(refs, form, tmp_path):
 def test_train_and_distill_take_every_form(refs, form, tmp_path):
     result, text = run_cli("train", refs[form], "--data", "digits", "--epochs", 1, "--input-size", SIZE, "--out", tmp_path / "train")
     assert result.exit_code == 0 and "val top-1" in text, text
-    result, text = run_cli("distill", "--teacher", refs[form], "--student", "cifar_resnet20", "--data", "digits", "--epochs", 1,
-                       "--input-size", SIZE, "--out", tmp_path / "kd")
+    result, text = run_cli("distill", "--teacher", refs[form], "--student", "cifar_resnet20", "--data", "digits", "--epochs", 1, "--input-size", SIZE, "--out", tmp_path / "kd")
     if form == "name":  # seeded random weights are no teacher
         assert result.exit_code == 2 and "a teacher needs trained weights" in text, text
     else:  # a checkpoint, or a folder whose manifest names one
@@ -79,13 +77,16 @@ def test_a_name_that_is_also_a_folder_is_ambiguous(tmp_path, monkeypatch):
         parse_model_ref(f".{os.sep}cifar_resnet20")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("nope/model.onnx", "does not exist"),
-    ("weights.pth", "a checkpoint needs its architecture: write NAME:weights.pth"),
-    ("resnet18:", "name the weights after the colon"),
-    ("resnet18:missing.pth", "checkpoint missing.pth does not exist"),
-    ("resnet1", "unknown model 'resnet1'; did you mean"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("nope/model.onnx", "does not exist"),
+        ("weights.pth", "a checkpoint needs its architecture: write NAME:weights.pth"),
+        ("resnet18:", "name the weights after the colon"),
+        ("resnet18:missing.pth", "checkpoint missing.pth does not exist"),
+        ("resnet1", "unknown model 'resnet1'; did you mean"),
+    ],
+)
 def test_bad_references_say_what_to_write(text, message):
     with pytest.raises(DeployKitError, match=message):
         parse_model_ref(text)

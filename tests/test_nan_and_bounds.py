@@ -27,17 +27,20 @@ def test_an_all_nan_checkpoint_does_not_export(tmp_path):
     assert result.exit_code == 2 and "NaN or inf" in text and not list((tmp_path / "out").rglob("*.onnx"))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["export", "cifar_resnet20", "--rel-error", "nan"], "is not a finite number"),
-    (["export", "cifar_resnet20", "--min-cosine", "nan"], "is not a finite number"),
-    (["compare", "cifar_resnet20", "cifar_resnet20", "--rel-error", "inf"], "is not a finite number"),
-    (["export", "cifar_resnet20", "--int8", "--int8-min-cosine", "nan"], "is not a finite number"),
-    (["bench", "cifar_resnet20", "--threads", "100000"], "--threads"),
-    (["bench", "cifar_resnet20", "--warmup", "infs"], "--warmup takes"),
-    (["bench", "cifar_resnet20", "--warmup", "nans"], "--warmup takes"),
-    (["bench", "cifar_resnet20", "--runs", "10000000"], "--runs"),
-    (["eval", "cifar_resnet20", "--data", ".", "--input-size", "100000"], "--input-size"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["export", "cifar_resnet20", "--rel-error", "nan"], "is not a finite number"),
+        (["export", "cifar_resnet20", "--min-cosine", "nan"], "is not a finite number"),
+        (["compare", "cifar_resnet20", "cifar_resnet20", "--rel-error", "inf"], "is not a finite number"),
+        (["export", "cifar_resnet20", "--int8", "--int8-min-cosine", "nan"], "is not a finite number"),
+        (["bench", "cifar_resnet20", "--threads", "100000"], "--threads"),
+        (["bench", "cifar_resnet20", "--warmup", "infs"], "--warmup takes"),
+        (["bench", "cifar_resnet20", "--warmup", "nans"], "--warmup takes"),
+        (["bench", "cifar_resnet20", "--runs", "10000000"], "--runs"),
+        (["eval", "cifar_resnet20", "--data", ".", "--input-size", "100000"], "--input-size"),
+    ],
+)
 def test_bad_numbers_are_refused_up_front(args, message, tmp_path):
     result, text = run_cli(*args, *(["--out", tmp_path] if args[0] == "export" else []))
     assert result.exit_code == 2 and message in text and "Traceback" not in text
@@ -127,8 +130,7 @@ def test_ctrl_c_is_one_line(tmp_path):
     import sys
     import time
 
-    process = subprocess.Popen([sys.executable, "-m", "deploykit", "export", "resnet18", "--out", str(tmp_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, "-m", "deploykit", "export", "resnet18", "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Interrupt the export itself, not Python's start-up (which a loaded machine can stretch past a fixed sleep):
     # the command has begun once it made its output folder.
     deadline = time.monotonic() + 60

@@ -46,13 +46,11 @@ def test_labelled_folders_map_by_synset_in_bench_and_eval(imagenet_home, synset_
     """Item 1: bench --data and eval read synset folders under the one rule, and print it (export --val on the 500
     labelled photos: tests/compress/test_int8_real_weights.py::test_val_maps_synset_folders_to_imagenet_classes)."""
     reference = "mobilenet_v2:IMAGENET1K_V1"
-    bench = deploykit_here("bench", reference, "--engine", "torch", "--data", synset_folder, "--runs", 2, "--warmup", 0,
-                      "--json", "b.json", cwd=tmp_path, env=imagenet_home)
+    bench = deploykit_here("bench", reference, "--engine", "torch", "--data", synset_folder, "--runs", 2, "--warmup", 0, "--json", "b.json", cwd=tmp_path, env=imagenet_home)
     assert bench.returncode == 0, output(bench)
     assert "classes by ImageNet synset" in bench.stdout
     row = json.loads((tmp_path / "b.json").read_text())["results"][0]
-    evaluation = deploykit_here("eval", reference, "--engine", "torch", "--data", synset_folder, "--json", "e.json", cwd=tmp_path,
-                           env=imagenet_home)
+    evaluation = deploykit_here("eval", reference, "--engine", "torch", "--data", synset_folder, "--json", "e.json", cwd=tmp_path, env=imagenet_home)
     assert evaluation.returncode == 0, output(evaluation)
     assert "classes by ImageNet synset" in evaluation.stdout
     evaluated = json.loads((tmp_path / "e.json").read_text())
@@ -63,8 +61,7 @@ def test_twins_are_judged_as_export_judged_them_and_kept_on_re_export(trained_di
     """Items 2, 4 and 6: compare of model.onnx with its INT8 twin reruns the export's gate (from the manifest), with its
     FP16 twin uses FP16 tolerances; an --fp16 export into the same folder keeps the INT8 file and says so; umask 022."""
     reference = f"cifar_resnet20:{trained_digits.weights}"
-    export = deploykit_here("export", reference, "--input-size", 16, "--int8", "--calib", "digits", "--holdout", "digits", "--val",
-                       "digits", cwd=tmp_path)
+    export = deploykit_here("export", reference, "--input-size", 16, "--int8", "--calib", "digits", "--holdout", "digits", "--val", "digits", cwd=tmp_path)
     assert export.returncode == 0, output(export)
     folder = tmp_path / "deploykit-out" / "cifar_resnet20"
     gate = json.loads((folder / "manifest.json").read_text())["int8"]["check_vs_fp32"]
@@ -95,8 +92,7 @@ def digits_weights(trained_digits) -> str:
 
 def test_digits_calibrate_hold_out_and_gate_an_int8_export(digits_weights, tmp_path):
     """Item 1: --calib/--val/--holdout digits, as --data digits; the gate's line names the labels it used."""
-    proc = deploykit_here("export", digits_weights, "--input-size", 16, "--int8", "--calib", "digits", "--val", "digits",
-                     "--holdout", "digits", cwd=tmp_path)
+    proc = deploykit_here("export", digits_weights, "--input-size", 16, "--int8", "--calib", "digits", "--val", "digits", "--holdout", "digits", cwd=tmp_path)
     assert proc.returncode == 0, output(proc)
     line = next(line for line in proc.stdout.splitlines() if line.startswith("INT8 vs FP32:"))
     assert "PASS" in line and "labelled images, the digits' own labels 0-9" in line, line
@@ -106,8 +102,12 @@ def test_digits_calibrate_hold_out_and_gate_an_int8_export(digits_weights, tmp_p
 
 def test_stage_results_print_as_each_stage_ends(digits_weights, tmp_path):
     """Item 13: the parity line is on stdout while INT8 is still being made, not all at the end."""
-    process = subprocess.Popen([sys.executable, "-m", "deploykit", "export", digits_weights, "--input-size", "16", "--int8",
-                                "--calib", "digits", "--holdout", "digits"], cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploykit", "export", digits_weights, "--input-size", "16", "--int8", "--calib", "digits", "--holdout", "digits"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     arrivals = [(time.monotonic(), line) for line in process.stdout]
     ended = time.monotonic()
     assert process.wait() == 0, arrivals
@@ -121,8 +121,7 @@ def test_stage_results_print_as_each_stage_ends(digits_weights, tmp_path):
 
 def test_bench_says_what_it_exports_and_names_the_file_it_timed(digits_weights, tmp_path):
     """Item 5."""
-    proc = deploykit_here("bench", digits_weights, "--engine", "ort", "--precision", "int8", "--runs", 2, "--warmup", 0,
-                     "--json", "r.json", cwd=tmp_path)
+    proc = deploykit_here("bench", digits_weights, "--engine", "ort", "--precision", "int8", "--runs", 2, "--warmup", 0, "--json", "r.json", cwd=tmp_path)
     assert proc.returncode == 0, output(proc)
     timed = json.loads((tmp_path / "r.json").read_text())["results"][0]["file"]
     assert "/.bench-exports/" in timed and timed.endswith("cifar_resnet20/model.int8.onnx") and (tmp_path / timed).is_file()
@@ -132,24 +131,23 @@ def test_bench_says_what_it_exports_and_names_the_file_it_timed(digits_weights, 
 def test_a_users_module_and_onnx_file(trained_digits, tmp_path):
     """Items 7, 8 and 9: --module is named after its file, sized honestly; a module built from torchvision exports;
     a user's own ONNX file gets its INT8 and FP16 files with the same gate and manifest."""
-    (tmp_path / "mynets.py").write_text("import torch\n\ndef build():\n    torch.manual_seed(0)\n    return torch.nn.Sequential("
-                                        "torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),"
-                                        " torch.nn.Linear(8, 5))\n")
+    (tmp_path / "mynets.py").write_text(
+        "import torch\n\ndef build():\n    torch.manual_seed(0)\n    return torch.nn.Sequential("
+        "torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),"
+        " torch.nn.Linear(8, 5))\n"
+    )
     proc = deploykit_here("export", "--module", "mynets.py:build", "--input-size", 32, cwd=tmp_path)
     assert proc.returncode == 0, output(proc)
     assert "wrote deploykit-out/mynets_build/model.onnx (" in proc.stdout and "0.0 MB" not in proc.stdout, proc.stdout
     assert " kB, exported" in proc.stdout
 
-    (tmp_path / "tvnet.py").write_text("import torch\nfrom torchvision.models import resnet18\n\n"
-                                       "def build():\n    torch.manual_seed(0)\n    return resnet18(num_classes=10)\n")
+    (tmp_path / "tvnet.py").write_text("import torch\nfrom torchvision.models import resnet18\n\ndef build():\n    torch.manual_seed(0)\n    return resnet18(num_classes=10)\n")
     proc = deploykit_here("export", "--module", "tvnet.py:build", "--input-size", 64, cwd=tmp_path)
     assert proc.returncode == 0 and "parity vs PyTorch: PASS" in proc.stdout, output(proc)
 
-    assert deploykit_here("export", f"cifar_resnet20:{trained_digits.weights}", "--input-size", 16, "--out", "mine",
-                     cwd=tmp_path).returncode == 0
+    assert deploykit_here("export", f"cifar_resnet20:{trained_digits.weights}", "--input-size", 16, "--out", "mine", cwd=tmp_path).returncode == 0
     (tmp_path / "mine/cifar_resnet20/model.onnx").rename(tmp_path / "foreign.onnx")
-    proc = deploykit_here("export", "foreign.onnx", "--int8", "--fp16", "--calib", "digits", "--holdout", "digits", "--val", "digits",
-                     cwd=tmp_path)
+    proc = deploykit_here("export", "foreign.onnx", "--int8", "--fp16", "--calib", "digits", "--holdout", "digits", "--val", "digits", cwd=tmp_path)
     assert proc.returncode == 0, output(proc)
     assert "INT8 vs FP32: PASS" in proc.stdout and "FP16 vs FP32: PASS" in proc.stdout
     folder = tmp_path / "deploykit-out" / "foreign"
@@ -159,12 +157,15 @@ def test_a_users_module_and_onnx_file(trained_digits, tmp_path):
     assert {"model.int8.onnx", "model.fp16.onnx"} <= set(manifest["files"])
 
 
-@pytest.mark.parametrize("command", [
-    ("bench", "cifar_resnet20", "--engine", "torch", "--device", "cuda"),
-    ("bench", "cifar_resnet20", "--engine", "ort", "--ort-provider", "cuda"),
-    ("bench", "cifar_resnet20", "--engine", "trt"),
-    ("eval", "cifar_resnet20", "--engine", "trt", "--data", "digits"),
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("bench", "cifar_resnet20", "--engine", "torch", "--device", "cuda"),
+        ("bench", "cifar_resnet20", "--engine", "ort", "--ort-provider", "cuda"),
+        ("bench", "cifar_resnet20", "--engine", "trt"),
+        ("eval", "cifar_resnet20", "--engine", "trt", "--data", "digits"),
+    ],
+)
 def test_a_missing_gpu_or_backend_is_reported_first(command, tmp_path):
     """Item 10: under 3 s, one line, exit code 2 (on a machine that has the GPU and backend, nothing to check)."""
     started = time.monotonic()
@@ -181,8 +182,10 @@ def test_input_size_takes_one_or_two_numbers_everywhere(tmp_path):
     square = deploykit_here("info", "resnet18", "--input-size", 160, cwd=tmp_path)
     pair = deploykit_here("info", "resnet18", "--input-size", 160, 160, cwd=tmp_path)
     assert square.returncode == pair.returncode == 0 and square.stdout == pair.stdout and "3x160x160" in pair.stdout
-    for command in (("bench", "cifar_resnet20", "--engine", "torch", "--runs", 2, "--warmup", 0, "--input-size", 24, 24),
-                    ("compare", "cifar_resnet20", "cifar_resnet20", "--no-images", "--input-size", 24, 24)):
+    for command in (
+        ("bench", "cifar_resnet20", "--engine", "torch", "--runs", 2, "--warmup", 0, "--input-size", 24, 24),
+        ("compare", "cifar_resnet20", "cifar_resnet20", "--no-images", "--input-size", 24, 24),
+    ):
         proc = deploykit_here(*command, cwd=tmp_path)
         assert proc.returncode == 0, output(proc)
     refused = deploykit_here("info", "resnet18", "--input-size", 160, 128, cwd=tmp_path)
@@ -192,10 +195,12 @@ def test_input_size_takes_one_or_two_numbers_everywhere(tmp_path):
 def test_the_python_api_takes_what_the_cli_takes(trained_digits, tmp_path):
     """Item 12: get_model("NAME:CHECKPOINT") and deploykit.load(any reference)."""
     assert deploykit_here("export", f"cifar_resnet20:{trained_digits.weights}", "--input-size", 16, cwd=tmp_path).returncode == 0
-    script = (f"import torch, deploykit\nfrom deploykit import get_model\n"
-              f"a = get_model('cifar_resnet20:{trained_digits.weights}')\n"
-              f"b = deploykit.load('deploykit-out/cifar_resnet20')\n"
-              f"print(all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items()), b.training)\n")
+    script = (
+        f"import torch, deploykit\nfrom deploykit import get_model\n"
+        f"a = get_model('cifar_resnet20:{trained_digits.weights}')\n"
+        f"b = deploykit.load('deploykit-out/cifar_resnet20')\n"
+        f"print(all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items()), b.training)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout == "True False\n", output(proc)
 
@@ -222,9 +227,13 @@ def test_nothing_is_printed_on_stdout_by_the_library(real_checkpoint, tmp_path):
     served.mkdir()
     (served / MOBILENET).symlink_to(real_checkpoint(MOBILENET))
     with serving(served) as url:
-        proc = subprocess.run([sys.executable, "-c", "import deploykit\nfrom deploykit import get_model\n"
-                               "get_model('mobilenet_v2', weights='IMAGENET1K_V1')"], cwd=tmp_path, capture_output=True, text=True,
-                              env={**os.environ, "TORCH_HOME": str(tmp_path / "home"), "DEPLOYKIT_WEIGHTS_URL": url})
+        proc = subprocess.run(
+            [sys.executable, "-c", "import deploykit\nfrom deploykit import get_model\nget_model('mobilenet_v2', weights='IMAGENET1K_V1')"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TORCH_HOME": str(tmp_path / "home"), "DEPLOYKIT_WEIGHTS_URL": url},
+        )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     assert (tmp_path / "home/hub/checkpoints" / MOBILENET).is_file()
@@ -233,8 +242,7 @@ def test_nothing_is_printed_on_stdout_by_the_library(real_checkpoint, tmp_path):
 def test_report_tells_runs_apart_and_prints_per_image_and_percent(tmp_path):
     """Item 16: two runs that differ only in threads get two labels; threads and per-image p50 are columns."""
     for threads in (1, 2):
-        proc = deploykit("bench", "cifar_resnet20", "--engine", "torch", "--threads", threads, "--runs", 3, "--warmup", 0,
-                         "--json", f"t{threads}.json", cwd=tmp_path)
+        proc = deploykit("bench", "cifar_resnet20", "--engine", "torch", "--threads", threads, "--runs", 3, "--warmup", 0, "--json", f"t{threads}.json", cwd=tmp_path)
         assert proc.returncode == 0, output(proc)
     proc = deploykit_here("report", "t1.json", "t2.json", "--out", "report", cwd=tmp_path)
     assert proc.returncode == 0, output(proc)

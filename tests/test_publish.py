@@ -18,8 +18,12 @@ pytestmark = pytest.mark.xdist_group("publish")
 
 
 def export_process(out, size):
-    return subprocess.Popen([sys.executable, "-m", "deploykit", "export", "cifar_resnet20", "--input-size", str(size), str(size),
-                             "--no-timing", "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "deploykit", "export", "cifar_resnet20", "--input-size", str(size), str(size), "--no-timing", "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def consistent_size(folder) -> int:
@@ -74,8 +78,7 @@ with manifest.ExportFolder(out / "net").publishing() as staging:
 
 
 def publish(step: str, out, size: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", PUBLISH_AND_STOP, step, str(out), str(size)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, "-c", PUBLISH_AND_STOP, step, str(out), str(size)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def stopped(process, timeout=300) -> bool:

@@ -16,17 +16,22 @@ MOBILENET = "mobilenet_v2-b0353104.pth"
 
 # (the README's line, without its comment; the change the test makes to it, if any; the folder it runs in)
 PRUNE_AND_DISTILL = [
-    ("deploykit train mobilenet_v2:IMAGENET1K_V1 --data ../shared/cifar10/train --limit 5000 --input-size 64 --epochs 2 "
-     "--out runs/teacher", ("--epochs 2", "--epochs 1"), "project"),
-    ("deploykit prune runs/teacher --ratio 0.3 --round-to 8 --data ../shared/cifar10/train --held-out --out runs/pruned", None,
-     "project"),
-    ("deploykit distill --teacher runs/teacher --student runs/pruned/mobilenet_v2 --data ../shared/cifar10/train --limit 5000 "
-     "--epochs 2 --out runs/student", ("--epochs 2", "--epochs 1"), "project"),
+    ("deploykit train mobilenet_v2:IMAGENET1K_V1 --data ../shared/cifar10/train --limit 5000 --input-size 64 --epochs 2 --out runs/teacher", ("--epochs 2", "--epochs 1"), "project"),
+    ("deploykit prune runs/teacher --ratio 0.3 --round-to 8 --data ../shared/cifar10/train --held-out --out runs/pruned", None, "project"),
+    (
+        "deploykit distill --teacher runs/teacher --student runs/pruned/mobilenet_v2 --data ../shared/cifar10/train --limit 5000 --epochs 2 --out runs/student",
+        ("--epochs 2", "--epochs 1"),
+        "project",
+    ),
     ("deploykit export runs/student --int8 --calib ../shared/cifar10/train --dynamic-batch", None, "project"),
 ]
 # The chain exits 1 when its verdict fails, which one epoch on 500 photos may well do: the verdict is what is checked.
-CHAIN = ("deploykit export runs/teacher --prune 0.3 --distill-from runs/teacher --data ../shared/cifar10/train --limit 5000 "
-         "--epochs 2 --int8 --calib ../shared/cifar10/train --out runs/chain", ("--epochs 2", "--epochs 1"), "project")
+CHAIN = (
+    "deploykit export runs/teacher --prune 0.3 --distill-from runs/teacher --data ../shared/cifar10/train --limit 5000 "
+    "--epochs 2 --int8 --calib ../shared/cifar10/train --out runs/chain",
+    ("--epochs 2", "--epochs 1"),
+    "project",
+)
 MODELS_AND_FILES = [
     ("deploykit list 'resnet*'", None, "."),
     ("deploykit info googlenet", None, "."),

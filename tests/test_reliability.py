@@ -27,27 +27,23 @@ def foreign(path, inputs, outputs, nodes):
     return path
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("identity", "outputs rank-4"),
-    ("two inputs", "has 2 inputs"),
-    ("int64 input", "takes a int64 input"),
-    ("scalar output", "outputs rank-0"),
-])
+@pytest.mark.parametrize("kind, message", [("identity", "outputs rank-4"), ("two inputs", "has 2 inputs"), ("int64 input", "takes a int64 input"), ("scalar output", "outputs rank-0")])
 def test_onnx_files_that_are_no_classifier(kind, message, tmp_path):
     image = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
     if kind == "identity":
-        path = foreign(tmp_path / "m.onnx", [image], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
-                       [helper.make_node("Identity", ["x"], ["y"])])
+        path = foreign(tmp_path / "m.onnx", [image], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])], [helper.make_node("Identity", ["x"], ["y"])])
     elif kind == "two inputs":
         other = helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 3, 8, 8])
-        path = foreign(tmp_path / "m.onnx", [image, other], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])],
-                       [helper.make_node("Add", ["x", "z"], ["y"])])
+        path = foreign(tmp_path / "m.onnx", [image, other], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])], [helper.make_node("Add", ["x", "z"], ["y"])])
     elif kind == "int64 input":
-        path = foreign(tmp_path / "m.onnx", [helper.make_tensor_value_info("x", TensorProto.INT64, [1, 3, 8, 8])],
-                       [helper.make_tensor_value_info("y", TensorProto.INT64, [1, 3, 8, 8])], [helper.make_node("Identity", ["x"], ["y"])])
+        path = foreign(
+            tmp_path / "m.onnx",
+            [helper.make_tensor_value_info("x", TensorProto.INT64, [1, 3, 8, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.INT64, [1, 3, 8, 8])],
+            [helper.make_node("Identity", ["x"], ["y"])],
+        )
     else:
-        path = foreign(tmp_path / "m.onnx", [image], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])],
-                       [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)])
+        path = foreign(tmp_path / "m.onnx", [image], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [])], [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)])
     for command in (["bench", path, "--engine", "ort"], ["compare", path, path], ["eval", path, "--data", tmp_path]):
         one_line_error(*run_cli(*command), message)
 
@@ -62,9 +58,11 @@ def test_presets_that_are_not_utf8_or_wrongly_typed(tmp_path):
 
 
 def test_an_unwritable_json_path_is_refused_before_the_run(tmp_path):
-    for command, message in ((["bench", "cifar_resnet20", "--json", tmp_path / "missing" / "r.json"], "cannot write"),
-                             (["compare", "cifar_resnet20", "cifar_resnet20", "--json", tmp_path], "is a directory"),
-                             (["eval", "cifar_resnet20", "--data", tmp_path, "--json", tmp_path / "no" / "e.json"], "cannot write")):
+    for command, message in (
+        (["bench", "cifar_resnet20", "--json", tmp_path / "missing" / "r.json"], "cannot write"),
+        (["compare", "cifar_resnet20", "cifar_resnet20", "--json", tmp_path], "is a directory"),
+        (["eval", "cifar_resnet20", "--data", tmp_path, "--json", tmp_path / "no" / "e.json"], "cannot write"),
+    ):
         one_line_error(*run_cli(*command), message)
 
 
@@ -75,11 +73,9 @@ def test_class_folders_numbered_out_of_range_and_nan_calibration(tmp_path):
         (tmp_path / "data" / name).mkdir(parents=True)
         for i in range(3):
             Image.new("RGB", (16, 16), (i * 40, 0, 0)).save(tmp_path / "data" / name / f"{i}.png")
-    one_line_error(*run_cli("train", "cifar_resnet20", "--data", tmp_path / "data", "--epochs", 1, "--out", tmp_path / "t"),
-                   "must be 0..1 for 2 classes")
+    one_line_error(*run_cli("train", "cifar_resnet20", "--data", tmp_path / "data", "--epochs", 1, "--out", tmp_path / "t"), "must be 0..1 for 2 classes")
     np.save(tmp_path / "nan.npy", np.full((16, 3, 32, 32), np.nan, np.float32))
-    one_line_error(*run_cli("export", "cifar_resnet20", "--int8", "--calib", tmp_path / "nan.npy", "--out", tmp_path / "o"),
-                   "contains NaN or inf")
+    one_line_error(*run_cli("export", "cifar_resnet20", "--int8", "--calib", tmp_path / "nan.npy", "--out", tmp_path / "o"), "contains NaN or inf")
     assert not list((tmp_path / "o").rglob("*.onnx"))
 
 
@@ -132,25 +128,33 @@ def test_fuzzed_options_never_traceback_or_damage_an_export(good_export):
     before = {name: entry["sha256"] for name, entry in ExportFolder(folder).read().files.items()}
     rng = random.Random(20261201)
     templates = [
-        ["export", "{path}", "--out", "{out}"], ["export", "cifar_resnet20", "--rel-error", "{value}", "--out", "{out}"],
+        ["export", "{path}", "--out", "{out}"],
+        ["export", "cifar_resnet20", "--rel-error", "{value}", "--out", "{out}"],
         ["export", "cifar_resnet20", "--input-size", "{value}", "{value}", "--out", "{out}"],
         ["export", "cifar_resnet20", "--int8", "--calib", "{path}", "--out", "{out}"],
         ["export", "cifar_resnet20", "--int8", "--calib-size", "{value}", "--out", "{out}"],
-        ["compare", "{path}", "{folder}"], ["compare", "{folder}", "{folder}", "--layer-tolerance", "{value}"],
-        ["bench", "{path}", "--out", "{out}"], ["bench", "{folder}", "--runs", "{value}"], ["bench", "{folder}", "--warmup", "{value}"],
-        ["bench", "{folder}", "--batch", "{value}"], ["bench", "{folder}", "--threads", "{value}"],
-        ["eval", "{path}", "--data", "{path}"], ["eval", "{folder}", "--data", "/etc", "--workers", "{value}"],
-        ["prune", "cifar_resnet20", "--ratio", "{value}", "--no-timing", "--out", "{out}"], ["info", "{path}"], ["list", "{value}"],
-        ["report", "{path}"], ["build-engine", "{path}"], ["train", "{path}", "--data", "{path}", "--out", "{out}"],
+        ["compare", "{path}", "{folder}"],
+        ["compare", "{folder}", "{folder}", "--layer-tolerance", "{value}"],
+        ["bench", "{path}", "--out", "{out}"],
+        ["bench", "{folder}", "--runs", "{value}"],
+        ["bench", "{folder}", "--warmup", "{value}"],
+        ["bench", "{folder}", "--batch", "{value}"],
+        ["bench", "{folder}", "--threads", "{value}"],
+        ["eval", "{path}", "--data", "{path}"],
+        ["eval", "{folder}", "--data", "/etc", "--workers", "{value}"],
+        ["prune", "cifar_resnet20", "--ratio", "{value}", "--no-timing", "--out", "{out}"],
+        ["info", "{path}"],
+        ["list", "{value}"],
+        ["report", "{path}"],
+        ["build-engine", "{path}"],
+        ["train", "{path}", "--data", "{path}", "--out", "{out}"],
     ]
     for _ in range(48):
         template = rng.choice(templates)
-        args = [part.format(path=rng.choice(BAD_PATHS), value=rng.choice(BAD_VALUES), folder=folder, out=good_export)
-                for part in template]
+        args = [part.format(path=rng.choice(BAD_PATHS), value=rng.choice(BAD_VALUES), folder=folder, out=good_export) for part in template]
         result, text = run_cli(*args)
         assert result.exit_code in (0, 1, 2), (args, text)
-        assert "Traceback" not in result.output and not (result.exception and not isinstance(result.exception, SystemExit)), \
-            (args, text, repr(result.exception))
+        assert "Traceback" not in result.output and not (result.exception and not isinstance(result.exception, SystemExit)), (args, text, repr(result.exception))
         current = ExportFolder(folder).read().files
         if {name: entry["sha256"] for name, entry in current.items()} != before:  # only a successful re-export may change it
             assert result.exit_code == 0 and template[0] in ("export", "prune"), (args, text)
@@ -170,8 +174,7 @@ def test_a_manifest_missing_keys_is_one_line(tmp_path):
 
 def _no_traceback(args, result, text) -> None:
     assert result.exit_code in (0, 1, 2), (args, text)
-    assert "Traceback" not in result.output and not (result.exception and not isinstance(result.exception, SystemExit)), \
-        (args, text, repr(result.exception))
+    assert "Traceback" not in result.output and not (result.exception and not isinstance(result.exception, SystemExit)), (args, text, repr(result.exception))
 
 
 def test_fuzzed_files_never_traceback(good_export, tmp_path, monkeypatch):
@@ -184,8 +187,14 @@ def test_fuzzed_files_never_traceback(good_export, tmp_path, monkeypatch):
 
     def garbage_reply(connection, stop):
         status = rng.choice([b"HTTP/1.1 200 OK", b"HTTP/1.1 301 Moved", b"HTTP/1.0 404 X", b"HTTP/9 OK", b"", b"\xff\xfe"])
-        headers = rng.choice([b"Content-Length: " + str(rng.randint(-5, 10**12)).encode(), b"Transfer-Encoding: chunked",
-                              b"Location: " + rng.choice([b"/", b"http://[::1", b"ftp://x"]), b"X: " + b"y" * rng.randint(0, 70_000)])
+        headers = rng.choice(
+            [
+                b"Content-Length: " + str(rng.randint(-5, 10**12)).encode(),
+                b"Transfer-Encoding: chunked",
+                b"Location: " + rng.choice([b"/", b"http://[::1", b"ftp://x"]),
+                b"X: " + b"y" * rng.randint(0, 70_000),
+            ]
+        )
         connection.sendall(status + b"\r\n" + headers + b"\r\n\r\n" + bytes(rng.randrange(256) for _ in range(rng.randint(0, 64))))
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
@@ -198,8 +207,7 @@ def test_fuzzed_files_never_traceback(good_export, tmp_path, monkeypatch):
             assert result.exit_code == 2 and "Error:" in result.output, text
     monkeypatch.delenv("DEPLOYKIT_WEIGHTS_URL")
 
-    row = {"model": "m", "engine": "ort", "device": "cpu", "precision": "fp32", "batch": 1, "p50_ms": 1.0, "p90_ms": 1.0,
-           "p99_ms": 1.0, "throughput": 1.0, "agreement_top1": 1.0}
+    row = {"model": "m", "engine": "ort", "device": "cpu", "precision": "fp32", "batch": 1, "p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "throughput": 1.0, "agreement_top1": 1.0}
     for index in range(15):
         mutated = dict(row, **{rng.choice(list(row)): rng.choice(junk)})
         path = tmp_path / f"r{index}.json"
@@ -225,15 +233,27 @@ def test_fuzzed_files_never_traceback(good_export, tmp_path, monkeypatch):
         (tmp_path / f"m{index}.py").write_text(
             "import torch\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
             "        self.fc = torch.nn.Linear(3, 4)\n\n    def forward(self, x):\n        x = self.fc(x.mean((2, 3)))\n"
-            f"        return {expression}\n\n\ndef build():\n    return Net()\n")
+            f"        return {expression}\n\n\ndef build():\n    return Net()\n"
+        )
         args = ["export", "--module", f"{tmp_path / f'm{index}.py'}:build", "--input-size", 8, "--out", tmp_path / "modules"]
         _no_traceback(args, *run_cli(*args))
 
-    pieces = ['engine = "torch"', 'device = "cpu"', 'precision = "fp32"', "batches = [1]", "threads = 99999", "batches = []",
-              'engine = 3', "workspace_gb = -1", "[[x]]", "x = [[[[", "description = 1", "batches = [true]"]
+    pieces = [
+        'engine = "torch"',
+        'device = "cpu"',
+        'precision = "fp32"',
+        "batches = [1]",
+        "threads = 99999",
+        "batches = []",
+        "engine = 3",
+        "workspace_gb = -1",
+        "[[x]]",
+        "x = [[[[",
+        "description = 1",
+        "batches = [true]",
+    ]
     for index in range(12):
         text = "[fuzz]\n" + "\n".join(rng.sample(pieces, rng.randint(1, 5))) + "\n"
         (tmp_path / f"p{index}.toml").write_text(text)
-        args = ["bench", "cifar_resnet20", "--presets", tmp_path / f"p{index}.toml", "--target", "fuzz", "--runs", 1, "--warmup", 0,
-                "--input-size", 16]
+        args = ["bench", "cifar_resnet20", "--presets", tmp_path / f"p{index}.toml", "--target", "fuzz", "--runs", 1, "--warmup", 0, "--input-size", 16]
         _no_traceback(args, *run_cli(*args))

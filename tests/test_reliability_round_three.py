@@ -16,7 +16,7 @@ def photo_folders(root, imagenet_sample, names, per_class):
     photos = sorted(p for p in imagenet_sample.rglob("*") if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
     for index, name in enumerate(names):
         (root / name).mkdir(parents=True)
-        for photo in photos[index * per_class:(index + 1) * per_class]:
+        for photo in photos[index * per_class : (index + 1) * per_class]:
             os.symlink(photo, root / name / photo.name)
     return root
 
@@ -25,8 +25,9 @@ def test_a_random_student_distils_onto_an_imagenet_teachers_synsets(real_checkpo
     """20 synset folders: the student is built with the teacher's 1000 classes, not refused for having 20."""
     synsets = sorted(p.name for p in imagenet_sample.iterdir() if p.is_dir())[:20]
     data = photo_folders(tmp_path / "data", imagenet_sample, synsets, 5)
-    result, text = run_cli("distill", "--teacher", f"mobilenet_v2:{real_checkpoint(MOBILENET)}", "--student", "mobilenet_v2",
-                           "--data", data, "--epochs", 1, "--input-size", 32, "--out", tmp_path / "out")
+    result, text = run_cli(
+        "distill", "--teacher", f"mobilenet_v2:{real_checkpoint(MOBILENET)}", "--student", "mobilenet_v2", "--data", data, "--epochs", 1, "--input-size", 32, "--out", tmp_path / "out"
+    )
     assert result.exit_code == 0, text
     assert "classes by ImageNet synset" in text
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -35,8 +36,7 @@ def test_a_random_student_distils_onto_an_imagenet_teachers_synsets(real_checkpo
 
 def test_folders_that_are_not_the_models_classes_get_a_new_head_and_say_so(real_checkpoint, imagenet_sample, tmp_path):
     data = photo_folders(tmp_path / "data", imagenet_sample, ["cat", "dog", "zebra"], 10)
-    result, text = run_cli("train", f"mobilenet_v2:{real_checkpoint(MOBILENET)}", "--data", data, "--epochs", 1, "--input-size", 32,
-                           "--out", tmp_path / "out")
+    result, text = run_cli("train", f"mobilenet_v2:{real_checkpoint(MOBILENET)}", "--data", data, "--epochs", 1, "--input-size", 32, "--out", tmp_path / "out")
     assert result.exit_code == 0, text
     assert "classifier 1000 -> 3 classes: cat, dog, zebra" in text
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["model"]["classes"] == ["cat", "dog", "zebra"]
@@ -44,8 +44,7 @@ def test_folders_that_are_not_the_models_classes_get_a_new_head_and_say_so(real_
 
 def test_hints_keep_their_brackets_and_quote_their_spaces(tmp_path):
     repo = tmp_path / "my repo[v2]"
-    result, text = run_cli("export", "cifar_resnet20", "--input-size", 16, 16, "--dynamic-batch", "--no-timing", "--out", tmp_path / "out",
-                           "--triton", repo, "--triton-device", "cpu")
+    result, text = run_cli("export", "cifar_resnet20", "--input-size", 16, 16, "--dynamic-batch", "--no-timing", "--out", tmp_path / "out", "--triton", repo, "--triton-device", "cpu")
     assert result.exit_code == 0, text
     assert f"serve it on this CPU: deploykit serve '{repo}'" in text, text
 

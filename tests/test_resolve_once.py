@@ -28,16 +28,17 @@ finally:
 
 
 def deploykit_counting_opens(checkpoint, *args, cwd):
-    result = subprocess.run([sys.executable, "-c", COUNT_OPENS, str(checkpoint), *map(str, args)], cwd=cwd, capture_output=True,
-                            text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    result = subprocess.run(
+        [sys.executable, "-c", COUNT_OPENS, str(checkpoint), *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600, env={**os.environ, "COLUMNS": "200"}
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return int(result.stderr.rsplit("opened ", 1)[1].split()[0])
 
 
-@pytest.mark.parametrize("command", [
-    ["export", "{model}", "--input-size", "{size}", "--int8", "--calib", "digits", "--holdout", "digits"],
-    ["bench", "{model}", "--engine", "ort", "--runs", "2", "--warmup", "0"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [["export", "{model}", "--input-size", "{size}", "--int8", "--calib", "digits", "--holdout", "digits"], ["bench", "{model}", "--engine", "ort", "--runs", "2", "--warmup", "0"]],
+)
 def test_a_checkpoint_is_read_once_per_command(command, trained_digits, tmp_path):
     checkpoint = tmp_path / "weights.pth"
     shutil.copy(trained_digits.weights, checkpoint)

@@ -15,8 +15,7 @@ from tests.cli import run_cli
 def test_eval_reads_digits_as_bench_does_and_says_evaluating_not_timing(tmp_path):
     """The earlier export bench made at 32x32 is not taken for --input-size 16: bench's own export is per size."""
     for size in (32, 16):
-        result, text = run_cli("eval", "cifar_resnet20", "--data", "digits", "--input-size", size, "--limit", 40,
-                               "--out", tmp_path)
+        result, text = run_cli("eval", "cifar_resnet20", "--data", "digits", "--input-size", size, "--limit", 40, "--out", tmp_path)
         assert result.exit_code == 0, result.output
         assert "digits: the digits' own labels 0-9" in text and " 40 " in text and "timing" not in text
     refused, text = run_cli("eval", "cifar_resnet20", "--data", "digits", "--held-out")

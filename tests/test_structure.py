@@ -17,8 +17,7 @@ def test_no_module_is_over_350_lines():
 
 def test_every_command_parses_calls_one_recipe_and_renders():
     tree = ast.parse((PACKAGE / "cli.py").read_text())
-    commands = [node for node in tree.body if isinstance(node, ast.FunctionDef)
-                and any("command" in ast.unparse(decorator) for decorator in node.decorator_list)]
+    commands = [node for node in tree.body if isinstance(node, ast.FunctionDef) and any("command" in ast.unparse(decorator) for decorator in node.decorator_list)]
     assert len(commands) >= 11
     body_lines = {node.name: node.end_lineno - node.body[0].lineno + 1 for node in commands}
     assert not {name: lines for name, lines in body_lines.items() if lines > MAX_COMMAND_LINES}
@@ -55,7 +54,6 @@ def test_library_results_cross_layers_as_dataclasses_not_bare_dicts():
     for package in ("compress", "bench", "export", "runtime"):
         for path in (PACKAGE / package).rglob("*.py"):
             for node in ast.walk(ast.parse(path.read_text())):
-                if (isinstance(node, ast.FunctionDef) and not node.name.startswith("_") and node.name not in SERIALISERS
-                        and _returns_bare_dict(node.returns)):
+                if isinstance(node, ast.FunctionDef) and not node.name.startswith("_") and node.name not in SERIALISERS and _returns_bare_dict(node.returns):
                     offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
     assert not offenders, offenders

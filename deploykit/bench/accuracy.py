@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 
 
-
 def topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """Per image: is its label among the k highest logits. An image whose logits hold NaN or inf is a miss: a ranking
     of non-finite values is no prediction."""
@@ -53,8 +52,7 @@ class LabelledLogits:
     class_rule: str | None = None
 
 
-def stream_logits(runners: list, folder: Path | None, preprocess, num_classes: int, limit: int | None = None,
-                  batch_size: int = 32) -> LabelledLogits:
+def stream_logits(runners: list, folder: Path | None, preprocess, num_classes: int, limit: int | None = None, batch_size: int = 32) -> LabelledLogits:
     """Every runner's logits over a labelled folder (``limit`` images spread over it, else all), streamed through a
     DataLoader so the images are never all in memory; without a folder, over the bundled held-out photos export's
     INT8 gate uses."""
@@ -64,16 +62,14 @@ def stream_logits(runners: list, folder: Path | None, preprocess, num_classes: i
 
     if folder is None:  # read as the gate reads them
         images = load_samples(DEFAULT_HOLDOUT_DIR, preprocess, HOLDOUT_LIMIT, "held-out")
-        return LabelledLogits(tuple(run_all(r, images) for r in runners), None,
-                              ImageSet(len(images), "the bundled held-out photos", len(images)))
+        return LabelledLogits(tuple(run_all(r, images) for r in runners), None, ImageSet(len(images), "the bundled held-out photos", len(images)))
     from deploykit.data.calibration import DIGITS
 
     if str(folder) == DIGITS:
         from deploykit.data import load_labelled_folder
 
         images, labels, mapping = load_labelled_folder(folder, preprocess, num_classes, limit)
-        return LabelledLogits(tuple(run_all(r, images) for r in runners), labels,
-                              ImageSet(len(labels), "the digits' test split", len(labels)), mapping.describe())
+        return LabelledLogits(tuple(run_all(r, images) for r in runners), labels, ImageSet(len(labels), "the digits' test split", len(labels)), mapping.describe())
     from torch.utils.data import Subset
 
     from deploykit.data.images import batches, loader
@@ -89,5 +85,4 @@ def stream_logits(runners: list, folder: Path | None, preprocess, num_classes: i
                 output.append(run_all(runner, chunk.numpy()))
             labels.append(chunk_labels.numpy())
             advance(len(chunk_labels))
-    return LabelledLogits(tuple(np.concatenate(o) for o in outputs), np.concatenate(labels),
-                          ImageSet(len(indices), str(folder), len(dataset)), dataset.mapping.describe())
+    return LabelledLogits(tuple(np.concatenate(o) for o in outputs), np.concatenate(labels), ImageSet(len(indices), str(folder), len(dataset)), dataset.mapping.describe())

@@ -27,9 +27,16 @@ class LatencyStats:
         return asdict(self)
 
 
-def measure_latency(call: Callable[[], object], batch: int = 1, warmup: int = 5, runs: int = 50,
-                    max_seconds: float | None = None, min_runs: int = 5, warmup_seconds: float | None = None,
-                    clock: Callable[[], float] = time.perf_counter) -> LatencyStats:
+def measure_latency(
+    call: Callable[[], object],
+    batch: int = 1,
+    warmup: int = 5,
+    runs: int = 50,
+    max_seconds: float | None = None,
+    min_runs: int = 5,
+    warmup_seconds: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> LatencyStats:
     """Time ``call`` after ``warmup`` untimed calls (or untimed calls for ``warmup_seconds``), in seconds of ``clock``.
 
     Stops after ``runs`` timed calls, or earlier once ``max_seconds`` have passed and at least
@@ -51,7 +58,13 @@ def measure_latency(call: Callable[[], object], batch: int = 1, warmup: int = 5,
             break
     ms = np.asarray(times) * 1e3
     return LatencyStats(
-        batch=batch, runs=len(ms), warmup=warmup, mean_ms=float(ms.mean()),
-        p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)), p99_ms=float(np.percentile(ms, 99)),
-        min_ms=float(ms.min()), throughput=float(batch * 1e3 / ms.mean()),
+        batch=batch,
+        runs=len(ms),
+        warmup=warmup,
+        mean_ms=float(ms.mean()),
+        p50_ms=float(np.percentile(ms, 50)),
+        p90_ms=float(np.percentile(ms, 90)),
+        p99_ms=float(np.percentile(ms, 99)),
+        min_ms=float(ms.min()),
+        throughput=float(batch * 1e3 / ms.mean()),
     )

@@ -69,8 +69,14 @@ def machine_info() -> MachineInfo:
     """CPU, core count, OS, package versions, the command line and the time."""
     import torch
 
-    return MachineInfo(cpu_model(), os.cpu_count(),
-                       sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}),
-                       torch.get_num_threads(), platform.platform(), package_versions(),
-                       shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), datetime.now(UTC).isoformat(timespec="seconds"),
-                       torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    return MachineInfo(
+        cpu_model(),
+        os.cpu_count(),
+        sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8"}),
+        torch.get_num_threads(),
+        platform.platform(),
+        package_versions(),
+        shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        datetime.now(UTC).isoformat(timespec="seconds"),
+        torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    )

@@ -57,8 +57,10 @@ def check_input_memory(shape: tuple[int, ...], what: str) -> None:
     """Refuse a float32 input array of ``shape`` that would take more than a quarter of the memory left, before it is made."""
     needed_mb, free_mb = 4 * math.prod(shape) / 2**20, available_memory_mb()
     if free_mb is not None and needed_mb > 0.25 * free_mb:
-        raise DeployKitError(f"{what} of shape {list(shape)} needs {needed_mb / 1024:.1f} GB as float32, and {free_mb / 1024:.1f} GB "
-                             "of memory is free (a quarter of it at most is used for inputs); use a smaller batch or input size")
+        raise DeployKitError(
+            f"{what} of shape {list(shape)} needs {needed_mb / 1024:.1f} GB as float32, and {free_mb / 1024:.1f} GB "
+            "of memory is free (a quarter of it at most is used for inputs); use a smaller batch or input size"
+        )
 
 
 def check_memory(model, input_shape: tuple[int, ...]) -> None:
@@ -88,5 +90,7 @@ def check_memory(model, input_shape: tuple[int, ...]) -> None:
             hook.remove()
     needed_mb, free_mb = 3 * total / 2**20, available_memory_mb()
     if free_mb is not None and needed_mb > 0.8 * free_mb:
-        raise DeployKitError(f"input {input_shape[-2]}x{input_shape[-1]} needs about {needed_mb / 1024:.1f} GB of activations to "
-                             f"export and check, but {free_mb / 1024:.1f} GB is free; use a smaller --input-size")
+        raise DeployKitError(
+            f"input {input_shape[-2]}x{input_shape[-1]} needs about {needed_mb / 1024:.1f} GB of activations to "
+            f"export and check, but {free_mb / 1024:.1f} GB is free; use a smaller --input-size"
+        )

@@ -78,8 +78,16 @@ def _validate(name: str, fields: dict, path: Path) -> Preset:
         raise DeployKitError(f"{where}: workspace_gb must be a number of GB between 0 and 1024")
     if not isinstance(fields.get("description", ""), str):
         raise DeployKitError(f"{where}: description must be a string")
-    return Preset(name=name, description=fields.get("description", ""), engine=fields["engine"], device=fields["device"],
-                  precision=fields["precision"], batches=tuple(batches), threads=threads, workspace_gb=fields.get("workspace_gb"))
+    return Preset(
+        name=name,
+        description=fields.get("description", ""),
+        engine=fields["engine"],
+        device=fields["device"],
+        precision=fields["precision"],
+        batches=tuple(batches),
+        threads=threads,
+        workspace_gb=fields.get("workspace_gb"),
+    )
 
 
 def _is_int(value: object) -> bool:

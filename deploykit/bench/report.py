@@ -13,11 +13,25 @@ from deploykit.errors import DeployKitError
 from deploykit.io import atomic_write_bytes, ensure_writable_dir, make_temporary_file
 
 # p50/p90/p99 are per batch (as measured); "p50 ms/image" is what the Pareto front ranks by.
-COLUMNS = [("model", "model"), ("engine", "engine"), ("device", "device"), ("precision", "precision"),
-           ("threads", "threads"), ("batch", "batch"), ("streams", "streams"), ("p50_ms", "p50 ms/batch"), ("p50_ms_per_image", "p50 ms/image"),
-           ("p90_ms", "p90 ms/batch"), ("p99_ms", "p99 ms/batch"), ("throughput", "img/s"),
-           ("agreement_top1", "FP32 agreement"), ("accuracy_top1", "top-1"), ("peak_rss_mb", "peak RSS MB"),
-           ("configuration", "server configuration"), ("concurrency", "clients")]
+COLUMNS = [
+    ("model", "model"),
+    ("engine", "engine"),
+    ("device", "device"),
+    ("precision", "precision"),
+    ("threads", "threads"),
+    ("batch", "batch"),
+    ("streams", "streams"),
+    ("p50_ms", "p50 ms/batch"),
+    ("p50_ms_per_image", "p50 ms/image"),
+    ("p90_ms", "p90 ms/batch"),
+    ("p99_ms", "p99 ms/batch"),
+    ("throughput", "img/s"),
+    ("agreement_top1", "FP32 agreement"),
+    ("accuracy_top1", "top-1"),
+    ("peak_rss_mb", "peak RSS MB"),
+    ("configuration", "server configuration"),
+    ("concurrency", "clients"),
+]
 PERCENT_COLUMNS = {"agreement_top1", "accuracy_top1"}
 
 
@@ -89,7 +103,8 @@ def pareto_front(rows: list[dict]) -> list[dict]:
     for row in rows:
         dominated = any(
             other["model"] == row["model"]
-            and _per_image_ms(other) <= _per_image_ms(row) and quality(other)[0] >= quality(row)[0]
+            and _per_image_ms(other) <= _per_image_ms(row)
+            and quality(other)[0] >= quality(row)[0]
             and (_per_image_ms(other) < _per_image_ms(row) or quality(other)[0] > quality(row)[0])
             for other in rows
         )
@@ -174,16 +189,13 @@ def draw(rows: list[dict], title: str | None = None):
     markers = "osD^vP*X"
     for index, batch in enumerate(sorted({row["batch"] for row in rows})):
         series = [row for row in rows if row["batch"] == batch]
-        axes.scatter([_per_image_ms(r) for r in series], [quality(r)[0] for r in series], s=40, marker=markers[index % len(markers)],
-                     label=f"batch {batch}", zorder=3)
+        axes.scatter([_per_image_ms(r) for r in series], [quality(r)[0] for r in series], s=40, marker=markers[index % len(markers)], label=f"batch {batch}", zorder=3)
     _label_points(axes, rows)
     front = pareto_front(rows)
     for model in sorted({r["model"] for r in front}):
         points = sorted((r for r in front if r["model"] == model), key=_per_image_ms)
-        axes.step([_per_image_ms(r) for r in points], [quality(r)[0] for r in points], where="post", color="crimson", alpha=0.5,
-                  zorder=2)
-    axes.scatter([_per_image_ms(r) for r in front], [quality(r)[0] for r in front], s=160, facecolors="none", edgecolors="crimson",
-                 label="Pareto front (per model)", zorder=4)
+        axes.step([_per_image_ms(r) for r in points], [quality(r)[0] for r in points], where="post", color="crimson", alpha=0.5, zorder=2)
+    axes.scatter([_per_image_ms(r) for r in front], [quality(r)[0] for r in front], s=160, facecolors="none", edgecolors="crimson", label="Pareto front (per model)", zorder=4)
     axes.set_xscale("log")
     axes.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0), numticks=40))
     axes.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
@@ -192,8 +204,7 @@ def draw(rows: list[dict], title: str | None = None):
     axes.set_xlabel("p50 latency per image (ms, log scale)")
     kinds = {quality(r)[1] for r in rows}
     axes.set_ylabel(kinds.pop() if len(kinds) == 1 else "top-1 (accuracy, else FP32 agreement)")
-    axes.set_title(title or f"quality against latency per image, {len(rows)} results "
-                            f"({', '.join(sorted({r['model'] for r in rows}))})")
+    axes.set_title(title or f"quality against latency per image, {len(rows)} results ({', '.join(sorted({r['model'] for r in rows}))})")
     axes.legend(loc="lower right", fontsize=8)
     axes.grid(alpha=0.3, which="both")
     figure.tight_layout()
@@ -236,8 +247,7 @@ def _draw_load(axes, rows: list[dict]) -> None:
         points.sort(key=lambda r: r["concurrency"])
         axes.plot([r["p99_ms"] for r in points], [r["throughput"] for r in points], marker="o", label=name)
         for point in points:
-            axes.annotate(str(point["concurrency"]), (point["p99_ms"], point["throughput"]), fontsize=7, xytext=(3, 3),
-                          textcoords="offset points")
+            axes.annotate(str(point["concurrency"]), (point["p99_ms"], point["throughput"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     axes.set_xlabel("p99 latency (ms)")
     axes.set_ylabel("throughput (images/s)")
     axes.set_title("Triton under load: throughput against p99 (points labelled with the number of concurrent clients)")
@@ -262,8 +272,7 @@ def unique_labels(rows: list[dict]) -> list[str]:
     """``label`` of each row; where two are the same, the result file each came from, then its place in that file."""
     labels = [label(row) for row in rows]
     if len(set(labels)) < len(labels):
-        labels = [f"{text} [{Path(row['source']).name}]" if labels.count(text) > 1 and row.get("source") else text
-                  for text, row in zip(labels, rows)]
+        labels = [f"{text} [{Path(row['source']).name}]" if labels.count(text) > 1 and row.get("source") else text for text, row in zip(labels, rows)]
     repeated = {text for text in labels if labels.count(text) > 1}
     seen: dict[str, int] = {}
     for index, text in enumerate(labels):

@@ -118,8 +118,7 @@ class Decision:
     def describe(self) -> str:
         if not self.tie:
             return f"{self.chosen.describe()}, faster than every other beyond noise"
-        return (f"tie within noise of {', '.join(c.name for c in self.tied)}; chose {self.chosen.describe()}: "
-                f"the smallest accuracy loss, then the simpler runtime")
+        return f"tie within noise of {', '.join(c.name for c in self.tied)}; chose {self.chosen.describe()}: the smallest accuracy loss, then the simpler runtime"
 
 
 @dataclass(frozen=True)
@@ -159,13 +158,19 @@ class RuntimeTimings:
 
     def as_dict(self) -> dict:
         decision = self.decision
-        return {"batch": self.batch, "rounds": self.rounds, "combinations": [asdict(c) for c in self.combinations],
-                "chosen": asdict(decision.chosen) if decision else None, "tie": decision.tie if decision else False,
-                "not_timed": list(self.not_timed)}
+        return {
+            "batch": self.batch,
+            "rounds": self.rounds,
+            "combinations": [asdict(c) for c in self.combinations],
+            "chosen": asdict(decision.chosen) if decision else None,
+            "tie": decision.tie if decision else False,
+            "not_timed": list(self.not_timed),
+        }
 
     @classmethod
     def from_dict(cls, data: object, where: str = "runtimes") -> RuntimeTimings:
         """Read back ``as_dict``'s record, every field checked: one line naming the first that is wrong."""
+
         def bad(field: str, value: object, wanted: str) -> DeployKitError:
             name = f"{where}.{field}" if field else where
             return DeployKitError(f"{name} is {value!r}, not {wanted}; it was edited or damaged: export the folder again")
@@ -183,18 +188,20 @@ class RuntimeTimings:
         combinations = []
         for index, record in enumerate(records):
             field = f"combinations[{index}]"
-            if not isinstance(record, dict) or not set(Combination.__dataclass_fields__) - {"rounds_ms"} <= set(record) <= set(
-                    Combination.__dataclass_fields__):
+            if not isinstance(record, dict) or not set(Combination.__dataclass_fields__) - {"rounds_ms"} <= set(record) <= set(Combination.__dataclass_fields__):
                 raise bad(field, record, f"a record of {', '.join(Combination.__dataclass_fields__)}")
             rounds_ms = record.get("rounds_ms", [])
-            checks = {"file": (isinstance(record["file"], str) and bool(record["file"]), "a file name"),
-                      "runtime": (record["runtime"] in CPU_RUNTIMES, f"one of {', '.join(CPU_RUNTIMES)}"),
-                      "precision": (record["precision"] in TIMED_PRECISIONS, f"one of {', '.join(TIMED_PRECISIONS)}"),
-                      "passed": (isinstance(record["passed"], bool), "true or false"),
-                      "p50_ms": (type(record["p50_ms"]) in (int, float) and math.isfinite(record["p50_ms"]) and record["p50_ms"] > 0,
-                                 "a positive number of milliseconds"),
-                      "rounds_ms": (isinstance(rounds_ms, (list, tuple)) and all(type(v) in (int, float) and math.isfinite(v) and v > 0
-                                                                       for v in rounds_ms), "a list of positive milliseconds")}
+            checks = {
+                "file": (isinstance(record["file"], str) and bool(record["file"]), "a file name"),
+                "runtime": (record["runtime"] in CPU_RUNTIMES, f"one of {', '.join(CPU_RUNTIMES)}"),
+                "precision": (record["precision"] in TIMED_PRECISIONS, f"one of {', '.join(TIMED_PRECISIONS)}"),
+                "passed": (isinstance(record["passed"], bool), "true or false"),
+                "p50_ms": (type(record["p50_ms"]) in (int, float) and math.isfinite(record["p50_ms"]) and record["p50_ms"] > 0, "a positive number of milliseconds"),
+                "rounds_ms": (
+                    isinstance(rounds_ms, (list, tuple)) and all(type(v) in (int, float) and math.isfinite(v) and v > 0 for v in rounds_ms),
+                    "a list of positive milliseconds",
+                ),
+            }
             for key, (ok, wanted) in checks.items():
                 if not ok:
                     raise bad(f"{field}.{key}", record.get(key), wanted)
@@ -202,8 +209,7 @@ class RuntimeTimings:
         return cls(data["batch"], data["rounds"], tuple(combinations), tuple(not_timed))
 
 
-def time_runtimes(folder: Path, files: dict[str, tuple[str, bool]], shape: tuple[int, ...],
-                  bf16_passes=None) -> RuntimeTimings:
+def time_runtimes(folder: Path, files: dict[str, tuple[str, bool]], shape: tuple[int, ...], bf16_passes=None) -> RuntimeTimings:
     """Time ``files`` (name in ``folder`` -> (precision, passed its check)) on every CPU runtime here, interleaved.
 
     ``bf16_passes(runner)`` judges OpenVINO's bf16 run of the FP32 file (loaded runner -> passed); without it, or
@@ -232,8 +238,7 @@ def file_runners(folder: Path, files: dict[str, str], bf16: bool, threads: int |
         runtimes.append("openvino")
     else:
         not_timed.append(f"OpenVINO, often the fastest on Intel CPUs: {openvino_problem()}")
-    runners = {(name, runtime, precision): cpu_runner(folder / name, runtime, threads=threads) for name, precision in files.items()
-               for runtime in runtimes}
+    runners = {(name, runtime, precision): cpu_runner(folder / name, runtime, threads=threads) for name, precision in files.items() for runtime in runtimes}
     if "openvino" in runtimes and not cpu_flags() & set(BF16_FLAGS):
         not_timed.append("bf16: this CPU has neither AMX nor AVX-512 BF16")
     elif "openvino" in runtimes and bf16:
@@ -242,8 +247,7 @@ def file_runners(folder: Path, files: dict[str, str], bf16: bool, threads: int |
     return runners, not_timed
 
 
-def interleaved_rounds(runners: dict[tuple[str, str, str], Runner], shape: tuple[int, ...],
-                       rounds: int = ROUNDS) -> dict[tuple[str, str, str], list[LatencyStats]]:
+def interleaved_rounds(runners: dict[tuple[str, str, str], Runner], shape: tuple[int, ...], rounds: int = ROUNDS) -> dict[tuple[str, str, str], list[LatencyStats]]:
     """Each loaded runner timed on one random input of ``shape`` in ``rounds`` rounds; every round times every runner
     (at most ``ROUND_SECONDS`` each, after ``SETTLE_S`` idle), starting one further along, so that no runner always
     follows another. Per runner's key: one LatencyStats per round."""
@@ -251,10 +255,9 @@ def interleaved_rounds(runners: dict[tuple[str, str, str], Runner], shape: tuple
     measured: dict = {key: [] for key in runners}
     order = list(runners.items())
     for round_index in range(rounds):
-        for key, runner in order[round_index % len(order):] + order[:round_index % len(order)]:
+        for key, runner in order[round_index % len(order) :] + order[: round_index % len(order)]:
             time.sleep(SETTLE_S)
-            measured[key].append(measure_latency(partial(runner.infer, x), batch=shape[0], warmup=2, runs=RUNS_PER_ROUND,
-                                                 max_seconds=ROUND_SECONDS, min_runs=MIN_RUNS))
+            measured[key].append(measure_latency(partial(runner.infer, x), batch=shape[0], warmup=2, runs=RUNS_PER_ROUND, max_seconds=ROUND_SECONDS, min_runs=MIN_RUNS))
     return measured
 
 
@@ -263,8 +266,7 @@ def bf16_possible() -> bool:
     return openvino_installed() and bool(cpu_flags() & set(BF16_FLAGS))
 
 
-def time_runtimes_apart(folder: Path, files: dict[str, tuple[str, bool]], shape: tuple[int, ...],
-                        reference: tuple[np.ndarray, np.ndarray] | None = None) -> RuntimeTimings:
+def time_runtimes_apart(folder: Path, files: dict[str, tuple[str, bool]], shape: tuple[int, ...], reference: tuple[np.ndarray, np.ndarray] | None = None) -> RuntimeTimings:
     """``time_runtimes`` in a process of its own that dies with this one; ``reference`` (inputs, FP32 logits) judges bf16 by
     FP16's tolerances. A process that fails, crashes or writes no readable result leaves nothing timed, and says why."""
     remove_abandoned(TIMING_PREFIX)

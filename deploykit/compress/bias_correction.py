@@ -30,8 +30,7 @@ def correct_biases(fp32: onnx.ModelProto, int8: onnx.ModelProto, input_means: di
         if rounded is None or values is None:
             continue
         weight = numpy_helper.to_array(fp32_weights[source.input[1]]).astype(np.float64)
-        shift = _mean_output_shift((rounded - weight).sum(axis=(2, 3)), input_means[source.input[0]].astype(np.float64),
-                                   groups(node))
+        shift = _mean_output_shift((rounded - weight).sum(axis=(2, 3)), input_means[source.input[0]].astype(np.float64), groups(node))
         bias_dq = graph.producers[node.input[2]]
         bias = graph.initializers[bias_dq.input[0]]
         scale = numpy_helper.to_array(graph.initializers[bias_dq.input[1]]).astype(np.float64)

@@ -88,8 +88,7 @@ def write_ort_ranges(ranges: dict[str, tuple[float, float]], path: Path) -> None
     """Write ranges as onnxruntime's calibration cache, so quantize_static uses them and skips its own pass."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData, save_tensors_data
 
-    data = {name: TensorData(lowest=np.array([low], np.float32), highest=np.array([high], np.float32))
-            for name, (low, high) in ranges.items()}
+    data = {name: TensorData(lowest=np.array([low], np.float32), highest=np.array([high], np.float32)) for name, (low, high) in ranges.items()}
     save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), path)
 
 
@@ -97,5 +96,4 @@ def classifier_inputs(proto: onnx.ModelProto) -> frozenset[str]:
     """The activations read by a Gemm/MatMul that computes a graph output: a classifier's features."""
     outputs = {o.name for o in proto.graph.output}
     initializers = {i.name for i in proto.graph.initializer}
-    return frozenset(name for node in proto.graph.node if node.op_type in ("Gemm", "MatMul") and set(node.output) & outputs
-                     for name in node.input if name not in initializers)
+    return frozenset(name for node in proto.graph.node if node.op_type in ("Gemm", "MatMul") and set(node.output) & outputs for name in node.input if name not in initializers)

@@ -23,12 +23,12 @@ RANGES_VERSION = "r2"  # in the cached ranges' file names: ranges from an older 
 def cache_files(cache_dir: Path, data_hash: str, model_hash: str, methods: tuple[str, ...], layout: str) -> tuple[Path, dict[str, Path]]:
     """The statistics file and each method's ranges file for this calibration set, FP32 file and layout."""
     key = f"{data_hash[:16]}-{model_hash[:16]}"
-    return (cache_dir / f"stats-{key}.npz",
-            {method: cache_dir / f"{method}-{layout}-{RANGES_VERSION}-{key}.json" for method in methods})
+    return (cache_dir / f"stats-{key}.npz", {method: cache_dir / f"{method}-{layout}-{RANGES_VERSION}-{key}.json" for method in methods})
 
 
-def cached_statistics(pre_proto: onnx.ModelProto, pre_path: Path, samples: np.ndarray, settings: Int8Settings, stats_path: Path,
-                ranges: dict[str, Path]) -> tuple[ActivationStats, bool]:
+def cached_statistics(
+    pre_proto: onnx.ModelProto, pre_path: Path, samples: np.ndarray, settings: Int8Settings, stats_path: Path, ranges: dict[str, Path]
+) -> tuple[ActivationStats, bool]:
     """Activation statistics, and each method's ranges file for onnxruntime, from the cache when it has them intact;
     whether everything came from the cache."""
     stats = _cached_stats(stats_path)

@@ -47,18 +47,27 @@ class QuantizeConfig:
 
     def gate_record(self) -> dict:
         """The gate's images and thresholds as the manifest keeps them, so that ``compare`` judges the file as export did."""
-        return {"holdout": _absolute(self.holdout), "min_cosine": self.min_cosine, "min_top5": self.min_top5,
-                "min_confident_agreement": self.min_confident_agreement, "val": _absolute(self.val) if self.val else None,
-                "max_drop": self.max_drop}
+        return {
+            "holdout": _absolute(self.holdout),
+            "min_cosine": self.min_cosine,
+            "min_top5": self.min_top5,
+            "min_confident_agreement": self.min_confident_agreement,
+            "val": _absolute(self.val) if self.val else None,
+            "max_drop": self.max_drop,
+        }
 
     @classmethod
     def from_gate_record(cls, record: dict) -> QuantizeConfig:
         """The gate a manifest recorded (defaults for a manifest written before gates were recorded)."""
         val = record.get("val")
-        return cls(holdout=Path(record.get("holdout", DEFAULT_HOLDOUT_DIR)), min_cosine=record.get("min_cosine", cls.min_cosine),
-                   min_top5=record.get("min_top5", cls.min_top5),
-                   min_confident_agreement=record.get("min_confident_agreement", cls.min_confident_agreement),
-                   val=Path(val) if val else None, max_drop=record.get("max_drop", cls.max_drop))
+        return cls(
+            holdout=Path(record.get("holdout", DEFAULT_HOLDOUT_DIR)),
+            min_cosine=record.get("min_cosine", cls.min_cosine),
+            min_top5=record.get("min_top5", cls.min_top5),
+            min_confident_agreement=record.get("min_confident_agreement", cls.min_confident_agreement),
+            val=Path(val) if val else None,
+            max_drop=record.get("max_drop", cls.max_drop),
+        )
 
 
 def _absolute(source: Path | str) -> str:
@@ -138,9 +147,21 @@ class Int8Settings:
     def for_config(cls, config: QuantizeConfig) -> Int8Settings:
         symmetric_activations = config.layout in ("trt", "openvino")
         target, openvino = config.cpu_target, config.layout == "openvino"
-        return cls(config.layout, config.per_channel, "int8" if symmetric_activations else "uint8", symmetric_activations,
-                   openvino, openvino, target.kind, config.cpu if config.layout == "cpu" else None, target.reduce_range,
-                   openvino, config.method, config.bias_correction, config.rounding)
+        return cls(
+            config.layout,
+            config.per_channel,
+            "int8" if symmetric_activations else "uint8",
+            symmetric_activations,
+            openvino,
+            openvino,
+            target.kind,
+            config.cpu if config.layout == "cpu" else None,
+            target.reduce_range,
+            openvino,
+            config.method,
+            config.bias_correction,
+            config.rounding,
+        )
 
     def with_method(self, method: str) -> Int8Settings:
         return replace(self, calibrate_method=method)
@@ -168,8 +189,12 @@ class Int8Record:
 
         try:
             settings, check = data.get("settings", {}), data.get("check_vs_fp32", {})
-            return cls(str(settings.get("layout", "cpu")), CpuTarget.recorded(settings.get("cpu_target")),
-                       QuantizeConfig.from_gate_record(data.get("gate", {})), bool(data.get("gate_applied", True)),
-                       None if "failed" in data else bool(check.get("passed")))
+            return cls(
+                str(settings.get("layout", "cpu")),
+                CpuTarget.recorded(settings.get("cpu_target")),
+                QuantizeConfig.from_gate_record(data.get("gate", {})),
+                bool(data.get("gate_applied", True)),
+                None if "failed" in data else bool(check.get("passed")),
+            )
         except (AttributeError, TypeError, ValueError) as exc:
             raise DeployKitError(f"{where} is not an INT8 record ({exc}); export again") from exc

@@ -62,7 +62,7 @@ class CpuTarget:
         if runtime != "ort" or self.kind in (ANY, self.machine):
             return None
         if self.kind == "vnni":
-            return (f"{file} was made for VNNI CPUs (8-bit weights); onnxruntime's AVX2 kernels on this CPU can saturate them "
-                    "and lose accuracy: re-export with --cpu avx2 for this machine")
-        return (f"{file} was made for AVX2 CPUs (7-bit weights); this VNNI CPU computes 8-bit weights exactly: re-export with "
-                "--cpu vnni to keep the precision 7-bit weights give up")
+            return (
+                f"{file} was made for VNNI CPUs (8-bit weights); onnxruntime's AVX2 kernels on this CPU can saturate them and lose accuracy: re-export with --cpu avx2 for this machine"
+            )
+        return f"{file} was made for AVX2 CPUs (7-bit weights); this VNNI CPU computes 8-bit weights exactly: re-export with --cpu vnni to keep the precision 7-bit weights give up"

@@ -78,9 +78,18 @@ def best_epoch(history) -> EpochRecord:
     return max(history, key=lambda r: (r.val_top1, -r.epoch))
 
 
-def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, config: DistillConfig, out: Path,
-            student_source: dict, resume: bool = True, on_epoch: Callable[[EpochRecord], None] | None = None,
-            workers: int | None = None, head: nn.Module | None = None) -> TrainingOutcome:
+def distill(
+    student: nn.Module,
+    teacher: nn.Module | None,
+    data: TrainingData,
+    config: DistillConfig,
+    out: Path,
+    student_source: dict,
+    resume: bool = True,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    workers: int | None = None,
+    head: nn.Module | None = None,
+) -> TrainingOutcome:
     """Train ``student`` (towards ``teacher`` when given) and write best.pth, last.pth and history.json into ``out``.
 
     ``head``: a classifier layer the caller just replaced, which trains at the full rate while the rest of the
@@ -112,13 +121,20 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
     estimate = None
     if len(history) < config.epochs:
         size = data.val[0][0].shape  # the images' shape, read from a validation image
-        estimate = estimate_seconds(lambda model, inputs, labels: _loss(model(inputs).float(), labels, teacher, inputs, config,
-                                                                        data.labelled),
-                                    student, (config.batch_size, *size), data.num_classes if data.labelled else 0,
-                                    len(train_loader), len(data.val), config.epochs - len(history), device)
+        estimate = estimate_seconds(
+            lambda model, inputs, labels: _loss(model(inputs).float(), labels, teacher, inputs, config, data.labelled),
+            student,
+            (config.batch_size, *size),
+            data.num_classes if data.labelled else 0,
+            len(train_loader),
+            len(data.val),
+            config.epochs - len(history),
+            device,
+        )
         if rank == 0:
-            report(f"estimated time: {_duration(estimate)} for {config.epochs - len(history)} epoch(s) of {len(train_loader)} "
-                   f"batches of {config.batch_size} (measured on a few steps here)")
+            report(
+                f"estimated time: {_duration(estimate)} for {config.epochs - len(history)} epoch(s) of {len(train_loader)} batches of {config.batch_size} (measured on a few steps here)"
+            )
     model = nn.parallel.DistributedDataParallel(student) if world > 1 else student
     for epoch in range(len(history), config.epochs):
         model.train()
@@ -131,8 +147,7 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
                 with _autocast(device, config.amp):
                     loss = _loss(model(inputs).float(), labels, teacher, inputs, config, data.labelled)
                 if not torch.isfinite(loss):
-                    raise DeployKitError(f"the training loss became {loss.item()} in epoch {epoch + 1}: lower --lr "
-                                         f"(now {config.lr}) or check the images")
+                    raise DeployKitError(f"the training loss became {loss.item()} in epoch {epoch + 1}: lower --lr (now {config.lr}) or check the images")
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -145,21 +160,28 @@ def distill(student: nn.Module, teacher: nn.Module | None, data: TrainingData, c
         seconds = time.perf_counter() - started
         top1 = validation_top1(student, data.val, workers=workers, labels=val_targets)
         spent = sum(r.seconds for r in history) + seconds
-        record = EpochRecord(epoch + 1, round(total / max(seen, 1), 5), round(seconds, 2), round(seen * world / seconds, 1), top1,
-                             round(spent / (epoch + 1) * (config.epochs - epoch - 1), 1), *epoch_verdict(history, top1))
+        record = EpochRecord(
+            epoch + 1,
+            round(total / max(seen, 1), 5),
+            round(seconds, 2),
+            round(seen * world / seconds, 1),
+            top1,
+            round(spent / (epoch + 1) * (config.epochs - epoch - 1), 1),
+            *epoch_verdict(history, top1),
+        )
         history.append(record)
         if on_epoch is not None and rank == 0:  # reported before its checkpoint is written
             on_epoch(record)
         if rank == 0:
             if record.best:
                 save_student(out / BEST_NAME, student, student_source)
-            save_checkpoint(out / CHECKPOINT, student, optimizer, schedule, scaler, epoch, [asdict(r) for r in history], config,
-                            student_source)
+            save_checkpoint(out / CHECKPOINT, student, optimizer, schedule, scaler, epoch, [asdict(r) for r in history], config, student_source)
     student.to("cpu", memory_format=torch.contiguous_format)
     if rank == 0:
         save_student(out / LAST_NAME, student, student_source)
-        atomic_write_json(out / "history.json", {"config": asdict(config), "source": student_source, "world_size": world,
-                                                 "teacher": teacher is not None, "history": [asdict(r) for r in history]})
+        atomic_write_json(
+            out / "history.json", {"config": asdict(config), "source": student_source, "world_size": world, "teacher": teacher is not None, "history": [asdict(r) for r in history]}
+        )
     digest = weights_digest(student)
     if world > 1:
         # One write per line, so the ranks' lines do not interleave on a shared unbuffered pipe.
@@ -190,8 +212,7 @@ def _check(config: DistillConfig, teacher: nn.Module | None, data: TrainingData)
         raise DeployKitError("photos with no labels have nothing to train on without a teacher")
 
 
-def _loss(logits: torch.Tensor, labels: torch.Tensor, teacher: nn.Module | None, inputs: torch.Tensor, config: DistillConfig,
-          labelled: bool) -> torch.Tensor:
+def _loss(logits: torch.Tensor, labels: torch.Tensor, teacher: nn.Module | None, inputs: torch.Tensor, config: DistillConfig, labelled: bool) -> torch.Tensor:
     if teacher is None or config.alpha == 0:
         return F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
     with torch.no_grad():
@@ -205,8 +226,7 @@ def _loss(logits: torch.Tensor, labels: torch.Tensor, teacher: nn.Module | None,
 def soft_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Hinton's distillation term: T^2 * KL(teacher/T || student/T), batch mean."""
     t = temperature
-    return t * t * F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1),
-                            reduction="batchmean", log_target=True)
+    return t * t * F.kl_div(F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits / t, dim=1), reduction="batchmean", log_target=True)
 
 
 def _logits_and_labels(model: nn.Module, dataset, batch_size: int, workers: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -220,8 +240,7 @@ def _logits_and_labels(model: nn.Module, dataset, batch_size: int, workers: int 
     return np.concatenate(logits), np.concatenate(labels)
 
 
-def validation_top1(model: nn.Module, dataset, batch_size: int = 256, workers: int | None = None,
-                    labels: np.ndarray | None = None) -> float:
+def validation_top1(model: nn.Module, dataset, batch_size: int = 256, workers: int | None = None, labels: np.ndarray | None = None) -> float:
     """Top-1 accuracy of ``model`` in eval mode over a dataset of (image, label), or against ``labels`` (the model is
     left in eval mode)."""
     logits, own = _logits_and_labels(model, dataset, batch_size, workers)
@@ -233,12 +252,10 @@ def predictions(model: nn.Module | None, dataset, workers: int | None = None) ->
     return None if model is None else _logits_and_labels(model, dataset, 256, workers)[0].argmax(axis=1)
 
 
-def train_classifier(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int = 3, lr: float = 0.05,
-                     batch_size: int = 64, seed: int = 0) -> nn.Module:
+def train_classifier(model: nn.Module, images: np.ndarray, labels: np.ndarray, epochs: int = 3, lr: float = 0.05, batch_size: int = 64, seed: int = 0) -> nn.Module:
     """Supervised training on in-memory arrays, returned in eval mode: ``distill`` without a teacher or files to keep."""
     data = TrainingData(array_dataset(images, labels), array_dataset(images[:batch_size], labels[:batch_size]), int(labels.max()) + 1)
-    config = DistillConfig(epochs=epochs, alpha=0.0, lr=lr, batch_size=batch_size, seed=seed, warmup_epochs=0.0,
-                           label_smoothing=0.0)
+    config = DistillConfig(epochs=epochs, alpha=0.0, lr=lr, batch_size=batch_size, seed=seed, warmup_epochs=0.0, label_smoothing=0.0)
     with tempfile.TemporaryDirectory(prefix="deploykit-train-") as out:
         distill(model, None, data, config, Path(out), {"in_memory": True}, resume=False, workers=0)
     return model.eval()

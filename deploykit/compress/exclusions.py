@@ -18,8 +18,7 @@ def resolve_exclusions(proto: onnx.ModelProto, patterns: tuple[str, ...]) -> lis
     """
     names = []
     for pattern in patterns:
-        matched = [n.name for n in proto.graph.node
-                   if any(fnmatch.fnmatch(candidate, pattern) for candidate in (n.name, n.name.rsplit("/", 1)[0], *n.output))]
+        matched = [n.name for n in proto.graph.node if any(fnmatch.fnmatch(candidate, pattern) for candidate in (n.name, n.name.rsplit("/", 1)[0], *n.output))]
         if not matched:
             examples = ", ".join(n.name.rsplit("/", 1)[0] for n in proto.graph.node if n.op_type in WEIGHTED_OPS)[:160]
             raise DeployKitError(f"--exclude {pattern!r} matches no layer; layers are named like: {examples}")

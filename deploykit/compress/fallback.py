@@ -36,12 +36,14 @@ def growing(limit: int) -> list[int]:
 def candidates(int8_model: onnx.ModelProto, fp32_model: onnx.ModelProto, skip: list[str]) -> list[onnx.NodeProto]:
     """The weighted layers of the FP32 graph that read a quantized input, less ``skip``: what the fallback can keep."""
     graph, float_nodes = QdqGraph(int8_model), {node.name for node in fp32_model.graph.node}
-    return [node for node in int8_model.graph.node if node.op_type in WEIGHTED_OPS and node.name in float_nodes
-            and node.name not in skip and any(graph.quantized_source(name) for name in node.input)]
+    return [
+        node
+        for node in int8_model.graph.node
+        if node.op_type in WEIGHTED_OPS and node.name in float_nodes and node.name not in skip and any(graph.quantized_source(name) for name in node.input)
+    ]
 
 
-def layer_sensitivity(shipped: Shipped, layers: list[onnx.NodeProto], fp32_model: onnx.ModelProto,
-                      inputs: np.ndarray) -> list[KeptLayer]:
+def layer_sensitivity(shipped: Shipped, layers: list[onnx.NodeProto], fp32_model: onnx.ModelProto, inputs: np.ndarray) -> list[KeptLayer]:
     """``layers`` ranked by how much closer the shipped INT8 output gets to FP32 when that layer alone is kept in FP32
     (the very edit the shipped file gets: ``shipped([layer])``): the mean output cosine it gains.
 
@@ -51,8 +53,7 @@ def layer_sensitivity(shipped: Shipped, layers: list[onnx.NodeProto], fp32_model
     with OrtRunner(fp32_model.SerializeToString()) as runner:
         reference = run_all(runner, inputs)
     base = _output_cosine(reference, shipped([]), inputs)
-    ranked = [KeptLayer(node.name, node.output[0], _output_cosine(reference, shipped([node.name]), inputs) - base)
-              for node in layers]
+    ranked = [KeptLayer(node.name, node.output[0], _output_cosine(reference, shipped([node.name]), inputs) - base) for node in layers]
     return sorted(ranked, key=lambda k: -k.output_gain)
 
 

@@ -37,16 +37,16 @@ class FineTuning:
     source: str
 
 
-def make_int8(fp32_path: Path, out_path: Path, data: QuantizationData, config: QuantizeConfig, cache_dir: Path,
-              enforce_gate: bool = True, finetuning: FineTuning | None = None) -> QuantizeResult:
+def make_int8(
+    fp32_path: Path, out_path: Path, data: QuantizationData, config: QuantizeConfig, cache_dir: Path, enforce_gate: bool = True, finetuning: FineTuning | None = None
+) -> QuantizeResult:
     """Quantize ``fp32_path`` into ``out_path``: PTQ, or with ``finetuning`` PTQ then QAT (quantize_int8 for the rest)."""
     if finetuning is None:
         return quantize_int8(fp32_path, out_path, data, config, cache_dir, enforce_gate=enforce_gate)
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".qat-") as work:
         ptq_path = Path(work) / "ptq.int8.onnx"
         # QAT simulates weights rounded to nearest: the PTQ file it starts from, and is compared with, is made so too
-        ptq = quantize_int8(fp32_path, ptq_path, data, replace(config, max_fallback_layers=0, rounding="nearest"), cache_dir,
-                            enforce_gate=False)
+        ptq = quantize_int8(fp32_path, ptq_path, data, replace(config, max_fallback_layers=0, rounding="nearest"), cache_dir, enforce_gate=False)
         plan = read_plan(onnx.load(str(ptq_path)))
         student = copy.deepcopy(finetuning.model)
         report = qat_finetune(student, finetuning.model, plan, finetuning.dataset, finetuning.config, finetuning.labelled)
@@ -54,9 +54,9 @@ def make_int8(fp32_path: Path, out_path: Path, data: QuantizationData, config: Q
             tuned_path = Path(work) / "qat.fp32.onnx"
             onnx.save(finetuning.export.of(student), str(tuned_path))
         # The fine-tuning simulated these ranges and no bias correction: the file is made exactly so.
-        result = quantize_int8(tuned_path, out_path, data, replace(config, bias_correction=False, rounding="nearest"), cache_dir,
-                               enforce_gate, judged_against=fp32_path, fixed_ranges=plan.ranges())
+        result = quantize_int8(
+            tuned_path, out_path, data, replace(config, bias_correction=False, rounding="nearest"), cache_dir, enforce_gate, judged_against=fp32_path, fixed_ranges=plan.ranges()
+        )
     result.stage = "qat"
-    result.qat = {**report.as_dict(), "config": asdict(finetuning.config), "data": finetuning.source,
-                  "ptq_check_vs_fp32": ptq.check.as_dict()}
+    result.qat = {**report.as_dict(), "config": asdict(finetuning.config), "data": finetuning.source, "ptq_check_vs_fp32": ptq.check.as_dict()}
     return result

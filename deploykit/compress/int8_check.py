@@ -45,13 +45,14 @@ class Int8Check:
 
     def summary(self) -> str:
         runs_on = "" if self.runtime == "onnxruntime" else f" (INT8 run on {self.runtime})"
-        text = (f"on {self.samples} held-out images{runs_on}: mean cosine {self.mean_cosine:.4f} (min {self.min_cosine:.4f}), "
-                f"FP32 top-1 in INT8 top-5 {self.fp32_top1_in_int8_top5:.1%}, top-1 agreement {self.top1_agreement:.1%}")
+        text = (
+            f"on {self.samples} held-out images{runs_on}: mean cosine {self.mean_cosine:.4f} (min {self.min_cosine:.4f}), "
+            f"FP32 top-1 in INT8 top-5 {self.fp32_top1_in_int8_top5:.1%}, top-1 agreement {self.top1_agreement:.1%}"
+        )
         if self.confident_agreement is not None:
             text += f" ({self.confident_agreement:.1%} on the {self.confident_images} FP32 is confident on)"
         if self.fp32_top1 is not None:
-            text += (f"; on {self.val_images} labelled images, {self.val_classes}: top-1 FP32 {self.fp32_top1:.2%}, INT8 {self.int8_top1:.2%} "
-                     f"(drop {self.drop_points:.2f} points)")
+            text += f"; on {self.val_images} labelled images, {self.val_classes}: top-1 FP32 {self.fp32_top1:.2%}, INT8 {self.int8_top1:.2%} (drop {self.drop_points:.2f} points)"
         return text
 
     def as_dict(self) -> dict:
@@ -67,9 +68,16 @@ class Int8GateError(DeployKitError):
         self.kept = kept
 
 
-def compare_int8(fp32_logits: np.ndarray, int8_logits: np.ndarray, config: QuantizeConfig, fp32_val_logits: np.ndarray | None = None,
-                 int8_val_logits: np.ndarray | None = None, labels: np.ndarray | None = None, val_classes: str | None = None,
-                 runtime: str = "onnxruntime") -> Int8Check:
+def compare_int8(
+    fp32_logits: np.ndarray,
+    int8_logits: np.ndarray,
+    config: QuantizeConfig,
+    fp32_val_logits: np.ndarray | None = None,
+    int8_val_logits: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    val_classes: str | None = None,
+    runtime: str = "onnxruntime",
+) -> Int8Check:
     """The gate's figures and verdict (``runtime`` ran the INT8 file). Non-finite INT8 outputs always fail."""
     finite = bool(np.isfinite(int8_logits).all() and (int8_val_logits is None or np.isfinite(int8_val_logits).all()))
     reference, candidate = fp32_logits.astype(np.float64), np.nan_to_num(int8_logits.astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
@@ -78,10 +86,14 @@ def compare_int8(fp32_logits: np.ndarray, int8_logits: np.ndarray, config: Quant
     confident = _softmax_top1(reference) >= CONFIDENT
     agree = ref_top1 == candidate.argmax(axis=1)
     check = Int8Check(
-        samples=len(reference), top1_agreement=float(np.mean(agree)),
+        samples=len(reference),
+        top1_agreement=float(np.mean(agree)),
         fp32_top1_in_int8_top5=float(np.mean(topk_hits(candidate, ref_top1, 5))),
-        mean_cosine=float(cosine.mean()), min_cosine=float(cosine.min()), finite=finite,
-        confident_images=int(confident.sum()), confident_agreement=float(np.mean(agree[confident])) if confident.any() else None,
+        mean_cosine=float(cosine.mean()),
+        min_cosine=float(cosine.min()),
+        finite=finite,
+        confident_images=int(confident.sum()),
+        confident_agreement=float(np.mean(agree[confident])) if confident.any() else None,
         runtime=runtime,
     )
     if not finite:
@@ -98,8 +110,7 @@ def compare_int8(fp32_logits: np.ndarray, int8_logits: np.ndarray, config: Quant
     if not check.fp32_top1_in_int8_top5 >= config.min_top5:
         check.failures.append(f"FP32 top-1 in INT8 top-5 {check.fp32_top1_in_int8_top5:.1%} < {config.min_top5:.0%}")
     if check.confident_images >= MIN_CONFIDENT_IMAGES and not check.confident_agreement >= config.min_confident_agreement:
-        check.failures.append(f"top-1 agreement on the {check.confident_images} confident images {check.confident_agreement:.1%} "
-                              f"< {config.min_confident_agreement:.0%}")
+        check.failures.append(f"top-1 agreement on the {check.confident_images} confident images {check.confident_agreement:.1%} < {config.min_confident_agreement:.0%}")
     return check
 
 

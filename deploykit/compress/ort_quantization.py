@@ -18,19 +18,24 @@ def quantize_static_qdq(pre_path: Path, out_path: Path, reader, settings: Int8Se
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
-    extra = {"ActivationSymmetric": settings.activation_symmetric, "WeightSymmetric": settings.weight_symmetric,
-             "QDQKeepRemovableActivations": settings.keep_activation_functions}
+    extra = {"ActivationSymmetric": settings.activation_symmetric, "WeightSymmetric": settings.weight_symmetric, "QDQKeepRemovableActivations": settings.keep_activation_functions}
     if reader is None:
         extra["TensorQuantOverrides"] = _overrides(pre_path, settings, ranges_path)
     if settings.calibrate_method == "percentile":
         extra["CalibPercentile"] = 99.999
     quantize_static(
-        str(pre_path), str(out_path), reader, quant_format=QuantFormat.QDQ, per_channel=settings.per_channel,
+        str(pre_path),
+        str(out_path),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=settings.per_channel,
         reduce_range=settings.reduce_range,
         activation_type=QuantType.QInt8 if settings.activation_type == "int8" else QuantType.QUInt8,
-        weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=exclude,
         calibrate_method=methods.get(settings.calibrate_method, CalibrationMethod.MinMax),
-        extra_options=extra, calibration_cache_path=str(ranges_path),
+        extra_options=extra,
+        calibration_cache_path=str(ranges_path),
     )
 
 
@@ -43,8 +48,7 @@ def _overrides(pre_path: Path, settings: Int8Settings, ranges_path: Path) -> dic
     overrides: dict[str, list[dict]] = {}
     if settings.unsigned_non_negative_activations:
         ranges = load_tensors_data(ranges_path).data
-        overrides |= {name: [{"quant_type": QuantType.QUInt8, "symmetric": False}] for name, data in ranges.items()
-                      if float(np.min(data.range_value[0])) >= 0.0}
+        overrides |= {name: [{"quant_type": QuantType.QUInt8, "symmetric": False}] for name, data in ranges.items() if float(np.min(data.range_value[0])) >= 0.0}
     if settings.first_layer_7bit_weights:
         overrides |= {name: [{"axis": 0, "reduce_range": True}] for name in first_layer_weights(onnx.load(str(pre_path)))}
     return overrides

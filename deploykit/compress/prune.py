@@ -35,13 +35,14 @@ def check_request(model: nn.Module, input_shape: tuple[int, int, int, int], conf
     _check(config)
     before = profile_model(model, input_shape)
     if config.target_macs and config.target_macs >= before.macs:
-        raise DeployKitError(f"--target-macs {config.target_macs / 1e9:.3g} G is not below the model's {before.macs / 1e9:.3g} "
-                             "GMACs at this input size, so there is nothing to prune: give a smaller --target-macs")
+        raise DeployKitError(
+            f"--target-macs {config.target_macs / 1e9:.3g} G is not below the model's {before.macs / 1e9:.3g} "
+            "GMACs at this input size, so there is nothing to prune: give a smaller --target-macs"
+        )
     return before
 
 
-def prune_model(model: nn.Module, input_shape: tuple[int, int, int, int], config: PruneConfig,
-                data: torch.Tensor | None = None) -> PruneResult:
+def prune_model(model: nn.Module, input_shape: tuple[int, int, int, int], config: PruneConfig, data: torch.Tensor | None = None) -> PruneResult:
     """Prune ``model`` in place and return it with its size before and after.
 
     The classifier layer keeps its outputs (one per class); ``data`` (a batch of real inputs) drives the
@@ -61,9 +62,14 @@ def prune_model(model: nn.Module, input_shape: tuple[int, int, int, int], config
     }[config.method]()
     steps = config.steps if config.target_macs else 1
     pruner = tp.pruner.MetaPruner(
-        model, example, importance=importance, global_pruning=config.global_pruning,
-        pruning_ratio=config.ratio if config.ratio else 0.95, iterative_steps=steps,
-        ignored_layers=[classifier_layer(model)], round_to=config.round_to,
+        model,
+        example,
+        importance=importance,
+        global_pruning=config.global_pruning,
+        pruning_ratio=config.ratio if config.ratio else 0.95,
+        iterative_steps=steps,
+        ignored_layers=[classifier_layer(model)],
+        round_to=config.round_to,
     )
     for _ in range(steps):
         if config.method == "taylor":

@@ -79,9 +79,15 @@ class QatReport:
     loss: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict:
-        return {"images": self.images, "labelled": self.labelled, "steps": self.steps,
-                "activation_quantizers": self.activation_quantizers, "weight_quantizers": self.weight_quantizers,
-                "unmapped_tensors": self.unmapped, "loss_per_epoch": [round(x, 6) for x in self.loss]}
+        return {
+            "images": self.images,
+            "labelled": self.labelled,
+            "steps": self.steps,
+            "activation_quantizers": self.activation_quantizers,
+            "weight_quantizers": self.weight_quantizers,
+            "unmapped_tensors": self.unmapped,
+            "loss_per_epoch": [round(x, 6) for x in self.loss],
+        }
 
 
 def read_plan(int8: onnx.ModelProto) -> QuantizationPlan:
@@ -151,6 +157,7 @@ def _start_from_bias(layer: nn.Module, norm: nn.BatchNorm2d | None, target: np.n
 def _fake_quant(quantizer: ActivationQuantizer) -> Callable[[torch.Tensor], torch.Tensor]:
     def apply(tensor: torch.Tensor) -> torch.Tensor:
         return torch.fake_quantize_per_tensor_affine(tensor, quantizer.scale, quantizer.zero_point, quantizer.qmin, quantizer.qmax)
+
     return apply
 
 
@@ -189,11 +196,16 @@ class SimulatedQuantization:
         if producer is not None and producer.op_type in WEIGHTED_OPS and owner in modules and owner in single_use:
             self.handles.append(modules[owner].register_forward_hook(lambda module, args, output: fake_quant(output)))
             return True
-        readers = [node for quantize in graph.consumers.get(tensor, []) if quantize.op_type == "QuantizeLinear"
-                   for dequantize in graph.consumers.get(quantize.output[0], []) if dequantize.op_type == "DequantizeLinear"
-                   for node in graph.consumers.get(dequantize.output[0], []) if node.op_type in WEIGHTED_OPS]
-        layers = {graph.producers[node.input[1]].input[0].removesuffix("_quantized").rpartition(".")[0]
-                  for node in readers if node.input[1] in graph.producers}
+        readers = [
+            node
+            for quantize in graph.consumers.get(tensor, [])
+            if quantize.op_type == "QuantizeLinear"
+            for dequantize in graph.consumers.get(quantize.output[0], [])
+            if dequantize.op_type == "DequantizeLinear"
+            for node in graph.consumers.get(dequantize.output[0], [])
+            if node.op_type in WEIGHTED_OPS
+        ]
+        layers = {graph.producers[node.input[1]].input[0].removesuffix("_quantized").rpartition(".")[0] for node in readers if node.input[1] in graph.producers}
         layers = {name for name in layers if name in modules and name in single_use}
         for name in layers:  # no module produced it: quantize it where the layers that read it take it in
             self.handles.append(modules[name].register_forward_pre_hook(lambda module, args: (fake_quant(args[0]), *args[1:])))
@@ -212,8 +224,7 @@ class SimulatedQuantization:
         self.handles, self.parametrized = [], []
 
 
-def qat_finetune(model: nn.Module, teacher: nn.Module, plan: QuantizationPlan, dataset, config: QatConfig, labelled: bool,
-                 workers: int | None = None) -> QatReport:
+def qat_finetune(model: nn.Module, teacher: nn.Module, plan: QuantizationPlan, dataset, config: QatConfig, labelled: bool, workers: int | None = None) -> QatReport:
     """Fine-tune ``model`` (in place) with the PTQ file's quantizers (``plan``) simulated, towards the FP32 ``teacher``
     (the model before fine-tuning, left unchanged).
 
@@ -228,8 +239,7 @@ def qat_finetune(model: nn.Module, teacher: nn.Module, plan: QuantizationPlan, d
     simulated = SimulatedQuantization(model, plan, example)
     report = QatReport(len(dataset), labelled, 0, simulated.activation_count, len(simulated.parametrized), simulated.unmapped)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
-    data = loader(dataset, config.batch_size, workers, shuffle=True, drop_last=len(dataset) > config.batch_size,
-                  generator=torch.Generator().manual_seed(config.seed))
+    data = loader(dataset, config.batch_size, workers, shuffle=True, drop_last=len(dataset) > config.batch_size, generator=torch.Generator().manual_seed(config.seed))
     try:
         for epoch in range(config.epochs):
             total, seen = 0.0, 0

@@ -93,9 +93,9 @@ class QdqGraph:
                 continue
             zero = self.initializers.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
             qmin, qmax = _INTEGER_RANGES[zero.data_type if zero is not None else onnx.TensorProto.UINT8]
-            quantizers[node.input[0]] = Quantizer(numpy_helper.to_array(self.initializers[node.input[1]]).astype(np.float64),
-                                                  int(numpy_helper.to_array(zero).ravel()[0]) if zero is not None else 0,
-                                                  qmin, qmax)
+            quantizers[node.input[0]] = Quantizer(
+                numpy_helper.to_array(self.initializers[node.input[1]]).astype(np.float64), int(numpy_helper.to_array(zero).ravel()[0]) if zero is not None else 0, qmin, qmax
+            )
         return quantizers
 
     def constant(self, name: str) -> np.ndarray | None:
@@ -277,7 +277,7 @@ def placement(model: onnx.ModelProto, types: bool = False) -> list[str]:
 
 
 def _quantizer_type(graph: QdqGraph, dequantized: str) -> str:
-    """"uint8 per-tensor", "int8 per-channel", ... for the DequantizeLinear that computes ``dequantized``."""
+    """ "uint8 per-tensor", "int8 per-channel", ... for the DequantizeLinear that computes ``dequantized``."""
     dq = graph.producers[dequantized]
     zero = graph.initializers.get(dq.input[2]) if len(dq.input) > 2 else None
     integer = onnx.helper.tensor_dtype_to_np_dtype(zero.data_type).name if zero is not None else "uint8"

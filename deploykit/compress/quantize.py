@@ -76,10 +76,18 @@ class QuantizeResult:
 
     def as_dict(self) -> dict:
         return {
-            "stage": self.stage, **({"qat": self.qat} if self.qat else {}), "settings": self.settings.as_dict(), "calibration": self.calibration, "excluded_by_user": self.excluded,
-            "kept_fp32_by_fallback": [asdict(k) for k in self.kept_fp32], "qdq_nodes": self.qdq_nodes,
-            "biases_corrected": self.biases_corrected, "gate_applied": self.gate_applied,
-            "gate": self.gate, "check_vs_fp32": self.check.as_dict(), "notes": self.notes,
+            "stage": self.stage,
+            **({"qat": self.qat} if self.qat else {}),
+            "settings": self.settings.as_dict(),
+            "calibration": self.calibration,
+            "excluded_by_user": self.excluded,
+            "kept_fp32_by_fallback": [asdict(k) for k in self.kept_fp32],
+            "qdq_nodes": self.qdq_nodes,
+            "biases_corrected": self.biases_corrected,
+            "gate_applied": self.gate_applied,
+            "gate": self.gate,
+            "check_vs_fp32": self.check.as_dict(),
+            "notes": self.notes,
             "saturation_holdout": {
                 "most_clipped": [s.as_dict() for s in self.saturation[:SATURATION_RECORDED] if s.clipped > 0],
                 "classifier_input": [s.as_dict() for s in self.saturation if s.tensor in self.classifier_inputs],
@@ -87,9 +95,16 @@ class QuantizeResult:
         }
 
 
-def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, config: QuantizeConfig, cache_dir: Path,
-                  enforce_gate: bool = True, judged_against: Path | None = None,
-                  fixed_ranges: dict[str, tuple[float, float]] | None = None) -> QuantizeResult:
+def quantize_int8(
+    fp32_path: Path,
+    out_path: Path,
+    data: QuantizationData,
+    config: QuantizeConfig,
+    cache_dir: Path,
+    enforce_gate: bool = True,
+    judged_against: Path | None = None,
+    fixed_ranges: dict[str, tuple[float, float]] | None = None,
+) -> QuantizeResult:
     """Quantize ``fp32_path`` into ``out_path`` (moved into place when done), with the accuracy gate and fallback.
 
     ``enforce_gate=False`` (random weights, whose figures mean nothing) measures and reports but never refuses.
@@ -102,8 +117,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
     cache_dir.mkdir(parents=True, exist_ok=True)
     methods = ("fixed",) if fixed_ranges else ROBUST_METHODS if config.method == "auto" else (config.method,)
     stats_path, ranges = cache_files(cache_dir, data_hash, model_hash, methods, config.layout)
-    calibration = {"source": str(config.calib), "samples": len(data.calibration), "sha256": data_hash,
-                   "method": "fixed (QAT)" if fixed_ranges else config.method}
+    calibration = {"source": str(config.calib), "samples": len(data.calibration), "sha256": data_hash, "method": "fixed (QAT)" if fixed_ranges else config.method}
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".quantize-") as workdir:
         pre_path = Path(workdir) / "preprocessed.onnx"
         quiet_ort(pre_process, fp32_path, pre_path)
@@ -113,8 +127,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
         if settings.weight_rounding == "gptq":
             with stage(f"measuring each layer's inputs on {len(data.calibration)} calibration images, to round its weights"):
                 rounding = WeightRounding.measure(pre_proto, data.calibration)
-        stats, reused = cached_statistics(pre_proto, pre_path, data.calibration, settings, stats_path,
-                                          {m: path for m, path in ranges.items() if m != "fixed"})
+        stats, reused = cached_statistics(pre_proto, pre_path, data.calibration, settings, stats_path, {m: path for m, path in ranges.items() if m != "fixed"})
         if fixed_ranges:  # tensors QAT did not simulate keep their calibrated min/max
             write_ort_ranges(stats.ranges("minmax") | fixed_ranges, ranges["fixed"])
         calibration["cache"] = "reused" if reused else "computed"
@@ -141,8 +154,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
             check = attempt(kept)
         if not check.passed and enforce_gate and config.max_fallback_layers:
             with stage("ranking layers by what keeping each in FP32 gains"):
-                ranked = layer_sensitivity(built.shipped, candidates(built.quantized, pre_proto, excluded), pre_proto,
-                                           data.calibration[:SENSITIVITY_SAMPLES])
+                ranked = layer_sensitivity(built.shipped, candidates(built.quantized, pre_proto, excluded), pre_proto, data.calibration[:SENSITIVITY_SAMPLES])
             limit = min(config.max_fallback_layers, len(ranked))
             for count in growing(limit):
                 kept = ranked[:count]
@@ -155,25 +167,41 @@ def quantize_int8(fp32_path: Path, out_path: Path, data: QuantizationData, confi
                 f"INT8 fails the accuracy gate ({'; '.join(check.failures)}) {check.summary()}, even with {len(kept)} "
                 f"layer(s) kept in FP32 ({', '.join(k.output for k in kept) or 'none'}). Calibrate on more, or more "
                 "representative, images (--calib DIR, a few hundred from your data), judge on labelled data (--val DIR), "
-                "keep layers in FP32 by hand (--exclude), or deploy the FP32 model", check, kept)
+                "keep layers in FP32 by hand (--exclude), or deploy the FP32 model",
+                check,
+                kept,
+            )
         int8_proto = onnx.load(str(int8_path))
         qdq_nodes = sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in int8_proto.graph.node)
         if not qdq_nodes:
-            raise DeployKitError("nothing was quantized (every layer excluded or kept in FP32), so no INT8 file was written; "
-                                 "exclude fewer layers")
+            raise DeployKitError("nothing was quantized (every layer excluded or kept in FP32), so no INT8 file was written; exclude fewer layers")
         clipping_images = np.stack(evenly_spaced(data.holdout, SATURATION_IMAGES))
         with stage(f"measuring each quantizer's clipping on {len(clipping_images)} held-out images"):
             saturation = activation_saturation(int8_proto, clipping_images)
         os.replace(int8_path, out_path)
     notes = [] if enforce_gate else [f"accuracy gate not applied (random weights): {'; '.join(check.failures) or 'passed'}"]
     if config.cpu_target.exact_emulation:
-        notes.append("this file for VNNI CPUs was judged as one computes it (onnxruntime unfused, without saturation); this "
-                     "CPU's fused AVX2 kernels can saturate its 8-bit weights: to deploy on this CPU, export with --cpu avx2")
+        notes.append(
+            "this file for VNNI CPUs was judged as one computes it (onnxruntime unfused, without saturation); this "
+            "CPU's fused AVX2 kernels can saturate its 8-bit weights: to deploy on this CPU, export with --cpu avx2"
+        )
     if config.layout == "openvino" and judged_on != "openvino":
         notes.append(f"this openvino-layout file was judged on onnxruntime, not on the runtime it is for: {openvino_problem()}")
-    return QuantizeResult(out_path, check, kept, excluded, calibration, settings, enforce_gate, qdq_nodes,
-                          built.corrected_in([k.node for k in kept]), notes,
-                          saturation, classifier_inputs(pre_proto), gate=config.gate_record())
+    return QuantizeResult(
+        out_path,
+        check,
+        kept,
+        excluded,
+        calibration,
+        settings,
+        enforce_gate,
+        qdq_nodes,
+        built.corrected_in([k.node for k in kept]),
+        notes,
+        saturation,
+        classifier_inputs(pre_proto),
+        gate=config.gate_record(),
+    )
 
 
 @dataclass(frozen=True)

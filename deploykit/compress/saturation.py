@@ -33,8 +33,7 @@ class Saturation:
     high: float
 
     def as_dict(self) -> dict:
-        return {"tensor": self.tensor, "clipped": round(self.clipped, 6), "images": round(self.images, 4),
-                "range": [round(self.low, 6), round(self.high, 6)]}
+        return {"tensor": self.tensor, "clipped": round(self.clipped, 6), "images": round(self.images, 4), "range": [round(self.low, 6), round(self.high, 6)]}
 
 
 def activation_saturation(model: onnx.ModelProto, inputs: np.ndarray) -> list[Saturation]:
@@ -55,7 +54,14 @@ def activation_saturation(model: onnx.ModelProto, inputs: np.ndarray) -> list[Sa
             clipped[name] += int(outside.sum())
             total[name] += outside.size
             hit_images[name] += int(outside.any(axis=1).sum())
-    report = [Saturation(name, clipped[name] / max(total[name], 1), hit_images[name] / max(len(inputs), 1),
-                         (q.qmin - q.zero_point) * float(q.scale.max()), (q.qmax - q.zero_point) * float(q.scale.max()))
-              for name, q in quantizers.items()]  # the widest channel's range where scales are per-channel
+    report = [
+        Saturation(
+            name,
+            clipped[name] / max(total[name], 1),
+            hit_images[name] / max(len(inputs), 1),
+            (q.qmin - q.zero_point) * float(q.scale.max()),
+            (q.qmax - q.zero_point) * float(q.scale.max()),
+        )
+        for name, q in quantizers.items()
+    ]  # the widest channel's range where scales are per-channel
     return sorted(report, key=lambda s: (-s.clipped, -s.images, s.tensor))

@@ -24,14 +24,20 @@ def optimizer_for(model: nn.Module, head: nn.Module | None, config: DistillConfi
     for parameter in model.parameters():
         if parameter.requires_grad:
             groups.setdefault((id(parameter) in head_ids or head is None, parameter.ndim <= 1), []).append(parameter)
-    return torch.optim.SGD([{"params": params, "lr": config.lr * (1.0 if full_rate else config.backbone_lr),
-                             "weight_decay": 0.0 if no_decay else config.weight_decay}
-                            for (full_rate, no_decay), params in sorted(groups.items())],
-                           lr=config.lr, momentum=0.9, nesterov=True)
+    return torch.optim.SGD(
+        [
+            {"params": params, "lr": config.lr * (1.0 if full_rate else config.backbone_lr), "weight_decay": 0.0 if no_decay else config.weight_decay}
+            for (full_rate, no_decay), params in sorted(groups.items())
+        ],
+        lr=config.lr,
+        momentum=0.9,
+        nesterov=True,
+    )
 
 
 def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Each group's rate rises linearly over ``warmup_steps``, then falls along a cosine to zero at ``total_steps``."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
@@ -40,9 +46,16 @@ def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ste
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def estimate_seconds(loss_of: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor], model: nn.Module,
-                     batch_shape: tuple[int, ...], num_classes: int, steps_per_epoch: int, val_images: int, epochs: int,
-                     device: torch.device) -> float:
+def estimate_seconds(
+    loss_of: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor],
+    model: nn.Module,
+    batch_shape: tuple[int, ...],
+    num_classes: int,
+    steps_per_epoch: int,
+    val_images: int,
+    epochs: int,
+    device: torch.device,
+) -> float:
     """Seconds ``epochs`` epochs will take here: a few training steps of a copy of ``model`` on batches of this shape
     (the model and the data are untouched), times the steps to come, plus validation at about a third of a training
     step's cost per image. Reading the images is left out: DataLoader's workers read them while the model trains."""
@@ -50,8 +63,7 @@ def estimate_seconds(loss_of: Callable[[nn.Module, torch.Tensor, torch.Tensor], 
     optimizer = torch.optim.SGD(trial.parameters(), lr=0.0)
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(batch_shape, generator=generator).to(device)
-    labels = (torch.randint(0, num_classes, (batch_shape[0],), generator=generator) if num_classes
-              else torch.full((batch_shape[0],), -1)).to(device)
+    labels = (torch.randint(0, num_classes, (batch_shape[0],), generator=generator) if num_classes else torch.full((batch_shape[0],), -1)).to(device)
     times = []
     for _ in range(ESTIMATE_STEPS + 1):
         started = time.perf_counter()

@@ -15,11 +15,20 @@ from deploykit.io import atomic_save_torch
 from deploykit.models.pruned import pruned_state
 
 
-def save_checkpoint(path: Path, student, optimizer, schedule, scaler, epoch: int, history: list, config: DistillConfig,
-                     source: dict) -> None:
-    atomic_save_torch(path, {"student": student.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-                             "scaler": scaler.state_dict(), "epoch": epoch, "history": history, "config": asdict(config),
-                             "source": source})
+def save_checkpoint(path: Path, student, optimizer, schedule, scaler, epoch: int, history: list, config: DistillConfig, source: dict) -> None:
+    atomic_save_torch(
+        path,
+        {
+            "student": student.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "config": asdict(config),
+            "source": source,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -51,16 +60,14 @@ def resume_state(path: Path, config: DistillConfig, source: dict, rank: int, wor
             error = f"{path} is damaged ({first_line(exc)}); use --no-resume to start over"
         else:
             if not same_run:
-                error = (f"{path} was written by a different run (other options or student); "
-                         "use another --out, or --no-resume to start over")
+                error = f"{path} was written by a different run (other options or student); use another --out, or --no-resume to start over"
     if world > 1:
         shared = [state, error]
         torch.distributed.broadcast_object_list(shared, src=0)
         state, error = shared
     if error:
         raise DeployKitError(error)
-    return None if state is None else ResumePoint(state["student"], state["optimizer"], state["schedule"], state["scaler"],
-                                                  state["history"])
+    return None if state is None else ResumePoint(state["student"], state["optimizer"], state["schedule"], state["scaler"], state["history"])
 
 
 def save_student(path: Path, student: nn.Module, source: dict) -> None:

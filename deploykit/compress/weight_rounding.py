@@ -51,8 +51,9 @@ class WeightRounding:
     def measure(cls, fp32: onnx.ModelProto, images: np.ndarray) -> WeightRounding:
 
         weights = {init.name: numpy_helper.to_array(init) for init in fp32.graph.initializer}
-        nodes = [n for n in fp32.graph.node if n.op_type in ROUNDED_OPS and len(n.input) > 1 and n.input[1] in weights
-                 and n.input[0] not in weights and weights[n.input[1]].ndim in (2, 4)]
+        nodes = [
+            n for n in fp32.graph.node if n.op_type in ROUNDED_OPS and len(n.input) > 1 and n.input[1] in weights and n.input[0] not in weights and weights[n.input[1]].ndim in (2, 4)
+        ]
         inputs = sorted({n.input[0] for n in nodes})
         hessians: dict[str, torch.Tensor] = {}
         for _, values in stream_intermediates(fp32, inputs, images, CHUNK_IMAGES):
@@ -111,8 +112,7 @@ def _columns(node: onnx.NodeProto, x: np.ndarray, weight_shape: tuple[int, ...])
     kernel = tuple(weight_shape[2:])
     pads = list(attributes.get("pads", [0, 0, 0, 0]))
     tensor = F.pad(torch.from_numpy(x), (pads[1], pads[3], pads[0], pads[2]))
-    patches = F.unfold(tensor, kernel, dilation=tuple(attributes.get("dilations", [1, 1])),
-                       stride=tuple(attributes.get("strides", [1, 1])))  # (n, channels * k * k, positions)
+    patches = F.unfold(tensor, kernel, dilation=tuple(attributes.get("dilations", [1, 1])), stride=tuple(attributes.get("strides", [1, 1])))  # (n, channels * k * k, positions)
     count = groups(node)
     per_group = patches.shape[1] // count
     return patches.reshape(patches.shape[0], count, per_group, -1).permute(1, 0, 3, 2).reshape(count, -1, per_group)
@@ -163,7 +163,7 @@ def _gptq(layer: _Layer, scale: np.ndarray, limit: int) -> np.ndarray:
             q = torch.clamp(torch.round(w / s[:, :, 0]), -limit, limit)
             integers[:, :, first + column] = q
             errors[:, :, column] = (w - q * s[:, :, 0]) / inverse[:, first + column, first + column][:, None]
-            block[:, :, column:] -= errors[:, :, column, None] * inverse[:, None, first + column, first + column:last]
+            block[:, :, column:] -= errors[:, :, column, None] * inverse[:, None, first + column, first + column : last]
         weight[:, :, last:] -= torch.bmm(errors, inverse[:, first:last, last:])
     restored = torch.empty_like(integers)
     restored.scatter_(2, order[:, None, :].expand_as(integers), integers)

@@ -42,8 +42,7 @@ def load_samples(source: str | Path, preprocess: Preprocess, limit: int, purpose
     if not np.isfinite(samples).all():
         raise DeployKitError(f"{purpose} data in {source} contains NaN or inf; every sample must be finite")
     if len(samples) < MIN_CALIBRATION_SAMPLES:
-        raise DeployKitError(f"only {len(samples)} {purpose} samples in {source}; at least {MIN_CALIBRATION_SAMPLES} are needed "
-                             "(a few hundred is better)")
+        raise DeployKitError(f"only {len(samples)} {purpose} samples in {source}; at least {MIN_CALIBRATION_SAMPLES} are needed (a few hundred is better)")
     return np.ascontiguousarray(samples, dtype=np.float32)
 
 
@@ -82,8 +81,10 @@ def _declared_shape(file) -> tuple[int, ...]:
 
 def _check_array_size(path: Path, shape: tuple[int, ...]) -> None:
     if 4 * math.prod(shape) > MAX_ARRAY_BYTES:
-        raise DeployKitError(f"{path} declares an array of shape {list(shape)} ({4 * math.prod(shape) / 2**30:.1f} GB as float32), "
-                             f"more than the {MAX_ARRAY_BYTES / 2**30:.0f} GB deploykit reads as samples; keep a few hundred samples")
+        raise DeployKitError(
+            f"{path} declares an array of shape {list(shape)} ({4 * math.prod(shape) / 2**30:.1f} GB as float32), "
+            f"more than the {MAX_ARRAY_BYTES / 2**30:.0f} GB deploykit reads as samples; keep a few hundred samples"
+        )
 
 
 def calibration_hash(samples: np.ndarray) -> str:

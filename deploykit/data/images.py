@@ -41,8 +41,7 @@ def find_images(folder: str | Path) -> list[Path]:
         raise DeployKitError(f"image folder {folder} does not exist or is not a folder")
     # os.walk, not rglob: a folder that vanishes during the walk (another process's temporary files) is skipped
     # instead of ending the walk with FileNotFoundError
-    paths = sorted(p for root, _, names in os.walk(folder) for p in (Path(root) / name for name in names)
-                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    paths = sorted(p for root, _, names in os.walk(folder) for p in (Path(root) / name for name in names) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not paths:
         raise DeployKitError(f"no images (.jpg, .png, ...) in {folder}; point to a folder of images, flat or in class subfolders")
     return paths

@@ -17,8 +17,7 @@ from deploykit.data.preprocess import Preprocess
 from deploykit.errors import DeployKitError
 
 
-def load_labelled_folder(folder: str | Path, preprocess: Preprocess, num_classes: int,
-                         limit: int | None = None) -> tuple[np.ndarray, np.ndarray, ClassMapping]:
+def load_labelled_folder(folder: str | Path, preprocess: Preprocess, num_classes: int, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, ClassMapping]:
     """(images, labels, class mapping) in memory, for small folders (``limit`` images spread over it). Subfolders map to
     the model's ``num_classes`` classes as ``eval`` maps them (class_mapping: ImageNet synsets, integers, or sorted);
     ``digits`` is the digits' test split with its own labels."""
@@ -55,10 +54,12 @@ class ClassMapping:
 
     def describe(self) -> str:
         """The rule in words, as every command that reads a labelled folder prints it."""
-        return {"synsets": "classes by ImageNet synset (folder n01440764 is class 0)",
-                "integers": "classes by folder number (folder 7 is class 7)",
-                "sorted": "classes in sorted folder order (the first folder is class 0)",
-                "digits": DIGITS_CLASSES}[self.rule]
+        return {
+            "synsets": "classes by ImageNet synset (folder n01440764 is class 0)",
+            "integers": "classes by folder number (folder 7 is class 7)",
+            "sorted": "classes in sorted folder order (the first folder is class 0)",
+            "digits": DIGITS_CLASSES,
+        }[self.rule]
 
 
 def class_mapping(folders: list[str], num_classes: int) -> ClassMapping:
@@ -74,9 +75,14 @@ def class_mapping(folders: list[str], num_classes: int) -> ClassMapping:
         if too_big:
             raise DeployKitError(f"class folders {', '.join(too_big[:5])} are beyond the model's {num_classes} classes")
         return ClassMapping({name: int(name) for name in folders}, "integers")
-    warning = None if len(folders) == num_classes else (
-        f"{len(folders)} class folders but the model has {num_classes} classes: folders are numbered in sorted order, "
-        "so labels only mean something if they are the model's first classes in its order")
+    warning = (
+        None
+        if len(folders) == num_classes
+        else (
+            f"{len(folders)} class folders but the model has {num_classes} classes: folders are numbered in sorted order, "
+            "so labels only mean something if they are the model's first classes in its order"
+        )
+    )
     return ClassMapping({name: i for i, name in enumerate(sorted(folders))}, "sorted", warning)
 
 
@@ -95,8 +101,7 @@ class LabelledImages(ImageFiles):
             raise DeployKitError(f"{folder} must hold one subfolder of images per class, at least 2 classes (ImageNet layout)")
         numbers = [int(name) for name in self.classes if name.isdigit()]
         if num_classes is None and len(numbers) == len(self.classes) and max(numbers) >= len(numbers):
-            raise DeployKitError(f"class folders named by number must be 0..{len(numbers) - 1} for {len(numbers)} classes, "
-                                 f"found {max(numbers)}; renumber them or name them")
+            raise DeployKitError(f"class folders named by number must be 0..{len(numbers) - 1} for {len(numbers)} classes, found {max(numbers)}; renumber them or name them")
         self.mapping = class_mapping(self.classes, num_classes or len(self.classes))
         found = [(path, self.mapping.index[name]) for name in self.classes for path in find_images(folder / name)]
         super().__init__([path for path, _ in found], transform)

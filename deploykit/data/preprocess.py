@@ -45,8 +45,7 @@ class Preprocess:
         """The model's evaluation preprocessing; with published weights at their crop size, exactly their recipe."""
         size = input_size or spec.input_size
         if published is not None and size == published.crop:
-            return cls(size=size, resize=published.resize, mean=published.mean, std=published.std,
-                       interpolation=published.interpolation)
+            return cls(size=size, resize=published.resize, mean=published.mean, std=published.std, interpolation=published.interpolation)
         return cls.default(size, spec.mean, spec.std)
 
     @classmethod
@@ -58,8 +57,7 @@ class Preprocess:
     def transform(self) -> Any:
         """The evaluation transform: a PIL image to a normalized float32 (3, size, size) tensor."""
         v2 = transforms_v2()
-        return v2.Compose([to_rgb, v2.Resize(self.resize, self._interpolation(), antialias=True), v2.CenterCrop(self.size),
-                           *self._to_normalized_tensor()])
+        return v2.Compose([to_rgb, v2.Resize(self.resize, self._interpolation(), antialias=True), v2.CenterCrop(self.size), *self._to_normalized_tensor()])
 
     @cached_property
     def train_transform(self) -> Any:
@@ -70,9 +68,14 @@ class Preprocess:
         """Training augmentation: a random resized crop keeping ``min_scale`` to all of the image, a horizontal flip,
         then the same normalization. Small photos (CIFAR's 32x32) train better with a larger ``min_scale`` than 0.08."""
         v2 = transforms_v2()
-        return v2.Compose([to_rgb, v2.RandomResizedCrop(self.size, scale=(min_scale, 1.0), interpolation=self._interpolation(),
-                                                        antialias=True),
-                           v2.RandomHorizontalFlip(), *self._to_normalized_tensor()])
+        return v2.Compose(
+            [
+                to_rgb,
+                v2.RandomResizedCrop(self.size, scale=(min_scale, 1.0), interpolation=self._interpolation(), antialias=True),
+                v2.RandomHorizontalFlip(),
+                *self._to_normalized_tensor(),
+            ]
+        )
 
     def __call__(self, image: Image.Image) -> np.ndarray:
         """A PIL image to a float32 (3, size, size) array (16-bit and float images scaled to 8 bits, not clipped)."""

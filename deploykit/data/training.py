@@ -44,8 +44,9 @@ def folder_classes(source: str) -> list[str]:
     return sorted(p.name for p in entries if p.is_dir()) if entries and all(p.is_dir() for p in entries) else []
 
 
-def load_training_data(source: str, preprocess: Preprocess, num_classes: int | None = None, val_source: str | None = None,
-                       min_crop_scale: float = 0.08, limit: int | None = None) -> TrainingData:
+def load_training_data(
+    source: str, preprocess: Preprocess, num_classes: int | None = None, val_source: str | None = None, min_crop_scale: float = 0.08, limit: int | None = None
+) -> TrainingData:
     """``digits`` (in memory: 1,797 tiny images), a labelled folder, or a flat folder of unlabelled photos, read on demand.
 
     Training images are augmented (random resized crop keeping at least ``min_crop_scale`` of the image, flip), validation
@@ -61,8 +62,7 @@ def load_training_data(source: str, preprocess: Preprocess, num_classes: int | N
     return replace(data, train=Subset(data.train, evenly_spaced(range(len(data.train)), limit)))
 
 
-def _load(source: str, preprocess: Preprocess, num_classes: int | None, val_source: str | None,
-          min_crop_scale: float) -> TrainingData:
+def _load(source: str, preprocess: Preprocess, num_classes: int | None, val_source: str | None, min_crop_scale: float) -> TrainingData:
     from torch.utils.data import Subset
 
     if source == "digits":
@@ -75,38 +75,50 @@ def _load(source: str, preprocess: Preprocess, num_classes: int | None, val_sour
     if val_source is not None:
         val = LabelledImages(val_source, preprocess.transform, num_classes or len(train.classes))
         if val.classes != train.classes:
-            raise DeployKitError(f"--val {val_source} has classes {', '.join(val.classes[:5])}... but {source} has "
-                                 f"{', '.join(train.classes[:5])}...; give a held-out folder with the same class folders")
-        return TrainingData(train, val, num_classes or len(train.classes), train.mapping.describe(), classes,
-                            f"{len(val)} images of {val_source}")
+            raise DeployKitError(
+                f"--val {val_source} has classes {', '.join(val.classes[:5])}... but {source} has {', '.join(train.classes[:5])}...; give a held-out folder with the same class folders"
+            )
+        return TrainingData(train, val, num_classes or len(train.classes), train.mapping.describe(), classes, f"{len(val)} images of {val_source}")
     held_out = held_out_indices(train.labels)
     keep = np.setdiff1d(np.arange(len(train)), held_out)
     if len(keep) < 2:
         raise DeployKitError(f"{source} has too few images to train on ({len(train)})")
     val = copy.copy(train)
     val.transform = preprocess.transform
-    return TrainingData(Subset(train, keep.tolist()), Subset(val, held_out.tolist()), num_classes or len(train.classes),
-                        train.mapping.describe(), classes, f"{len(held_out)} held-out images: the last tenth of each class folder")
+    return TrainingData(
+        Subset(train, keep.tolist()),
+        Subset(val, held_out.tolist()),
+        num_classes or len(train.classes),
+        train.mapping.describe(),
+        classes,
+        f"{len(held_out)} held-out images: the last tenth of each class folder",
+    )
 
 
 def held_out_indices(labels: np.ndarray, fraction: float = VAL_FRACTION) -> np.ndarray:
     """The last ``fraction`` of each class's images (at least one per class), in the dataset's (sorted) order."""
-    held = [np.flatnonzero(labels == label)[-max(1, math.ceil(fraction * int((labels == label).sum()))):]
-            for label in np.unique(labels)]
+    held = [np.flatnonzero(labels == label)[-max(1, math.ceil(fraction * int((labels == label).sum()))) :] for label in np.unique(labels)]
     return np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
 
 
 def _unlabelled(source: str, preprocess: Preprocess, transform: Any, val_source: str | None) -> TrainingData:
     """A flat folder: photos with no label (-1), for distillation, whose targets are the teacher's predictions."""
     if val_source is not None:
-        raise DeployKitError(f"{source} holds no class folders, so there are no labels to validate with --val; "
-                             "drop --val (the held-out photos are judged by agreement with the teacher)")
+        raise DeployKitError(
+            f"{source} holds no class folders, so there are no labels to validate with --val; drop --val (the held-out photos are judged by agreement with the teacher)"
+        )
     paths = find_images(source)
     count = max(1, math.ceil(VAL_FRACTION * len(paths)))
     if len(paths) - count < 2:
         raise DeployKitError(f"{source} has too few images to train on ({len(paths)})")
-    return TrainingData(UnlabelledImages(paths[:-count], transform), UnlabelledImages(paths[-count:], preprocess.transform), 0,
-                        UNLABELLED, val_rule=f"{count} held-out photos: the last tenth in file-name order", labelled=False)
+    return TrainingData(
+        UnlabelledImages(paths[:-count], transform),
+        UnlabelledImages(paths[-count:], preprocess.transform),
+        0,
+        UNLABELLED,
+        val_rule=f"{count} held-out photos: the last tenth in file-name order",
+        labelled=False,
+    )
 
 
 def array_dataset(images: np.ndarray, labels: np.ndarray) -> Any:
@@ -122,14 +134,15 @@ def _digits(size: int) -> TrainingData:
 
     train, test = load_digits(size=size, seed=0)
     return TrainingData(array_dataset(train.images, train.labels), array_dataset(test.images, test.labels), NUM_CLASSES)
+
+
 def finetune_images(folder: str | Path, preprocess: Preprocess, num_classes: int) -> tuple[Any, bool]:
     """(dataset of (image, label), labelled): a folder of class subfolders gives its labels, a flat folder gives -1,
     ``digits`` the digits' training split, ``.npy/.npz`` arrays their samples unlabelled. Images are augmented as for
     training."""
     if str(folder) == "digits":
         if num_classes < 10:
-            raise DeployKitError(f"the digits have 10 classes and the model {num_classes}: its labels would be out of range; "
-                                 "give --data a folder of your own images")
+            raise DeployKitError(f"the digits have 10 classes and the model {num_classes}: its labels would be out of range; give --data a folder of your own images")
         return _digits(preprocess.size).train, True
     folder = Path(folder)
     entries = [p for p in folder.iterdir() if not p.name.startswith(".")] if folder.is_dir() else []  # .DS_Store and the like
@@ -139,8 +152,10 @@ def finetune_images(folder: str | Path, preprocess: Preprocess, num_classes: int
     if any(p.is_dir() for p in entries) and not any(p.is_file() for p in entries):
         labelled = LabelledImages(folder, preprocess.train_transform, num_classes)
         if labelled.mapping.warning:  # sorted folders that are not the model's classes: labels that mean nothing
-            raise DeployKitError(f"{folder}: {labelled.mapping.warning}. QAT labels must name the model's classes (ImageNet "
-                                 "synsets or class numbers); pass a flat folder of the images instead to fine-tune without labels")
+            raise DeployKitError(
+                f"{folder}: {labelled.mapping.warning}. QAT labels must name the model's classes (ImageNet "
+                "synsets or class numbers); pass a flat folder of the images instead to fine-tune without labels"
+            )
         return labelled, True
     return UnlabelledImages(find_images(folder), preprocess.train_transform), False
 

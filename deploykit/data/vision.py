@@ -13,8 +13,7 @@ from __future__ import annotations
 import sys
 from types import ModuleType
 
-_SCHEMAS = ("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
-            "qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
+_SCHEMAS = ("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor", "qnms(Tensor qdets, Tensor scores, float iou_threshold) -> Tensor")
 _library = None  # the torch.library fragment holding those schemas, alive for the process
 
 

@@ -26,8 +26,7 @@ def to_fp16(proto: onnx.ModelProto, fp16_io: bool = False) -> onnx.ModelProto:
     clean.CopyFrom(proto)
     del clean.graph.value_info[:]  # stale float32 shapes would contradict the casts the converter inserts
     with quiet("onnxconverter_common"):
-        return float16.convert_float_to_float16(clean, keep_io_types=not fp16_io,
-                                                op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *FP32_OPS])
+        return float16.convert_float_to_float16(clean, keep_io_types=not fp16_io, op_block_list=[*float16.DEFAULT_OP_BLOCK_LIST, *FP32_OPS])
 
 
 def checked_fp16(serialized: bytes, fp32_runner: Runner, inputs: np.ndarray, fp16_io: bool) -> tuple[bytes, ParityReport]:
@@ -35,6 +34,5 @@ def checked_fp16(serialized: bytes, fp32_runner: Runner, inputs: np.ndarray, fp1
     converted = to_fp16(onnx.load_from_string(serialized), fp16_io=fp16_io).SerializeToString()
     parity = compare_runners(fp32_runner, OrtRunner(converted), inputs, FP16_TOLERANCES)
     if not parity.passed:
-        raise DeployKitError(f"the FP16 model does not match FP32 within FP16 tolerances, so nothing was written: "
-                             f"{parity.summary()}")
+        raise DeployKitError(f"the FP16 model does not match FP32 within FP16 tolerances, so nothing was written: {parity.summary()}")
     return converted, parity

@@ -38,8 +38,7 @@ class OnnxExport:
         return simplify_onnx(proto) if self.simplify else proto
 
 
-def torch_to_onnx(model: nn.Module, input_shape: tuple[int, int, int, int], opset: int = DEFAULT_OPSET,
-                  dynamic_batch: bool = False) -> onnx.ModelProto:
+def torch_to_onnx(model: nn.Module, input_shape: tuple[int, int, int, int], opset: int = DEFAULT_OPSET, dynamic_batch: bool = False) -> onnx.ModelProto:
     """Export an eval-mode model with torch.onnx (torch.export based) and name its tensors by module."""
     model = model.eval()
     batch, channels, height, width = input_shape
@@ -48,8 +47,7 @@ def torch_to_onnx(model: nn.Module, input_shape: tuple[int, int, int, int], opse
     try:
         with quiet("torch.onnx"):
             program = torch.onnx.export(
-                model, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME], dynamic_shapes=dynamic_shapes, verbose=False,
+                model, (example,), dynamo=True, opset_version=opset, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes=dynamic_shapes, verbose=False
             )
     except Exception as exc:  # the exporter raises many types; all mean "this model/shape did not export"
         raise DeployKitError(f"torch.onnx could not export the model at input {list(input_shape)}: {first_line(exc, 240)}") from exc

@@ -53,14 +53,23 @@ def build_engine(onnx_path: Path, engine_path: Path, config: EngineConfig) -> En
     atomic_write_bytes(engine_path, bytes(serialized))
     if config.timing_cache is not None:
         atomic_write_bytes(config.timing_cache, bytes(cache.serialize()))
-    built = EngineBuild(Path(engine_path), version, identity, str(onnx_path), sha256_file(Path(onnx_path)), sha256_file(engine_path),
-                        config.fp16, has_qdq, profiles, {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()})
+    built = EngineBuild(
+        Path(engine_path),
+        version,
+        identity,
+        str(onnx_path),
+        sha256_file(Path(onnx_path)),
+        sha256_file(engine_path),
+        config.fp16,
+        has_qdq,
+        profiles,
+        {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+    )
     atomic_write_json(engine_info_path(engine_path), built.as_dict())
     return built
 
 
-def _add_profile(builder: trt.Builder, network: trt.INetworkDefinition, builder_config: trt.IBuilderConfig,
-                 config: EngineConfig) -> dict[str, dict[str, list[int]]]:
+def _add_profile(builder: trt.Builder, network: trt.INetworkDefinition, builder_config: trt.IBuilderConfig, config: EngineConfig) -> dict[str, dict[str, list[int]]]:
     import tensorrt as trt
 
     profiles = {}

@@ -21,7 +21,6 @@ from deploykit.models import (  # noqa: F401  (imported to register their builde
     squeezenet,
     vgg,
 )
-from deploykit.models.registry import (ModelSpec, Reference, get_model, get_spec, list_models, register_model, resolve_name,
-                                      split_reference)
+from deploykit.models.registry import ModelSpec, Reference, get_model, get_spec, list_models, register_model, resolve_name, split_reference
 
 __all__ = ["ModelSpec", "Reference", "get_model", "get_spec", "list_models", "register_model", "resolve_name", "split_reference"]

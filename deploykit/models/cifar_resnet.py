@@ -52,10 +52,14 @@ class CifarResNet(nn.Module):
 
 def _register(params: int, gmacs: float, top1: float):
     return register_model(
-        family="cifar_resnet", paper="Deep Residual Learning for Image Recognition (2015), CIFAR-10 nets",
-        input_size=32, min_input_size=8, num_classes=10, mean=CIFAR_MEAN, std=CIFAR_STD,
-        reference=Reference(params=params, gmacs=gmacs, top1=top1, source="He et al. 2015, Table 6 (CIFAR-10, option A)",
-                            params_exact=False),
+        family="cifar_resnet",
+        paper="Deep Residual Learning for Image Recognition (2015), CIFAR-10 nets",
+        input_size=32,
+        min_input_size=8,
+        num_classes=10,
+        mean=CIFAR_MEAN,
+        std=CIFAR_STD,
+        reference=Reference(params=params, gmacs=gmacs, top1=top1, source="He et al. 2015, Table 6 (CIFAR-10, option A)", params_exact=False),
     )
 
 

@@ -53,15 +53,20 @@ class _Transition(nn.Sequential):
 
 
 class DenseNet(nn.Module):
-    def __init__(self, growth_rate: int = 32, block_config: tuple[int, ...] = (6, 12, 24, 16), num_init_features: int = 64,
-                 bn_size: int = 4, drop_rate: float = 0.0, num_classes: int = 1000) -> None:
+    def __init__(
+        self, growth_rate: int = 32, block_config: tuple[int, ...] = (6, 12, 24, 16), num_init_features: int = 64, bn_size: int = 4, drop_rate: float = 0.0, num_classes: int = 1000
+    ) -> None:
         super().__init__()
-        self.features = nn.Sequential(OrderedDict([
-            ("conv0", nn.Conv2d(3, num_init_features, kernel_size=7, stride=2, padding=3, bias=False)),
-            ("norm0", nn.BatchNorm2d(num_init_features)),
-            ("relu0", nn.ReLU(inplace=True)),
-            ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1)),
-        ]))
+        self.features = nn.Sequential(
+            OrderedDict(
+                [
+                    ("conv0", nn.Conv2d(3, num_init_features, kernel_size=7, stride=2, padding=3, bias=False)),
+                    ("norm0", nn.BatchNorm2d(num_init_features)),
+                    ("relu0", nn.ReLU(inplace=True)),
+                    ("pool0", nn.MaxPool2d(kernel_size=3, stride=2, padding=1)),
+                ]
+            )
+        )
         num_features = num_init_features
         for i, num_layers in enumerate(block_config):
             block = _DenseBlock(num_layers, num_features, bn_size, growth_rate, drop_rate)
@@ -84,8 +89,7 @@ _PAPER = "Densely Connected Convolutional Networks (2016)"
 
 
 def _register(params: int, gmacs: float, top1: float):
-    return register_model(family="densenet", paper=_PAPER, min_input_size=32,
-                          reference=Reference(params=params, gmacs=gmacs, top1=top1), torchvision_compatible=True)
+    return register_model(family="densenet", paper=_PAPER, min_input_size=32, reference=Reference(params=params, gmacs=gmacs, top1=top1), torchvision_compatible=True)
 
 
 @_register(7_978_856, 2.834, 74.43)

@@ -8,18 +8,15 @@ from functools import partial
 import torch
 from torch import nn
 
-from deploykit.models.layers import (ConvBNAct, SqueezeExcitation, StochasticDepth, init_weights, kaiming_normal, make_divisible,
-                                     uniform_by_outputs)
+from deploykit.models.layers import ConvBNAct, SqueezeExcitation, StochasticDepth, init_weights, kaiming_normal, make_divisible, uniform_by_outputs
 from deploykit.models.registry import Reference, register_model
 
 # expansion, kernel, stride, input channels, output channels, repeats (B0 at width and depth 1.0)
-B0_STAGES = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
-             (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]
+B0_STAGES = [(1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3), (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1)]
 
 
 class MBConv(nn.Module):
-    def __init__(self, expand_ratio: int, kernel: int, stride: int, in_channels: int, out_channels: int,
-                 stochastic_depth_prob: float) -> None:
+    def __init__(self, expand_ratio: int, kernel: int, stride: int, in_channels: int, out_channels: int, stochastic_depth_prob: float) -> None:
         super().__init__()
         self.use_res_connect = stride == 1 and in_channels == out_channels
         expanded = make_divisible(in_channels * expand_ratio)
@@ -41,11 +38,9 @@ class MBConv(nn.Module):
 
 
 class EfficientNet(nn.Module):
-    def __init__(self, width_mult: float = 1.0, depth_mult: float = 1.0, num_classes: int = 1000, dropout: float = 0.2,
-                 stochastic_depth_prob: float = 0.2) -> None:
+    def __init__(self, width_mult: float = 1.0, depth_mult: float = 1.0, num_classes: int = 1000, dropout: float = 0.2, stochastic_depth_prob: float = 0.2) -> None:
         super().__init__()
-        stages = [(t, k, s, make_divisible(i * width_mult), make_divisible(o * width_mult), math.ceil(n * depth_mult))
-                  for t, k, s, i, o, n in B0_STAGES]
+        stages = [(t, k, s, make_divisible(i * width_mult), make_divisible(o * width_mult), math.ceil(n * depth_mult)) for t, k, s, i, o, n in B0_STAGES]
         total_blocks = sum(stage[-1] for stage in stages)
         layers: list[nn.Module] = [ConvBNAct(3, stages[0][3], 3, 2, activation_layer=nn.SiLU)]
         block_id = 0
@@ -67,7 +62,11 @@ class EfficientNet(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-@register_model(family="nas", paper="EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks (2019)",
-                reference=Reference(params=5_288_548, gmacs=0.386, top1=77.69), torchvision_compatible=True)
+@register_model(
+    family="nas",
+    paper="EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks (2019)",
+    reference=Reference(params=5_288_548, gmacs=0.386, top1=77.69),
+    torchvision_compatible=True,
+)
 def efficientnet_b0(num_classes: int = 1000, **kwargs) -> EfficientNet:
     return EfficientNet(1.0, 1.0, num_classes=num_classes, **kwargs)

@@ -42,8 +42,7 @@ class SamePadConv2d(nn.Conv2d):
 class LiteMBConv(nn.Module):
     """Inverted residual without SE: [expand 1x1] -> depthwise kxk -> project 1x1, ReLU6 between."""
 
-    def __init__(self, expand_ratio: int, kernel: int, stride: int, in_channels: int, out_channels: int,
-                 drop_prob: float) -> None:
+    def __init__(self, expand_ratio: int, kernel: int, stride: int, in_channels: int, out_channels: int, drop_prob: float) -> None:
         super().__init__()
         hidden = in_channels * expand_ratio
         if expand_ratio != 1:
@@ -72,8 +71,9 @@ class EfficientNetLite(nn.Module):
         total = sum(stage[-1] for stage in B0_STAGES)
         for expand, kernel, stride, in_channels, out_channels, repeats in B0_STAGES:
             for index in range(repeats):
-                blocks.append(LiteMBConv(expand, kernel, stride if index == 0 else 1, in_channels if index == 0 else out_channels,
-                                         out_channels, drop_connect_rate * len(blocks) / total))
+                blocks.append(
+                    LiteMBConv(expand, kernel, stride if index == 0 else 1, in_channels if index == 0 else out_channels, out_channels, drop_connect_rate * len(blocks) / total)
+                )
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = SamePadConv2d(B0_STAGES[-1][4], 1280, 1)
         self._bn1 = nn.BatchNorm2d(1280, eps=BN_EPS, momentum=BN_MOMENTUM)
@@ -90,8 +90,12 @@ class EfficientNetLite(nn.Module):
         return self._fc(self._dropout(torch.flatten(self._avg_pooling(x), 1)))
 
 
-@register_model(family="nas", paper="EfficientNet-Lite (TensorFlow model garden, 2020): EfficientNet for int8 edge devices",
-                reference=Reference(params=4_652_008, gmacs=0.385, top1=75.1, source="TensorFlow EfficientNet-Lite"),
-                mean=TF_MEAN, std=TF_STD)
+@register_model(
+    family="nas",
+    paper="EfficientNet-Lite (TensorFlow model garden, 2020): EfficientNet for int8 edge devices",
+    reference=Reference(params=4_652_008, gmacs=0.385, top1=75.1, source="TensorFlow EfficientNet-Lite"),
+    mean=TF_MEAN,
+    std=TF_STD,
+)
 def efficientnet_lite0(num_classes: int = 1000, **kwargs) -> EfficientNetLite:
     return EfficientNetLite(num_classes=num_classes, **kwargs)

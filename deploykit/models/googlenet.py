@@ -27,18 +27,12 @@ class Inception(nn.Module):
     def __init__(self, in_channels: int, ch1x1: int, ch3x3red: int, ch3x3: int, ch5x5red: int, ch5x5: int, pool_proj: int) -> None:
         super().__init__()
         self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
-        self.branch2 = nn.Sequential(
-            BasicConv2d(in_channels, ch3x3red, kernel_size=1),
-            BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1),
-        )
+        self.branch2 = nn.Sequential(BasicConv2d(in_channels, ch3x3red, kernel_size=1), BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1))
         self.branch3 = nn.Sequential(
             BasicConv2d(in_channels, ch5x5red, kernel_size=1),
             BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1),  # 3x3, not the paper's 5x5: see module doc
         )
-        self.branch4 = nn.Sequential(
-            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
-            BasicConv2d(in_channels, pool_proj, kernel_size=1),
-        )
+        self.branch4 = nn.Sequential(nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True), BasicConv2d(in_channels, pool_proj, kernel_size=1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
@@ -61,14 +55,7 @@ class InceptionAux(nn.Module):
 class GoogLeNet(nn.Module):
     """Returns logits in eval mode and ``GoogLeNetOutputs`` (with both aux heads) in training mode."""
 
-    def __init__(
-        self,
-        num_classes: int = 1000,
-        aux_logits: bool = True,
-        transform_input: bool = False,
-        dropout: float = 0.2,
-        dropout_aux: float = 0.7,
-    ) -> None:
+    def __init__(self, num_classes: int = 1000, aux_logits: bool = True, transform_input: bool = False, dropout: float = 0.2, dropout_aux: float = 0.7) -> None:
         super().__init__()
         self.aux_logits = aux_logits
         self.transform_input = transform_input
@@ -114,10 +101,7 @@ class GoogLeNet(nn.Module):
 
 def transform_imagenet_input(x: torch.Tensor) -> torch.Tensor:
     """Re-normalise an ImageNet-normalised batch to the [-1, 1] range Google's checkpoints expect."""
-    channels = [
-        x[:, i : i + 1] * (std / 0.5) + (mean - 0.5) / 0.5
-        for i, (mean, std) in enumerate(zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
-    ]
+    channels = [x[:, i : i + 1] * (std / 0.5) + (mean - 0.5) / 0.5 for i, (mean, std) in enumerate(zip((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))]
     return torch.cat(channels, 1)
 
 

@@ -35,12 +35,7 @@ class ConvBNAct(nn.Sequential):
         activation_layer: LayerFactory | None = nn.ReLU,
     ) -> None:
         padding = (kernel_size - 1) // 2 * dilation
-        layers: list[nn.Module] = [
-            nn.Conv2d(
-                in_channels, out_channels, kernel_size, stride, padding,
-                dilation=dilation, groups=groups, bias=norm_layer is None,
-            )
-        ]
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=norm_layer is None)]
         if norm_layer is not None:
             layers.append(norm_layer(out_channels))
         if activation_layer is not None:
@@ -64,13 +59,7 @@ class BasicConv2d(nn.Module):
 class SqueezeExcitation(nn.Module):
     """Squeeze-and-excitation (Hu et al., 2018) with 1x1 convolutions ``fc1``/``fc2``."""
 
-    def __init__(
-        self,
-        channels: int,
-        squeeze_channels: int,
-        activation: LayerFactory = nn.ReLU,
-        scale_activation: LayerFactory = nn.Sigmoid,
-    ) -> None:
+    def __init__(self, channels: int, squeeze_channels: int, activation: LayerFactory = nn.ReLU, scale_activation: LayerFactory = nn.Sigmoid) -> None:
         super().__init__()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc1 = nn.Conv2d(channels, squeeze_channels, 1)
@@ -118,18 +107,22 @@ def init_weights(model: nn.Module, conv: Initializer | None = None, linear: Init
 
 def kaiming_normal(nonlinearity: str = "relu", zero_bias: bool = True) -> Initializer:
     """Kaiming-normal weights (fan_out); zero bias where there is one, unless ``zero_bias`` is False."""
+
     def initialize(module: nn.Module) -> None:
         nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity=nonlinearity)
         if zero_bias:
             _zero_bias(module)
+
     return initialize
 
 
 def normal(std: float) -> Initializer:
     """Normal(0, std) weights, zero bias."""
+
     def initialize(module: nn.Module) -> None:
         nn.init.normal_(module.weight, 0.0, std)
         _zero_bias(module)
+
     return initialize
 
 
@@ -140,10 +133,12 @@ def truncated_normal(std: float) -> Initializer:
 
 def uniform_by_outputs() -> Initializer:
     """Uniform(+-1/sqrt(outputs)) weights, zero bias (EfficientNet's classifier)."""
+
     def initialize(module: nn.Module) -> None:
         bound = 1.0 / math.sqrt(module.out_features)
         nn.init.uniform_(module.weight, -bound, bound)
         _zero_bias(module)
+
     return initialize
 
 

@@ -67,6 +67,7 @@ class MNASNet(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(1280, num_classes))
+
         def classifier(module: nn.Module) -> None:
             nn.init.kaiming_uniform_(module.weight, mode="fan_out", nonlinearity="sigmoid")
             nn.init.zeros_(module.bias)
@@ -77,7 +78,11 @@ class MNASNet(nn.Module):
         return self.classifier(self.layers(x).mean([2, 3]))
 
 
-@register_model(family="nas", paper="MnasNet: Platform-Aware Neural Architecture Search for Mobile (2018)",
-                reference=Reference(params=4_383_312, gmacs=0.314, top1=73.46), torchvision_compatible=True)
+@register_model(
+    family="nas",
+    paper="MnasNet: Platform-Aware Neural Architecture Search for Mobile (2018)",
+    reference=Reference(params=4_383_312, gmacs=0.314, top1=73.46),
+    torchvision_compatible=True,
+)
 def mnasnet1_0(num_classes: int = 1000, **kwargs) -> MNASNet:
     return MNASNet(1.0, num_classes=num_classes, **kwargs)

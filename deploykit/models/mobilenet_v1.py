@@ -44,7 +44,10 @@ class MobileNetV1(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-@register_model(family="mobilenet", paper="MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications (2017)",
-                reference=Reference(params=4_231_976, gmacs=0.57, top1=70.4, source="Keras applications (BN statistics excluded)"))
+@register_model(
+    family="mobilenet",
+    paper="MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications (2017)",
+    reference=Reference(params=4_231_976, gmacs=0.57, top1=70.4, source="Keras applications (BN statistics excluded)"),
+)
 def mobilenet_v1(num_classes: int = 1000, **kwargs) -> MobileNetV1:
     return MobileNetV1(num_classes=num_classes, **kwargs)

@@ -20,11 +20,7 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(ConvBNAct(inp, hidden_dim, kernel_size=1, activation_layer=nn.ReLU6))
-        layers += [
-            ConvBNAct(hidden_dim, hidden_dim, stride=stride, groups=hidden_dim, activation_layer=nn.ReLU6),
-            nn.Conv2d(hidden_dim, oup, 1, 1, 0, bias=False),
-            nn.BatchNorm2d(oup),
-        ]
+        layers += [ConvBNAct(hidden_dim, hidden_dim, stride=stride, groups=hidden_dim, activation_layer=nn.ReLU6), nn.Conv2d(hidden_dim, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup)]
         self.conv = nn.Sequential(*layers)
         self.out_channels = oup
 
@@ -53,7 +49,11 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
-@register_model(family="mobilenet", paper="MobileNetV2: Inverted Residuals and Linear Bottlenecks (2018)",
-                reference=Reference(params=3_504_872, gmacs=0.301, top1=71.88), torchvision_compatible=True)
+@register_model(
+    family="mobilenet",
+    paper="MobileNetV2: Inverted Residuals and Linear Bottlenecks (2018)",
+    reference=Reference(params=3_504_872, gmacs=0.301, top1=71.88),
+    torchvision_compatible=True,
+)
 def mobilenet_v2(num_classes: int = 1000, **kwargs) -> MobileNetV2:
     return MobileNetV2(num_classes=num_classes, **kwargs)

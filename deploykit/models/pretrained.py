@@ -131,9 +131,11 @@ def fetch_weights(weights: PublishedWeights, progress: bool = True) -> Path:
         digest = file_digest(path)
         expected = weights.sha256_prefix
         if expected and not digest.startswith(expected):
-            raise DeployKitError(f"the cached checkpoint {path} is not the published {weights.file_name}: its sha256 starts with "
-                                 f"{digest[:len(expected)]}, not {expected} as its name says (changed or damaged since it was "
-                                 "downloaded); delete it, and the next run downloads it again")
+            raise DeployKitError(
+                f"the cached checkpoint {path} is not the published {weights.file_name}: its sha256 starts with "
+                f"{digest[: len(expected)]}, not {expected} as its name says (changed or damaged since it was "
+                "downloaded); delete it, and the next run downloads it again"
+            )
         return path
     url = download_url(weights)
     temporary = None
@@ -147,17 +149,17 @@ def fetch_weights(weights: PublishedWeights, progress: bool = True) -> Path:
                 digest = _download(url, out, weights.file_name, progress)
         expected = weights.sha256_prefix
         if expected and not digest.startswith(expected):
-            raise DeployKitError(f"{url} sent a file whose sha256 starts with {digest[:len(expected)]}, not {expected} as its name "
-                                 f"says: corrupt or not the published checkpoint, so it was not kept; retry, or place the "
-                                 f"right file at {path}")
+            raise DeployKitError(
+                f"{url} sent a file whose sha256 starts with {digest[: len(expected)]}, not {expected} as its name "
+                f"says: corrupt or not the published checkpoint, so it was not kept; retry, or place the "
+                f"right file at {path}"
+            )
         os.replace(temporary, path)
     except (http.client.HTTPException, OSError, ValueError) as exc:  # URLError, timeouts and resets are OSErrors too
         reason = getattr(exc, "reason", None) or first_line(exc) or type(exc).__name__
         if isinstance(exc, OSError) and not isinstance(exc, (urllib.error.URLError, TimeoutError, ConnectionError)):
-            raise DeployKitError(f"cannot write the downloaded weights into {path.parent} ({reason}); set TORCH_HOME to a "
-                                 "writable folder") from exc
-        raise DeployKitError(f"cannot download {url} ({type(exc).__name__}: {reason}); download {weights.url} elsewhere and "
-                             f"place it at {path}") from exc
+            raise DeployKitError(f"cannot write the downloaded weights into {path.parent} ({reason}); set TORCH_HOME to a writable folder") from exc
+        raise DeployKitError(f"cannot download {url} ({type(exc).__name__}: {reason}); download {weights.url} elsewhere and place it at {path}") from exc
     finally:
         if temporary and os.path.exists(temporary):
             os.unlink(temporary)
@@ -191,6 +193,5 @@ def _download(url: str, out, label: str, progress: bool) -> str:
                 received += len(chunk)
                 elapsed = time.monotonic() - started
                 if elapsed > MIN_RATE_AFTER_S and received / elapsed < MIN_RATE:
-                    raise TimeoutError(f"the server sent {received:,} bytes in {elapsed:.0f} s, under the minimum of "
-                                       f"{MIN_RATE // 1000} kB/s")
+                    raise TimeoutError(f"the server sent {received:,} bytes in {elapsed:.0f} s, under the minimum of {MIN_RATE // 1000} kB/s")
     return digest.hexdigest()

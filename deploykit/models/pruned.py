@@ -13,11 +13,7 @@ from torch import nn
 from deploykit.errors import DeployKitError
 
 FORMAT = "deploykit-pruned/1"
-_WIDTH_ATTRIBUTES = {
-    nn.Conv2d: ("in_channels", "out_channels", "groups"),
-    nn.Linear: ("in_features", "out_features"),
-    nn.BatchNorm2d: ("num_features",),
-}
+_WIDTH_ATTRIBUTES = {nn.Conv2d: ("in_channels", "out_channels", "groups"), nn.Linear: ("in_features", "out_features"), nn.BatchNorm2d: ("num_features",)}
 
 
 def pruned_state(model: nn.Module, source: dict) -> dict:
@@ -40,8 +36,7 @@ def check_pruned_checkpoint(checkpoint: dict, path: object) -> dict:
     problems = []
     if not isinstance(source, dict) or not isinstance(source.get("name"), str) or not isinstance(source.get("kwargs", {}), dict):
         problems.append("no 'source' with the original model's name")
-    if not isinstance(widths, dict) or not all(isinstance(w, dict) and all(isinstance(v, int) for v in w.values())
-                                               for w in widths.values()):
+    if not isinstance(widths, dict) or not all(isinstance(w, dict) and all(isinstance(v, int) for v in w.values()) for w in widths.values()):
         problems.append("no 'widths' of integer layer sizes")
     if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
         problems.append("no 'state_dict' of tensors")
@@ -53,11 +48,11 @@ def check_pruned_checkpoint(checkpoint: dict, path: object) -> dict:
 def apply_pruned_state(model: nn.Module, checkpoint: dict) -> nn.Module:
     """Narrow ``model`` (freshly built from ``checkpoint['source']``) to the saved widths and load the weights."""
     modules = dict(model.named_modules())
-    unknown = [name for name in [*checkpoint["widths"], *(k.rpartition(".")[0] for k in checkpoint["state_dict"])]
-               if name not in modules]
+    unknown = [name for name in [*checkpoint["widths"], *(k.rpartition(".")[0] for k in checkpoint["state_dict"])] if name not in modules]
     if unknown:
-        raise DeployKitError(f"the pruned checkpoint names layers {checkpoint['source']['name']} does not have "
-                             f"({', '.join(sorted(set(unknown))[:5])}); prune again with `deploykit prune`")
+        raise DeployKitError(
+            f"the pruned checkpoint names layers {checkpoint['source']['name']} does not have ({', '.join(sorted(set(unknown))[:5])}); prune again with `deploykit prune`"
+        )
     for name, attributes in checkpoint["widths"].items():
         for attr, value in attributes.items():
             setattr(modules[name], attr, value)
@@ -72,6 +67,5 @@ def apply_pruned_state(model: nn.Module, checkpoint: dict) -> nn.Module:
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise DeployKitError(f"the pruned checkpoint does not fit {checkpoint['source']['name']}: {str(exc).splitlines()[0]}; "
-                             "prune again with `deploykit prune`") from exc
+        raise DeployKitError(f"the pruned checkpoint does not fit {checkpoint['source']['name']}: {str(exc).splitlines()[0]}; prune again with `deploykit prune`") from exc
     return model

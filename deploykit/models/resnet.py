@@ -25,8 +25,7 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 groups: int = 1, base_width: int = 64, se_reduction: int = 0) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, groups: int = 1, base_width: int = 64, se_reduction: int = 0) -> None:
         super().__init__()
         if groups != 1 or base_width != 64 or se_reduction:
             raise ValueError("BasicBlock supports only groups=1, base_width=64 and no SE")
@@ -50,8 +49,7 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
-                 groups: int = 1, base_width: int = 64, se_reduction: int = 0) -> None:
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, groups: int = 1, base_width: int = 64, se_reduction: int = 0) -> None:
         super().__init__()
         width = int(planes * (base_width / 64.0)) * groups
         out_planes = planes * self.expansion
@@ -80,8 +78,9 @@ Block = type[BasicBlock] | type[Bottleneck]
 
 
 class ResNet(nn.Module):
-    def __init__(self, block: Block, layers: list[int], num_classes: int = 1000, zero_init_residual: bool = False,
-                 groups: int = 1, width_per_group: int = 64, se_reduction: int = 0) -> None:
+    def __init__(
+        self, block: Block, layers: list[int], num_classes: int = 1000, zero_init_residual: bool = False, groups: int = 1, width_per_group: int = 64, se_reduction: int = 0
+    ) -> None:
         super().__init__()
         self.inplanes = 64
         self.block_kwargs = {"groups": groups, "base_width": width_per_group, "se_reduction": se_reduction}
@@ -106,10 +105,7 @@ class ResNet(nn.Module):
     def _make_layer(self, block: Block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
-            downsample = nn.Sequential(
-                conv1x1(self.inplanes, planes * block.expansion, stride),
-                nn.BatchNorm2d(planes * block.expansion),
-            )
+            downsample = nn.Sequential(conv1x1(self.inplanes, planes * block.expansion, stride), nn.BatchNorm2d(planes * block.expansion))
         layers = [block(self.inplanes, planes, stride, downsample, **self.block_kwargs)]
         self.inplanes = planes * block.expansion
         layers += [block(self.inplanes, planes, **self.block_kwargs) for _ in range(1, blocks)]
@@ -121,10 +117,8 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
-def _register(params: int, gmacs: float, top1: float, paper: str = "Deep Residual Learning for Image Recognition (2015)",
-              family: str = "resnet") -> Callable:
-    return register_model(family=family, paper=paper, reference=Reference(params=params, gmacs=gmacs, top1=top1),
-                          torchvision_compatible=True)
+def _register(params: int, gmacs: float, top1: float, paper: str = "Deep Residual Learning for Image Recognition (2015)", family: str = "resnet") -> Callable:
+    return register_model(family=family, paper=paper, reference=Reference(params=params, gmacs=gmacs, top1=top1), torchvision_compatible=True)
 
 
 @_register(11_689_512, 1.814, 69.76)

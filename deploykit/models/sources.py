@@ -35,7 +35,6 @@ class RandomInit:
         return f"random:{self.seed}"
 
 
-
 @dataclass(frozen=True, eq=False)
 class Checkpoint:
     """A checkpoint file (plain state_dict or deploykit's pruned format), read and hashed on first use, once."""
@@ -119,4 +118,3 @@ def resolve_weights(model: str, weights: str | Path | Weights | None, seed: int 
     if is_weights_tag(weights):
         return Published(find_weights(model, str(weights)))
     return Checkpoint(Path(weights))
-

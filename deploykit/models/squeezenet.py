@@ -33,22 +33,41 @@ class SqueezeNet(nn.Module):
         super().__init__()
         if version == "1_0":
             self.features = nn.Sequential(
-                nn.Conv2d(3, 96, kernel_size=7, stride=2), nn.ReLU(inplace=True), _pool(),
-                Fire(96, 16, 64, 64), Fire(128, 16, 64, 64), Fire(128, 32, 128, 128), _pool(),
-                Fire(256, 32, 128, 128), Fire(256, 48, 192, 192), Fire(384, 48, 192, 192), Fire(384, 64, 256, 256), _pool(),
+                nn.Conv2d(3, 96, kernel_size=7, stride=2),
+                nn.ReLU(inplace=True),
+                _pool(),
+                Fire(96, 16, 64, 64),
+                Fire(128, 16, 64, 64),
+                Fire(128, 32, 128, 128),
+                _pool(),
+                Fire(256, 32, 128, 128),
+                Fire(256, 48, 192, 192),
+                Fire(384, 48, 192, 192),
+                Fire(384, 64, 256, 256),
+                _pool(),
                 Fire(512, 64, 256, 256),
             )
         elif version == "1_1":
             self.features = nn.Sequential(
-                nn.Conv2d(3, 64, kernel_size=3, stride=2), nn.ReLU(inplace=True), _pool(),
-                Fire(64, 16, 64, 64), Fire(128, 16, 64, 64), _pool(),
-                Fire(128, 32, 128, 128), Fire(256, 32, 128, 128), _pool(),
-                Fire(256, 48, 192, 192), Fire(384, 48, 192, 192), Fire(384, 64, 256, 256), Fire(512, 64, 256, 256),
+                nn.Conv2d(3, 64, kernel_size=3, stride=2),
+                nn.ReLU(inplace=True),
+                _pool(),
+                Fire(64, 16, 64, 64),
+                Fire(128, 16, 64, 64),
+                _pool(),
+                Fire(128, 32, 128, 128),
+                Fire(256, 32, 128, 128),
+                _pool(),
+                Fire(256, 48, 192, 192),
+                Fire(384, 48, 192, 192),
+                Fire(384, 64, 256, 256),
+                Fire(512, 64, 256, 256),
             )
         else:
             raise ValueError(f"unsupported SqueezeNet version {version!r}: expected '1_0' or '1_1'")
         final_conv = nn.Conv2d(512, num_classes, kernel_size=1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), final_conv, nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d((1, 1)))
+
         def initialize(module: nn.Module) -> None:
             nn.init.normal_(module.weight, mean=0.0, std=0.01) if module is final_conv else nn.init.kaiming_uniform_(module.weight)
             nn.init.zeros_(module.bias)
@@ -62,13 +81,11 @@ class SqueezeNet(nn.Module):
 _PAPER = "SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size (2016)"
 
 
-@register_model(family="squeezenet", paper=_PAPER, reference=Reference(params=1_248_424, gmacs=0.819, top1=58.09),
-                torchvision_compatible=True)
+@register_model(family="squeezenet", paper=_PAPER, reference=Reference(params=1_248_424, gmacs=0.819, top1=58.09), torchvision_compatible=True)
 def squeezenet1_0(num_classes: int = 1000, **kwargs) -> SqueezeNet:
     return SqueezeNet("1_0", num_classes=num_classes, **kwargs)
 
 
-@register_model(family="squeezenet", paper=_PAPER, reference=Reference(params=1_235_496, gmacs=0.349, top1=58.18),
-                torchvision_compatible=True)
+@register_model(family="squeezenet", paper=_PAPER, reference=Reference(params=1_235_496, gmacs=0.349, top1=58.18), torchvision_compatible=True)
 def squeezenet1_1(num_classes: int = 1000, **kwargs) -> SqueezeNet:
     return SqueezeNet("1_1", num_classes=num_classes, **kwargs)

@@ -38,13 +38,7 @@ class VGG(nn.Module):
         self.features = features
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
         self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, num_classes),
+            nn.Linear(512 * 7 * 7, 4096), nn.ReLU(inplace=True), nn.Dropout(p=dropout), nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(p=dropout), nn.Linear(4096, num_classes)
         )
         init_weights(self, linear=normal(0.01))
 
@@ -61,10 +55,7 @@ _PAPER = "Very Deep Convolutional Networks for Large-Scale Image Recognition (20
 
 
 def _register(params: int, gmacs: float, top1: float):
-    return register_model(
-        family="vgg", paper=_PAPER, reference=Reference(params=params, gmacs=gmacs, top1=top1),
-        torchvision_compatible=True,
-    )
+    return register_model(family="vgg", paper=_PAPER, reference=Reference(params=params, gmacs=gmacs, top1=top1), torchvision_compatible=True)
 
 
 @_register(132_863_336, 7.609, 69.02)

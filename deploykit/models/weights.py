@@ -36,10 +36,10 @@ def load_checkpoint_bytes(source: str | Path | BinaryIO, path: str | Path) -> ob
         return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch.load raises many types on a bad file; all mean "not a readable checkpoint"
         if "Unsupported global" in str(exc):  # weights_only refused a pickled class or function
-            raise DeployKitError(f"{path} holds code or Python objects beyond tensors, so it was not loaded (that would run "
-                                 "its code); save model.state_dict() with torch.save and pass that file") from exc
-        raise DeployKitError(f"cannot read checkpoint {path}: {first_line(exc)}; "
-                             "it must be a PyTorch state_dict saved with torch.save") from exc
+            raise DeployKitError(
+                f"{path} holds code or Python objects beyond tensors, so it was not loaded (that would run its code); save model.state_dict() with torch.save and pass that file"
+            ) from exc
+        raise DeployKitError(f"cannot read checkpoint {path}: {first_line(exc)}; it must be a PyTorch state_dict saved with torch.save") from exc
 
 
 def state_dict_of(checkpoint: object, path: str | Path) -> dict[str, torch.Tensor]:
@@ -74,8 +74,7 @@ def load_weights(model: nn.Module, checkpoint: object, path: str | Path, name: s
     model.load_state_dict(state, strict=True)
 
 
-def _describe(missing: list[str], unexpected: list[str], mismatched: list[str],
-              state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str:
+def _describe(missing: list[str], unexpected: list[str], mismatched: list[str], state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> str:
     def listed(keys: list[str]) -> str:
         more = f", ... {len(keys) - _SHOW} more" if len(keys) > _SHOW else ""
         return ", ".join(keys[:_SHOW]) + more

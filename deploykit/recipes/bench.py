@@ -54,11 +54,9 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
         config = fastest_combination(subject, config)
         require_backend(config.engine, config.device, config.ort_provider)
     if config.profile and (config.engine not in ("ort", "openvino") or config.device != "cpu"):
-        raise DeployKitError(f"--profile times the layers of an ONNX file on ort or openvino (CPU), not {config.engine} on "
-                             f"{config.device}")
+        raise DeployKitError(f"--profile times the layers of an ONNX file on ort or openvino (CPU), not {config.engine} on {config.device}")
     if config.streams > 1 and (config.engine not in ("ort", "openvino") or config.device != "cpu"):
-        raise DeployKitError(f"--streams runs requests in parallel on the CPU with ort or openvino, not {config.engine} on "
-                             f"{config.device}")
+        raise DeployKitError(f"--streams runs requests in parallel on the CPU with ort or openvino, not {config.engine} on {config.device}")
     size = subject.input_size(config.input_size)
     subject.check_batches(config.batches)
     for batch in config.batches:  # before any model is built or exported
@@ -71,8 +69,7 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
     with runner:
         reference = None if subject.foreign_onnx else TorchRunner(subject.ref.build(), (3, size, size))  # FP32, to agree with
         with reference or nullcontext():
-            measured = stream_logits([runner, *([reference] if reference else [])], config.data, preprocess, num_classes,
-                                     config.data_limit)
+            measured = stream_logits([runner, *([reference] if reference else [])], config.data, preprocess, num_classes, config.data_limit)
         logits, labels = measured.logits[0], measured.labels
         if measured.images.images < measured.images.total:
             report(f"--data-limit {config.data_limit}: {measured.images.describe()}")
@@ -87,24 +84,35 @@ def run_benchmark(text: str, config: BenchConfig) -> list[dict]:
             reset_peak_rss()
             if config.no_data_transfers and hasattr(runner, "data_transfers"):
                 runner.data_transfers = False  # agreement above was measured with the copies; the timing goes without
-            stats = measure_latency(partial(runner.infer, x), batch=batch, warmup=config.warmup, warmup_seconds=config.warmup_seconds,
-                                    **({"runs": MAX_TIMED_RUNS, "max_seconds": config.duration_s, "min_runs": 1}
-                                       if config.duration_s else {"runs": config.runs}))
+            stats = measure_latency(
+                partial(runner.infer, x),
+                batch=batch,
+                warmup=config.warmup,
+                warmup_seconds=config.warmup_seconds,
+                **({"runs": MAX_TIMED_RUNS, "max_seconds": config.duration_s, "min_runs": 1} if config.duration_s else {"runs": config.runs}),
+            )
             split = getattr(runner, "last_timings", None)
             row = {
-                "model": subject.spec.name if subject.spec else Path(text).name, "subject": subject.ref.text,
-                "engine": config.engine, "device": config.device, "precision": config.precision,
-                "threads": config.threads or torch.get_num_threads(), "input": size, **stats.as_dict(),
+                "model": subject.spec.name if subject.spec else Path(text).name,
+                "subject": subject.ref.text,
+                "engine": config.engine,
+                "device": config.device,
+                "precision": config.precision,
+                "threads": config.threads or torch.get_num_threads(),
+                "input": size,
+                **stats.as_dict(),
                 "peak_rss_mb": peak_rss_mb(),
-                "agreement_top1": agreement.top1_agreement if agreement else None, "measured_on": measured.images.describe(),
+                "agreement_top1": agreement.top1_agreement if agreement else None,
+                "measured_on": measured.images.describe(),
                 "agreement_min_cosine": agreement.min_cosine if agreement else None,
-                "random_weights": subject.ref.random_weights, "preprocessing": "options" if subject.foreign_onnx else "manifest",
+                "random_weights": subject.ref.random_weights,
+                "preprocessing": "options" if subject.foreign_onnx else "manifest",
                 "file": str(subject.timed_file) if subject.timed_file else None,
-                "chosen_by": "auto" if config.auto else "options", "streams": 1,
+                "chosen_by": "auto" if config.auto else "options",
+                "streams": 1,
             }
             if split is not None:  # trtexec-style split of the last timed run
-                row |= {"h2d_ms": round(split.h2d_ms, 4), "compute_ms": round(split.compute_ms, 4), "d2h_ms": round(split.d2h_ms, 4),
-                        "data_transfers": not config.no_data_transfers}
+                row |= {"h2d_ms": round(split.h2d_ms, 4), "compute_ms": round(split.compute_ms, 4), "d2h_ms": round(split.d2h_ms, 4), "data_transfers": not config.no_data_transfers}
             if config.device == "cuda":
                 row["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
             if labels is not None:
@@ -130,14 +138,15 @@ def fastest_combination(subject: Subject, config: BenchConfig) -> BenchConfig:
     decision = timings.decision if timings else None
     if decision is None:
         name = subject.spec.name if subject.spec else "NAME"
-        raise DeployKitError(f"--engine auto runs the fastest runtime an export measured, and {folder or subject.ref.text} has "
-                             f"no such measurement; export first (`deploykit export {name} --int8 --dynamic-batch`), then "
-                             f"bench its folder with --engine auto, or name an engine")
+        raise DeployKitError(
+            f"--engine auto runs the fastest runtime an export measured, and {folder or subject.ref.text} has "
+            f"no such measurement; export first (`deploykit export {name} --int8 --dynamic-batch`), then "
+            f"bench its folder with --engine auto, or name an engine"
+        )
     if decision.tie:
         report(f"--engine auto: {folder}'s manifest measured a {decision.describe()}: timing that")
     else:
-        report(f"--engine auto: {folder}'s manifest names {decision.describe()}, of its CPU runtimes that passed their "
-               f"check: timing that")
+        report(f"--engine auto: {folder}'s manifest names {decision.describe()}, of its CPU runtimes that passed their check: timing that")
     subject.folder = folder
     fastest = decision.chosen
     return replace(config, engine=fastest.runtime, precision=fastest.precision, device="cpu", auto=True)
@@ -150,9 +159,16 @@ def make_runner(subject: Subject, config: BenchConfig, size: int, doing: str = "
         if config.precision == "int8":
             raise DeployKitError("the torch engine runs fp32 or fp16; INT8 runs on ort, openvino or trt")
         model = subject.ref.build()
-        return TorchRunner(model, (3, size, size), device=config.device, precision=config.precision,
-                           channels_last=config.channels_last, compile=config.compile, cuda_graphs=config.cuda_graphs,
-                           name=f"torch-{config.device}-{config.precision}")
+        return TorchRunner(
+            model,
+            (3, size, size),
+            device=config.device,
+            precision=config.precision,
+            channels_last=config.channels_last,
+            compile=config.compile,
+            cuda_graphs=config.cuda_graphs,
+            name=f"torch-{config.device}-{config.precision}",
+        )
     onnx_path = subject.timed_file = _onnx_for(subject, config)
     report(f"{doing} {onnx_path}")
     for warning in (cpu_target_warning(onnx_path, config.engine), slower_file_warning(onnx_path, config.engine)):
@@ -164,8 +180,7 @@ def make_runner(subject: Subject, config: BenchConfig, size: int, doing: str = "
     if config.engine == "openvino":
         from deploykit.runtime.openvino_runner import OpenVinoRunner
 
-        return OpenVinoRunner(onnx_path, threads=config.threads, precision="bf16" if config.precision == "bf16" else "f32",
-                              name=f"openvino-{config.precision}")
+        return OpenVinoRunner(onnx_path, threads=config.threads, precision="bf16" if config.precision == "bf16" else "f32", name=f"openvino-{config.precision}")
     if config.engine == "trt":
         from deploykit.export.tensorrt import EngineConfig, build_engine
         from deploykit.runtime.trt_engine import check_engine_compatible
@@ -176,9 +191,11 @@ def make_runner(subject: Subject, config: BenchConfig, size: int, doing: str = "
             if check_engine_compatible(engine_path).onnx_sha256 != sha256_file(onnx_path):
                 raise DeployKitError(f"{engine_path} was built from another version of {onnx_path.name}")
         except DeployKitError:  # missing, stale, or built by another TensorRT/GPU: the ONNX is at hand, so rebuild
-            build_engine(onnx_path, engine_path, EngineConfig(fp16=config.precision == "fp16", max_batch=max(config.batches),
-                                                              workspace_gb=config.workspace_gb,
-                                                              timing_cache=onnx_path.parent / "timing.cache"))
+            build_engine(
+                onnx_path,
+                engine_path,
+                EngineConfig(fp16=config.precision == "fp16", max_batch=max(config.batches), workspace_gb=config.workspace_gb, timing_cache=onnx_path.parent / "timing.cache"),
+            )
         return TensorRTRunner(engine_path, name=f"trt-{config.precision}")
     raise DeployKitError(f"unknown engine {config.engine!r}; choose torch, ort, trt or openvino")
 
@@ -203,8 +220,7 @@ def slower_file_warning(onnx_path: Path, runtime: str) -> str | None:
     pair = timings.slower_than_fp32(onnx_path.name, runtime) if timings else None
     if pair is None:
         return None
-    return (f"{onnx_path.name} ran slower than {ONNX_NAME} on {CPU_RUNTIMES[runtime]} when exported ({pair[0].paired(pair[1])}, "
-            f"batch {timings.batch}): deploy the FP32 file on this CPU")
+    return f"{onnx_path.name} ran slower than {ONNX_NAME} on {CPU_RUNTIMES[runtime]} when exported ({pair[0].paired(pair[1])}, batch {timings.batch}): deploy the FP32 file on this CPU"
 
 
 def _onnx_for(subject: Subject, config: BenchConfig) -> Path:
@@ -223,8 +239,7 @@ def _onnx_for(subject: Subject, config: BenchConfig) -> Path:
         path = subject.folder / name
         if not path.is_file():
             flag = {"int8": " --int8", "fp16": " --fp16"}.get(config.precision, "")
-            raise DeployKitError(f"{subject.folder} has no {name}; export it with `deploykit export {subject.spec.name}{flag} "
-                                 "--dynamic-batch`")
+            raise DeployKitError(f"{subject.folder} has no {name}; export it with `deploykit export {subject.spec.name}{flag} --dynamic-batch`")
         return ExportFolder(subject.folder).verified(name)
     folder = _matching_export(subject, config, name)
     if folder is None:  # exported into bench's own folder: another command's files are never replaced
@@ -232,8 +247,9 @@ def _onnx_for(subject: Subject, config: BenchConfig) -> Path:
         size = subject.ref.input_size(config.input_size)
         out = config.out / BENCH_EXPORTS / _export_key(subject, size)
         report(f"no export of {subject.ref.text} with {name} at hand: exporting it (dynamic batch) into {out / subject.spec.name}")
-        result = export(ExportConfig(out=out, dynamic_batch=True, quantize=quantize, fp16=config.precision == "fp16",
-                                     input_size=size, time_runtimes=False), subject.ref)  # bench times the one file asked for
+        result = export(
+            ExportConfig(out=out, dynamic_batch=True, quantize=quantize, fp16=config.precision == "fp16", input_size=size, time_runtimes=False), subject.ref
+        )  # bench times the one file asked for
         folder = result.folder
     subject.folder = folder
     return folder / name
@@ -249,9 +265,13 @@ def _matching_export(subject: Subject, config: BenchConfig, name: str) -> Path |
             continue
         manifest = folder.read()
         int8 = manifest.section(Int8Record)
-        if (manifest.model.name == spec.name and manifest.model.weights.matches(subject.ref.weights)
-                and manifest.input.size == subject.ref.input_size(config.input_size) and manifest.input.batch.dynamic
-                and (name != INT8_NAME or (int8 is not None and int8.layout == _int8_layout(config)))):
+        if (
+            manifest.model.name == spec.name
+            and manifest.model.weights.matches(subject.ref.weights)
+            and manifest.input.size == subject.ref.input_size(config.input_size)
+            and manifest.input.batch.dynamic
+            and (name != INT8_NAME or (int8 is not None and int8.layout == _int8_layout(config)))
+        ):
             return candidate
     return None
 

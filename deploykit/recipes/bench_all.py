@@ -64,18 +64,40 @@ class AllFiles:
         rows = []
         for entry in self.entries:
             for batch, throughput in entry.throughput.items():
-                rows.append({"model": self.model, "engine": entry.timing.runtime, "device": "cpu",
-                             "precision": entry.timing.precision, "batch": batch, "file": entry.timing.file,
-                             "p50_ms": round(batch * 1e3 / throughput, 4), "p90_ms": entry.p90_ms, "p99_ms": entry.p99_ms,
-                             "throughput": throughput, "size_bytes": entry.size_bytes, "check": entry.check,
-                             "agreement_top1": entry.agreement, "accuracy_top1": entry.top1, "measured_on": self.images.describe(),
-                             "rounds_ms": list(entry.timing.rounds_ms) if batch == min(entry.throughput) else None,
-                             "chosen_by": "all"})
+                rows.append(
+                    {
+                        "model": self.model,
+                        "engine": entry.timing.runtime,
+                        "device": "cpu",
+                        "precision": entry.timing.precision,
+                        "batch": batch,
+                        "file": entry.timing.file,
+                        "p50_ms": round(batch * 1e3 / throughput, 4),
+                        "p90_ms": entry.p90_ms,
+                        "p99_ms": entry.p99_ms,
+                        "throughput": throughput,
+                        "size_bytes": entry.size_bytes,
+                        "check": entry.check,
+                        "agreement_top1": entry.agreement,
+                        "accuracy_top1": entry.top1,
+                        "measured_on": self.images.describe(),
+                        "rounds_ms": list(entry.timing.rounds_ms) if batch == min(entry.throughput) else None,
+                        "chosen_by": "all",
+                    }
+                )
         return rows
 
     def write(self, path: Path) -> None:
-        atomic_write_json(path, {"machine": machine_info().as_dict(), "folder": str(self.folder), "results": self.rows(),
-                                 "decision": self.decision.describe() if self.decision else None, "not_timed": self.not_timed})
+        atomic_write_json(
+            path,
+            {
+                "machine": machine_info().as_dict(),
+                "folder": str(self.folder),
+                "results": self.rows(),
+                "decision": self.decision.describe() if self.decision else None,
+                "not_timed": self.not_timed,
+            },
+        )
 
 
 def bench_all(text: str, config: BenchConfig, json_path: Path | None = None) -> AllFiles:
@@ -83,12 +105,10 @@ def bench_all(text: str, config: BenchConfig, json_path: Path | None = None) -> 
     subject = resolve_subject(text, allow_bare_onnx=True)
     manifest = subject.ref.manifest
     if manifest is None or subject.folder is None:
-        raise DeployKitError(f"--all benches every file of an export folder, and {text} is not one; export it first "
-                             f"(`deploykit export NAME --int8 --dynamic-batch`)")
+        raise DeployKitError(f"--all benches every file of an export folder, and {text} is not one; export it first (`deploykit export NAME --int8 --dynamic-batch`)")
     folder = ExportFolder(subject.folder)
     checks = _checks(manifest)
-    files = {name: precision for name, precision in ((ONNX_NAME, "fp32"), (FP16_NAME, "fp16"), (INT8_NAME, "int8"))
-             if (folder.path / name).is_file() and name in checks}
+    files = {name: precision for name, precision in ((ONNX_NAME, "fp32"), (FP16_NAME, "fp16"), (INT8_NAME, "int8")) if (folder.path / name).is_file() and name in checks}
     size = subject.input_size()
     fixed = manifest.input.batch.size
     batches = (fixed,) if fixed else tuple(sorted({1, *(config.batches or BATCHES_TRIED)}))
@@ -111,8 +131,7 @@ def bench_all(text: str, config: BenchConfig, json_path: Path | None = None) -> 
         for runner in runners.values():
             runner.load()
         with stage("running every file on every runtime over the images"):
-            measured = stream_logits(list(runners.values()), config.data, preprocess, manifest.model.num_classes,
-                                     config.data_limit)
+            measured = stream_logits(list(runners.values()), config.data, preprocess, manifest.model.num_classes, config.data_limit)
         rounds = {}
         for batch in batches:
             with stage(f"timing every combination at batch {batch}, interleaved"):
@@ -126,16 +145,24 @@ def bench_all(text: str, config: BenchConfig, json_path: Path | None = None) -> 
     if bf16 is not None:  # OpenVINO's bf16 on the FP32 file, judged by FP16's tolerances as export judges it
         checks["bf16"] = f"FP16 tolerances {'PASS' if compare_logits(reference, bf16, FP16_TOLERANCES).passed else 'FAIL'}"
     first = batches[0]  # 1, or a fixed-batch export's batch
-    timings = RuntimeTimings(first, len(rounds[first][next(iter(runners))]), tuple(
-        Combination.from_rounds(key, "FAIL" not in _check(checks, key), rounds[first][key]) for key in runners))
-    entries = [Entry(timing, (folder.path / key[0]).stat().st_size if key[0] != TORCH_FILE else None, _check(checks, key),
-                     {batch: round(batch * 1e3 / _median(rounds[batch][key], "p50_ms"), 1) for batch in batches},
-                     _median(rounds[first][key], "p90_ms"), _median(rounds[first][key], "p99_ms"),
-                     topk_accuracy(logits[key], measured.labels, 1) if measured.labels is not None else None,
-                     float(np.mean(logits[key].argmax(1) == reference.argmax(1))), _slower(timings, key))
-               for key, timing in zip(runners, timings.combinations)]
-    result = AllFiles(folder.path, manifest.model.name, entries, measured.images, timings.decision, not_timed,
-                      subject.ref.random_weights)
+    timings = RuntimeTimings(
+        first, len(rounds[first][next(iter(runners))]), tuple(Combination.from_rounds(key, "FAIL" not in _check(checks, key), rounds[first][key]) for key in runners)
+    )
+    entries = [
+        Entry(
+            timing,
+            (folder.path / key[0]).stat().st_size if key[0] != TORCH_FILE else None,
+            _check(checks, key),
+            {batch: round(batch * 1e3 / _median(rounds[batch][key], "p50_ms"), 1) for batch in batches},
+            _median(rounds[first][key], "p90_ms"),
+            _median(rounds[first][key], "p99_ms"),
+            topk_accuracy(logits[key], measured.labels, 1) if measured.labels is not None else None,
+            float(np.mean(logits[key].argmax(1) == reference.argmax(1))),
+            _slower(timings, key),
+        )
+        for key, timing in zip(runners, timings.combinations)
+    ]
+    result = AllFiles(folder.path, manifest.model.name, entries, measured.images, timings.decision, not_timed, subject.ref.random_weights)
     if json_path is not None:
         result.write(json_path)
     return result

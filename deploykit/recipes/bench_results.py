@@ -37,8 +37,7 @@ class BenchRun:
 
     def write(self, files: ResultFiles) -> None:
         """The rows as JSON (with the machine and configuration), CSV and Markdown, each where asked."""
-        payload = {"machine": machine_info().as_dict(),
-                   "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()}, "results": self.rows}
+        payload = {"machine": machine_info().as_dict(), "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()}, "results": self.rows}
         if self.profiles:
             payload["profiles"] = [asdict(profile) for profile in self.profiles]
         if files.json:
@@ -54,15 +53,13 @@ def run_benchmarks(models: list[str], config: BenchConfig, files: ResultFiles = 
     files.check_writable()
     run = BenchRun(config)
     for model in models:
-        on = ("the runtime its export chose by timing" if config.engine == "auto"
-              else f"{config.engine} ({config.device}, {config.precision})")
+        on = "the runtime its export chose by timing" if config.engine == "auto" else f"{config.engine} ({config.device}, {config.precision})"
         with live(), stage(f"benchmarking {model} on {on}"):
             rows = run_benchmark(model, config)
             run.rows += rows
             if config.profile:
                 with stage(f"timing each layer of {rows[0]['file']} on {config.engine}"):
-                    x = np.random.default_rng(0).standard_normal((rows[0]["batch"], 3, rows[0]["input"], rows[0]["input"]),
-                                                                  dtype=np.float32)
+                    x = np.random.default_rng(0).standard_normal((rows[0]["batch"], 3, rows[0]["input"], rows[0]["input"]), dtype=np.float32)
                     run.profiles.append(profile_layers(Path(rows[0]["file"]), config.engine, x, threads=config.threads))
     run.write(files)
     return run

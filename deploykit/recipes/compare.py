@@ -14,8 +14,7 @@ from deploykit.data.calibration import HOLDOUT_LIMIT, load_samples
 from deploykit.errors import DeployKitError
 from deploykit.choices import IMAGENET_MEAN, IMAGENET_STD
 from deploykit.manifest import FP16_NAME, INT8_NAME, ONNX_NAME
-from deploykit.parity import (FP16_TOLERANCES, LayerDiff, ParityReport, compare_runners, first_divergent,
-                              onnx_layer_diffs, parity_inputs, per_layer_diffs, run_all)
+from deploykit.parity import FP16_TOLERANCES, LayerDiff, ParityReport, compare_runners, first_divergent, onnx_layer_diffs, parity_inputs, per_layer_diffs, run_all
 from deploykit.recipes.bench import cpu_target_warning
 from deploykit.recipes.configs import CompareConfig
 from deploykit.recipes.ref import ModelRef, parse_model_ref
@@ -46,8 +45,14 @@ class CompareResult:
         return self.parity.passed and (self.first_divergent is None or self.twin is not None)
 
     def as_dict(self) -> dict:
-        payload = {"a": self.a, "b": self.b, "twin": self.twin, "passed": self.passed, "parity": self.parity.as_dict(),
-                   **({"int8_check": self.int8_check.as_dict()} if self.int8_check else {})}
+        payload = {
+            "a": self.a,
+            "b": self.b,
+            "twin": self.twin,
+            "passed": self.passed,
+            "parity": self.parity.as_dict(),
+            **({"int8_check": self.int8_check.as_dict()} if self.int8_check else {}),
+        }
         if self.layers is not None:
             payload["layers"] = [d.as_dict() for d in self.layers]
             payload["first_divergent"] = self.first_divergent.name if self.first_divergent else None
@@ -66,8 +71,7 @@ def compare(a: str, b: str, config: CompareConfig = CompareConfig()) -> CompareR
     tolerances = FP16_TOLERANCES if twin == "fp16" else config.tolerances
     report = compare_runners(_runner(first, size), _runner(second, size), inputs, tolerances)
     result = CompareResult(a, b, report, first.random_weights or second.random_weights, twin=twin)
-    result.warnings = [w for side in (first, second) if side.onnx_path is not None
-                       and (w := cpu_target_warning(side.onnx_path, "ort")) is not None]
+    result.warnings = [w for side in (first, second) if side.onnx_path is not None and (w := cpu_target_warning(side.onnx_path, "ort")) is not None]
     holdout = _gate_holdout(first) if twin == "int8" else None  # read once: the gate's rerun and the clipping use them
     if holdout is not None:
         result.int8_check = _int8_check(first, second, holdout[0])
@@ -100,7 +104,7 @@ def _gate_holdout(side: ModelRef) -> tuple:
 
 
 def _twin(first: ModelRef, second: ModelRef) -> str | None:
-    """"int8" or "fp16" when one side is an export's model.onnx and the other its INT8 or FP16 file, both described by
+    """ "int8" or "fp16" when one side is an export's model.onnx and the other its INT8 or FP16 file, both described by
     the folder's manifest; None otherwise."""
     if first.manifest is None or second.manifest is None or first.onnx_path is None or second.onnx_path is None:
         return None
@@ -119,16 +123,14 @@ def _int8_check(first: ModelRef, second: ModelRef, holdout) -> Int8Check:
     record = manifest.section(Int8Record) or Int8Record.from_dict({}, "")
     gate, layout, target = record.gate, record.layout, record.cpu_target
     preprocess = Preprocess.recorded(manifest.input)
-    val_images, labels, mapping = (load_labelled_folder(gate.val, preprocess, manifest.model.num_classes, VAL_LIMIT) if gate.val
-                                   else (None, None, None))
+    val_images, labels, mapping = load_labelled_folder(gate.val, preprocess, manifest.model.num_classes, VAL_LIMIT) if gate.val else (None, None, None)
     int8_runner, runtime = judging_runner(int8.onnx_path, layout, target)
     logits = []
     for runner in (cpu_runner(fp32.onnx_path, "ort"), int8_runner):
         with runner:
             logits.append((run_all(runner, holdout), run_all(runner, val_images) if gate.val else None))
     (fp32_holdout, fp32_val), (int8_holdout, int8_val) = logits
-    return compare_int8(fp32_holdout, int8_holdout, gate, fp32_val, int8_val, labels, mapping.describe() if mapping else None,
-                        runtime)
+    return compare_int8(fp32_holdout, int8_holdout, gate, fp32_val, int8_val, labels, mapping.describe() if mapping else None, runtime)
 
 
 def _runner(ref: ModelRef, size: int) -> Runner:

@@ -29,6 +29,7 @@ from deploykit.recipes.triton import check_triton_config, write_triton_repositor
 from deploykit.serve.repository import model_name, refuse_foreign_models
 from deploykit.runtime import OrtRunner
 
+
 @dataclass(frozen=True)
 class ChainVerdict:
     """The compressed file against the model the chain started from."""
@@ -54,19 +55,29 @@ class ChainVerdict:
     def failures(self) -> list[str]:
         problems = []
         if self.drop_points > self.max_drop:
-            problems.append(f"it lost {self.drop_points:.2f} points of top-1 against the original on {self.source} (more than "
-                            f"--max-drop {self.max_drop:g}): distil for more --epochs, or prune less")
+            problems.append(
+                f"it lost {self.drop_points:.2f} points of top-1 against the original on {self.source} (more than --max-drop {self.max_drop:g}): distil for more --epochs, or prune less"
+            )
         if self.speedup is not None and self.speedup < 1 + TIE:
-            problems.append(f"it is no faster than the original: {self.shipped_fastest.describe()} against "
-                            f"{self.original_fastest.describe()} ({self.speedup:.2f}x): prune more, or add --int8")
+            problems.append(
+                f"it is no faster than the original: {self.shipped_fastest.describe()} against {self.original_fastest.describe()} ({self.speedup:.2f}x): prune more, or add --int8"
+            )
         return problems
 
     def as_dict(self) -> dict:
-        return {"images": self.source, "top1": self.top1, "shipped": self.shipped, "drop_points": self.drop_points,
-                "original_fastest": asdict(self.original_fastest) if self.original_fastest else None,
-                "shipped_fastest": asdict(self.shipped_fastest) if self.shipped_fastest else None,
-                "speedup": round(self.speedup, 3) if self.speedup else None, "max_drop": self.max_drop,
-                "latency": [asdict(c) for c in self.latency], "passed": not self.failures(), "failures": self.failures()}
+        return {
+            "images": self.source,
+            "top1": self.top1,
+            "shipped": self.shipped,
+            "drop_points": self.drop_points,
+            "original_fastest": asdict(self.original_fastest) if self.original_fastest else None,
+            "shipped_fastest": asdict(self.shipped_fastest) if self.shipped_fastest else None,
+            "speedup": round(self.speedup, 3) if self.speedup else None,
+            "max_drop": self.max_drop,
+            "latency": [asdict(c) for c in self.latency],
+            "passed": not self.failures(),
+            "failures": self.failures(),
+        }
 
 
 def compress_and_export(config: ExportConfig, compression: Compression = Compression()) -> ExportResult:
@@ -97,15 +108,19 @@ def _compress_then_export(config: ExportConfig, ref: ModelRef, compression: Comp
     models: dict[str, ModelRef] = {"original": original}
     if compression.prune_ratio is not None:
         sizes = run_prune(ref, PruneConfig(ratio=compression.prune_ratio), stages_folder / "prune", config.input_size)
-        stages["prune"] = {"ratio": compression.prune_ratio, "macs_before": sizes.macs_before, "macs_after": sizes.macs_after,
-                           "params_before": sizes.params_before, "params_after": sizes.params_after}
+        stages["prune"] = {
+            "ratio": compression.prune_ratio,
+            "macs_before": sizes.macs_before,
+            "macs_after": sizes.macs_after,
+            "params_before": sizes.params_before,
+            "params_after": sizes.params_after,
+        }
         ref = models["pruned"] = ref.with_checkpoint(stages_folder / "prune" / PRUNED_NAME)
     if compression.data:
         step = "distill" if compression.teacher else "train"
         training = DistillConfig(epochs=compression.epochs, alpha=0.9 if compression.teacher else 0.0)
         val = str(compression.val) if compression.val else None
-        result = run_distill(ref, compression.teacher, compression.data, training, stages_folder / step, config.input_size,
-                             val_source=val, limit=compression.limit)
+        result = run_distill(ref, compression.teacher, compression.data, training, stages_folder / step, config.input_size, val_source=val, limit=compression.limit)
         stages[step] = result.stage_record()
         ref = models[step] = ref.with_checkpoint(result.weights)
     exported = export(config, ref)
@@ -118,8 +133,7 @@ def _compress_then_export(config: ExportConfig, ref: ModelRef, compression: Comp
     return exported
 
 
-def _judge(original: ModelRef, models: dict[str, ModelRef], exported: ExportResult, compression: Compression,
-           config: ExportConfig) -> ChainVerdict | None:
+def _judge(original: ModelRef, models: dict[str, ModelRef], exported: ExportResult, compression: Compression, config: ExportConfig) -> ChainVerdict | None:
     """Top-1 of every stage and of the shipped file on the held-out photos, and the original against the shipped file on
     every CPU runtime; None where there are no labelled held-out photos to judge on."""
     manifest = ExportFolder(exported.folder).read()
@@ -136,10 +150,8 @@ def _judge(original: ModelRef, models: dict[str, ModelRef], exported: ExportResu
     shipped = INT8_NAME if exported.int8 is not None else ONNX_NAME
     files = {ORIGINAL_NAME: ("fp32", True), ONNX_NAME: ("fp32", True)} | ({INT8_NAME: ("int8", True)} if shipped == INT8_NAME else {})
     with tempfile.TemporaryDirectory(prefix="deploykit-chain-") as work:
-        timing = beside_the_original(original, preprocess.size, config.dynamic_batch, Path(work),
-                                     {name: exported.folder / name for name in files if name != ORIGINAL_NAME})
-        top1 = {name: _top1(OrtRunner(timing / ORIGINAL_NAME) if name == "original" else _torch_runner(ref, preprocess.size), dataset)
-                for name, ref in models.items()}
+        timing = beside_the_original(original, preprocess.size, config.dynamic_batch, Path(work), {name: exported.folder / name for name in files if name != ORIGINAL_NAME})
+        top1 = {name: _top1(OrtRunner(timing / ORIGINAL_NAME) if name == "original" else _torch_runner(ref, preprocess.size), dataset) for name, ref in models.items()}
         top1[shipped] = _top1(OrtRunner(timing / shipped), dataset)
         timings = None
         if config.time_runtimes:
@@ -147,8 +159,7 @@ def _judge(original: ModelRef, models: dict[str, ModelRef], exported: ExportResu
             with stage("timing the original against the exported files on every CPU runtime, interleaved"):
                 timings = time_runtimes_apart(timing, files, (batch, 3, preprocess.size, preprocess.size))
     combinations = timings.combinations if timings else ()
-    fastest = {name: min((c for c in combinations if c.file == name), key=lambda c: c.p50_ms, default=None)
-               for name in (ORIGINAL_NAME, shipped)}
+    fastest = {name: min((c for c in combinations if c.file == name), key=lambda c: c.p50_ms, default=None) for name in (ORIGINAL_NAME, shipped)}
     return ChainVerdict(source, top1, shipped, fastest[ORIGINAL_NAME], fastest[shipped], compression.max_drop, combinations)
 
 

@@ -156,9 +156,19 @@ class BenchConfig:
     @classmethod
     def with_preset(cls, preset: Preset | None, **given) -> BenchConfig:
         """The options given, then the preset's (``bench --target``) for those not given, then the defaults."""
-        from_preset = {} if preset is None else {
-            "engine": preset.engine, "device": preset.device, "precision": preset.precision, "batches": preset.batches,
-            "threads": preset.threads, "workspace_gb": preset.workspace_gb, "preset": preset.name}
+        from_preset = (
+            {}
+            if preset is None
+            else {
+                "engine": preset.engine,
+                "device": preset.device,
+                "precision": preset.precision,
+                "batches": preset.batches,
+                "threads": preset.threads,
+                "workspace_gb": preset.workspace_gb,
+                "preset": preset.name,
+            }
+        )
         chosen = {**{k: v for k, v in from_preset.items() if v is not None}, **{k: v for k, v in given.items() if v is not None}}
         return cls(**chosen)
 

@@ -53,8 +53,7 @@ def evaluate(reference: str, config: EvalConfig) -> EvalResult:
     size = subject.input_size(config.input_size)
     preprocess = subject_preprocess(subject, size, config.mean, config.std)
     if subject.foreign_onnx:
-        notes.append(f"{reference} has no manifest: preprocessing from options (input {size}, mean {config.mean}, "
-                     f"std {config.std}; ImageNet defaults unless given)")
+        notes.append(f"{reference} has no manifest: preprocessing from options (input {size}, mean {config.mean}, std {config.std}; ImageNet defaults unless given)")
         num_classes = subject.num_outputs()
     else:
         num_classes = subject.ref.manifest.model.num_classes if subject.ref.manifest else subject.spec.num_classes
@@ -69,15 +68,15 @@ def evaluate(reference: str, config: EvalConfig) -> EvalResult:
             notes.append(dataset.mapping.warning)
         indices = evenly_spaced(held_out_indices(dataset.labels).tolist() if config.held_out else range(len(dataset)), config.limit)
         class_rule, workers = dataset.mapping.describe(), config.workers
-    bench = BenchConfig(engine=config.engine, precision=config.precision, out=config.out, batches=(config.batch_size,),
-                        input_size=config.input_size)
+    bench = BenchConfig(engine=config.engine, precision=config.precision, out=config.out, batches=(config.batch_size,), input_size=config.input_size)
     started = time.perf_counter()
     with make_runner(subject, bench, size, doing="evaluating") as runner:
         hits = count_hits(runner, Subset(dataset, indices), config.batch_size, workers)
     if hits.nonfinite:
         notes.append(nonfinite_note(hits.nonfinite, hits.images))
-    return EvalResult(subject.ref.text, config.engine, config.precision, hits.images, hits.top1 / hits.images,
-                      hits.top5 / hits.images, class_rule, round(time.perf_counter() - started, 2), notes)
+    return EvalResult(
+        subject.ref.text, config.engine, config.precision, hits.images, hits.top1 / hits.images, hits.top5 / hits.images, class_rule, round(time.perf_counter() - started, 2), notes
+    )
 
 
 @dataclass(frozen=True)

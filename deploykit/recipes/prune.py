@@ -69,8 +69,7 @@ class PruneAccuracy:
 
     def describe(self) -> str:
         if self.labelled:
-            return (f"top-1 {self.before:.2%} -> {self.after:.2%} ({self.drop_points:.2f} points lost) on {self.source}; "
-                    f"agreement with the unpruned model {self.agreement:.2%}")
+            return f"top-1 {self.before:.2%} -> {self.after:.2%} ({self.drop_points:.2f} points lost) on {self.source}; agreement with the unpruned model {self.agreement:.2%}"
         return f"top-1 agreement with the unpruned model {self.agreement:.2%} on {self.source} (unlabelled: no top-1)"
 
 
@@ -103,40 +102,53 @@ class PruneReport:
     def accuracy_warning(self) -> str | None:
         """Said as loudly as an INT8 file that is slower: a pruned model that lost its accuracy."""
         accuracy, check = self.accuracy, self.check
-        lost = (accuracy.drop_points > check.max_drop if accuracy.labelled
-                else 100 * (1 - accuracy.agreement) > check.max_drop)
+        lost = accuracy.drop_points > check.max_drop if accuracy.labelled else 100 * (1 - accuracy.agreement) > check.max_drop
         if not lost:
             return None
-        what = (f"lost {accuracy.drop_points:.1f} points of top-1" if accuracy.labelled
-                else f"disagrees with the unpruned model on {1 - accuracy.agreement:.1%} of the images")
-        return (f"PRUNED MODEL {what.upper()} (more than --max-drop {check.max_drop:g}): distil it from the unpruned model "
-                f"before deploying it: {self.distill_command}; or prune less (a smaller --ratio or --target-macs further from the "
-                "original)")
+        what = f"lost {accuracy.drop_points:.1f} points of top-1" if accuracy.labelled else f"disagrees with the unpruned model on {1 - accuracy.agreement:.1%} of the images"
+        return (
+            f"PRUNED MODEL {what.upper()} (more than --max-drop {check.max_drop:g}): distil it from the unpruned model "
+            f"before deploying it: {self.distill_command}; or prune less (a smaller --ratio or --target-macs further from the "
+            "original)"
+        )
 
     def speed_warnings(self) -> list[str]:
         """One line per runtime and batch where the pruned model is slower, or no faster, than the unpruned one."""
         lines = []
         for speed in self.speeds:
             if speed.speedup < 1 - TIE:
-                lines.append(f"PRUNED MODEL IS SLOWER on {speed.describe()}, with {self.sizes.mac_reduction:.0%} fewer MACs: "
-                             "keep channel counts multiples of 8 (--round-to 8), or prune less, and measure again")
+                lines.append(
+                    f"PRUNED MODEL IS SLOWER on {speed.describe()}, with {self.sizes.mac_reduction:.0%} fewer MACs: "
+                    "keep channel counts multiples of 8 (--round-to 8), or prune less, and measure again"
+                )
             elif speed.speedup < 1 + TIE:
-                lines.append(f"pruned model no faster on {speed.describe()}: within this machine's noise of the unpruned one; "
-                             "--round-to 8 or a larger --ratio may make it faster")
+                lines.append(f"pruned model no faster on {speed.describe()}: within this machine's noise of the unpruned one; --round-to 8 or a larger --ratio may make it faster")
         return lines
 
     def as_dict(self) -> dict:
         sizes, config = self.sizes, self.sizes.config
-        return {"method": config.method, "ratio": config.ratio, "target_macs": config.target_macs, "global": config.global_pruning,
-                "round_to": config.round_to, "input_size": sizes.input_size, "params_before": sizes.params_before,
-                "params_after": sizes.params_after, "macs_before": sizes.macs_before, "macs_after": sizes.macs_after,
-                "mac_reduction": round(sizes.mac_reduction, 4), "accuracy": {**asdict(self.accuracy), "drop_points": self.accuracy.drop_points},
-                "speeds": [{**asdict(s), "speedup": round(s.speedup, 3)} for s in self.speeds], "not_timed": list(self.not_timed),
-                "max_drop": self.check.max_drop, "accuracy_warning": self.accuracy_warning(), "speed_warnings": self.speed_warnings()}
+        return {
+            "method": config.method,
+            "ratio": config.ratio,
+            "target_macs": config.target_macs,
+            "global": config.global_pruning,
+            "round_to": config.round_to,
+            "input_size": sizes.input_size,
+            "params_before": sizes.params_before,
+            "params_after": sizes.params_after,
+            "macs_before": sizes.macs_before,
+            "macs_after": sizes.macs_after,
+            "mac_reduction": round(sizes.mac_reduction, 4),
+            "accuracy": {**asdict(self.accuracy), "drop_points": self.accuracy.drop_points},
+            "speeds": [{**asdict(s), "speedup": round(s.speedup, 3)} for s in self.speeds],
+            "not_timed": list(self.not_timed),
+            "max_drop": self.check.max_drop,
+            "accuracy_warning": self.accuracy_warning(),
+            "speed_warnings": self.speed_warnings(),
+        }
 
 
-def run_prune(ref: ModelRef, config: PruneConfig, folder: Path, input_size: int | None = None,
-              images: np.ndarray | None = None) -> PruneSizes:
+def run_prune(ref: ModelRef, config: PruneConfig, folder: Path, input_size: int | None = None, images: np.ndarray | None = None) -> PruneSizes:
     """Prune the model ``ref`` names and save ``folder/pruned.pth``; ``images`` (real ones) drive Taylor importance."""
     import torch
 
@@ -149,14 +161,14 @@ def run_prune(ref: ModelRef, config: PruneConfig, folder: Path, input_size: int 
     num_classes = classifier_outputs(model)
     data = torch.from_numpy(images[:32]) if images is not None and len(images) else None
     result = prune_model(model, (1, 3, size, size), config, data)
-    source = {"name": spec.name, "kwargs": {**(ref.builder_kwargs or {}), **kwargs, "num_classes": num_classes}, "pruned": True,
-              "weights": ref.weights.reference}
+    source = {"name": spec.name, "kwargs": {**(ref.builder_kwargs or {}), **kwargs, "num_classes": num_classes}, "pruned": True, "weights": ref.weights.reference}
     atomic_save_torch(folder / PRUNED_NAME, pruned_state(model, source))
     return PruneSizes(config, size, result.params_before, result.params_after, result.macs_before, result.macs_after)
 
 
-def prune_and_export(reference: str, weights: str | None, config: PruneConfig, out: Path, input_size: int | None = None,
-                     check: PruneCheck = PruneCheck()) -> tuple[PruneReport, ExportResult]:
+def prune_and_export(
+    reference: str, weights: str | None, config: PruneConfig, out: Path, input_size: int | None = None, check: PruneCheck = PruneCheck()
+) -> tuple[PruneReport, ExportResult]:
     """``deploykit prune``: prune, export the pruned model (dynamic batch) with parity into one folder, and judge it against
     the unpruned model on ``check.data`` and on every CPU runtime."""
     ref = parse_model_ref(reference).with_weights(weights)
@@ -201,8 +213,7 @@ def _judging_images(check: PruneCheck, preprocess, ref: ModelRef):
 
     data = check.data
     if check.held_out and not (data and folder_classes(data)):
-        raise DeployKitError("--held-out takes the last tenth of each class folder of --data: give --data a folder of class "
-                             "subfolders")
+        raise DeployKitError("--held-out takes the last tenth of each class folder of --data: give --data a folder of class subfolders")
     if data is not None and folder_classes(data):
         dataset = LabelledImages(data, preprocess.transform, ref.build_classes())
         rule = dataset.mapping.describe()
@@ -212,8 +223,7 @@ def _judging_images(check: PruneCheck, preprocess, ref: ModelRef):
         return dataset, f"{len(dataset)} labelled images of {data} ({rule})", True
     folder = data or DEFAULT_HOLDOUT_DIR
     if data is not None and not Path(data).is_dir():
-        raise DeployKitError(f"--data {data} does not exist or is not a folder; give a folder of photos (class subfolders "
-                             "for top-1, a flat folder for agreement)")
+        raise DeployKitError(f"--data {data} does not exist or is not a folder; give a folder of photos (class subfolders for top-1, a flat folder for agreement)")
     dataset = UnlabelledImages(find_images(folder), preprocess.transform)
     where = data if data is not None else "the bundled held-out photos (give --data DIR, class subfolders, for top-1)"
     return dataset, f"{len(dataset)} photos of {where}", False
@@ -240,8 +250,7 @@ def _accuracy(original: Path, pruned: Path, dataset, source: str, labelled: bool
             agree += int((logits_a.argmax(1) == logits_b.argmax(1)).sum())
             seen += len(labels)
             advance(len(labels))
-    return PruneAccuracy(seen, source, labelled, before / seen if labelled else None, after / seen if labelled else None,
-                         agree / seen)
+    return PruneAccuracy(seen, source, labelled, before / seen if labelled else None, after / seen if labelled else None, agree / seen)
 
 
 def _speeds(folder: Path, size: int, check: PruneCheck) -> tuple[tuple[PruneSpeed, ...], tuple[str, ...]]:
@@ -260,8 +269,7 @@ def _speeds(folder: Path, size: int, check: PruneCheck) -> tuple[tuple[PruneSpee
 
 
 def _distill_command(ref: ModelRef, folder: Path, check: PruneCheck) -> str:
-    teacher = ref.text if ref.manifest is not None or ":" in ref.text or ref.weights.reference is None else \
-        f"{ref.name}:{ref.weights.reference}"
+    teacher = ref.text if ref.manifest is not None or ":" in ref.text or ref.weights.reference is None else f"{ref.name}:{ref.weights.reference}"
     if check.data and folder_classes(check.data):
         training = check.data if check.held_out else f"TRAIN_DIR --val {check.data}"
     else:

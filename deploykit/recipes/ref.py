@@ -31,8 +31,7 @@ if TYPE_CHECKING:
     from deploykit.data import Preprocess
 
 CHECKPOINT_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".safetensors"}
-RANDOM_WEIGHTS_WARNING = ("random-init weights (no --weights): parity and accuracy figures mean nothing for them; "
-                          "pass --weights IMAGENET1K_V1 (or DEFAULT) or a checkpoint of your own")
+RANDOM_WEIGHTS_WARNING = "random-init weights (no --weights): parity and accuracy figures mean nothing for them; pass --weights IMAGENET1K_V1 (or DEFAULT) or a checkpoint of your own"
 
 
 @dataclass(frozen=True)
@@ -109,8 +108,7 @@ class ModelRef:
     @property
     def name(self) -> str:
         if self.spec is None:
-            raise DeployKitError(f"{self.text} is an ONNX file with no manifest: this command needs a PyTorch model; "
-                                 "give NAME, NAME:CHECKPOINT or NAME:IMAGENET1K_V1")
+            raise DeployKitError(f"{self.text} is an ONNX file with no manifest: this command needs a PyTorch model; give NAME, NAME:CHECKPOINT or NAME:IMAGENET1K_V1")
         return self.spec.name
 
     def with_weights(self, weights: str | None) -> ModelRef:
@@ -127,8 +125,7 @@ class ModelRef:
     def with_checkpoint(self, path: Path) -> ModelRef:
         """The same architecture with the checkpoint a stage of this command just wrote (pruned, trained); the class names
         and input its folder recorded still hold."""
-        return replace(self, text=f"{self.name}:{path}", weights=Checkpoint(Path(path)), onnx_path=None, manifest=None,
-                       class_names=self.class_names, recorded_input=self.recorded_input)
+        return replace(self, text=f"{self.name}:{path}", weights=Checkpoint(Path(path)), onnx_path=None, manifest=None, class_names=self.class_names, recorded_input=self.recorded_input)
 
     def build(self, **kwargs) -> nn.Module:
         """The PyTorch model in eval mode: from its checkpoint or tag, or reproducibly initialised."""
@@ -161,8 +158,7 @@ def parse_model_ref(text: str) -> ModelRef:
     if os.sep in text or text.endswith((".onnx", *CHECKPOINT_SUFFIXES)) or (path.exists() and not _is_registry_name(text)):
         return _path_ref(text, path)
     if path.exists():
-        raise DeployKitError(f"{text!r} is both a registry model and a file or folder here; write ./{text} for the path, "
-                             f"or {text}:DEFAULT / {text}:CHECKPOINT for the model")
+        raise DeployKitError(f"{text!r} is both a registry model and a file or folder here; write ./{text} for the path, or {text}:DEFAULT / {text}:CHECKPOINT for the model")
     spec = get_spec(text)
     if text.strip().lower() != spec.name:  # an alias or another spelling: say which model it is
         report(f"{text} is read as {spec.name}")
@@ -170,7 +166,7 @@ def parse_model_ref(text: str) -> ModelRef:
 
 
 def did_you_mean(path: Path) -> str:
-    """"; did you mean X?" naming the entries beside a mistyped path that are closest to it (empty when none is close)."""
+    """ "; did you mean X?" naming the entries beside a mistyped path that are closest to it (empty when none is close)."""
     import difflib
 
     parent = path.parent if path.parent.is_dir() else None
@@ -214,8 +210,7 @@ def module_ref(text: str) -> ModelRef:
     head = classifier_layer(model) if any(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules()) else None
     classes = head.out_features if isinstance(head, nn.Linear) else head.out_channels if head is not None else 1000
     # Named after file and function: a bare function name ("build", "model") says nothing and collides across files.
-    model_spec = ModelSpec(name=f"{Path(path).stem}_{function}", family="custom", builder=factory, paper=f"user module {path}", min_input_size=1,
-                           num_classes=classes)
+    model_spec = ModelSpec(name=f"{Path(path).stem}_{function}", family="custom", builder=factory, paper=f"user module {path}", min_input_size=1, num_classes=classes)
     return ModelRef(text, model_spec, factory=factory)
 
 
@@ -235,8 +230,7 @@ def _path_ref(text: str, path: Path) -> ModelRef:
     if path.suffix in CHECKPOINT_SUFFIXES:
         raise DeployKitError(f"a checkpoint needs its architecture: write NAME:{text}, e.g. resnet50:{text}")
     if not path.exists():
-        raise DeployKitError(f"{text} does not exist{did_you_mean(path)}; give a model name, NAME:CHECKPOINT, an .onnx file or "
-                             "an export folder")
+        raise DeployKitError(f"{text} does not exist{did_you_mean(path)}; give a model name, NAME:CHECKPOINT, an .onnx file or an export folder")
     if path.is_dir():
         folder = ExportFolder(path)
         manifest = folder.read()
@@ -280,19 +274,18 @@ def classifier_signature(path: Path) -> OnnxSignature:
     inputs = [i for i in graph.input if i.name not in initializers]
     floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
     if len(inputs) != 1 or len(graph.output) != 1:
-        raise DeployKitError(f"{path} has {len(inputs)} inputs and {len(graph.output)} outputs; deploykit runs image "
-                             "classifiers with one NCHW image input and one [N, classes] output")
+        raise DeployKitError(f"{path} has {len(inputs)} inputs and {len(graph.output)} outputs; deploykit runs image classifiers with one NCHW image input and one [N, classes] output")
     tensor = inputs[0].type.tensor_type
     if tensor.elem_type not in floats or len(tensor.shape.dim) != 4:
-        raise DeployKitError(f"{path} takes a {onnx.TensorProto.DataType.Name(tensor.elem_type).lower()} input of rank "
-                             f"{len(tensor.shape.dim)}; deploykit feeds float32/float16 NCHW images")
+        raise DeployKitError(
+            f"{path} takes a {onnx.TensorProto.DataType.Name(tensor.elem_type).lower()} input of rank {len(tensor.shape.dim)}; deploykit feeds float32/float16 NCHW images"
+        )
     dims = tuple(d.dim_value or None for d in tensor.shape.dim)
     if dims[1] not in (3, None):
         raise DeployKitError(f"{path} takes input of shape {list(dims)}, not NCHW images [N, 3, H, W]")
     output = graph.output[0].type.tensor_type
     if len(output.shape.dim) != 2 or output.elem_type not in floats:
-        raise DeployKitError(f"{path} outputs rank-{len(output.shape.dim)} "
-                             f"{onnx.TensorProto.DataType.Name(output.elem_type).lower()} values, not [N, classes] logits")
+        raise DeployKitError(f"{path} outputs rank-{len(output.shape.dim)} {onnx.TensorProto.DataType.Name(output.elem_type).lower()} values, not [N, classes] logits")
     return OnnxSignature(dims, output.shape.dim[1].dim_value or None)
 
 

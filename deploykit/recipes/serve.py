@@ -65,6 +65,7 @@ def serving(repo: Path, ports: Ports = Ports(), start_timeout_s: float = START_T
 def serve_until_stopped(repo: Path, ports: Ports, start_timeout_s: float, on_ready: Callable[[Serving], None]) -> None:
     """Serve until Ctrl-C, SIGTERM or SIGHUP (a closed terminal): a clean stop; or until the server stops by itself (then
     one line)."""
+
     def interrupt(signum, frame) -> None:
         raise KeyboardInterrupt
 
@@ -93,12 +94,10 @@ class LoadRun:
 
     def rows(self) -> list[dict]:
         """The levels as rows ``deploykit report`` reads (engine ``triton``)."""
-        return [{"model": self.model, "engine": "triton", "device": "server", "precision": self.precision, **level.as_dict()}
-                for level in self.levels]
+        return [{"model": self.model, "engine": "triton", "device": "server", "precision": self.precision, **level.as_dict()} for level in self.levels]
 
     def write(self, path: Path) -> None:
-        atomic_write_json(path, {"machine": machine_info().as_dict(), "server": self.url, "config": asdict(self.config), "results": self.rows(),
-                                 "skipped": self.skipped})
+        atomic_write_json(path, {"machine": machine_info().as_dict(), "server": self.url, "config": asdict(self.config), "results": self.rows(), "skipped": self.skipped})
 
 
 def measure_server(url: str, model_name: str, config: ServerBenchConfig, json_path: Path | None = None) -> LoadRun:
@@ -106,8 +105,7 @@ def measure_server(url: str, model_name: str, config: ServerBenchConfig, json_pa
     check_writable_file(json_path)
     model = RemoteModel.fetch(url, model_name)
     if model.max_batch_size and config.batch_size > model.max_batch_size:
-        raise DeployKitError(f"--batch {config.batch_size} is above {model_name}'s max_batch_size {model.max_batch_size} on {url}; "
-                             f"use --batch {model.max_batch_size} or less")
+        raise DeployKitError(f"--batch {config.batch_size} is above {model_name}'s max_batch_size {model.max_batch_size} on {url}; use --batch {model.max_batch_size} or less")
     inputs = request_batches(model, config.batch_size)
     configurations = [Configuration(i, d) for i in (config.instances or (None,)) for d in (config.queue_delays_us or (None,))]
     original = original_config(model) if configurations != [Configuration()] else {}
@@ -118,14 +116,14 @@ def measure_server(url: str, model_name: str, config: ServerBenchConfig, json_pa
                 reload_with(model, configuration, original)
             with stage(f"{model_name}: {configuration.label}", total=len(config.concurrency), unit="levels") as advance:
                 for index, concurrency in enumerate(config.concurrency):
-                    level = measure_level(model, inputs, concurrency, configuration.label, config.warmup_s, config.duration_s,
-                                          config.timeout_s)
+                    level = measure_level(model, inputs, concurrency, configuration.label, config.warmup_s, config.duration_s, config.timeout_s)
                     run.levels.append(level)
                     advance(1)
-                    if config.max_latency_ms is not None and level.p99_ms > config.max_latency_ms and config.concurrency[index + 1:]:
-                        rest = ", ".join(map(str, config.concurrency[index + 1:]))
-                        run.skipped.append(f"{configuration.label}: {rest} clients not measured (p99 {level.p99_ms:.1f} ms at "
-                                           f"{concurrency} passed --max-latency {config.max_latency_ms:g} ms)")
+                    if config.max_latency_ms is not None and level.p99_ms > config.max_latency_ms and config.concurrency[index + 1 :]:
+                        rest = ", ".join(map(str, config.concurrency[index + 1 :]))
+                        run.skipped.append(
+                            f"{configuration.label}: {rest} clients not measured (p99 {level.p99_ms:.1f} ms at {concurrency} passed --max-latency {config.max_latency_ms:g} ms)"
+                        )
                         break
     finally:
         if original:
@@ -137,6 +135,6 @@ def measure_server(url: str, model_name: str, config: ServerBenchConfig, json_pa
 
 def request_batches(model: RemoteModel, batch_size: int) -> list[np.ndarray]:
     """Requests of real photos (the bundled calibration set), preprocessed as the model's config says."""
-    photos = load_images(find_images(DEFAULT_CALIBRATION_DIR)[:MAX_DISTINCT_REQUESTS * batch_size], model.preprocess)
+    photos = load_images(find_images(DEFAULT_CALIBRATION_DIR)[: MAX_DISTINCT_REQUESTS * batch_size], model.preprocess)
     count = max(1, len(photos) // batch_size)
-    return [np.resize(photos, (count * batch_size, *photos.shape[1:]))[i * batch_size:(i + 1) * batch_size] for i in range(count)]
+    return [np.resize(photos, (count * batch_size, *photos.shape[1:]))[i * batch_size : (i + 1) * batch_size] for i in range(count)]

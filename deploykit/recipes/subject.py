@@ -35,21 +35,21 @@ class Subject:
         if manifest is not None and manifest.input is not None:  # exported at that size (a user's module too)
             if requested and requested != manifest.input.size:
                 name = manifest.model.name
-                raise DeployKitError(f"{self.ref.text} was exported at {manifest.input.size}x{manifest.input.size}, so --input-size "
-                                     f"{requested} cannot apply; export it at that size (`deploykit export {name} --input-size "
-                                     f"{requested}`) or drop --input-size")
+                raise DeployKitError(
+                    f"{self.ref.text} was exported at {manifest.input.size}x{manifest.input.size}, so --input-size "
+                    f"{requested} cannot apply; export it at that size (`deploykit export {name} --input-size "
+                    f"{requested}`) or drop --input-size"
+                )
             return manifest.input.size
         if self.foreign_onnx:
             fixed = self.ref.signature.input_dims[-1]
             if requested and fixed and requested != fixed:
-                raise DeployKitError(f"{self.ref.text} takes {fixed}x{fixed} inputs (fixed in the file), so --input-size {requested} "
-                                     "cannot apply; drop it")
+                raise DeployKitError(f"{self.ref.text} takes {fixed}x{fixed} inputs (fixed in the file), so --input-size {requested} cannot apply; drop it")
             size = requested or fixed
             if not size:
                 raise DeployKitError(f"{self.ref.text} has a dynamic input size and no manifest; pass --input-size")
             if size > MAX_INPUT_SIZE:
-                raise DeployKitError(f"{self.ref.text} takes {size}x{size} inputs, beyond the {MAX_INPUT_SIZE}x{MAX_INPUT_SIZE} deploykit "
-                                     "feeds; export it at a smaller size")
+                raise DeployKitError(f"{self.ref.text} takes {size}x{size} inputs, beyond the {MAX_INPUT_SIZE}x{MAX_INPUT_SIZE} deploykit feeds; export it at a smaller size")
             return size
         return requested or self.spec.input_size
 
@@ -62,10 +62,8 @@ class Subject:
             fixed = self.ref.signature.input_dims[0] if self.foreign_onnx else None
         wrong = [batch for batch in batches if fixed and batch != fixed]
         if wrong:
-            how = (f"export with --dynamic-batch (`deploykit export {manifest.model.name} --dynamic-batch`)" if manifest is not None
-                   else "export the file with a dynamic batch dimension")
-            raise DeployKitError(f"{self.ref.text} takes a fixed batch of {fixed}, so --batch {','.join(map(str, wrong))} cannot "
-                                 f"apply; {how}, or bench --batch {fixed}")
+            how = f"export with --dynamic-batch (`deploykit export {manifest.model.name} --dynamic-batch`)" if manifest is not None else "export the file with a dynamic batch dimension"
+            raise DeployKitError(f"{self.ref.text} takes a fixed batch of {fixed}, so --batch {','.join(map(str, wrong))} cannot apply; {how}, or bench --batch {fixed}")
 
     def num_outputs(self) -> int:
         """Classes the ONNX file predicts (its output's last dimension)."""
@@ -79,8 +77,7 @@ class Subject:
 def resolve_subject(text: str, allow_bare_onnx: bool = False) -> Subject:
     ref = parse_model_ref(text)
     if ref.spec is None and not allow_bare_onnx:
-        raise DeployKitError(f"{text} is an ONNX file with no manifest beside it; bench it from its export folder, "
-                             "or give NAME, NAME:CHECKPOINT or NAME:IMAGENET1K_V1")
+        raise DeployKitError(f"{text} is an ONNX file with no manifest beside it; bench it from its export folder, or give NAME, NAME:CHECKPOINT or NAME:IMAGENET1K_V1")
     folder = ref.onnx_path.parent if ref.manifest is not None and ref.onnx_path is not None else None
     return Subject(ref, folder)
 

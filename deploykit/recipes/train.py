@@ -78,11 +78,21 @@ class TrainingResult:
         return self.world_size == 1 or os.environ.get("RANK", "0") == "0"
 
     def stage_record(self) -> dict:
-        return {"history": [asdict(r) for r in self.history], "best_epoch": self.best.epoch, "best_val_top1": self.best.val_top1,
-                "metric": self.metric, "student_start_top1": self.student_start_top1, "teacher_top1": self.teacher_top1,
-                "config": asdict(self.config), "data": self.data, "teacher": self.teacher, "classes": self.class_rule,
-                "validation": self.val_rule, "new_head": self.head.describe() if self.head else None,
-                "estimate_seconds": self.estimate_seconds}
+        return {
+            "history": [asdict(r) for r in self.history],
+            "best_epoch": self.best.epoch,
+            "best_val_top1": self.best.val_top1,
+            "metric": self.metric,
+            "student_start_top1": self.student_start_top1,
+            "teacher_top1": self.teacher_top1,
+            "config": asdict(self.config),
+            "data": self.data,
+            "teacher": self.teacher,
+            "classes": self.class_rule,
+            "validation": self.val_rule,
+            "new_head": self.head.describe() if self.head else None,
+            "estimate_seconds": self.estimate_seconds,
+        }
 
 
 @dataclass(frozen=True)
@@ -95,9 +105,20 @@ class _Student:
     new_layer: torch.nn.Module | None
 
 
-def run_distill(student: ModelRef | str, teacher: ModelRef | str | None, data_source: str, config: DistillConfig, out: Path,
-                input_size: int | None = None, resume: bool = True, on_epoch=None, workers: int | None = None,
-                val_source: str | None = None, new_head: bool = False, limit: int | None = None) -> TrainingResult:
+def run_distill(
+    student: ModelRef | str,
+    teacher: ModelRef | str | None,
+    data_source: str,
+    config: DistillConfig,
+    out: Path,
+    input_size: int | None = None,
+    resume: bool = True,
+    on_epoch=None,
+    workers: int | None = None,
+    val_source: str | None = None,
+    new_head: bool = False,
+    limit: int | None = None,
+) -> TrainingResult:
     """Distil (or, without a teacher, train) ``student`` on ``data_source`` into the folder ``out``.
 
     ``val_source``: a labelled folder of held-out photos to validate on (else the last tenth of each class folder);
@@ -122,18 +143,40 @@ def run_distill(student: ModelRef | str, teacher: ModelRef | str | None, data_so
         teacher_model = _fed_as_trained(teacher_model, teacher_ref, preprocess)
     val_targets = None if built.data.labelled else predictions(teacher_model, built.data.val, workers)
     start_top1 = validation_top1(built.model, built.data.val, workers=workers, labels=val_targets)
-    teacher_top1 = (validation_top1(teacher_model, built.data.val, workers=workers) if teacher_model is not None and built.data.labelled
-                    else None)
-    source = {"name": student_ref.name, "kwargs": built.kwargs, "pruned": student_ref.weights.pruned,
-              "weights": student_ref.weights.reference, "data": {"source": data_source, "val": val_source, "limit": limit}}
-    outcome = distill(built.model, teacher_model, built.data, config, out, source, resume=resume, on_epoch=on_epoch, workers=workers,
-                      head=built.new_layer)
-    result = TrainingResult(out, outcome.history, start_top1, teacher_top1, outcome.world_size, outcome.weights_sha256, config,
-                            data_source, teacher_ref.text if teacher_ref else None, built.data.class_rule, built.data.val_rule,
-                            built.data.labelled, built.head, outcome.estimate_seconds)
+    teacher_top1 = validation_top1(teacher_model, built.data.val, workers=workers) if teacher_model is not None and built.data.labelled else None
+    source = {
+        "name": student_ref.name,
+        "kwargs": built.kwargs,
+        "pruned": student_ref.weights.pruned,
+        "weights": student_ref.weights.reference,
+        "data": {"source": data_source, "val": val_source, "limit": limit},
+    }
+    outcome = distill(built.model, teacher_model, built.data, config, out, source, resume=resume, on_epoch=on_epoch, workers=workers, head=built.new_layer)
+    result = TrainingResult(
+        out,
+        outcome.history,
+        start_top1,
+        teacher_top1,
+        outcome.world_size,
+        outcome.weights_sha256,
+        config,
+        data_source,
+        teacher_ref.text if teacher_ref else None,
+        built.data.class_rule,
+        built.data.val_rule,
+        built.data.labelled,
+        built.head,
+        outcome.estimate_seconds,
+    )
     if result.reports:
-        record = ModelRecord(student_ref.name, student_ref.spec.family, classifier_outputs(built.model),
-                             WeightsRecord.of(Checkpoint(out / BEST_NAME)), built.kwargs, list(built.classes) if built.classes else None)
+        record = ModelRecord(
+            student_ref.name,
+            student_ref.spec.family,
+            classifier_outputs(built.model),
+            WeightsRecord.of(Checkpoint(out / BEST_NAME)),
+            built.kwargs,
+            list(built.classes) if built.classes else None,
+        )
         inputs = InputRecord([1, 3, size, size], list(preprocess.mean), list(preprocess.std), preprocess.resize, preprocess.interpolation)
         ExportFolder(out).write(Manifest(record, inputs, sections={"training": result.stage_record()}), [BEST_NAME, LAST_NAME])
     return result
@@ -154,8 +197,7 @@ class _Data:
     def load(self, num_classes: int | None) -> TrainingData:
         data = load_training_data(self.source, self.preprocess, num_classes, self.val_source, self.config.min_crop_scale, self.limit)
         if not data.labelled and self.teacher_classes is None:
-            raise DeployKitError(f"{self.source} holds photos with no class folders: there is nothing to train on without a "
-                                 "teacher; give class subfolders, or distil with --teacher")
+            raise DeployKitError(f"{self.source} holds photos with no class folders: there is nothing to train on without a teacher; give class subfolders, or distil with --teacher")
         return data
 
 
@@ -168,8 +210,9 @@ def _student(ref: ModelRef, data: _Data, new_head: bool) -> _Student:
         base_kwargs["aux_logits"] = False
     if isinstance(ref.weights, RandomInit):
         if new_head:
-            raise DeployKitError(f"--new-head replaces a pretrained classifier; {ref.text} has random weights, so its classifier "
-                                 "is made for the folder's classes anyway: drop --new-head")
+            raise DeployKitError(
+                f"--new-head replaces a pretrained classifier; {ref.text} has random weights, so its classifier is made for the folder's classes anyway: drop --new-head"
+            )
         folders = folder_classes(data.source)
         if data.teacher_classes and folders and _classes_fit(folders, data.teacher_classes, data.teacher_names):
             loaded = data.load(data.teacher_classes)
@@ -213,8 +256,7 @@ def _published_kwargs(ref: ModelRef) -> dict:
 
 def _teacher(ref: ModelRef) -> torch.nn.Module:
     if ref.spec is None or ref.random_weights:
-        raise DeployKitError(f"a teacher needs trained weights: --teacher NAME:CHECKPOINT, NAME:IMAGENET1K_V1 or a folder written "
-                             f"by train, got {ref.text}")
+        raise DeployKitError(f"a teacher needs trained weights: --teacher NAME:CHECKPOINT, NAME:IMAGENET1K_V1 or a folder written by train, got {ref.text}")
     teacher = ref.build()
     drop_aux_heads(teacher)
     return teacher
@@ -238,8 +280,10 @@ def _fed_as_trained(teacher: torch.nn.Module, ref: ModelRef, student) -> torch.n
     a different resize or crop cannot be undone, and is refused."""
     own = ref.preprocess(student.size)
     if (own.resize, own.interpolation) != (student.resize, student.interpolation):
-        raise DeployKitError(f"teacher {ref.text} takes images resized to {own.resize} ({own.interpolation}) for {own.size}x{own.size}, "
-                             f"the student {student.resize} ({student.interpolation}): distil between models fed the same way")
+        raise DeployKitError(
+            f"teacher {ref.text} takes images resized to {own.resize} ({own.interpolation}) for {own.size}x{own.size}, "
+            f"the student {student.resize} ({student.interpolation}): distil between models fed the same way"
+        )
     if (own.mean, own.std) == (student.mean, student.std):
         return teacher
     scale = [s / t for s, t in zip(student.std, own.std)]
@@ -250,9 +294,12 @@ def _fed_as_trained(teacher: torch.nn.Module, ref: ModelRef, student) -> torch.n
 def _check_teacher(teacher: torch.nn.Module, ref: ModelRef, student: _Student) -> None:
     outputs, wanted = classifier_outputs(teacher), classifier_outputs(student.model)
     if outputs != wanted:
-        raise DeployKitError(f"teacher {ref.text} predicts {outputs} classes but the student (and the data) {wanted}: fine-tune "
-                             f"the teacher on these classes first (deploykit train {ref.text} --data DIR --out TEACHER), then "
-                             "distil from that folder")
+        raise DeployKitError(
+            f"teacher {ref.text} predicts {outputs} classes but the student (and the data) {wanted}: fine-tune "
+            f"the teacher on these classes first (deploykit train {ref.text} --data DIR --out TEACHER), then "
+            "distil from that folder"
+        )
     if ref.classes and student.classes and tuple(ref.classes) != tuple(student.classes):
-        raise DeployKitError(f"teacher {ref.text} was trained on classes {', '.join(ref.classes[:4])}... but the student's are "
-                             f"{', '.join(student.classes[:4])}...; distil onto the teacher's classes")
+        raise DeployKitError(
+            f"teacher {ref.text} was trained on classes {', '.join(ref.classes[:4])}... but the student's are {', '.join(student.classes[:4])}...; distil onto the teacher's classes"
+        )

@@ -60,9 +60,18 @@ def _folder_models(folder: ExportFolder, config: TritonConfig, rows: list[dict])
         path = folder.verified(file_name)
         model_input, output = io_specs(path, fix)
         name = base if precision == "fp32" else f"{base}_{precision}"
-        spec = TritonModel(name, config.backend, config.kind, precision, model_input, output,
-                         batching_for(path, config.backend, rows), config.dynamic_batching, config.instances,
-                         _parameters(manifest, precision))
+        spec = TritonModel(
+            name,
+            config.backend,
+            config.kind,
+            precision,
+            model_input,
+            output,
+            batching_for(path, config.backend, rows),
+            config.dynamic_batching,
+            config.instances,
+            _parameters(manifest, precision),
+        )
         models.append(StagedModel(spec, path))
     return models + _engine_models(folder, manifest, base, config, fix)
 
@@ -79,15 +88,12 @@ def _engine_models(folder: ExportFolder, manifest: Manifest, base: str, config: 
             opt, largest = int(record["config"]["opt_batch"]), int(record["config"]["max_batch"])
             flags = record["precision"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise DeployKitError(f"{engine} has no readable record of the ONNX file it was built from ({exc}); build it again with "
-                                 "`deploykit build-engine`") from exc
+            raise DeployKitError(f"{engine} has no readable record of the ONNX file it was built from ({exc}); build it again with `deploykit build-engine`") from exc
         model_input, output = io_specs(folder.verified(onnx_name), fix)
         precision = "int8" if flags.get("int8_qdq") else "fp16" if flags.get("fp16") else "fp32"
-        batching = Batching(largest, (opt,) if opt > 1 else (), DEFAULT_BATCHING.max_queue_delay_us,
-                            f"the engine's optimisation profile ({engine.name})")
+        batching = Batching(largest, (opt,) if opt > 1 else (), DEFAULT_BATCHING.max_queue_delay_us, f"the engine's optimisation profile ({engine.name})")
         name = f"{base}_trt" if len(engines) == 1 else f"{base}_trt_{model_name(engine.stem)}"
-        spec = TritonModel(name, "tensorrt", "gpu", precision, model_input, output, batching, config.dynamic_batching,
-                         config.instances, _parameters(manifest, precision))
+        spec = TritonModel(name, "tensorrt", "gpu", precision, model_input, output, batching, config.dynamic_batching, config.instances, _parameters(manifest, precision))
         models.append(StagedModel(spec, engine))
     return models
 
@@ -97,5 +103,11 @@ def _parameters(manifest: Manifest, precision: str) -> dict[str, str]:
     if manifest.input is None:
         raise DeployKitError("the export's manifest records no input preprocessing; export it again")
     names = {"deploykit.class_names": json.dumps(manifest.model.classes)} if manifest.model.classes else {}
-    return {"deploykit.model": manifest.model.name, "deploykit.precision": precision, "deploykit.classes": str(manifest.model.num_classes),
-            **names, **preprocess_parameters(Preprocess.recorded(manifest.input)), "deploykit.layout": manifest.input.layout}
+    return {
+        "deploykit.model": manifest.model.name,
+        "deploykit.precision": precision,
+        "deploykit.classes": str(manifest.model.num_classes),
+        **names,
+        **preprocess_parameters(Preprocess.recorded(manifest.input)),
+        "deploykit.layout": manifest.input.layout,
+    }

@@ -7,7 +7,6 @@ from deploykit.runtime.ort_runner import OrtRunner
 __all__ = ["CPU_RUNTIMES", "InputMetadata", "OrtRunner", "Runner", "TorchRunner", "cpu_runner"]
 
 
-
 def cpu_runner(path, runtime: str = "ort", **options) -> Runner:
     """A runner for an ONNX file on the CPU with ``runtime`` (a key of CPU_RUNTIMES); OpenVINO is imported on load."""
     if runtime == "openvino":

@@ -8,8 +8,11 @@ from pathlib import Path
 
 from deploykit.errors import DeployKitError, first_line
 
-ORT_PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-                 "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+ORT_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
 
 
 def require_backend(engine: str, device: str = "cpu", ort_provider: str | None = None) -> None:
@@ -46,8 +49,7 @@ def openvino_problem() -> str | None:
             return f"OpenVINO is not installed; install it with: {OPENVINO_INSTALL}"
         import openvino  # noqa: F401
     except Exception as exc:  # a broken install fails in many ways: a missing .so, a numpy mismatch, a half-removed package
-        return (f"OpenVINO is installed but cannot be imported ({type(exc).__name__}: {first_line(exc)}); reinstall it: "
-                f"pip install --force-reinstall 'deploykit[openvino]'")
+        return f"OpenVINO is installed but cannot be imported ({type(exc).__name__}: {first_line(exc)}); reinstall it: pip install --force-reinstall 'deploykit[openvino]'"
     return None
 
 

@@ -52,8 +52,7 @@ class Runner(ABC):
         metadata.check(batch, self.name)
         logits = self.infer_impl(batch.astype(metadata.dtype, copy=False))  # float16 models take a cast batch
         if logits.ndim != 2 or len(logits) != len(batch):
-            raise DeployKitError(f"{self.name} outputs shape {list(logits.shape)} for a batch of {len(batch)}, not [N, classes] logits; "
-                                 "deploykit runs image classifiers")
+            raise DeployKitError(f"{self.name} outputs shape {list(logits.shape)} for a batch of {len(batch)}, not [N, classes] logits; deploykit runs image classifiers")
         return logits if logits.dtype == np.float32 else logits.astype(np.float32)
 
     def close(self) -> None:

@@ -59,8 +59,7 @@ class LayerProfile:
 def profile_layers(path: Path, runtime: str, x: np.ndarray, runs: int = 20, threads: int | None = None) -> LayerProfile:
     """Run ``x`` through ``path`` on ``runtime`` (ort or openvino) ``runs`` times after a warm-up, with per-layer timing."""
     times = _ort_layers(path, x, runs, threads) if runtime == "ort" else _openvino_layers(path, x, runs, threads)
-    layers = tuple(sorted((LayerTime(name, op, precision, float(np.median(ms + [0.0] * (runs - len(ms)))))
-                           for (name, op, precision), ms in times.items()), key=lambda layer: -layer.ms))
+    layers = tuple(sorted((LayerTime(name, op, precision, float(np.median(ms + [0.0] * (runs - len(ms))))) for (name, op, precision), ms in times.items()), key=lambda layer: -layer.ms))
     return LayerProfile(runtime, path.name, int(x.shape[0]), runs, layers)
 
 

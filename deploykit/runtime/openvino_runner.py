@@ -95,8 +95,7 @@ class OpenVinoRunner(Runner):
     otherwise runs them in bf16 on CPUs that have it and FP32 parity would be lost silently.
     """
 
-    def __init__(self, path: str | Path, device: str = "CPU", threads: int | None = None, hint: str = "LATENCY",
-                 precision: str = "f32", name: str = "openvino") -> None:
+    def __init__(self, path: str | Path, device: str = "CPU", threads: int | None = None, hint: str = "LATENCY", precision: str = "f32", name: str = "openvino") -> None:
         super().__init__(name)
         self.precision = precision
         self.path = Path(path)

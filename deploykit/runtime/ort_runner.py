@@ -21,8 +21,7 @@ class OrtRunner(Runner):
     optimisations off: no integer kernel fusion, each layer computed in float from the dequantized integers, without
     saturation; close to what a VNNI CPU computes, not bit for bit (compress/cpu_target.py)."""
 
-    def __init__(self, model: str | Path | bytes, providers: list[str] | None = None, threads: int | None = None,
-                 name: str = "onnxruntime", exact_int8: bool = False) -> None:
+    def __init__(self, model: str | Path | bytes, providers: list[str] | None = None, threads: int | None = None, name: str = "onnxruntime", exact_int8: bool = False) -> None:
         super().__init__(name)
         self.model = model if isinstance(model, bytes) else Path(model)
         self.providers = providers or ["CPUExecutionProvider"]
@@ -44,15 +43,13 @@ class OrtRunner(Runner):
             return self.session.run(None, {name: batch})[0]
         except Exception as exc:  # onnxruntime's own exception types: the file cannot take this input
             what = self.model if isinstance(self.model, Path) else self.name
-            raise DeployKitError(f"onnxruntime cannot run {what} on a {list(batch.shape)} input: {first_line(exc)}; "
-                                 "check its input layout (NCHW) and size (--input-size)") from exc
+            raise DeployKitError(f"onnxruntime cannot run {what} on a {list(batch.shape)} input: {first_line(exc)}; check its input layout (NCHW) and size (--input-size)") from exc
 
     def close_impl(self) -> None:
         self.session = None
 
 
-def create_session(model: str | Path | bytes, providers: list[str], threads: int | None = None, optimize: bool = True,
-                   session_options: dict | None = None):
+def create_session(model: str | Path | bytes, providers: list[str], threads: int | None = None, optimize: bool = True, session_options: dict | None = None):
     """An InferenceSession, with unreadable files and missing providers as one-line user errors. Without ``threads``,
     OMP_NUM_THREADS (where set) bounds onnxruntime's threads as it bounds torch's; otherwise it takes every core.
     ``optimize=False`` turns every graph optimisation off; ``session_options`` sets more SessionOptions attributes."""
@@ -95,8 +92,7 @@ def run_with_intermediates(proto, names: list[str], inputs: np.ndarray, batch: i
     return {name: np.concatenate(values) for name, values in chunks.items()}
 
 
-def stream_intermediates(proto, names: list[str], inputs: np.ndarray,
-                         batch: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+def stream_intermediates(proto, names: list[str], inputs: np.ndarray, batch: int | None = None) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """The named tensors chunk by chunk, from one session: (images in the chunk, {name: their values}), so memory holds
     one chunk's tensors at a time. The graph's input may be named too; tensors without a batch dimension are left out.
     Chunks are the graph's fixed batch (padded), else ``batch`` inputs, else all of them."""

@@ -15,8 +15,17 @@ PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 
 
 class TorchRunner(Runner):
-    def __init__(self, model: nn.Module, input_shape: tuple[int, int, int], device: str = "cpu", precision: str = "fp32",
-                 channels_last: bool = False, compile: bool = False, cuda_graphs: bool = False, name: str = "torch") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        input_shape: tuple[int, int, int],
+        device: str = "cpu",
+        precision: str = "fp32",
+        channels_last: bool = False,
+        compile: bool = False,
+        cuda_graphs: bool = False,
+        name: str = "torch",
+    ) -> None:
         super().__init__(name)
         if precision not in PRECISIONS:
             raise DeployKitError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
@@ -52,8 +61,7 @@ class TorchRunner(Runner):
                 return self._replay(batch)
             out = self.forward(self._prepare(batch))
             if not isinstance(out, torch.Tensor):
-                raise DeployKitError(f"{self.name} returned a {type(out).__name__}, not a logits tensor; make the model return its "
-                                     "logits alone (for example out[0] or out['logits'])")
+                raise DeployKitError(f"{self.name} returned a {type(out).__name__}, not a logits tensor; make the model return its logits alone (for example out[0] or out['logits'])")
             return out.float().cpu().numpy()
 
     def _replay(self, batch: np.ndarray) -> np.ndarray:

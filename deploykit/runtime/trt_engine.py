@@ -33,8 +33,7 @@ def require_tensorrt() -> str:
     try:
         import tensorrt
     except ImportError as exc:
-        raise DeployKitError("TensorRT is not installed; on a machine with an NVIDIA GPU, in your deploykit clone, run: "
-                             "pip install -e '.[tensorrt]'") from exc
+        raise DeployKitError("TensorRT is not installed; on a machine with an NVIDIA GPU, in your deploykit clone, run: pip install -e '.[tensorrt]'") from exc
     version = str(tensorrt.__version__)
     tensorrt_major(version)
     return version
@@ -45,8 +44,7 @@ def tensorrt_major(version: str) -> int:
     head = version.split(".", 1)[0]
     major = int(head) if head.isdigit() else -1
     if major not in SUPPORTED_MAJORS:
-        raise DeployKitError(f"TensorRT {version} is not supported; install TensorRT 10 or 11 (in your deploykit clone: "
-                             "pip install -e '.[tensorrt]')")
+        raise DeployKitError(f"TensorRT {version} is not supported; install TensorRT 10 or 11 (in your deploykit clone: pip install -e '.[tensorrt]')")
     return major
 
 
@@ -68,8 +66,7 @@ def precision_flags(version: str, fp16: bool, has_qdq: bool) -> PrecisionFlags:
     version has no such flag."""
     if tensorrt_major(version) >= 11:
         if fp16:
-            raise DeployKitError(f"TensorRT {version} has no FP16 builder flag (strongly typed networks): build from the "
-                                 "FP16 ONNX (deploykit export --fp16) instead of --fp16")
+            raise DeployKitError(f"TensorRT {version} has no FP16 builder flag (strongly typed networks): build from the FP16 ONNX (deploykit export --fp16) instead of --fp16")
         return PrecisionFlags(fp16=False, int8=False)
     return PrecisionFlags(fp16=fp16, int8=has_qdq)
 
@@ -107,9 +104,17 @@ class EngineBuild:
 
     def as_dict(self) -> dict:
         """As ``<engine>.json`` records it."""
-        return {"tensorrt": self.tensorrt, "gpu": self.gpu.name, "compute_capability": self.gpu.compute_capability,
-                "onnx": self.onnx, "onnx_sha256": self.onnx_sha256, "engine_sha256": self.engine_sha256,
-                "precision": {"fp16": self.fp16, "int8_qdq": self.int8_qdq}, "profiles": self.profiles, "config": self.options}
+        return {
+            "tensorrt": self.tensorrt,
+            "gpu": self.gpu.name,
+            "compute_capability": self.gpu.compute_capability,
+            "onnx": self.onnx,
+            "onnx_sha256": self.onnx_sha256,
+            "engine_sha256": self.engine_sha256,
+            "precision": {"fp16": self.fp16, "int8_qdq": self.int8_qdq},
+            "profiles": self.profiles,
+            "config": self.options,
+        }
 
     @classmethod
     def read(cls, engine_path: Path) -> EngineBuild:
@@ -120,9 +125,18 @@ class EngineBuild:
         try:
             data = json.loads(info_path.read_text())
             precision = data.get("precision", {})
-            return cls(Path(engine_path), str(data["tensorrt"]), Gpu(str(data["gpu"]), str(data["compute_capability"])),
-                       str(data["onnx"]), str(data["onnx_sha256"]), str(data["engine_sha256"]), bool(precision.get("fp16")),
-                       bool(precision.get("int8_qdq")), dict(data.get("profiles", {})), dict(data.get("config", {})))
+            return cls(
+                Path(engine_path),
+                str(data["tensorrt"]),
+                Gpu(str(data["gpu"]), str(data["compute_capability"])),
+                str(data["onnx"]),
+                str(data["onnx_sha256"]),
+                str(data["engine_sha256"]),
+                bool(precision.get("fp16")),
+                bool(precision.get("int8_qdq")),
+                dict(data.get("profiles", {})),
+                dict(data.get("config", {})),
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise DeployKitError(f"{info_path} is not an engine record ({exc!r}); rebuild it with `deploykit build-engine`") from exc
 

@@ -103,8 +103,7 @@ class TensorRTRunner(Runner):
             host = output.to("cpu", non_blocking=True) if self.data_transfers else None
             events[3].record(state.stream)
         state.stream.synchronize()
-        self.last_timings = TransferTimings(events[0].elapsed_time(events[1]), events[1].elapsed_time(events[2]),
-                                            events[2].elapsed_time(events[3]))
+        self.last_timings = TransferTimings(events[0].elapsed_time(events[1]), events[1].elapsed_time(events[2]), events[2].elapsed_time(events[3]))
         return host.numpy() if host is not None else np.zeros(tuple(output.shape), np.float32)
 
     def close_impl(self) -> None:

@@ -31,9 +31,7 @@ def batching_for(file: Path, backend: str, rows: list[dict]) -> Batching:
     """Batching for ``file`` served by ``backend``: from the rows that timed this file on that runtime (one request at a
     time, at two batch sizes or more), else the defaults."""
     engine = _BENCH_ENGINES[backend]
-    mine = {row["batch"]: row for row in rows
-            if row.get("file") and Path(row["file"]).resolve() == file.resolve() and row["engine"] == engine
-            and row.get("streams", 1) == 1}
+    mine = {row["batch"]: row for row in rows if row.get("file") and Path(row["file"]).resolve() == file.resolve() and row["engine"] == engine and row.get("streams", 1) == 1}
     if len(mine) < 2:
         return DEFAULT_BATCHING
     best = max(row["throughput"] for row in mine.values())
@@ -43,4 +41,3 @@ def batching_for(file: Path, backend: str, rows: list[dict]) -> Batching:
     device = next(iter(mine.values())).get("device", "cpu")
     source = f"bench ({engine} on {device}, batches {','.join(map(str, sorted(mine)))})"
     return Batching(largest, (largest,) if largest > 1 else (), DEFAULT_BATCHING.max_queue_delay_us, source)
-

@@ -62,10 +62,12 @@ class RemoteModel:
     def from_config(cls, address: str, name: str, config: object, url: str) -> RemoteModel:
         """The model as its config (Triton's JSON form) describes it, every field used checked: one line naming the first
         that is not what a deploykit classifier has."""
+
         def bad(field: str, value: object, wanted: str) -> DeployKitError:
             what = f"has {field}" if field else "is"
-            return DeployKitError(f"{url}: model {name}'s config {what} {str(value)[:120]!r}, not {wanted}; it is not a "
-                                  "model deploykit wrote (`deploykit triton`), or the server is not Triton")
+            return DeployKitError(
+                f"{url}: model {name}'s config {what} {str(value)[:120]!r}, not {wanted}; it is not a model deploykit wrote (`deploykit triton`), or the server is not Triton"
+            )
 
         if not isinstance(config, dict):
             raise bad("", config, "a config")
@@ -110,7 +112,5 @@ class RemoteModel:
         http = tritonclient_http()
         client = http.InferenceServerClient(self.address, network_timeout=120)
         step = max(1, self.max_batch_size)
-        parts = [client.infer(self.name, self.request(http, batch[i:i + step])).as_numpy(self.output)
-                 for i in range(0, len(batch), step)]
+        parts = [client.infer(self.name, self.request(http, batch[i : i + step])).as_numpy(self.output) for i in range(0, len(batch), step)]
         return np.concatenate(parts).astype(np.float32, copy=False)
-

@@ -77,8 +77,7 @@ class LoadLevel:
         return asdict(self)
 
 
-def measure_level(model: RemoteModel, inputs: list[np.ndarray], concurrency: int, configuration: str, warmup_s: float,
-                  window_s: float, timeout_s: float) -> LoadLevel:
+def measure_level(model: RemoteModel, inputs: list[np.ndarray], concurrency: int, configuration: str, warmup_s: float, window_s: float, timeout_s: float) -> LoadLevel:
     """``concurrency`` clients, each sending its next request when the last returns, for ``warmup_s`` then ``window_s``."""
     http = tritonclient_http()
     stats = http.InferenceServerClient(model.address, network_timeout=30)
@@ -89,16 +88,26 @@ def measure_level(model: RemoteModel, inputs: list[np.ndarray], concurrency: int
     done = sum(1 for t in finished if window_start <= t <= window_end)
     if not latencies:
         why = f"; the server said: {first_error}" if first_error else "; raise --duration or check the server's log"
-        raise DeployKitError(f"no request to {model.name} completed in {window_s:g} s at concurrency {concurrency} "
-                             f"({errors} failed){why}")
+        raise DeployKitError(f"no request to {model.name} completed in {window_s:g} s at concurrency {concurrency} ({errors} failed){why}")
     p50, p90, p99 = np.percentile(np.array(latencies) * 1000, [50, 90, 99])
     batch = len(inputs[0])
-    return LoadLevel(configuration, concurrency, batch, len(latencies), errors, round(done * batch / window_s, 2),
-                     round(float(p50), 3), round(float(p90), 3), round(float(p99), 3), *_server_times(before, after))
+    return LoadLevel(
+        configuration,
+        concurrency,
+        batch,
+        len(latencies),
+        errors,
+        round(done * batch / window_s, 2),
+        round(float(p50), 3),
+        round(float(p90), 3),
+        round(float(p99), 3),
+        *_server_times(before, after),
+    )
 
 
-async def _clients(model: RemoteModel, inputs: list[np.ndarray], concurrency: int, warmup_s: float, window_s: float,
-                   timeout_s: float) -> tuple[float, list[float], list[float], int, str]:
+async def _clients(
+    model: RemoteModel, inputs: list[np.ndarray], concurrency: int, warmup_s: float, window_s: float, timeout_s: float
+) -> tuple[float, list[float], list[float], int, str]:
     import tritonclient.http.aio as aio
 
     client = aio.InferenceServerClient(model.address, conn_limit=concurrency, conn_timeout=timeout_s)
@@ -138,22 +147,24 @@ def _statistics(client, name: str) -> dict:
     try:
         reply = client.get_inference_statistics(name)
     except Exception as exc:  # tritonclient's and the socket's own errors: the server went away mid-sweep
-        raise DeployKitError(f"Triton stopped answering while {name} was measured ({type(exc).__name__}: {first_line(exc)}); "
-                             "see the server's log") from exc
+        raise DeployKitError(f"Triton stopped answering while {name} was measured ({type(exc).__name__}: {first_line(exc)}); see the server's log") from exc
     try:
         stats = reply["model_stats"][-1]  # the newest version's
-        counters = {"inferences": int(stats["inference_count"]), "executions": int(stats["execution_count"]),
-                    **{key: (int(value["count"]), int(value["ns"])) for key, value in stats["inference_stats"].items()}}
+        counters = {
+            "inferences": int(stats["inference_count"]),
+            "executions": int(stats["execution_count"]),
+            **{key: (int(value["count"]), int(value["ns"])) for key, value in stats["inference_stats"].items()},
+        }
         if not {"queue", "compute_input", "compute_infer", "compute_output"} <= set(counters):
             raise KeyError("queue, compute_input, compute_infer, compute_output")
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-        raise DeployKitError(f"the statistics the server returned for {name} are not Triton's ({type(exc).__name__}: {exc}); "
-                             "is the server Triton?") from exc
+        raise DeployKitError(f"the statistics the server returned for {name} are not Triton's ({type(exc).__name__}: {exc}); is the server Triton?") from exc
     return counters
 
 
 def _server_times(before: dict, after: dict) -> tuple[float | None, float | None, float | None]:
     """Mean queue and compute time per request (ms) and images per execution, over the level."""
+
     def mean_ms(*keys: str) -> float | None:
         count = after[keys[0]][0] - before[keys[0]][0]
         total = sum(after[k][1] - before[k][1] for k in keys)
@@ -172,9 +183,11 @@ def reload_with(model: RemoteModel, configuration: Configuration, original: dict
     try:
         client.load_model(model.name, config=json.dumps(configuration.applied_to(original)))
     except Exception as exc:  # tritonclient's InferenceServerException: the server refused the reload
-        raise DeployKitError(f"Triton could not reload {model.name} as '{configuration.label}': {first_line(exc)} (sweeping "
-                             "configurations needs a server started with --model-control-mode explicit, as `deploykit serve` "
-                             "starts it)") from exc
+        raise DeployKitError(
+            f"Triton could not reload {model.name} as '{configuration.label}': {first_line(exc)} (sweeping "
+            "configurations needs a server started with --model-control-mode explicit, as `deploykit serve` "
+            "starts it)"
+        ) from exc
 
 
 def original_config(model: RemoteModel) -> dict:

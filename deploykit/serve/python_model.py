@@ -26,9 +26,11 @@ def _use_serves_python() -> None:
     here = {"deploykit": deploykit.__file__, "numpy": np.__file__}
     for name, expected in record["modules"].items():
         if os.path.realpath(here[name]) != os.path.realpath(expected):
-            raise RuntimeError(f"Triton's Python stub imports {name} from {here[name]}, but `deploykit serve` ran with "
-                               f"{expected} (stub prefix {sys.prefix}, serve's {record['prefix']}); run serve with the "
-                               "Python environment that should serve the model")
+            raise RuntimeError(
+                f"Triton's Python stub imports {name} from {here[name]}, but `deploykit serve` ran with "
+                f"{expected} (stub prefix {sys.prefix}, serve's {record['prefix']}); run serve with the "
+                "Python environment that should serve the model"
+            )
 
 
 class TritonPythonModel:
@@ -41,13 +43,11 @@ class TritonPythonModel:
         folder = os.path.join(args["model_repository"], args["model_version"])
         self.input = config["input"][0]["name"]
         self.output = config["output"][0]["name"]
-        self.runner = cpu_runner(os.path.join(folder, parameters["deploykit.file"]), parameters["deploykit.runtime"],
-                                 threads=int(parameters["deploykit.threads"])).load()
+        self.runner = cpu_runner(os.path.join(folder, parameters["deploykit.file"]), parameters["deploykit.runtime"], threads=int(parameters["deploykit.threads"])).load()
         declared = [int(d) for d in config["input"][0]["dims"]]
         takes = list(self.runner.input_metadata().shape[1:])
         if any(d != -1 and t is not None and d != t for d, t in zip(declared, takes)) or len(declared) != len(takes):
-            raise ValueError(f"config.pbtxt declares input dims {declared} but {parameters['deploykit.file']} takes {takes}; "
-                             "write the repository again with `deploykit triton`")
+            raise ValueError(f"config.pbtxt declares input dims {declared} but {parameters['deploykit.file']} takes {takes}; write the repository again with `deploykit triton`")
 
     def execute(self, requests: list) -> list:
         arrays = [pb_utils.get_input_tensor_by_name(request, self.input).as_numpy() for request in requests]
@@ -57,8 +57,7 @@ class TritonPythonModel:
             error = pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
         rows = np.split(logits, np.cumsum([len(a) for a in arrays])[:-1])
-        return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output, np.ascontiguousarray(part))])
-                for part in rows]
+        return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output, np.ascontiguousarray(part))]) for part in rows]
 
     def finalize(self) -> None:
         self.runner.close()

@@ -62,8 +62,7 @@ def publish_repository(repo: Path, models: list[StagedModel]) -> list[str]:
     made them no longer do."""
     names = [model.spec.name for model in models]
     if len(set(names)) != len(names):
-        raise DeployKitError(f"two models would share a name in {repo} ({', '.join(sorted(n for n in names if names.count(n) > 1))}); "
-                             "give exports in folders with different names")
+        raise DeployKitError(f"two models would share a name in {repo} ({', '.join(sorted(n for n in names if names.count(n) > 1))}); give exports in folders with different names")
     repo = repo.resolve()
     try:
         repo.parent.mkdir(parents=True, exist_ok=True)
@@ -71,8 +70,7 @@ def publish_repository(repo: Path, models: list[StagedModel]) -> list[str]:
         with exclusive_lock(lock, PUBLISH_WAIT_S):
             return _publish_locked(repo, models, names)
     except OSError as exc:  # read-only, permission, a filesystem that makes no files (/proc), full disk
-        raise DeployKitError(f"cannot write the repository {repo}: {exc.strerror or exc} ({exc.filename or repo}); "
-                             "choose a writable folder") from exc
+        raise DeployKitError(f"cannot write the repository {repo}: {exc.strerror or exc} ({exc.filename or repo}); choose a writable folder") from exc
 
 
 def _lock_path(repo: Path) -> Path:
@@ -133,8 +131,7 @@ def refuse_foreign_folder(folder: Path) -> None:
     foreign = sorted(present - written)
     if not record or foreign:
         what = f"holds files deploykit did not write ({', '.join(foreign[:4])})" if record else "was not written by deploykit"
-        raise DeployKitError(f"model folder {folder} {what}; it would be replaced whole, so nothing was written: move it, or "
-                             "write the repository elsewhere")
+        raise DeployKitError(f"model folder {folder} {what}; it would be replaced whole, so nothing was written: move it, or write the repository elsewhere")
 
 
 def read_record(folder: Path) -> dict:
@@ -155,9 +152,15 @@ def _stage(model: StagedModel, folder: Path) -> None:
         os.link(model.source, target)
     except OSError:
         shutil.copy2(model.source, target)
-    record = {"written_by": "deploykit", "file": model.spec.model_file, "source": str(model.source.resolve()),
-              "sha256": sha256_file(target), "backend": model.spec.backend, "precision": model.spec.precision,
-              "batching_from": model.spec.batching.source}
+    record = {
+        "written_by": "deploykit",
+        "file": model.spec.model_file,
+        "source": str(model.source.resolve()),
+        "sha256": sha256_file(target),
+        "backend": model.spec.backend,
+        "precision": model.spec.precision,
+        "batching_from": model.spec.batching.source,
+    }
     (folder / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
 
 

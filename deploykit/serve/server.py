@@ -82,12 +82,15 @@ class Installation:
             raise DeployKitError("deploykit serve needs the tritonserver bundled with nvidia-pytriton: pip install 'deploykit[serve]'")
         root = Path(spec.origin).parent / "tritonserver"
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        found = cls(root / "bin" / "tritonserver", root / "backends" / "python",
-                    root / "python_backend_stubs" / version / "triton_python_backend_stub", root.parent.parent / "nvidia_pytriton.libs")
+        found = cls(
+            root / "bin" / "tritonserver",
+            root / "backends" / "python",
+            root / "python_backend_stubs" / version / "triton_python_backend_stub",
+            root.parent.parent / "nvidia_pytriton.libs",
+        )
         for path in (found.binary, found.python_backend, found.stub):
             if not path.exists():
-                raise DeployKitError(f"nvidia-pytriton's {path.name} is missing ({path}); for Python {version} reinstall it: "
-                                     "pip install --force-reinstall 'deploykit[serve]'")
+                raise DeployKitError(f"nvidia-pytriton's {path.name} is missing ({path}); for Python {version} reinstall it: pip install --force-reinstall 'deploykit[serve]'")
         return found
 
 
@@ -128,16 +131,43 @@ class TritonServer:
         for source in (*installation.python_backend.iterdir(), installation.stub):
             if source.is_file():
                 shutil.copy2(source, backends / "python" / source.name)
-        command = [str(installation.binary), "--model-repository", str(self.repository), "--backend-directory", str(backends),
-                   "--http-address", HOST, "--http-port", str(self.ports.http), "--grpc-address", HOST,
-                   "--grpc-port", str(self.ports.grpc), "--allow-metrics", "false", "--strict-readiness", "true",
-                   "--exit-on-error", "true", "--model-control-mode", "explicit", "--load-model", "*",
-                   "--exit-timeout-secs", str(int(STOP_WAIT_S / 2)),
-                   f"--backend-config=python,shm-region-prefix-name={self.workdir.name}_"]
+        command = [
+            str(installation.binary),
+            "--model-repository",
+            str(self.repository),
+            "--backend-directory",
+            str(backends),
+            "--http-address",
+            HOST,
+            "--http-port",
+            str(self.ports.http),
+            "--grpc-address",
+            HOST,
+            "--grpc-port",
+            str(self.ports.grpc),
+            "--allow-metrics",
+            "false",
+            "--strict-readiness",
+            "true",
+            "--exit-on-error",
+            "true",
+            "--model-control-mode",
+            "explicit",
+            "--load-model",
+            "*",
+            "--exit-timeout-secs",
+            str(int(STOP_WAIT_S / 2)),
+            f"--backend-config=python,shm-region-prefix-name={self.workdir.name}_",
+        ]
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(dying_with_this_process(command), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=self._environment(installation, interpreter),
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                dying_with_this_process(command),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._environment(installation, interpreter),
+                start_new_session=True,
+            )
         self._wait_ready(timeout_s)
 
     def _environment(self, installation: Installation, interpreter: Path) -> dict[str, str]:
@@ -146,11 +176,14 @@ class TritonServer:
 
         import deploykit
 
-        python = {"prefix": sys.prefix, "path": [entry for entry in sys.path if entry and Path(entry).is_dir()],
-                  "modules": {"deploykit": deploykit.__file__, "numpy": numpy.__file__}}
-        return {**os.environ, "LD_LIBRARY_PATH": os.pathsep.join(p for p in libraries if p),
-                "PATH": os.pathsep.join([str(interpreter.parent), os.environ.get("PATH", "")]),
-                SERVE_PYTHON: json.dumps(python), "OMP_NUM_THREADS": str(self.threads)}
+        python = {"prefix": sys.prefix, "path": [entry for entry in sys.path if entry and Path(entry).is_dir()], "modules": {"deploykit": deploykit.__file__, "numpy": numpy.__file__}}
+        return {
+            **os.environ,
+            "LD_LIBRARY_PATH": os.pathsep.join(p for p in libraries if p),
+            "PATH": os.pathsep.join([str(interpreter.parent), os.environ.get("PATH", "")]),
+            SERVE_PYTHON: json.dumps(python),
+            "OMP_NUM_THREADS": str(self.threads),
+        }
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -211,13 +244,17 @@ def require_stub_python() -> Path:
     naming what is missing, before the server starts."""
     interpreter = Path(sys.executable).parent / "python3"
     if not interpreter.exists():
-        raise DeployKitError(f"Triton's Python backend runs served models with the python3 beside this Python ({interpreter}), "
-                             "which does not exist; run deploykit serve from a virtual environment or a Python that has one")
+        raise DeployKitError(
+            f"Triton's Python backend runs served models with the python3 beside this Python ({interpreter}), "
+            "which does not exist; run deploykit serve from a virtual environment or a Python that has one"
+        )
     library = Path(sysconfig.get_config_var("LIBDIR") or "") / (sysconfig.get_config_var("INSTSONAME") or "")
     if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not library.is_file():
-        raise DeployKitError(f"this Python ({sys.executable}) has no shared libpython, which Triton's Python backend stub links "
-                             "against; serve from a Python built with --enable-shared (python.org, Debian and pyenv with "
-                             "PYTHON_CONFIGURE_OPTS=--enable-shared are)")
+        raise DeployKitError(
+            f"this Python ({sys.executable}) has no shared libpython, which Triton's Python backend stub links "
+            "against; serve from a Python built with --enable-shared (python.org, Debian and pyenv with "
+            "PYTHON_CONFIGURE_OPTS=--enable-shared are)"
+        )
     return interpreter
 
 

@@ -61,17 +61,23 @@ class TritonModel:
 
 def preprocess_parameters(preprocess: Preprocess) -> dict[str, str]:
     """The preprocessing as config parameters; floats written as Python writes them, so they read back exactly."""
+
     def numbers(values: tuple) -> str:
         return ",".join(str(float(v)) for v in values)
 
-    return {"deploykit.size": str(preprocess.size), "deploykit.resize": str(preprocess.resize),
-            "deploykit.interpolation": preprocess.interpolation, "deploykit.mean": numbers(preprocess.mean),
-            "deploykit.std": numbers(preprocess.std)}
+    return {
+        "deploykit.size": str(preprocess.size),
+        "deploykit.resize": str(preprocess.resize),
+        "deploykit.interpolation": preprocess.interpolation,
+        "deploykit.mean": numbers(preprocess.mean),
+        "deploykit.std": numbers(preprocess.std),
+    }
 
 
 def recorded_preprocess(parameters: dict[str, str], model: str) -> Preprocess:
     """The preprocessing ``preprocess_parameters`` wrote into a config, each value checked; one line when it records none
     or a value no deploykit model can have."""
+
     def numbers(text: str) -> tuple[float, float, float]:
         values = tuple(float(v) for v in text.split(","))
         if len(values) != 3 or not all(math.isfinite(v) for v in values):
@@ -91,11 +97,9 @@ def recorded_preprocess(parameters: dict[str, str], model: str) -> Preprocess:
         interpolation = parameters.get("deploykit.interpolation", "bilinear")
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"deploykit.interpolation {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
-        return Preprocess(whole("deploykit.size", MAX_INPUT_SIZE), whole("deploykit.resize", 4 * MAX_INPUT_SIZE),
-                          numbers(parameters["deploykit.mean"]), std, interpolation)
+        return Preprocess(whole("deploykit.size", MAX_INPUT_SIZE), whole("deploykit.resize", 4 * MAX_INPUT_SIZE), numbers(parameters["deploykit.mean"]), std, interpolation)
     except (KeyError, ValueError) as exc:
-        raise DeployKitError(f"model {model} records no usable deploykit preprocessing in its config ({exc}); write its "
-                             "repository with `deploykit triton`") from exc
+        raise DeployKitError(f"model {model} records no usable deploykit preprocessing in its config ({exc}); write its repository with `deploykit triton`") from exc
 
 
 def schema():
@@ -103,8 +107,7 @@ def schema():
     try:
         from tritonclient.grpc import model_config_pb2
     except ImportError as exc:
-        raise DeployKitError("Triton repositories need tritonclient (Triton's model-config schema): "
-                             "pip install 'deploykit[serve]'") from exc
+        raise DeployKitError("Triton repositories need tritonclient (Triton's model-config schema): pip install 'deploykit[serve]'") from exc
     return model_config_pb2
 
 
@@ -117,19 +120,19 @@ def io_specs(onnx_path: Path, fix_command: str) -> tuple[TensorSpec, TensorSpec]
     initializers = {init.name for init in graph.initializer}
     inputs = [tensor for tensor in graph.input if tensor.name not in initializers]
     if len(inputs) != 1 or len(graph.output) != 1:
-        raise DeployKitError(f"{onnx_path} has {len(inputs)} inputs and {len(graph.output)} outputs; a Triton classifier "
-                             "config is written for one image input and one logits output")
+        raise DeployKitError(f"{onnx_path} has {len(inputs)} inputs and {len(graph.output)} outputs; a Triton classifier config is written for one image input and one logits output")
     specs = []
     for tensor in (inputs[0], graph.output[0]):
         dims = tensor.type.tensor_type.shape.dim
         if dims and dims[0].HasField("dim_value"):
-            raise DeployKitError(f"{onnx_path} has a fixed batch of {dims[0].dim_value} ({tensor.name}); Triton batches "
-                                 f"requests only with a dynamic batch dimension: {fix_command}")
+            raise DeployKitError(f"{onnx_path} has a fixed batch of {dims[0].dim_value} ({tensor.name}); Triton batches requests only with a dynamic batch dimension: {fix_command}")
         rest = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in dims[1:])
         data_type = _ONNX_TYPES.get(tensor.type.tensor_type.elem_type)
         if data_type is None or not rest:
-            raise DeployKitError(f"{onnx_path}: {tensor.name} has element type {tensor.type.tensor_type.elem_type} and "
-                                 f"{len(dims)} dims; Triton configs are written for [batch, ...] float or integer tensors")
+            raise DeployKitError(
+                f"{onnx_path}: {tensor.name} has element type {tensor.type.tensor_type.elem_type} and "
+                f"{len(dims)} dims; Triton configs are written for [batch, ...] float or integer tensors"
+            )
         specs.append(TensorSpec(tensor.name, data_type, rest))
     return specs[0], specs[1]
 
@@ -137,8 +140,7 @@ def io_specs(onnx_path: Path, fix_command: str) -> tuple[TensorSpec, TensorSpec]
 def build_config(spec: TritonModel):
     """``spec`` as a ``ModelConfig`` message."""
     pb = schema()
-    config = pb.ModelConfig(name=spec.name, backend=spec.backend, max_batch_size=spec.batching.max_batch_size,
-                            default_model_filename=spec.model_file)
+    config = pb.ModelConfig(name=spec.name, backend=spec.backend, max_batch_size=spec.batching.max_batch_size, default_model_filename=spec.model_file)
     for tensor, target in ((spec.input, config.input), (spec.output, config.output)):
         target.add(name=tensor.name, data_type=pb.DataType.Value(tensor.data_type), dims=list(tensor.dims))
     if spec.dynamic_batching:

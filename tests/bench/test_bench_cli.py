@@ -23,9 +23,16 @@ def digits_export(train_on_digits, tmp_path_factory):
     trained = train_on_digits("cifar_resnet20")
     from deploykit.compress.configs import QuantizeConfig
 
-    result = export(ExportConfig(trained.name, out=tmp_path_factory.mktemp("bench"), weights=str(trained.weights),
-                                 input_size=trained.size, dynamic_batch=True,
-                                 quantize=QuantizeConfig(calib=trained.calib, holdout=trained.holdout)))
+    result = export(
+        ExportConfig(
+            trained.name,
+            out=tmp_path_factory.mktemp("bench"),
+            weights=str(trained.weights),
+            input_size=trained.size,
+            dynamic_batch=True,
+            quantize=QuantizeConfig(calib=trained.calib, holdout=trained.holdout),
+        )
+    )
     labelled = tmp_path_factory.mktemp("labelled")
     # The digits' test images as a labelled folder: class subfolders 0..9 of PNGs, resized like any photo.
     raw = np.load(trained.holdout)
@@ -43,8 +50,7 @@ def test_bench_writes_checked_json_and_csv(tmp_path):
     """onnxruntime timed at two batch sizes (the file exported for bench with a dynamic batch), its agreement with the
     PyTorch model measured, and the same rows in the JSON and the CSV."""
     out = tmp_path / "ort.json"
-    result = run("bench", "cifar_resnet20", "--engine", "ort", "--runs", 7, "--warmup", 2, "--batch", "1,3", "--json", out,
-                 "--csv", tmp_path / "t.csv", "--out", tmp_path / "exports")
+    result = run("bench", "cifar_resnet20", "--engine", "ort", "--runs", 7, "--warmup", 2, "--batch", "1,3", "--json", out, "--csv", tmp_path / "t.csv", "--out", tmp_path / "exports")
     assert result.exit_code == 0, result.output
     payload = json.loads(out.read_text())
     rows = payload["results"]
@@ -82,8 +88,7 @@ def test_bench_with_a_preset(digits_export, tmp_path):
 def test_bench_then_report(digits_export, tmp_path):
     folder, _ = digits_export
     for engine, precision in (("torch", "fp32"), ("ort", "int8")):
-        assert run("bench", folder, "--engine", engine, "--precision", precision, "--runs", 5,
-                   "--json", tmp_path / f"{engine}.json").exit_code == 0
+        assert run("bench", folder, "--engine", engine, "--precision", precision, "--runs", 5, "--json", tmp_path / f"{engine}.json").exit_code == 0
     result = run("report", tmp_path / "torch.json", tmp_path / "ort.json", "--out", tmp_path / "report")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "report" / "pareto.png").stat().st_size > 1000
@@ -94,8 +99,7 @@ def test_bench_then_report(digits_export, tmp_path):
 def test_trt_without_tensorrt_is_one_clear_line(digits_export):
     result = run("bench", digits_export[0], "--engine", "trt", "--precision", "int8")
     assert result.exit_code == 2
-    assert result.output.strip().splitlines() == ["Error: TensorRT is not installed; on a machine with an NVIDIA GPU, in your "
-                                                  "deploykit clone, run: pip install -e '.[tensorrt]'"]
+    assert result.output.strip().splitlines() == ["Error: TensorRT is not installed; on a machine with an NVIDIA GPU, in your deploykit clone, run: pip install -e '.[tensorrt]'"]
 
 
 def test_cuda_without_a_gpu_is_a_clear_error():
@@ -107,13 +111,16 @@ def test_cuda_without_a_gpu_is_a_clear_error():
     assert result.exit_code == 2 and ("no CUDA GPU is visible" in result.output or "no NVIDIA GPU driver" in result.output)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["bench", "no_such_model"], "unknown model"),
-    (["bench", "cifar_resnet20", "--batch", "1,x"], "--batch takes comma-separated integers from 1"),
-    (["bench", "cifar_resnet20", "--precision", "int8"], "torch engine runs fp32 or fp16"),
-    (["bench", "cifar_resnet20", "--target", "nowhere"], "unknown target preset"),
-    (["bench", "cifar_resnet20", "--warmup", "soon"], "--warmup takes a number of runs"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["bench", "no_such_model"], "unknown model"),
+        (["bench", "cifar_resnet20", "--batch", "1,x"], "--batch takes comma-separated integers from 1"),
+        (["bench", "cifar_resnet20", "--precision", "int8"], "torch engine runs fp32 or fp16"),
+        (["bench", "cifar_resnet20", "--target", "nowhere"], "unknown target preset"),
+        (["bench", "cifar_resnet20", "--warmup", "soon"], "--warmup takes a number of runs"),
+    ],
+)
 def test_bench_bad_input(args, message):
     result = run(*args)
     assert result.exit_code == 2 and message in result.output
@@ -128,8 +135,7 @@ def test_fixed_batch_artifact_refuses_other_batches(tmp_path):
 @pytest.mark.skipif(not HAS_TENSORRT, reason="TensorRT is not installed (GPU machines only)")
 def test_tensorrt_engine_matches_onnx_runtime(digits_export, tmp_path):
     folder, labelled = digits_export
-    result = run("bench", folder, "--engine", "trt", "--precision", "int8", "--data", labelled, "--batch", "1,8", "--runs", 5,
-                 "--json", tmp_path / "trt.json")
+    result = run("bench", folder, "--engine", "trt", "--precision", "int8", "--data", labelled, "--batch", "1,8", "--runs", 5, "--json", tmp_path / "trt.json")
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "trt.json").read_text())["results"]
     assert all(r["agreement_top1"] >= 0.97 for r in rows)
@@ -167,8 +173,7 @@ def test_bench_streams_add_a_parallel_row_per_batch_that_report_plots(digits_exp
     from deploykit.bench.report import draw
 
     out = tmp_path / "s.json"
-    result = run("bench", digits_export[0], "--engine", engine, "--precision", "int8", "--batch", "1,4", "--streams", 2,
-                 "--runs", 8, "--json", out)
+    result = run("bench", digits_export[0], "--engine", engine, "--precision", "int8", "--batch", "1,4", "--streams", 2, "--runs", 8, "--json", out)
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())["results"]
     assert [(r["batch"], r["streams"]) for r in rows] == [(1, 1), (1, 2), (4, 1), (4, 2)]
@@ -188,12 +193,12 @@ def test_options_that_cannot_apply_are_refused_before_any_work(tmp_path):
     from deploykit.recipes.export import export
 
     folder = export(ExportConfig("cifar_resnet20", out=tmp_path, input_size=32, time_runtimes=False)).folder
-    for options, expected in ((("--input-size", 160), "exported at 32x32, so --input-size 160 cannot apply; export it at that "
-                                                      "size (`deploykit export cifar_resnet20 --input-size 160`)"),
-                              (("--batch", "1,8"), "takes a fixed batch of 1, so --batch 8 cannot apply; export with "
-                                                   "--dynamic-batch"),
-                              (("--runs", 3, "--duration", 1), "--runs and --duration both say how long"),
-                              (("--data-limit", 5,), "--data-limit applies to the images of --data")):
+    for options, expected in (
+        (("--input-size", 160), "exported at 32x32, so --input-size 160 cannot apply; export it at that size (`deploykit export cifar_resnet20 --input-size 160`)"),
+        (("--batch", "1,8"), "takes a fixed batch of 1, so --batch 8 cannot apply; export with --dynamic-batch"),
+        (("--runs", 3, "--duration", 1), "--runs and --duration both say how long"),
+        (("--data-limit", 5), "--data-limit applies to the images of --data"),
+    ):
         result = run("bench", folder, "--engine", "ort", *options, "--json", tmp_path / "never.json")
         assert result.exit_code == 2 and result.output.count("\n") == 1 and expected in result.output, result.output
         assert not (tmp_path / "never.json").exists()
@@ -221,8 +226,7 @@ def test_data_is_read_whole_unless_limited_and_duration_times_by_the_clock(tmp_p
     (row,) = json.loads((tmp_path / "a.json").read_text())["results"]
     assert row["accuracy_images"] == len(photos) and row["measured_on"] == f"{len(photos)} images of {tmp_path / 'data'}"
     assert row["runs"] > 3 and 0.4 <= row["runs"] * row["mean_ms"] / 1e3 < 2.0, row  # timed calls only, not the loop
-    limited = run("bench", folder, "--engine", "ort", "--data", tmp_path / "data", "--data-limit", 10, "--runs", 2,
-                  "--json", tmp_path / "b.json")
+    limited = run("bench", folder, "--engine", "ort", "--data", tmp_path / "data", "--data-limit", 10, "--runs", 2, "--json", tmp_path / "b.json")
     assert limited.exit_code == 0, limited.output
     (row,) = json.loads((tmp_path / "b.json").read_text())["results"]
     assert row["accuracy_images"] == 10 and f"--data-limit 10: 10 (spread over its {len(photos)}) images" in " ".join(limited.output.split())
@@ -234,8 +238,7 @@ def test_bench_all_times_and_checks_every_file_on_every_runtime_in_one_table(tmp
     and the best batch, quality on the images it names, each file's check; JSON that report plots."""
     from deploykit.bench.runtimes import bf16_possible, openvino_installed
 
-    folder = export(ExportConfig("cifar_resnet20", out=tmp_path, input_size=32, dynamic_batch=True, fp16=True,
-                                 quantize=QuantizeConfig(calib_size=16), time_runtimes=False)).folder
+    folder = export(ExportConfig("cifar_resnet20", out=tmp_path, input_size=32, dynamic_batch=True, fp16=True, quantize=QuantizeConfig(calib_size=16), time_runtimes=False)).folder
     result = run("bench", folder, "--all", "--batch", "4", "--json", tmp_path / "all.json")
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "all.json").read_text())["results"]
@@ -247,14 +250,12 @@ def test_bench_all_times_and_checks_every_file_on_every_runtime_in_one_table(tmp
     assert all(r["measured_on"] == "48 images of the bundled held-out photos" and 0 <= r["agreement_top1"] <= 1 for r in rows)
     assert all(len(r["rounds_ms"]) == 7 for r in rows if r["batch"] == 1)
     checks = {r["file"]: r["check"] for r in rows if r["precision"] != "bf16"}
-    assert checks == {"(PyTorch model)": "the reference", "model.onnx": "parity PASS", "model.fp16.onnx": "parity PASS",
-                      "model.int8.onnx": "gate not applied (random weights)"}
+    assert checks == {"(PyTorch model)": "the reference", "model.onnx": "parity PASS", "model.fp16.onnx": "parity PASS", "model.int8.onnx": "gate not applied (random weights)"}
     text = " ".join(result.output.split())
     assert "every file on every runtime, interleaved" in text and ("fastest: " in text or "chosen: tie within noise" in text)
     report = run("report", tmp_path / "all.json", "--out", tmp_path / "report")
     assert report.exit_code == 0 and (tmp_path / "report" / "pareto.png").stat().st_size > 0, report.output
-    for options, expected_line in ((("--engine", "ort"), "--engine does not apply with --all"),
-                                   (("--runs", 5), "--runs does not apply with --all")):
+    for options, expected_line in ((("--engine", "ort"), "--engine does not apply with --all"), (("--runs", 5), "--runs does not apply with --all")):
         refused = run("bench", folder, "--all", *options)
         assert refused.exit_code == 2 and expected_line in refused.output and refused.output.count("\n") == 1, refused.output
     bare = run("bench", "cifar_resnet20", "--all")

@@ -60,18 +60,20 @@ def test_builtin_presets_validate():
 
 def test_user_presets_add_and_override(tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text('[pi5]\nengine = "ort"\ndevice = "cpu"\nprecision = "int8"\nbatches = [1]\nthreads = 4\n'
-                    '[edge-cpu-1t]\nengine = "openvino"\ndevice = "cpu"\nprecision = "fp32"\n')
+    path.write_text('[pi5]\nengine = "ort"\ndevice = "cpu"\nprecision = "int8"\nbatches = [1]\nthreads = 4\n[edge-cpu-1t]\nengine = "openvino"\ndevice = "cpu"\nprecision = "fp32"\n')
     assert get_preset("pi5", path).threads == 4
     assert get_preset("edge-cpu-1t", path).engine == "openvino"
 
 
-@pytest.mark.parametrize("body, message", [
-    ('[x]\nengine = "tflite"\ndevice = "cpu"\nprecision = "fp32"\n', "engine must be one of"),
-    ('[x]\nengine = "ort"\ndevice = "cpu"\nprecision = "fp32"\nbatches = [0]\n', "positive integers"),
-    ('[x]\nengine = "ort"\ndevice = "cpu"\nprecision = "fp32"\ncolour = 1\n', "unknown keys"),
-    ("[x\n", "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ('[x]\nengine = "tflite"\ndevice = "cpu"\nprecision = "fp32"\n', "engine must be one of"),
+        ('[x]\nengine = "ort"\ndevice = "cpu"\nprecision = "fp32"\nbatches = [0]\n', "positive integers"),
+        ('[x]\nengine = "ort"\ndevice = "cpu"\nprecision = "fp32"\ncolour = 1\n', "unknown keys"),
+        ("[x\n", "not valid TOML"),
+    ],
+)
 def test_bad_presets_are_named(tmp_path, body, message):
     path = tmp_path / "bad.toml"
     path.write_text(body)
@@ -85,8 +87,19 @@ def test_unknown_preset_lists_known_ones():
 
 
 def _result(model, engine, p50, agreement, accuracy=None):
-    row = {"model": model, "engine": engine, "device": "cpu", "precision": "fp32", "batch": 1, "p50_ms": p50, "p90_ms": p50,
-           "p99_ms": p50, "throughput": 1000 / p50, "agreement_top1": agreement, "peak_rss_mb": 100.0}
+    row = {
+        "model": model,
+        "engine": engine,
+        "device": "cpu",
+        "precision": "fp32",
+        "batch": 1,
+        "p50_ms": p50,
+        "p90_ms": p50,
+        "p99_ms": p50,
+        "throughput": 1000 / p50,
+        "agreement_top1": agreement,
+        "peak_rss_mb": 100.0,
+    }
     if accuracy is not None:
         row["accuracy_top1"] = accuracy
     return row

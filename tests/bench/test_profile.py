@@ -16,8 +16,7 @@ KEPT = "layer3.2.bn2"
 @pytest.fixture(scope="module")
 def excluded_export(tmp_path_factory):
     out = tmp_path_factory.mktemp("profile")
-    result = invoke("export", "cifar_resnet20", "--int8", "--calib-size", 16, "--input-size", 32, "--exclude", KEPT,
-                    "--no-timing", "--out", out)
+    result = invoke("export", "cifar_resnet20", "--int8", "--calib-size", 16, "--input-size", 32, "--exclude", KEPT, "--no-timing", "--out", out)
     assert result.exit_code == 0, result.output
     return out / "cifar_resnet20"
 
@@ -34,8 +33,7 @@ def test_a_layer_kept_in_fp32_runs_in_float_and_the_rest_in_int8(excluded_export
 
 
 def test_bench_profile_prints_the_slowest_layers_and_what_ran_in_float(excluded_export, tmp_path):
-    result = invoke("bench", excluded_export, "--engine", "ort", "--precision", "int8", "--runs", 3, "--profile",
-                    "--json", tmp_path / "p.json")
+    result = invoke("bench", excluded_export, "--engine", "ort", "--precision", "int8", "--runs", 3, "--profile", "--json", tmp_path / "p.json")
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "model.int8.onnx on onnxruntime, batch 1: the slowest 15 of" in text and "time by precision: int8" in text

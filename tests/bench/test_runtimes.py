@@ -33,8 +33,7 @@ def test_every_runtime_is_timed_in_interleaved_rounds(small_export):
     expected = {"ort", "openvino"} if runtimes.openvino_installed() else {"ort"}
     assert {c.runtime for c in timings.combinations} == expected and timings.rounds == runtimes.ROUNDS
     assert all(c.p50_ms > 0 and c.passed and c.file == ONNX_NAME for c in timings.combinations)
-    assert all(len(c.rounds_ms) == runtimes.ROUNDS and min(c.rounds_ms) <= c.p50_ms <= max(c.rounds_ms)
-               for c in timings.combinations)
+    assert all(len(c.rounds_ms) == runtimes.ROUNDS and min(c.rounds_ms) <= c.p50_ms <= max(c.rounds_ms) for c in timings.combinations)
     assert timings.decision.tied[0] == min(timings.combinations, key=lambda c: c.p50_ms)
     assert timings.from_dict(timings.as_dict()) == timings
 
@@ -51,11 +50,9 @@ def test_the_same_file_twice_is_a_tie_settled_by_accuracy_and_a_heavier_file_los
     shutil.copy(folder / ONNX_NAME, folder / "model.int8.onnx")
     heavy = export(ExportConfig("cifar_resnet56", out=tmp_path / "heavy", input_size=16, time_runtimes=False)).onnx_path
     shutil.copy(heavy, folder / "heavy.onnx")
-    timings = time_runtimes_apart(folder, {ONNX_NAME: ("fp32", True), "model.int8.onnx": ("int8", True),
-                                           "heavy.onnx": ("fp32", True)}, (1, 3, 16, 16))
+    timings = time_runtimes_apart(folder, {ONNX_NAME: ("fp32", True), "model.int8.onnx": ("int8", True), "heavy.onnx": ("fp32", True)}, (1, 3, 16, 16))
     for runtime in {c.runtime for c in timings.combinations}:
-        fp32, copy, slow = (next(c for c in timings.combinations if (c.file, c.runtime) == (name, runtime))
-                            for name in (ONNX_NAME, "model.int8.onnx", "heavy.onnx"))
+        fp32, copy, slow = (next(c for c in timings.combinations if (c.file, c.runtime) == (name, runtime)) for name in (ONNX_NAME, "model.int8.onnx", "heavy.onnx"))
         assert not fp32.slower_beyond_noise(copy) and not copy.slower_beyond_noise(fp32), (fp32, copy)
         assert slow.slower_beyond_noise(fp32) and slow.slower_beyond_noise(copy), (slow, fp32)
     decision = timings.decision
@@ -138,8 +135,13 @@ def test_an_edited_runtimes_section_is_one_line_naming_the_field(edit, small_exp
     folder = tmp_path / "edited"
     shutil.copytree(small_export, folder)
     manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["runtimes"] = {"batch": 1, "rounds": 3, "combinations": [{"file": ONNX_NAME, "runtime": "ort", "precision": "fp32",
-                                                                        "passed": True, "p50_ms": 1.5}], "fastest": None, "not_timed": []}
+    manifest["runtimes"] = {
+        "batch": 1,
+        "rounds": 3,
+        "combinations": [{"file": ONNX_NAME, "runtime": "ort", "precision": "fp32", "passed": True, "p50_ms": 1.5}],
+        "fastest": None,
+        "not_timed": [],
+    }
     change, expected = RUNTIMES_EDITS[edit]
     change(manifest["runtimes"])
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -161,9 +163,13 @@ def _processes_mentioning(text: str) -> list[int]:
 
 def _export_until_timing(tmp_path) -> tuple[subprocess.Popen, Path]:
     """`deploykit export` in a real process, returned once its timing child is running."""
-    process = subprocess.Popen([sys.executable, "-m", "deploykit", "export", "cifar_resnet20", "--input-size", "16", "--out",
-                                str(tmp_path / "out")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "TMPDIR": str(tmp_path)})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploykit", "export", "cifar_resnet20", "--input-size", "16", "--out", str(tmp_path / "out")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and process.poll() is None:
         for work in tmp_path.glob("deploykit-timing-*"):

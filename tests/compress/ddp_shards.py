@@ -36,8 +36,7 @@ def main() -> None:
     data = load_training_data(str(folder), Preprocess.for_model(get_spec("cifar_resnet20"), 16))
     logged = TrainingData(Logged(data.train, out / "seen"), data.val, data.num_classes)
     model = build_model("cifar_resnet20", num_classes=data.num_classes)
-    distill(model, None, logged, DistillConfig(epochs=epochs, alpha=0.0, batch_size=8, lr=0.05), out,
-            {"name": "cifar_resnet20", "kwargs": {"num_classes": data.num_classes}}, workers=1)
+    distill(model, None, logged, DistillConfig(epochs=epochs, alpha=0.0, batch_size=8, lr=0.05), out, {"name": "cifar_resnet20", "kwargs": {"num_classes": data.num_classes}}, workers=1)
 
 
 if __name__ == "__main__":

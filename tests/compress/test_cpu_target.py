@@ -26,8 +26,18 @@ OTHER_KIND = {"vnni": "avx2", "avx2": "vnni"}
 
 def _export(trained, out, **quantize):
     quantize = {"calib": trained.calib, "holdout": trained.holdout, **quantize}
-    return export(ExportConfig(trained.name, out=out, weights=str(trained.weights), input_size=trained.size, dynamic_batch=True,
-                               time_runtimes=False, model_kwargs=trained.model_kwargs, quantize=QuantizeConfig(**quantize)))
+    return export(
+        ExportConfig(
+            trained.name,
+            out=out,
+            weights=str(trained.weights),
+            input_size=trained.size,
+            dynamic_batch=True,
+            time_runtimes=False,
+            model_kwargs=trained.model_kwargs,
+            quantize=QuantizeConfig(**quantize),
+        )
+    )
 
 
 def _largest_weight_integer(path) -> int:
@@ -52,9 +62,22 @@ def test_each_target_gets_its_weights_and_the_manifest_and_output_name_it(cpu, t
 
 
 def test_the_export_command_says_which_cpu_auto_chose(trained_digits, tmp_path):
-    result, _ = run_cli("export", trained_digits.name, "--weights", trained_digits.weights, "--input-size", trained_digits.size,
-                        "--int8", "--calib", trained_digits.calib, "--holdout", trained_digits.holdout, "--no-timing",
-                        "--out", tmp_path)
+    result, _ = run_cli(
+        "export",
+        trained_digits.name,
+        "--weights",
+        trained_digits.weights,
+        "--input-size",
+        trained_digits.size,
+        "--int8",
+        "--calib",
+        trained_digits.calib,
+        "--holdout",
+        trained_digits.holdout,
+        "--no-timing",
+        "--out",
+        tmp_path,
+    )
     assert result.exit_code == 0, result.output
     weights = 8 if cpu_kind() == "vnni" else 7
     assert f"INT8 made for {cpu_kind().upper()} CPUs, {weights}-bit weights (--cpu auto: this machine's kind)" in result.output
@@ -104,9 +127,11 @@ def test_a_file_for_the_other_kind_of_cpu_is_called_out_where_it_runs(trained_di
             (labelled / str(index) / photo.name).symlink_to(photo)
     expected = f"warning: model.int8.onnx was made for {other.upper()} CPUs"
     for folder, warned in ((made_elsewhere, True), (made_here, False)):
-        commands = [("bench", folder, "--engine", "ort", "--precision", "int8", "--runs", "3", "--warmup", "1"),
-                    ("eval", folder, "--data", labelled, "--engine", "ort", "--precision", "int8"),
-                    ("compare", folder / "model.onnx", folder / "model.int8.onnx")]
+        commands = [
+            ("bench", folder, "--engine", "ort", "--precision", "int8", "--runs", "3", "--warmup", "1"),
+            ("eval", folder, "--data", labelled, "--engine", "ort", "--precision", "int8"),
+            ("compare", folder / "model.onnx", folder / "model.int8.onnx"),
+        ]
         for command in commands:
             result, _ = run_cli(*command)
             assert result.exit_code == 0, result.output

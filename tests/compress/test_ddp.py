@@ -15,8 +15,13 @@ SCRIPT = Path(__file__).with_name("ddp_shards.py")
 
 def _torchrun(folder: Path, out: Path, epochs: int) -> list[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT),
-                           str(folder), str(out), str(epochs)], capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(SCRIPT), str(folder), str(out), str(epochs)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     digests = sorted(line for line in proc.stdout.splitlines() if "weights sha256" in line)
     assert len(digests) == 2

@@ -25,20 +25,29 @@ def model(nodes, inits, channels=2):
 
 def fp32_conv():
     """Relu -> Conv(3x3, no padding) with float weights."""
-    return model([helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Conv", ["r", "w", "b"], ["y"], name="conv")],
-                 [numpy_helper.from_array(WEIGHT, "w"), numpy_helper.from_array(BIAS, "b")])
+    return model(
+        [helper.make_node("Relu", ["x"], ["r"], name="relu"), helper.make_node("Conv", ["r", "w", "b"], ["y"], name="conv")],
+        [numpy_helper.from_array(WEIGHT, "w"), numpy_helper.from_array(BIAS, "b")],
+    )
 
 
 def int8_conv(activation_scale=None):
     """The same conv with per-channel int8 weights and an int32 bias behind DequantizeLinear; with ``activation_scale``
     its input goes through a uint8 Q/DQ pair too."""
     integers = np.round(WEIGHT / WEIGHT_SCALE[:, None, None, None]).astype(np.int8)
-    inits = [numpy_helper.from_array(integers, "w_q"), numpy_helper.from_array(WEIGHT_SCALE.astype(np.float32), "w_s"),
-             numpy_helper.from_array(np.zeros(2, np.int8), "w_z"), numpy_helper.from_array(np.round(BIAS / BIAS_SCALE).astype(np.int32), "b_q"),
-             numpy_helper.from_array(np.full(2, BIAS_SCALE, np.float32), "b_s"), numpy_helper.from_array(np.zeros(2, np.int32), "b_z")]
-    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
-             helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w_dq"], axis=0),
-             helper.make_node("DequantizeLinear", ["b_q", "b_s", "b_z"], ["b_dq"], axis=0)]
+    inits = [
+        numpy_helper.from_array(integers, "w_q"),
+        numpy_helper.from_array(WEIGHT_SCALE.astype(np.float32), "w_s"),
+        numpy_helper.from_array(np.zeros(2, np.int8), "w_z"),
+        numpy_helper.from_array(np.round(BIAS / BIAS_SCALE).astype(np.int32), "b_q"),
+        numpy_helper.from_array(np.full(2, BIAS_SCALE, np.float32), "b_s"),
+        numpy_helper.from_array(np.zeros(2, np.int32), "b_z"),
+    ]
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_z"], ["w_dq"], axis=0),
+        helper.make_node("DequantizeLinear", ["b_q", "b_s", "b_z"], ["b_dq"], axis=0),
+    ]
     conv_input = "r"
     if activation_scale is not None:
         inits += [numpy_helper.from_array(np.array(activation_scale, np.float32), "a_s"), numpy_helper.from_array(np.array(0, np.uint8), "a_z")]

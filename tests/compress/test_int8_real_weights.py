@@ -57,11 +57,13 @@ def with_clipped_logits(path: Path, out: Path, scale: float = 0.0747, zero_point
     logits_name = model.graph.output[0].name
     for node in model.graph.node:
         node.output[:] = [f"{logits_name}_float" if name == logits_name else name for name in node.output]
-    model.graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), "logits_scale"),
-                                    numpy_helper.from_array(np.array(zero_point, np.uint8), "logits_zero_point")])
-    model.graph.node.extend([
-        helper.make_node("QuantizeLinear", [f"{logits_name}_float", "logits_scale", "logits_zero_point"], ["logits_q"]),
-        helper.make_node("DequantizeLinear", ["logits_q", "logits_scale", "logits_zero_point"], [logits_name])])
+    model.graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), "logits_scale"), numpy_helper.from_array(np.array(zero_point, np.uint8), "logits_zero_point")])
+    model.graph.node.extend(
+        [
+            helper.make_node("QuantizeLinear", [f"{logits_name}_float", "logits_scale", "logits_zero_point"], ["logits_q"]),
+            helper.make_node("DequantizeLinear", ["logits_q", "logits_scale", "logits_zero_point"], [logits_name]),
+        ]
+    )
     onnx.save(model, str(out))
     return out
 
@@ -88,8 +90,7 @@ def test_bench_measures_agreement_on_the_photos_export_judged_and_says_so(real_i
     on the same 48 bundled held-out photos, and its row names them (it measured 32 of them before)."""
     folder, _, _ = real_int8
     check = json.loads((folder / "manifest.json").read_text())["int8"]["check_vs_fp32"]
-    result, _ = run_cli("bench", folder, "--engine", "ort", "--precision", "int8", "--runs", 2, "--warmup", 1,
-                        "--json", tmp_path / "b.json")
+    result, _ = run_cli("bench", folder, "--engine", "ort", "--precision", "int8", "--runs", 2, "--warmup", 1, "--json", tmp_path / "b.json")
     assert result.exit_code == 0, result.output
     (row,) = json.loads((tmp_path / "b.json").read_text())["results"]
     assert row["measured_on"] == f"{check['samples']} images of the bundled held-out photos" and check["samples"] == 48
@@ -103,8 +104,7 @@ def test_compare_per_layer_on_the_int8_twin_is_diagnosis_on_the_gates_photos(rea
     0.274%)."""
     folder, _, _ = real_int8
     manifest = json.loads((folder / "manifest.json").read_text())["int8"]["saturation_holdout"]["most_clipped"]
-    result, text = run_cli("compare", folder / "model.onnx", folder / "model.int8.onnx", "--per-layer",
-                           "--json", tmp_path / "c.json")
+    result, text = run_cli("compare", folder / "model.onnx", folder / "model.int8.onnx", "--per-layer", "--json", tmp_path / "c.json")
     assert result.exit_code == 0, result.output
     assert "first divergent layer" not in text and "not judged layer by layer" in text
     assert "on the 48 held-out images the export's gate used" in text
@@ -139,8 +139,7 @@ def test_clipped_logits_fail_the_default_gate(real_int8, labelled, imagenet_samp
 
 
 def test_trt_target_is_written_by_default_and_keeps_top1(real_checkpoint, labelled, imagenet_sample, tmp_path):
-    result, text = run_cli("export", "mobilenet", "--weights", real_checkpoint(CHECKPOINT), "--int8", "--int8-layout", "trt",
-                           "--out", tmp_path)
+    result, text = run_cli("export", "mobilenet", "--weights", real_checkpoint(CHECKPOINT), "--int8", "--int8-layout", "trt", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     folder = tmp_path / "mobilenet_v2"
     fp32, int8, _ = top1_and_agreement(folder, "model.int8.onnx", *labelled("mobilenet_v2", imagenet_sample))
@@ -153,8 +152,7 @@ def test_val_maps_synset_folders_and_the_openvino_layout_is_judged_on_openvino(r
     """`--val ../shared/imagenet-sample` reads the synset folders as `eval` does, so the gate is the real top-1 drop; with
     `--int8-layout openvino` the gate runs the file on OpenVINO, where it is deployed, and it loses at most 1 point."""
     _, weights, _ = real_int8
-    result, text = run_cli("export", "mobilenet", "--weights", weights, "--int8", "--int8-layout", "openvino", "--val",
-                           imagenet_sample, "--no-timing", "--out", tmp_path)
+    result, text = run_cli("export", "mobilenet", "--weights", weights, "--int8", "--int8-layout", "openvino", "--val", imagenet_sample, "--no-timing", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     check = json.loads((tmp_path / "mobilenet_v2" / "manifest.json").read_text())["int8"]["check_vs_fp32"]
     assert check["val_images"] == 500 and check["fp32_top1"] > 0.8 and check["drop_points"] <= 1.0 and check["passed"]
@@ -166,8 +164,7 @@ def test_val_maps_synset_folders_and_the_openvino_layout_is_judged_on_openvino(r
 def test_int8_of_real_lite0_keeps_top1(real_checkpoint, labelled, imagenet_sample, tmp_path):
     result, _ = run_cli("export", "efficientnet_lite0", "--weights", real_checkpoint(LITE0), "--int8", "--out", tmp_path)
     assert result.exit_code == 0, result.output
-    fp32, int8, agreement = top1_and_agreement(tmp_path / "efficientnet_lite0", "model.int8.onnx",
-                                               *labelled("efficientnet_lite0", imagenet_sample))
+    fp32, int8, agreement = top1_and_agreement(tmp_path / "efficientnet_lite0", "model.int8.onnx", *labelled("efficientnet_lite0", imagenet_sample))
     assert fp32 > 85 and fp32 - int8 <= 1.0 and agreement >= 95.0, (fp32, int8, agreement)
 
 
@@ -175,8 +172,7 @@ def test_squeezed_calibration_fails_and_keeps_the_fp32_export(real_int8, tmp_pat
     _, weights, _ = real_int8
     samples = load_samples(DEFAULT_HOLDOUT_DIR.parent / "calibration", Preprocess.for_model(get_spec("mobilenet_v2")), 64)
     np.save(tmp_path / "squeezed.npy", samples * 0.1)
-    result, text = run_cli("export", "mobilenet_v2", "--weights", weights, "--int8", "--calib", tmp_path / "squeezed.npy",
-                           "--out", tmp_path)
+    result, text = run_cli("export", "mobilenet_v2", "--weights", weights, "--int8", "--calib", tmp_path / "squeezed.npy", "--out", tmp_path)
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "fails the accuracy gate" in text and "--calib DIR" in text and "no model.int8.onnx was written" in text
     folder = tmp_path / "mobilenet_v2"
@@ -198,8 +194,7 @@ def test_label_free_qat_keeps_top1_on_labelled_photos(real_int8, labelled, image
     """`export --int8 --qat` on the 70 bundled photos, no labels: top-1 on the 500 labelled photos stays within a point of
     FP32 and of the PTQ file it started from, in the same layout, and its model.onnx is still the original FP32."""
     folder, weights, _ = real_int8
-    result, text = run_cli("export", "mobilenet", "--weights", weights, "--int8", "--qat", "--epochs", "2", "--qat-lr", "5e-6",
-                           "--out", tmp_path)
+    result, text = run_cli("export", "mobilenet", "--weights", weights, "--int8", "--qat", "--epochs", "2", "--qat-lr", "5e-6", "--out", tmp_path)
     assert result.exit_code == 0, result.output
     qat_folder = tmp_path / "mobilenet_v2"
     images, labels = labelled("mobilenet_v2", imagenet_sample)

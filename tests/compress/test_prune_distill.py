@@ -30,14 +30,17 @@ from deploykit.recipes.ref import build_model, parse_model_ref
 pytestmark = pytest.mark.xdist_group("digits-train")
 
 
-@pytest.mark.parametrize("name, size, classes", [
-    ("resnet18", 64, 1000),          # residual adds
-    ("mobilenet_v2", 64, 1000),      # depthwise
-    ("densenet121", 64, 1000),       # concatenation
-    ("resnext50_32x4d", 64, 1000),   # grouped convolutions
-    ("se_resnet50", 64, 1000),       # squeeze-and-excitation
-    ("googlenet", 64, 1000),         # inception concatenation, aux heads dropped
-])
+@pytest.mark.parametrize(
+    "name, size, classes",
+    [
+        ("resnet18", 64, 1000),  # residual adds
+        ("mobilenet_v2", 64, 1000),  # depthwise
+        ("densenet121", 64, 1000),  # concatenation
+        ("resnext50_32x4d", 64, 1000),  # grouped convolutions
+        ("se_resnet50", 64, 1000),  # squeeze-and-excitation
+        ("googlenet", 64, 1000),  # inception concatenation, aux heads dropped
+    ],
+)
 def test_pruning_gives_a_smaller_model_that_exports_with_parity(name, size, classes, tmp_path):
     report = run_prune(parse_model_ref(name), PruneConfig(ratio=0.3, round_to=8), tmp_path / name, size)
     assert report.macs_after < report.macs_before and report.params_after < report.params_before
@@ -77,12 +80,15 @@ def test_layers_as_wide_as_the_class_count_are_still_pruned():
     assert model.fc.out_features == 64 and model.conv1.out_channels == 32 and model.layer1[0].conv1.out_channels == 32
 
 
-@pytest.mark.parametrize("config, message", [
-    (PruneConfig(ratio=1.0), "between 0 and 1"),
-    (PruneConfig(ratio=0.0), "between 0 and 1"),
-    (PruneConfig(), "exactly one of --ratio and --target-macs"),
-    (PruneConfig(ratio=0.5, method="random"), "unknown pruning method"),
-])
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        (PruneConfig(ratio=1.0), "between 0 and 1"),
+        (PruneConfig(ratio=0.0), "between 0 and 1"),
+        (PruneConfig(), "exactly one of --ratio and --target-macs"),
+        (PruneConfig(ratio=0.5, method="random"), "unknown pruning method"),
+    ],
+)
 def test_bad_prune_options(config, message):
     with pytest.raises(DeployKitError, match=message):
         prune_model(build_model("cifar_resnet20"), (1, 3, 32, 32), config)
@@ -111,8 +117,7 @@ def test_distillation_improves_the_student(train_on_digits, tmp_path):
     data = load_training_data("digits", preprocess)
     student = build_model("cifar_resnet20", width=8)
     start = validation_top1(student, data.val)
-    result = distill(student, build_model("cifar_resnet20", str(teacher.weights)), data, DistillConfig(epochs=2, lr=0.1),
-                     tmp_path, {"name": "cifar_resnet20", "kwargs": {"width": 8}})
+    result = distill(student, build_model("cifar_resnet20", str(teacher.weights)), data, DistillConfig(epochs=2, lr=0.1), tmp_path, {"name": "cifar_resnet20", "kwargs": {"width": 8}})
     assert start < 0.3 and result.history[-1].val_top1 > start + 0.3
     assert (tmp_path / "best.pth").is_file() and (tmp_path / "last.pth").is_file() and (tmp_path / "checkpoint.pth").is_file()
 
@@ -130,12 +135,10 @@ def test_interrupted_run_resumes_where_it_stopped(train_on_digits, tmp_path):
     assert again.history == first.history and again.weights_sha256 == first.weights_sha256
 
 
-@pytest.mark.parametrize("setup, message", [
-    ("one_class", "at least 2 classes"),
-    ("empty", "no images"),
-    ("mismatch", "predicts 1000 classes but the data has 10"),
-    ("no_teacher_weights", "a teacher needs trained weights"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [("one_class", "at least 2 classes"), ("empty", "no images"), ("mismatch", "predicts 1000 classes but the data has 10"), ("no_teacher_weights", "a teacher needs trained weights")],
+)
 def test_bad_training_input(setup, message, tmp_path):
     from PIL import Image
 
@@ -164,10 +167,33 @@ def test_two_process_ddp_run_agrees_on_weights(train_on_digits, tmp_path):
     teacher = train_on_digits("cifar_resnet20")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "deploykit", "distill",
-         "--teacher", f"cifar_resnet20:{teacher.weights}", "--student", "cifar_resnet20", "--data", "digits", "--epochs", "1",
-         "--input-size", "16", "--out", str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "deploykit",
+            "distill",
+            "--teacher",
+            f"cifar_resnet20:{teacher.weights}",
+            "--student",
+            "cifar_resnet20",
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--input-size",
+            "16",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     # The two ranks share one pipe, so their lines may interleave: read the pairs, not the lines.

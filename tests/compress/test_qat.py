@@ -23,8 +23,11 @@ pytestmark = pytest.mark.xdist_group("digits")
 
 def _export(trained, out, **extra):
     quantize = QuantizeConfig(calib=trained.calib, holdout=trained.holdout, rounding="nearest")  # what QAT simulates
-    return export(ExportConfig(f"{trained.name}:{trained.weights}", time_runtimes=False, out=out, input_size=trained.size, dynamic_batch=True,
-                               model_kwargs=trained.model_kwargs, quantize=quantize, **extra))
+    return export(
+        ExportConfig(
+            f"{trained.name}:{trained.weights}", time_runtimes=False, out=out, input_size=trained.size, dynamic_batch=True, model_kwargs=trained.model_kwargs, quantize=quantize, **extra
+        )
+    )
 
 
 def _quantized_tensors(path):
@@ -81,8 +84,7 @@ def test_qat_needs_int8_and_its_images_are_checked_before_any_slow_step(tmp_path
     with pytest.raises(DeployKitError, match="add --int8"):
         export(ExportConfig("cifar_resnet20", time_runtimes=False, out=tmp_path, input_size=16, qat=QatConfig()))
     with pytest.raises(DeployKitError, match="missing does not exist"):
-        export(ExportConfig("cifar_resnet20", time_runtimes=False, out=tmp_path, input_size=16, quantize=QuantizeConfig(calib_size=8), qat=QatConfig(),
-                            qat_data=tmp_path / "missing"))
+        export(ExportConfig("cifar_resnet20", time_runtimes=False, out=tmp_path, input_size=16, quantize=QuantizeConfig(calib_size=8), qat=QatConfig(), qat_data=tmp_path / "missing"))
     assert not list(tmp_path.rglob("*.onnx"))
 
 
@@ -95,10 +97,17 @@ def test_fixed_ranges_give_back_the_ptq_scales(target, trained_digits, tmp_path)
     from deploykit.data import Preprocess
     from deploykit.models import get_spec
 
-    config = QuantizeConfig(calib=trained_digits.calib, holdout=trained_digits.holdout, layout=target, min_cosine=-1.0,
-                            min_top5=0.0, max_fallback_layers=0, bias_correction=False)
-    ptq = export(ExportConfig(f"{trained_digits.name}:{trained_digits.weights}", time_runtimes=False, out=tmp_path, input_size=trained_digits.size,
-                              model_kwargs=trained_digits.model_kwargs, quantize=config))
+    config = QuantizeConfig(calib=trained_digits.calib, holdout=trained_digits.holdout, layout=target, min_cosine=-1.0, min_top5=0.0, max_fallback_layers=0, bias_correction=False)
+    ptq = export(
+        ExportConfig(
+            f"{trained_digits.name}:{trained_digits.weights}",
+            time_runtimes=False,
+            out=tmp_path,
+            input_size=trained_digits.size,
+            model_kwargs=trained_digits.model_kwargs,
+            quantize=config,
+        )
+    )
     plan = read_plan(onnx.load(str(ptq.int8_path)))
     data = load_quantization_data(config, Preprocess.for_model(get_spec(trained_digits.name), trained_digits.size), 10)
     other = replace(data, calibration=data.calibration * 0.5)  # calibrating on these alone gives other ranges

@@ -29,8 +29,11 @@ def int8_export(name, out, **quantize):
 
 def trained_int8_export(trained, out, **quantize):
     quantize = {"calib": trained.calib, "holdout": trained.holdout, **quantize}
-    return export(ExportConfig(trained.name, out=out, weights=str(trained.weights), input_size=trained.size, dynamic_batch=True,
-                               model_kwargs=trained.model_kwargs, quantize=QuantizeConfig(**quantize)))
+    return export(
+        ExportConfig(
+            trained.name, out=out, weights=str(trained.weights), input_size=trained.size, dynamic_batch=True, model_kwargs=trained.model_kwargs, quantize=QuantizeConfig(**quantize)
+        )
+    )
 
 
 @pytest.mark.parametrize("name", ["cifar_resnet20", "googlenet"])  # residual, inception
@@ -76,8 +79,7 @@ def test_calibration_cache_is_reused_and_invalidated(tmp_path):
 
 def test_trt_layout_is_symmetric_and_the_old_target_option_still_asks_for_it(tmp_path):
     """`--target trt` (export's name for the layout before --int8-layout) still works for one release, with a warning."""
-    result = CliRunner().invoke(cli, ["export", "cifar_resnet20", "--int8", "--target", "trt", "--calib-size", "16",
-                                      "--input-size", str(SIZE), "--out", str(tmp_path)])
+    result = CliRunner().invoke(cli, ["export", "cifar_resnet20", "--int8", "--target", "trt", "--calib-size", "16", "--input-size", str(SIZE), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "export --target is now --int8-layout" in result.output
     folder = tmp_path / "cifar_resnet20"
@@ -116,8 +118,7 @@ def test_fallback_keeps_sensitive_layers_and_says_which(trained_digits, tmp_path
     data = load_quantization_data(config, Preprocess.for_model(get_spec(trained_digits.name), trained_digits.size), 10)
     clipped = {"input": (-0.01, 0.01)}
     with pytest.raises(Int8GateError, match=r"even with 0 layer\(s\) kept in FP32"):
-        quantize_int8(fp32.onnx_path, tmp_path / "ptq.onnx", data, replace(config, max_fallback_layers=0), tmp_path / "cache",
-                      fixed_ranges=clipped)
+        quantize_int8(fp32.onnx_path, tmp_path / "ptq.onnx", data, replace(config, max_fallback_layers=0), tmp_path / "cache", fixed_ranges=clipped)
     result = quantize_int8(fp32.onnx_path, tmp_path / "int8.onnx", data, config, tmp_path / "cache", fixed_ranges=clipped)
     assert result.check.passed and [k.node for k in result.kept_fp32][:1] == ["bn1/Conv"]
     assert all(k.output_gain > 0 for k in result.kept_fp32)
@@ -145,10 +146,17 @@ def test_sensitivity_blames_the_layer_whose_input_range_is_wrong(trained_digits,
 
     squeezed = tmp_path / "squeezed.npy"
     np.save(squeezed, np.load(trained_digits.calib) * 0.5)
-    result = export(ExportConfig(trained_digits.name, time_runtimes=False, out=tmp_path, weights=str(trained_digits.weights), input_size=16,
-                                 dynamic_batch=True, quantize=QuantizeConfig(calib=squeezed, holdout=trained_digits.holdout,
-                                                                         min_cosine=-1.0, min_top5=0.0,
-                                                                         min_confident_agreement=0.0)))
+    result = export(
+        ExportConfig(
+            trained_digits.name,
+            time_runtimes=False,
+            out=tmp_path,
+            weights=str(trained_digits.weights),
+            input_size=16,
+            dynamic_batch=True,
+            quantize=QuantizeConfig(calib=squeezed, holdout=trained_digits.holdout, min_cosine=-1.0, min_top5=0.0, min_confident_agreement=0.0),
+        )
+    )
     quant_pre_process(str(result.onnx_path), str(tmp_path / "pre.onnx"))
     pre = onnx.load(str(tmp_path / "pre.onnx"))
     built = QdqBuild(onnx.load(str(result.folder / "model.int8.onnx")), pre, Int8Settings.for_config(QuantizeConfig()), ())
@@ -156,13 +164,16 @@ def test_sensitivity_blames_the_layer_whose_input_range_is_wrong(trained_digits,
     assert ranked[0].node == "bn1/Conv" and ranked[0].output_gain > 0.3
 
 
-@pytest.mark.parametrize("setup, message", [
-    ("empty", "no images"),
-    ("text_only", "no images"),
-    ("too_few", "only 3 calibration samples"),
-    ("wrong_shape", "has shape [10, 3, 16, 16], but the model takes [N, 3, 64, 64]"),
-    ("missing", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        ("empty", "no images"),
+        ("text_only", "no images"),
+        ("too_few", "only 3 calibration samples"),
+        ("wrong_shape", "has shape [10, 3, 16, 16], but the model takes [N, 3, 64, 64]"),
+        ("missing", "does not exist"),
+    ],
+)
 def test_bad_calibration_data_fails_before_writing(setup, message, tmp_path):
     calib = tmp_path / "calib"
     calib.mkdir()
@@ -177,8 +188,7 @@ def test_bad_calibration_data_fails_before_writing(setup, message, tmp_path):
     elif setup == "missing":
         calib = tmp_path / "nope"
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["export", "resnet18", "--int8", "--calib", str(calib), "--input-size", str(SIZE), str(SIZE),
-                                      "--out", str(out)])
+    result = CliRunner().invoke(cli, ["export", "resnet18", "--int8", "--calib", str(calib), "--input-size", str(SIZE), str(SIZE), "--out", str(out)])
     assert result.exit_code == 2 and message in " ".join(result.output.split())
     assert not out.exists() or not any(out.rglob("*.onnx"))
 
@@ -196,7 +206,10 @@ def test_cli_prints_int8_summary(tmp_path):
     assert "model.int8.onnx" in text and "Q/DQ nodes" in text and "INT8 vs FP32" in text
     assert re.search(r"INT8 vs FP32, batch 1, each on the same runtime: onnxruntime [\d.]+ -> [\d.]+ ms \([\d.]+x\)", text)
     assert re.search(r"timed, batch 1, p50 of 7 interleaved rounds: onnxruntime FP32 [\d.]+ ms \[rounds [\d.]+-[\d.]+\]", text)
-    chosen = re.search(r"(fastest here|chosen), of (\d) timed: (tie within noise of [^;]+; chose )?(onnxruntime|OpenVINO) "
-                       r"(FP32|INT8) \((model\.onnx|model\.int8\.onnx)", text)
+    chosen = re.search(
+        r"(fastest here|chosen), of (\d) timed: (tie within noise of [^;]+; chose )?(onnxruntime|OpenVINO) "
+        r"(FP32|INT8) \((model\.onnx|model\.int8\.onnx)",
+        text,
+    )
     assert chosen and int(chosen.group(2)) >= 2 and (chosen.group(5) == "INT8") == (chosen.group(6) == "model.int8.onnx")
     assert (chosen.group(1) == "chosen") == bool(chosen.group(3)), text

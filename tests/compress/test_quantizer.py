@@ -15,14 +15,12 @@ from deploykit.runtime.ort_runner import create_session
 def q_dq_graph(zero_point: np.ndarray, scale: float = 0.1) -> onnx.ModelProto:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 1, 6])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 1, 6])
-    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
-             helper.make_node("Identity", ["d"], ["y"])]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]), helper.make_node("Identity", ["d"], ["y"])]
     inits = [numpy_helper.from_array(np.array(scale, np.float32), "s"), numpy_helper.from_array(zero_point, "z")]
     return helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 18)])
 
 
-@pytest.mark.parametrize("zero_point, expected_range", [(np.array(0, np.int8), (-128, 127)), (np.array(128, np.uint8), (0, 255)),
-                                                        (np.array(0, np.uint8), (0, 255))])
+@pytest.mark.parametrize("zero_point, expected_range", [(np.array(0, np.int8), (-128, 127)), (np.array(128, np.uint8), (0, 255)), (np.array(0, np.uint8), (0, 255))])
 def test_the_quantizer_clamps_where_onnxruntime_does(zero_point, expected_range):
     model = q_dq_graph(zero_point)
     quantizer = QdqGraph(model).activation_quantizers()["x"]

@@ -14,8 +14,7 @@ from tests.cli import run_cli
 
 CIFAR = Path(__file__).resolve().parents[3] / "shared" / "cifar10" / "train"
 MOBILENET = "mobilenet_v2-b0353104.pth"
-pytestmark = [pytest.mark.skipif(not CIFAR.is_dir(), reason=f"the CIFAR-10 photos are not at {CIFAR}"),
-              pytest.mark.xdist_group("cifar10")]
+pytestmark = [pytest.mark.skipif(not CIFAR.is_dir(), reason=f"the CIFAR-10 photos are not at {CIFAR}"), pytest.mark.xdist_group("cifar10")]
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +34,9 @@ def photos(tmp_path_factory) -> dict[str, Path]:
 def teacher(photos, real_checkpoint, tmp_path_factory):
     """The real MobileNet-v2 fine-tuned onto the 10 classes: (its folder, what train printed)."""
     folder = tmp_path_factory.mktemp("runs") / "teacher"
-    result, text = run_cli("train", f"mobilenet_v2:{real_checkpoint(MOBILENET)}", "--data", photos["train"], "--val", photos["val"],
-                           "--input-size", 32, "--epochs", 2, "--workers", 0, "--out", folder)
+    result, text = run_cli(
+        "train", f"mobilenet_v2:{real_checkpoint(MOBILENET)}", "--data", photos["train"], "--val", photos["val"], "--input-size", 32, "--epochs", 2, "--workers", 0, "--out", folder
+    )
     assert result.exit_code == 0, result.output
     return folder, text
 
@@ -76,8 +76,7 @@ def test_a_training_folder_is_a_model_reference_everywhere(teacher, photos, tmp_
     assert '"airplane", "automobile"' in config.replace('\\"', '"')
     on_torch = eval_top1(tmp_path, folder, photos["val"], "--engine", "torch")
     assert eval_top1(tmp_path, tmp_path / "out" / "mobilenet_v2", photos["val"]) == pytest.approx(on_torch, abs=1 / 300 + 1e-9)
-    bench, text = run_cli("bench", folder, "--engine", "ort", "--runs", 3, "--warmup", 1, "--data", photos["val"],
-                          "--out", tmp_path / "bench")
+    bench, text = run_cli("bench", folder, "--engine", "ort", "--runs", 3, "--warmup", 1, "--data", photos["val"], "--out", tmp_path / "bench")
     assert bench.exit_code == 0, bench.output
 
 
@@ -94,8 +93,27 @@ def test_prune_calls_out_a_collapse_and_distillation_recovers_it(teacher, photos
     assert eval_top1(tmp_path, pruned, photos["val"]) == accuracy["after"]  # both on onnxruntime: the same figure
     assert eval_top1(tmp_path, folder, photos["val"]) == accuracy["before"]
     student = tmp_path / "student"
-    result, text = run_cli("distill", "--teacher", folder, "--student", pruned, "--data", photos["train"], "--val", photos["val"],
-                           "--epochs", 3, "--lr", 0.05, "--alpha", 0.5, "--workers", 0, "--out", student)
+    result, text = run_cli(
+        "distill",
+        "--teacher",
+        folder,
+        "--student",
+        pruned,
+        "--data",
+        photos["train"],
+        "--val",
+        photos["val"],
+        "--epochs",
+        3,
+        "--lr",
+        0.05,
+        "--alpha",
+        0.5,
+        "--workers",
+        0,
+        "--out",
+        student,
+    )
     assert result.exit_code == 0, result.output
     recovered = manifest(student)["training"]["best_val_top1"]
     lost = accuracy["before"] - accuracy["after"]
@@ -107,8 +125,7 @@ def test_prune_calls_out_a_collapse_and_distillation_recovers_it(teacher, photos
 
 def test_the_chain_refuses_a_variant_that_loses_too_much(teacher, photos, tmp_path):
     folder, _ = teacher
-    result, text = run_cli("export", folder, "--prune", 0.5, "--data", photos["train"], "--val", photos["val"], "--epochs", 1,
-                           "--max-drop", 0.5, "--out", tmp_path / "out")
+    result, text = run_cli("export", folder, "--prune", 0.5, "--data", photos["train"], "--val", photos["val"], "--epochs", 1, "--max-drop", 0.5, "--out", tmp_path / "out")
     assert result.exit_code == 1, result.output
     chain = manifest(tmp_path / "out" / "mobilenet_v2")["stages"]["chain"]
     assert not chain["passed"] and chain["drop_points"] > 0.5 and "CHAIN FAILED: it lost" in text
@@ -123,8 +140,7 @@ def test_label_free_distillation_from_a_flat_folder_of_photos(teacher, photos, t
     for photo in sorted(photos["train"].rglob("*.jpg"))[::5]:
         (flat / f"{photo.parent.name}-{photo.name}").symlink_to(photo.resolve())
     folder, _ = teacher
-    result, text = run_cli("distill", "--teacher", folder, "--student", "cifar_resnet20", "--data", flat, "--epochs", 1,
-                           "--workers", 0, "--out", tmp_path / "student")
+    result, text = run_cli("distill", "--teacher", folder, "--student", "cifar_resnet20", "--data", flat, "--epochs", 1, "--workers", 0, "--out", tmp_path / "student")
     assert result.exit_code == 0, result.output
     training = manifest(tmp_path / "student")["training"]
     assert training["metric"] == "agreement with the teacher's top-1" and "teacher's predictions are the targets" in text

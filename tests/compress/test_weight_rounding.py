@@ -27,8 +27,7 @@ def test_gptq_lowers_the_layer_output_error_of_a_dense_and_a_depthwise_layer():
         nearest = np.clip(np.round(layer.weight / scale), -127, 127)
         rounded = _gptq(layer, scale, 127).astype(np.float64)
         assert np.abs(rounded).max() <= 127
-        assert _output_error(layer.weight, rounded, scale, layer.hessian) < 0.9 * _output_error(layer.weight, nearest, scale,
-                                                                                                layer.hessian)
+        assert _output_error(layer.weight, rounded, scale, layer.hessian) < 0.9 * _output_error(layer.weight, nearest, scale, layer.hessian)
 
 
 def test_an_input_calibration_never_fired_keeps_its_nearest_weights():

@@ -60,19 +60,21 @@ def test_unreadable_image_is_named(tmp_path):
         load_images([bad], Preprocess(32, 32, (0, 0, 0), (1, 1, 1)))
 
 
-@pytest.mark.parametrize("name, tag", [
-    ("mobilenet_v2", "IMAGENET1K_V1"),     # resize 256, bilinear
-    ("resnet50", "IMAGENET1K_V2"),         # resize 232
-    ("efficientnet_b0", "IMAGENET1K_V1"),  # bicubic
-    ("inception_v3", "IMAGENET1K_V1"),     # 342 / 299
-])
+@pytest.mark.parametrize(
+    "name, tag",
+    [
+        ("mobilenet_v2", "IMAGENET1K_V1"),  # resize 256, bilinear
+        ("resnet50", "IMAGENET1K_V2"),  # resize 232
+        ("efficientnet_b0", "IMAGENET1K_V1"),  # bicubic
+        ("inception_v3", "IMAGENET1K_V1"),  # 342 / 299
+    ],
+)
 def test_published_weights_are_preprocessed_exactly_as_torchvision_does(name, tag):
     """The eval transform of a published checkpoint is torchvision's own weights.transforms(), bit for bit."""
     from deploykit.data.vision import torchvision
     from deploykit.models.pretrained import find_weights
 
-    enums = {"mobilenet_v2": "MobileNet_V2_Weights", "resnet50": "ResNet50_Weights", "efficientnet_b0": "EfficientNet_B0_Weights",
-             "inception_v3": "Inception_V3_Weights"}
+    enums = {"mobilenet_v2": "MobileNet_V2_Weights", "resnet50": "ResNet50_Weights", "efficientnet_b0": "EfficientNet_B0_Weights", "inception_v3": "Inception_V3_Weights"}
     reference = getattr(torchvision().models, enums[name])[tag].transforms()
     preprocess = Preprocess.for_model(get_spec(name), None, find_weights(name, tag))
     paths = find_images(DEFAULT_HOLDOUT_DIR)[::4]

@@ -43,8 +43,10 @@ def main() -> None:
         dataset = nncf.Dataset([{model.graph.input[0].name: image[None]} for image in images])
         quantized = nncf.quantize(model, dataset, subset_size=len(images), target_device=nncf.TargetDevice.CPU)
         reference[name] = placement(quantized, types=True)
-    OUT.write_text(json.dumps({"nncf": nncf.__version__, "command": " ".join(sys.argv), "input_size": INPUT_SIZE,
-                               "calibration_images": CALIBRATION_IMAGES, "placement": reference}, indent=1) + "\n")
+    OUT.write_text(
+        json.dumps({"nncf": nncf.__version__, "command": " ".join(sys.argv), "input_size": INPUT_SIZE, "calibration_images": CALIBRATION_IMAGES, "placement": reference}, indent=1)
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -39,13 +39,11 @@ def main() -> None:
         source = folder / name / "model.onnx"
         target = folder / name / "model.modelopt.int8.onnx"
         calibration = np.random.default_rng(0).standard_normal((8, 3, 224, 224)).astype(np.float32)
-        quantize(str(source), quantize_mode="int8", calibration_data=calibration, calibration_eps=["cpu"],
-                 output_path=str(target))
+        quantize(str(source), quantize_mode="int8", calibration_data=calibration, calibration_eps=["cpu"], output_path=str(target))
         reference[name] = placement(onnx.load(str(target)))
     import modelopt
 
-    OUT.write_text(json.dumps({"modelopt": modelopt.__version__, "command": " ".join(sys.argv), "placement": reference},
-                              indent=1) + "\n")
+    OUT.write_text(json.dumps({"modelopt": modelopt.__version__, "command": " ".join(sys.argv), "placement": reference}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

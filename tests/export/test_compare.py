@@ -63,8 +63,7 @@ def test_per_layer_cli_on_a_perturbed_file(resnet18_export, tmp_path):
     perturb_conv_writing(proto, "layer2.1.bn1", factor=1.2)
     perturbed = tmp_path / "perturbed.onnx"
     onnx.save(proto, str(perturbed))
-    result = CliRunner().invoke(cli, ["compare", "resnet18", str(perturbed), "--input-size", "64", "--per-layer",
-                                      "--json", str(tmp_path / "r.json")])
+    result = CliRunner().invoke(cli, ["compare", "resnet18", str(perturbed), "--input-size", "64", "--per-layer", "--json", str(tmp_path / "r.json")])
     assert result.exit_code == 1
     assert "first divergent layer: layer2.1.bn1 (BatchNorm2d)" in " ".join(result.output.split())
     assert json.loads((tmp_path / "r.json").read_text())["first_divergent"] == "layer2.1.bn1"
@@ -91,8 +90,7 @@ def test_per_layer_names_the_most_clipped_int8_quantizers(tmp_path):
     export(ExportConfig("cifar_resnet20", time_runtimes=False, out=tmp_path, quantize=QuantizeConfig(calib=tmp_path / "squeezed.npy", calib_size=16)))
     folder = tmp_path / "cifar_resnet20"
     report_path = tmp_path / "report.json"
-    result = CliRunner().invoke(cli, ["compare", str(folder / "model.onnx"), str(folder / "model.int8.onnx"), "--per-layer",
-                                      "--json", str(report_path)])
+    result = CliRunner().invoke(cli, ["compare", str(folder / "model.onnx"), str(folder / "model.int8.onnx"), "--per-layer", "--json", str(report_path)])
     assert "Traceback" not in result.output and "most clipped INT8 quantizers" in result.output
     saturation = json.loads(report_path.read_text())["saturation"]
     assert any(s["tensor"] == "input" and s["clipped"] > 0.3 for s in saturation)

@@ -12,8 +12,20 @@ from deploykit.recipes.export import export
 from deploykit.recipes.configs import ExportConfig
 
 # One model per family runs at its full input size; the rest at a small valid resolution.
-FULL_SIZE = {"alexnet", "vgg11", "googlenet", "resnet50", "preact_resnet18", "cifar_resnet20", "resnext50_32x4d",
-             "se_resnet50", "densenet121", "mobilenet_v2", "squeezenet1_1", "efficientnet_b0"}
+FULL_SIZE = {
+    "alexnet",
+    "vgg11",
+    "googlenet",
+    "resnet50",
+    "preact_resnet18",
+    "cifar_resnet20",
+    "resnext50_32x4d",
+    "se_resnet50",
+    "densenet121",
+    "mobilenet_v2",
+    "squeezenet1_1",
+    "efficientnet_b0",
+}
 
 
 def export_size(name: str) -> int:

@@ -16,8 +16,7 @@ from tests.cli import invoke as run
 
 
 def test_unknown_model_suggests_names(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "deploykit", "export", "resnet5O", "--out", str(tmp_path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "deploykit", "export", "resnet5O", "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and "did you mean" in proc.stderr and "Traceback" not in proc.stderr
     assert not any(tmp_path.iterdir())
 
@@ -92,5 +91,4 @@ def test_bad_int8_data_is_refused_before_the_onnx_export(option, tmp_path):
 
 def test_a_usage_error_is_one_line_with_where_to_look(tmp_path):
     result = run("export", "cifar_resnet20", "--calib-size", "0", "--out", str(tmp_path))
-    assert result.exit_code == 2 and result.output == ("Error: Invalid value for '--calib-size': 0 is not in the range x>=1 "
-                                                       "(see 'deploykit export --help')\n"), result.output
+    assert result.exit_code == 2 and result.output == ("Error: Invalid value for '--calib-size': 0 is not in the range x>=1 (see 'deploykit export --help')\n"), result.output

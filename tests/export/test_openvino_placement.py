@@ -35,13 +35,14 @@ def test_openvino_layout_places_qdq_as_nncf_does(name, tmp_path):
     initializers = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
     zero_points = [initializers[n.input[2]] for n in proto.graph.node if n.op_type == "QuantizeLinear"]
     assert not any(zero.any() for zero in zero_points), "activations are symmetric: every zero point is 0"
-    weights = {n.input[0]: initializers[n.input[0]] for n in proto.graph.node
-               if n.op_type == "DequantizeLinear" and n.input[0] in initializers}
-    first = [w for w in weights if w.removesuffix("_quantized") in first_layer_weights(proto) or
-             any(w.startswith(f.removesuffix("_float")) for f in first_layer_weights(onnx.load(str(result.onnx_path))))]
+    weights = {n.input[0]: initializers[n.input[0]] for n in proto.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in initializers}
+    first = [
+        w
+        for w in weights
+        if w.removesuffix("_quantized") in first_layer_weights(proto) or any(w.startswith(f.removesuffix("_float")) for f in first_layer_weights(onnx.load(str(result.onnx_path))))
+    ]
     assert first and all(np.abs(weights[w]).max() <= 64 for w in first), "7-bit first layer (NNCF's overflow fix)"
     assert max(np.abs(w).max() for name, w in weights.items() if name not in first) > 64, "8-bit weights elsewhere"
-
 
 
 def test_qat_with_the_openvino_layout_is_refused_before_anything_runs(tmp_path):

@@ -22,16 +22,29 @@ def test_trt_target_places_qdq_as_tensorrt_rules_do(name, tmp_path):
     """Structure only (random weights): the same dequantized inputs, op by op, as ModelOpt's ONNX PTQ on the same graph
     (at 64x64: placement does not depend on the input size)."""
     # rounding changes the weights' integers, never where Q/DQ stand: nearest spares GPTQ's cost on ResNet's wide layers
-    result = export(ExportConfig(name, out=tmp_path, input_size=64, time_runtimes=False,
-                                 quantize=QuantizeConfig(layout="trt", calib_size=8, rounding="nearest")))
+    result = export(ExportConfig(name, out=tmp_path, input_size=64, time_runtimes=False, quantize=QuantizeConfig(layout="trt", calib_size=8, rounding="nearest")))
     ours, reference = Counter(placement(onnx.load(str(result.int8_path)))), Counter(REFERENCE["placement"][name])
     assert ours == reference, f"only deploykit: {dict(ours - reference)}; only ModelOpt: {dict(reference - ours)}"
     graph = onnx.load(str(result.int8_path)).graph
-    assert not {n.op_type for n in graph.node} - {"QuantizeLinear", "DequantizeLinear", "Conv", "Relu", "Clip", "Add", "Mul",
-                                                  "Sigmoid", "MaxPool", "ReduceMean", "Reshape", "Flatten", "Gemm"}
+    assert not {n.op_type for n in graph.node} - {
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "Conv",
+        "Relu",
+        "Clip",
+        "Add",
+        "Mul",
+        "Sigmoid",
+        "MaxPool",
+        "ReduceMean",
+        "Reshape",
+        "Flatten",
+        "Gemm",
+    }
     initializers = {init.name: init for init in graph.initializer}
-    assert all(onnx.helper.tensor_dtype_to_np_dtype(initializers[n.input[0]].data_type) == np.int8
-               for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in initializers), "int8 weights only"
+    assert all(
+        onnx.helper.tensor_dtype_to_np_dtype(initializers[n.input[0]].data_type) == np.int8 for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in initializers
+    ), "int8 weights only"
 
 
 def test_trt_placement_keeps_the_accuracy_work_on_real_weights(real_checkpoint, tmp_path):

@@ -8,6 +8,7 @@ Run once in a side venv (efficientnet-lite-pytorch is no dependency of deploykit
         > tests/models/data/efficientnet_lite0_reference.json
 The input is numpy's default_rng(0) standard normal, shape (2, 3, 224, 224), so the test rebuilds it exactly.
 """
+
 import json
 import sys
 
@@ -22,10 +23,14 @@ model.eval()
 x = np.random.default_rng(0).standard_normal((2, 3, 224, 224), dtype=np.float32)
 with torch.no_grad():
     logits = model(torch.from_numpy(x)).numpy()
-print(json.dumps({
-    "implementation": "efficientnet-lite-pytorch 0.1.0, EfficientNet.from_name('efficientnet-lite0')",
-    "checkpoint": "efficientnet-lite0-57934424.pth",
-    "input": "numpy.random.default_rng(0).standard_normal((2, 3, 224, 224), dtype=float32)",
-    "state_dict": {k: list(v.shape) for k, v in model.state_dict().items()},
-    "logits": [[round(float(v), 5) for v in row] for row in logits],
-}))
+print(
+    json.dumps(
+        {
+            "implementation": "efficientnet-lite-pytorch 0.1.0, EfficientNet.from_name('efficientnet-lite0')",
+            "checkpoint": "efficientnet-lite0-57934424.pth",
+            "input": "numpy.random.default_rng(0).standard_normal((2, 3, 224, 224), dtype=float32)",
+            "state_dict": {k: list(v.shape) for k, v in model.state_dict().items()},
+            "logits": [[round(float(v), 5) for v in row] for row in logits],
+        }
+    )
+)

@@ -6,14 +6,17 @@ Run once in a side venv (torchvision is no dependency of deploykit), from the re
     /tmp/tv/bin/python tests/models/read_torchvision_weights.py /tmp/names.json > /tmp/tv.json
 then keep the rows with an ImageNet top-1 (drop antialias/num_params) in deploykit/models/pretrained.json.
 """
+
 import json
 import sys
 import torch
+
 # This side venv pairs PyPI's torchvision with the CPU torch file, whose C++ ops do not load; only the
 # weight enums (pure Python) are read, so the fake-kernel registrations of those ops are skipped.
 _register_fake = torch.library.register_fake
-torch.library.register_fake = lambda *a, **k: (lambda f: f)
+torch.library.register_fake = lambda *a, **k: lambda f: f
 import torchvision  # noqa: E402 (after the patch above)
+
 torch.library.register_fake = _register_fake
 from torchvision.models import get_model_weights, list_models  # noqa: E402
 
@@ -27,12 +30,22 @@ for name in sorted(names):
     for w in enum:
         t = w.transforms()
         metrics = w.meta["_metrics"]["ImageNet-1K"]
-        rows.append({
-            "model": name, "tag": w.name, "url": w.url, "file_name": w.url.rsplit("/", 1)[1],
-            "resize": int(t.resize_size[0]), "crop": int(t.crop_size[0]),
-            "interpolation": t.interpolation.value, "antialias": bool(t.antialias),
-            "mean": list(t.mean), "std": list(t.std),
-            "top1": metrics["acc@1"], "top5": metrics["acc@5"], "num_params": w.meta["num_params"],
-            "default": w == default,
-        })
+        rows.append(
+            {
+                "model": name,
+                "tag": w.name,
+                "url": w.url,
+                "file_name": w.url.rsplit("/", 1)[1],
+                "resize": int(t.resize_size[0]),
+                "crop": int(t.crop_size[0]),
+                "interpolation": t.interpolation.value,
+                "antialias": bool(t.antialias),
+                "mean": list(t.mean),
+                "std": list(t.std),
+                "top1": metrics["acc@1"],
+                "top5": metrics["acc@5"],
+                "num_params": w.meta["num_params"],
+                "default": w == default,
+            }
+        )
 print(json.dumps({"torchvision": torchvision.__version__, "weights": rows}, indent=1))

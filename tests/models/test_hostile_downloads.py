@@ -76,9 +76,14 @@ REPLIES = {
 
 def fetch(tmp_path: Path, url: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "deploykit", "export", "mobilenet_v2", "--weights", "IMAGENET1K_V1"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "TORCH_HOME": str(tmp_path / "home"), "DEPLOYKIT_WEIGHTS_URL": url})
+    proc = subprocess.run(
+        [sys.executable, "-m", "deploykit", "export", "mobilenet_v2", "--weights", "IMAGENET1K_V1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "TORCH_HOME": str(tmp_path / "home"), "DEPLOYKIT_WEIGHTS_URL": url},
+    )
     return proc, time.monotonic() - started
 
 
@@ -129,8 +134,13 @@ def test_a_killed_downloads_partial_file_is_cleaned_by_the_next_run(real_checkpo
     served.mkdir()
     (served / NAME).symlink_to(real_checkpoint(NAME))
     with serving(served) as url:
-        proc = subprocess.run([sys.executable, "-c", "from deploykit import get_model; get_model('mobilenet_v2:IMAGENET1K_V1')"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, "TORCH_HOME": str(tmp_path / "home"), "DEPLOYKIT_WEIGHTS_URL": url})
+        proc = subprocess.run(
+            [sys.executable, "-c", "from deploykit import get_model; get_model('mobilenet_v2:IMAGENET1K_V1')"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "TORCH_HOME": str(tmp_path / "home"), "DEPLOYKIT_WEIGHTS_URL": url},
+        )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in checkpoints.iterdir()) == [NAME]

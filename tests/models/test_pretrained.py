@@ -13,7 +13,7 @@ from deploykit import DeployKitError, get_model
 from deploykit.cli import cli
 from deploykit.data import Preprocess
 from deploykit.models import get_spec, list_models
-from deploykit.models.pretrained import (BASE_URL_ENV, fetch_weights, find_weights, is_weights_tag, published_weights)
+from deploykit.models.pretrained import BASE_URL_ENV, fetch_weights, find_weights, is_weights_tag, published_weights
 
 CHECKPOINT = "mobilenet_v2-b0353104.pth"
 

@@ -12,8 +12,9 @@ from deploykit.runtime.ort_runner import run_with_intermediates, stream_intermed
 def _graph(batch: int | str = "N") -> onnx.ModelProto:
     """X -> Relu -> Y, and Shape(X), a tensor with no batch dimension."""
     nodes = [helper.make_node("Relu", ["X"], ["Y"], name="relu"), helper.make_node("Shape", ["X"], ["S"], name="shape")]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [batch, 2, 4, 4])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [batch, 2, 4, 4])])
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("X", TensorProto.FLOAT, [batch, 2, 4, 4])], [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [batch, 2, 4, 4])]
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
 
 

@@ -61,12 +61,16 @@ def test_a_handled_signal_after_runners_are_released_does_not_crash(sequence, tm
 def test_a_child_that_exits_while_the_interpreter_finalises_does_not_crash_it(tmp_path):
     """Last round's other symptom (a crash in sklearn's teardown under gdb) is where the same forced SIGSEGV lands when a
     handled SIGCHLD (DataLoader installs one) arrives during finalisation: here, while an atexit hook runs."""
-    script = textwrap.dedent(LOAD_TWO.format(folder=str(tmp_path))) + SEQUENCES["closed in creation order"] + """
+    script = (
+        textwrap.dedent(LOAD_TWO.format(folder=str(tmp_path)))
+        + SEQUENCES["closed in creation order"]
+        + """
 import atexit, subprocess, time
 signal.signal(signal.SIGCHLD, lambda *_: None)
 child = subprocess.Popen(["sleep", "0.5"])
 atexit.register(time.sleep, 1.0)
 print("finalising")
 """
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "finalising" in done.stdout, (done.returncode, done.stderr[-2000:])

@@ -14,8 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _mypy(stubs: Path, *files: str) -> subprocess.CompletedProcess:
     env = {"MYPYPATH": str(stubs), "PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", *files], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, "-m", "mypy", "--no-incremental", *files], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_tensorrt_code_type_checks_against_the_stubs(tensorrt_stubs):
@@ -26,19 +25,21 @@ def test_tensorrt_code_type_checks_against_the_stubs(tensorrt_stubs):
 def test_the_check_catches_a_wrong_tensorrt_name(tensorrt_stubs, tmp_path):
     """Not vacuous: a misspelt attribute and a wrong argument type are errors."""
     wrong = tmp_path / "wrong.py"
-    wrong.write_text("import tensorrt as trt\n\nflag = trt.BuilderFlag.FP17\n"
-                     "builder = trt.Builder(trt.Logger(trt.Logger.WARNING))\nbuilder.create_network('explicit')\n")
+    wrong.write_text("import tensorrt as trt\n\nflag = trt.BuilderFlag.FP17\nbuilder = trt.Builder(trt.Logger(trt.Logger.WARNING))\nbuilder.create_network('explicit')\n")
     proc = _mypy(tensorrt_stubs, "--follow-imports=silent", str(wrong))
     assert proc.returncode == 1, proc.stdout
     assert 'has no attribute "FP17"' in proc.stdout and "create_network" in proc.stdout
 
 
-@pytest.mark.parametrize("version, fp16, qdq, flags", [
-    ("10.13.0.35", False, True, PrecisionFlags(fp16=False, int8=True)),   # weakly typed: Q/DQ needs BuilderFlag.INT8
-    ("10.13.0.35", True, False, PrecisionFlags(fp16=True, int8=False)),
-    ("11.4.0.106", False, True, PrecisionFlags(fp16=False, int8=False)),  # strongly typed: no flags exist
-    ("11.4.0.106", False, False, PrecisionFlags(fp16=False, int8=False)),
-])
+@pytest.mark.parametrize(
+    "version, fp16, qdq, flags",
+    [
+        ("10.13.0.35", False, True, PrecisionFlags(fp16=False, int8=True)),  # weakly typed: Q/DQ needs BuilderFlag.INT8
+        ("10.13.0.35", True, False, PrecisionFlags(fp16=True, int8=False)),
+        ("11.4.0.106", False, True, PrecisionFlags(fp16=False, int8=False)),  # strongly typed: no flags exist
+        ("11.4.0.106", False, False, PrecisionFlags(fp16=False, int8=False)),
+    ],
+)
 def test_precision_flags_follow_the_tensorrt_version(version, fp16, qdq, flags):
     assert precision_flags(version, fp16, qdq) == flags
 

@@ -17,8 +17,7 @@ from tests.mounts import tmpfs
 def exported(tmp_path_factory):
     """cifar_resnet20 (random init) with a dynamic batch and its INT8 file, and a copy of the folder without INT8."""
     out = tmp_path_factory.mktemp("repo_attacks")
-    result, _ = run_cli("export", "cifar_resnet20", "--input-size", 16, 16, "--dynamic-batch", "--int8", "--calib-size", 8,
-                        "--no-timing", "--out", out)
+    result, _ = run_cli("export", "cifar_resnet20", "--input-size", 16, 16, "--dynamic-batch", "--int8", "--calib-size", 8, "--no-timing", "--out", out)
     assert result.exit_code == 0, result.output
     return out / "cifar_resnet20"
 
@@ -74,8 +73,7 @@ def test_export_triton_refuses_a_foreign_model_folder_before_exporting(tmp_path)
     (tmp_path / "repo" / "cifar_resnet20").mkdir(parents=True)
     (tmp_path / "repo" / "cifar_resnet20" / "config.pbtxt").write_text('name: "cifar_resnet20"\n')
     started = time.monotonic()
-    result, text = run_cli("export", "cifar_resnet20", "--dynamic-batch", "--no-timing", "--out", tmp_path / "out",
-                           "--triton", tmp_path / "repo", "--triton-device", "cpu")
+    result, text = run_cli("export", "cifar_resnet20", "--dynamic-batch", "--no-timing", "--out", tmp_path / "out", "--triton", tmp_path / "repo", "--triton-device", "cpu")
     assert result.exit_code == 2 and "cifar_resnet20 was not written by deploykit" in text, text
     assert not (tmp_path / "out").exists() and time.monotonic() - started < 15
 

@@ -29,9 +29,24 @@ pytestmark = pytest.mark.xdist_group("triton-server")
 def repo(trained_digits, tmp_path_factory):
     """The digits-trained cifar_resnet20 exported with INT8 straight into a repository, for the CPU."""
     out = tmp_path_factory.mktemp("served")
-    result, _ = run_cli("export", f"cifar_resnet20:{trained_digits.weights}", "--input-size", 16, 16, "--dynamic-batch", "--int8",
-                        "--calib", trained_digits.calib, "--no-timing", "--out", out / "export", "--triton", out / "repo",
-                        "--triton-device", "cpu")
+    result, _ = run_cli(
+        "export",
+        f"cifar_resnet20:{trained_digits.weights}",
+        "--input-size",
+        16,
+        16,
+        "--dynamic-batch",
+        "--int8",
+        "--calib",
+        trained_digits.calib,
+        "--no-timing",
+        "--out",
+        out / "export",
+        "--triton",
+        out / "repo",
+        "--triton-device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     return out / "repo", out / "export" / "cifar_resnet20"
 
@@ -62,7 +77,7 @@ def test_logits_are_onnxruntimes_at_batch_1_and_5(server, repo, trained_digits):
         for batch in (images[:1], images):
             served = infer(server.url, model, batch)
             assert served.dtype == np.float32 and served.shape == (len(batch), 10)
-            np.testing.assert_array_equal(served, expected[:len(batch)])
+            np.testing.assert_array_equal(served, expected[: len(batch)])
 
 
 def test_concurrent_clients_are_batched_and_each_gets_its_own_logits(server, repo, trained_digits):
@@ -71,7 +86,7 @@ def test_concurrent_clients_are_batched_and_each_gets_its_own_logits(server, rep
     stats = http.InferenceServerClient(server.url.removeprefix("http://"))
     before = stats.get_inference_statistics("cifar_resnet20_int8")["model_stats"][0]
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
-        served = list(pool.map(lambda i: infer(server.url, "cifar_resnet20_int8", images[i:i + 1]), range(len(images))))
+        served = list(pool.map(lambda i: infer(server.url, "cifar_resnet20_int8", images[i : i + 1]), range(len(images))))
     after = stats.get_inference_statistics("cifar_resnet20_int8")["model_stats"][0]
     np.testing.assert_allclose(np.concatenate(served), expected, rtol=0, atol=1e-5)  # a merged batch: the same file, other rows
     inferences = after["inference_count"] - before["inference_count"]
@@ -80,20 +95,21 @@ def test_concurrent_clients_are_batched_and_each_gets_its_own_logits(server, rep
 
 
 def test_bench_server_sweeps_concurrency_and_configurations_and_report_plots_it(server, tmp_path):
-    result, text = run_cli("bench", "--server", server.url, "--model", "cifar_resnet20", "--concurrency", "1,4", "--duration", 1,
-                           "--queue-delay", "off,2000", "--json", tmp_path / "load.json")
+    result, text = run_cli(
+        "bench", "--server", server.url, "--model", "cifar_resnet20", "--concurrency", "1,4", "--duration", 1, "--queue-delay", "off,2000", "--json", tmp_path / "load.json"
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "load.json").read_text())["results"]
-    assert [(r["configuration"], r["concurrency"]) for r in rows] == [
-        ("no dynamic batching", 1), ("no dynamic batching", 4), ("queue delay 2000 us", 1), ("queue delay 2000 us", 4)]
+    assert [(r["configuration"], r["concurrency"]) for r in rows] == [("no dynamic batching", 1), ("no dynamic batching", 4), ("queue delay 2000 us", 1), ("queue delay 2000 us", 4)]
     for row in rows:
         assert row["errors"] == 0 and row["throughput"] > 0 and 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
         assert row["queue_ms"] >= 0 and row["compute_ms"] > 0
     assert rows[1]["images_per_execution"] == 1.0 and rows[3]["images_per_execution"] > 1.0  # only the batcher merges
     config = http.InferenceServerClient(server.url.removeprefix("http://")).get_model_config("cifar_resnet20")
     assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 100  # the repository's config again
-    result, _ = run_cli("bench", "--server", server.url, "--model", "cifar_resnet20", "--concurrency", "1,2,4", "--duration", 0.5,
-                        "--max-latency", 0.001, "--json", tmp_path / "capped.json")
+    result, _ = run_cli(
+        "bench", "--server", server.url, "--model", "cifar_resnet20", "--concurrency", "1,2,4", "--duration", 0.5, "--max-latency", 0.001, "--json", tmp_path / "capped.json"
+    )
     assert result.exit_code == 0 and len(json.loads((tmp_path / "capped.json").read_text())["results"]) == 1
     assert "as served: 2, 4 clients not measured (p99" in result.output and "passed --max-latency 0.001 ms" in result.output
     result, _ = run_cli("report", tmp_path / "load.json", "--out", tmp_path / "report")
@@ -110,8 +126,14 @@ def as_a_user_runs_it(tmp_path) -> dict[str, str]:
 
 
 def start_serve(command: list, repo, ports: Ports, env: dict, cwd) -> subprocess.Popen:
-    process = subprocess.Popen([*map(str, command), "serve", str(repo), "--http-port", str(ports.http), "--grpc-port", str(ports.grpc)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+    process = subprocess.Popen(
+        [*map(str, command), "serve", str(repo), "--http-port", str(ports.http), "--grpc-port", str(ports.grpc)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=cwd,
+    )
     line = process.stdout.readline()
     if f"at http://127.0.0.1:{ports.http}" not in line or "Ctrl-C stops it" not in line:
         process.kill()
@@ -199,8 +221,10 @@ def test_a_port_in_use_and_a_model_that_fails_to_load_are_one_line(repo, tmp_pat
     started = time.monotonic()
     result, text = run_cli("serve", broken, "--http-port", ports.http, "--grpc-port", ports.grpc)
     assert result.exit_code == 2 and result.output.count("\n") == 1 and time.monotonic() - started < 60
-    assert text == ("Error: tritonserver stopped while starting: Triton could not load model cifar_resnet20: ValueError: config.pbtxt "
-                    "declares input dims [3, 32, 32] but model.onnx takes [3, 16, 16]; write the repository again with `deploykit triton`")
+    assert text == (
+        "Error: tritonserver stopped while starting: Triton could not load model cifar_resnet20: ValueError: config.pbtxt "
+        "declares input dims [3, 32, 32] but model.onnx takes [3, 16, 16]; write the repository again with `deploykit triton`"
+    )
 
 
 def test_without_the_serve_extra_each_command_says_how_to_install_it(repo, tmp_path):
@@ -211,7 +235,8 @@ def test_without_the_serve_extra_each_command_says_how_to_install_it(repo, tmp_p
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name.split('.')[0] in ('pytriton', 'tritonclient'):\n"
         "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
-        "sys.meta_path.insert(0, Hide())\n")
+        "sys.meta_path.insert(0, Hide())\n"
+    )
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     for args in (["serve", repo[0]], ["triton", tmp_path / "new", repo[1]], ["bench", "--server", "http://127.0.0.1:9", "--model", "m"]):
         process = subprocess.run([sys.executable, "-m", "deploykit", *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
@@ -225,8 +250,7 @@ def test_a_stopped_sweep_restores_the_config_and_a_killed_server_is_one_line(rep
     with serving(repo[0], Ports.free()) as served:
         client = http.InferenceServerClient(served.url.removeprefix("http://"))
         delay = lambda: client.get_model_config("cifar_resnet20")["dynamic_batching"]["max_queue_delay_microseconds"]  # noqa: E731
-        command = [sys.executable, "-m", "deploykit", "bench", "--server", served.url, "--model", "cifar_resnet20", "--concurrency", "1",
-                   "--duration", "30"]
+        command = [sys.executable, "-m", "deploykit", "bench", "--server", served.url, "--model", "cifar_resnet20", "--concurrency", "1", "--duration", "30"]
         bench = subprocess.Popen([*command, "--queue-delay", "5000"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 60
@@ -257,8 +281,7 @@ def test_a_start_up_cut_short_leaves_no_shared_memory_and_a_killed_server_is_nam
     result, text = run_cli("serve", repo[0], "--start-timeout", 1, "--http-port", (ports := Ports.free()).http, "--grpc-port", ports.grpc)
     assert result.exit_code == 2 and text.startswith("Error: tritonserver was not ready within 1 s"), text
     assert "killed by SIGINT" not in text  # the stop deploykit sent is not the reason
-    copies = [folder.name for folder in (*Path(tempfile.gettempdir()).glob("deploykit-serve-*"),
-                                         *tmp_path_factory.getbasetemp().parent.glob("*/*/deploykit-serve-*"))]
+    copies = [folder.name for folder in (*Path(tempfile.gettempdir()).glob("deploykit-serve-*"), *tmp_path_factory.getbasetemp().parent.glob("*/*/deploykit-serve-*"))]
     for region in Path("/dev/shm").glob("deploykit-serve-*"):
         assert any(region.name.startswith(f"{name}_") for name in copies), f"{region} outlived the serve that made it"
     env, ports = as_a_user_runs_it(tmp_path), Ports.free()

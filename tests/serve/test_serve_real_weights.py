@@ -19,8 +19,20 @@ CHECKPOINT = "mobilenet_v2-b0353104.pth"
 
 
 def test_top1_through_the_server_is_evals_on_the_same_file(real_checkpoint, imagenet_sample, tmp_path):
-    result, _ = run_cli("export", "mobilenet_v2", "--weights", real_checkpoint(CHECKPOINT), "--dynamic-batch", "--no-timing",
-                        "--out", tmp_path / "out", "--triton", tmp_path / "repo", "--triton-device", "cpu")
+    result, _ = run_cli(
+        "export",
+        "mobilenet_v2",
+        "--weights",
+        real_checkpoint(CHECKPOINT),
+        "--dynamic-batch",
+        "--no-timing",
+        "--out",
+        tmp_path / "out",
+        "--triton",
+        tmp_path / "repo",
+        "--triton-device",
+        "cpu",
+    )
     assert result.exit_code == 0, result.output
     result, _ = run_cli("eval", tmp_path / "out" / "mobilenet_v2", "--data", imagenet_sample, "--engine", "ort", "--json", tmp_path / "eval.json")
     assert result.exit_code == 0, result.output

@@ -13,9 +13,13 @@ PREPROCESS = {"deploykit.size": "16", "deploykit.resize": "18", "deploykit.mean"
 
 
 def config(**changes) -> dict:
-    base = {"name": "m", "max_batch_size": 8, "input": [{"name": "input", "data_type": "TYPE_FP32", "dims": [3, 16, 16]}],
-            "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [10]}],
-            "parameters": {key: {"string_value": value} for key, value in PREPROCESS.items()}}
+    base = {
+        "name": "m",
+        "max_batch_size": 8,
+        "input": [{"name": "input", "data_type": "TYPE_FP32", "dims": [3, 16, 16]}],
+        "output": [{"name": "logits", "data_type": "TYPE_FP32", "dims": [10]}],
+        "parameters": {key: {"string_value": value} for key, value in PREPROCESS.items()},
+    }
     return {**base, **changes}
 
 

@@ -37,8 +37,7 @@ def test_configs_come_from_the_files_and_the_bench_result(exported, tmp_path):
     assert result.exit_code == 0, result.output
     manifest = json.loads((folder / "manifest.json").read_text())
     rows = {row["batch"]: row for row in json.loads(bench.read_text())["results"]}
-    for name, file_name, precision in (("cifar_resnet20", "model.onnx", "fp32"), ("cifar_resnet20_int8", "model.int8.onnx", "int8"),
-                                       ("cifar_resnet20_fp16", "model.fp16.onnx", "fp16")):
+    for name, file_name, precision in (("cifar_resnet20", "model.onnx", "fp32"), ("cifar_resnet20_int8", "model.int8.onnx", "int8"), ("cifar_resnet20_fp16", "model.fp16.onnx", "fp16")):
         model = tmp_path / "repo" / name
         config = read_config(model / "config.pbtxt")
         graph = onnx.load(str(folder / file_name)).graph
@@ -53,8 +52,7 @@ def test_configs_come_from_the_files_and_the_bench_result(exported, tmp_path):
         assert [float(v) for v in parameters["deploykit.std"].split(",")] == manifest["input"]["std"]
         assert parameters["deploykit.size"] == "32" and parameters["deploykit.precision"] == precision
         accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
-        assert [(a.name, dict(a.parameters).get("precision_mode")) for a in accelerators] == (
-            [] if precision == "fp32" else [("tensorrt", precision.upper())])
+        assert [(a.name, dict(a.parameters).get("precision_mode")) for a in accelerators] == ([] if precision == "fp32" else [("tensorrt", precision.upper())])
     fp32 = read_config(tmp_path / "repo" / "cifar_resnet20" / "config.pbtxt")
     best = max(row["throughput"] for row in rows.values())  # the smallest batch within 5% of the best throughput
     assert fp32.max_batch_size == min(b for b, row in rows.items() if row["throughput"] >= 0.95 * best)
@@ -62,8 +60,7 @@ def test_configs_come_from_the_files_and_the_bench_result(exported, tmp_path):
     assert fp32.dynamic_batching.max_queue_delay_microseconds == 100  # benchmarks/serve.py: a longer delay only cost here
     int8 = read_config(tmp_path / "repo" / "cifar_resnet20_int8" / "config.pbtxt")
     assert int8.max_batch_size == 32 and int8.dynamic_batching.max_queue_delay_microseconds == 100  # not benched: the defaults
-    records = {name: json.loads((tmp_path / "repo" / name / ".deploykit.json").read_text())["batching_from"]
-               for name in ("cifar_resnet20", "cifar_resnet20_int8")}
+    records = {name: json.loads((tmp_path / "repo" / name / ".deploykit.json").read_text())["batching_from"] for name in ("cifar_resnet20", "cifar_resnet20_int8")}
     assert records == {"cifar_resnet20": "bench (ort on cpu, batches 1,4,16)", "cifar_resnet20_int8": "defaults"}
     assert "Triton repository" in text
 
@@ -91,8 +88,7 @@ def test_a_fixed_batch_is_refused_with_the_command_that_fixes_it(exported, tmp_p
 
 
 def test_export_triton_writes_the_repository_of_the_export(tmp_path):
-    result, text = run_cli("export", "cifar_resnet20", "--dynamic-batch", "--no-timing", "--out", tmp_path / "out",
-                           "--triton", tmp_path / "repo", "--triton-device", "cpu")
+    result, text = run_cli("export", "cifar_resnet20", "--dynamic-batch", "--no-timing", "--out", tmp_path / "out", "--triton", tmp_path / "repo", "--triton-device", "cpu")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["cifar_resnet20"]
     assert "Triton repository" in text and f"deploykit serve {tmp_path / 'repo'}" in text
@@ -132,8 +128,7 @@ def test_a_tensorrt_engine_becomes_a_tensorrt_model_checked_against_the_schema(e
     for entry in folder.glob("*.*"):  # the files and the manifest
         (copy / entry.name).write_bytes(entry.read_bytes())
     (copy / "model.engine").write_bytes(b"placeholder engine")
-    record = {"onnx_sha256": sha256_file(copy / "model.int8.onnx"), "precision": {"fp16": True, "int8_qdq": True},
-              "config": {"min_batch": 1, "opt_batch": 8, "max_batch": 16}}
+    record = {"onnx_sha256": sha256_file(copy / "model.int8.onnx"), "precision": {"fp16": True, "int8_qdq": True}, "config": {"min_batch": 1, "opt_batch": 8, "max_batch": 16}}
     (copy / "model.engine.json").write_text(json.dumps(record))
     result, _ = run_cli("triton", tmp_path / "repo", copy)
     assert result.exit_code == 0, result.output
@@ -147,8 +142,11 @@ def test_a_tensorrt_engine_becomes_a_tensorrt_model_checked_against_the_schema(e
 def test_the_schema_and_triton_rules_reject_bad_configs():
     with pytest.raises(DeployKitError, match="not a valid Triton model config"):
         parse_config('name: "m"\nmax_batch_size: 8\nbatching_policy: 3\n', "m/config.pbtxt")
-    config = parse_config('name: "m"\nbackend: "onnxruntime"\nmax_batch_size: 4\ninput { name: "x" data_type: TYPE_FP32 dims: [3, 0, 8] }\n'
-                          'output { name: "y" data_type: TYPE_FP32 dims: 10 }\ndynamic_batching { preferred_batch_size: 8 }\n'
-                          'instance_group { count: 1 kind: KIND_CPU }\n', "m/config.pbtxt")
+    config = parse_config(
+        'name: "m"\nbackend: "onnxruntime"\nmax_batch_size: 4\ninput { name: "x" data_type: TYPE_FP32 dims: [3, 0, 8] }\n'
+        'output { name: "y" data_type: TYPE_FP32 dims: 10 }\ndynamic_batching { preferred_batch_size: 8 }\n'
+        "instance_group { count: 1 kind: KIND_CPU }\n",
+        "m/config.pbtxt",
+    )
     with pytest.raises(DeployKitError, match=r"x has dims \[3, 0, 8\].*preferred batch sizes \[8\] exceed max_batch_size"):
         check_config(config, "m")
