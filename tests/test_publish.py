@@ -123,9 +123,8 @@ def test_two_exports_into_one_folder_take_turns(tmp_path):
     assert consistent_size(tmp_path / "cifar_resnet20") in (16, 24)
 
 
-def test_a_file_changed_after_export_is_refused(tmp_path):
-    assert run_cli("export", "cifar_resnet20", "--out", tmp_path)[0].exit_code == 0
-    folder = tmp_path / "cifar_resnet20"
+def test_a_file_changed_after_export_is_refused(small_export):
+    folder = small_export
     data = bytearray((folder / "model.onnx").read_bytes())
     data[-10] ^= 0xFF
     (folder / "model.onnx").write_bytes(bytes(data))
@@ -135,9 +134,8 @@ def test_a_file_changed_after_export_is_refused(tmp_path):
     assert result.exit_code == 2 and "re-export" in text
 
 
-def test_deploykits_files_beside_the_export_are_kept_and_a_users_file_is_never_replaced(tmp_path):
-    assert run_cli("export", "cifar_resnet20", "--out", tmp_path)[0].exit_code == 0
-    folder = tmp_path / "cifar_resnet20"
+def test_deploykits_files_beside_the_export_are_kept_and_a_users_file_is_never_replaced(small_export, tmp_path):
+    folder = small_export
     (folder / "notes.txt").write_text("mine")
     (folder / "calib-cache").mkdir(exist_ok=True)
     (folder / "calib-cache" / "x.json").write_text("{}")

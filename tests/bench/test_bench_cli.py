@@ -126,9 +126,8 @@ def test_bench_bad_input(args, message):
     assert result.exit_code == 2 and message in result.output
 
 
-def test_fixed_batch_artifact_refuses_other_batches(tmp_path):
-    export(ExportConfig("cifar_resnet20", time_runtimes=False, out=tmp_path))
-    result = run("bench", tmp_path / "cifar_resnet20", "--engine", "ort", "--batch", "4", "--runs", 2)
+def test_fixed_batch_artifact_refuses_other_batches(small_export):
+    result = run("bench", small_export, "--engine", "ort", "--batch", "4", "--runs", 2)
     assert result.exit_code == 2 and "--dynamic-batch" in result.output
 
 
@@ -186,13 +185,11 @@ def test_bench_streams_add_a_parallel_row_per_batch_that_report_plots(digits_exp
     assert refused.exit_code == 2 and "--streams runs requests in parallel on the CPU with ort or openvino" in refused.output
 
 
-def test_options_that_cannot_apply_are_refused_before_any_work(tmp_path):
+def test_options_that_cannot_apply_are_refused_before_any_work(small_export, tmp_path):
     """--input-size on an export made at another size, and --batch 8 on a fixed-batch export, were ignored or failed
     after the first rows were measured; now each is one line, at once, naming the export that would apply."""
-    from deploykit.recipes.configs import ExportConfig
-    from deploykit.recipes.export import export
 
-    folder = export(ExportConfig("cifar_resnet20", out=tmp_path, input_size=32, time_runtimes=False)).folder
+    folder = small_export
     for options, expected in (
         (("--input-size", 160), "exported at 32x32, so --input-size 160 cannot apply; export it at that size (`deploykit export cifar_resnet20 --input-size 160`)"),
         (("--batch", "1,8"), "takes a fixed batch of 1, so --batch 8 cannot apply; export with --dynamic-batch"),
@@ -209,18 +206,16 @@ def test_options_that_cannot_apply_are_refused_before_any_work(tmp_path):
     assert result.exit_code == 2 and "takes 32x32 inputs (fixed in the file), so --input-size 160 cannot apply" in result.output
 
 
-def test_data_is_read_whole_unless_limited_and_duration_times_by_the_clock(tmp_path):
+def test_data_is_read_whole_unless_limited_and_duration_times_by_the_clock(small_export, tmp_path):
     """bench --data streams the whole folder (it stopped at 500 silently); --data-limit N takes N spread over it and
     says so; --duration times each batch for that long (benchmark_app -t) instead of --runs."""
     from deploykit.data import DEFAULT_CALIBRATION_DIR, find_images
-    from deploykit.recipes.configs import ExportConfig
-    from deploykit.recipes.export import export
 
     photos = find_images(DEFAULT_CALIBRATION_DIR)
     for index, photo in enumerate(photos):
         (tmp_path / "data" / str(index % 10)).mkdir(parents=True, exist_ok=True)
         shutil.copy(photo, tmp_path / "data" / str(index % 10) / photo.name)
-    folder = export(ExportConfig("cifar_resnet20", out=tmp_path / "out", input_size=32, time_runtimes=False)).folder
+    folder = small_export
     whole = run("bench", folder, "--engine", "ort", "--data", tmp_path / "data", "--duration", 0.5, "--json", tmp_path / "a.json")
     assert whole.exit_code == 0, whole.output
     (row,) = json.loads((tmp_path / "a.json").read_text())["results"]
