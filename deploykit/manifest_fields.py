@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 from deploykit.batch import DYNAMIC
 from deploykit.choices import INTERPOLATIONS, MAX_INPUT_SIZE
 from deploykit.errors import DeployKitError
 
-if TYPE_CHECKING:
-    from pathlib import Path
-
-    from deploykit.manifest import InputRecord, ModelRecord
-
-
 MAX_CLASSES = 100_000
 
 
-def check_fields(model: ModelRecord, inputs: InputRecord | None, files: object, path: Path) -> None:
-    """The types and ranges every reader relies on; a one-line error naming the first field that is wrong."""
+def check_fields(model: Any, inputs: Any, files: object, path: Path) -> None:
+    """The types and ranges every reader relies on; a one-line error naming the first field that is wrong. ``model`` and
+    ``inputs`` are the manifest's ModelRecord and InputRecord (or None): not imported here, which would be a cycle."""
 
     def wrong(field_name: str, expected: str, value: object) -> DeployKitError:
         return DeployKitError(f"{path}: {field_name} must be {expected}, got {value!r}; export again to rewrite the manifest")
