@@ -10,6 +10,7 @@ pid and start time; ``remove_abandoned`` deletes those whose owner is gone, with
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -17,8 +18,9 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 OWNER_FILE = ".owner"
 _PR_SET_PDEATHSIG = 1
@@ -115,6 +117,36 @@ def stop_on_signals() -> None:
 def received_stop() -> Stopped | None:
     """The first stop signal this process received (SIGINT included), whether or not its exception reached the top."""
     return Stopped(_RECEIVED[0]) if _RECEIVED else None
+
+
+T = TypeVar("T")
+
+
+def run_stoppable(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coroutine)``, where a stop signal (SIGINT, SIGTERM, SIGHUP; one ignored at start stays so) cancels
+    the run and is raised as ``Stopped`` once the loop has closed. Raised inside the loop, as the handlers of
+    ``stop_on_signals`` raise it, it escapes from whichever task runs then and leaves the others pending (Python's
+    warnings after the one error line)."""
+    received: list[int] = []
+    watched = [s for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if signal.getsignal(s) is not signal.SIG_IGN]
+    previous = {signum: signal.getsignal(signum) for signum in watched}
+
+    async def cancellable() -> T:
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        for signum in watched:
+            loop.add_signal_handler(signum, lambda signum=signum: (received.append(signum), task.cancel()))
+        return await coroutine
+
+    try:
+        return asyncio.run(cancellable())
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        _RECEIVED.append(received[0])
+        raise Stopped(received[0]) from None
+    finally:
+        for signum, handler in previous.items():  # asyncio leaves its own defaults behind
+            signal.signal(signum, handler)
 
 
 if __name__ == "__main__":

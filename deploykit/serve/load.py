@@ -15,6 +15,7 @@ import numpy as np
 
 from deploykit.choices import NO_BATCHING
 from deploykit.errors import DeployKitError, first_line
+from deploykit.processes import run_stoppable
 from deploykit.serve.client import RemoteModel, tritonclient_http
 
 OVERRIDE_OF = "deploykit.override_of"
@@ -82,7 +83,7 @@ def measure_level(model: RemoteModel, inputs: list[np.ndarray], concurrency: int
     http = tritonclient_http()
     stats = http.InferenceServerClient(model.address, network_timeout=30)
     before = _statistics(stats, model.name)
-    started, latencies, finished, errors, first_error = asyncio.run(_clients(model, inputs, concurrency, warmup_s, window_s, timeout_s))
+    started, latencies, finished, errors, first_error = run_stoppable(_clients(model, inputs, concurrency, warmup_s, window_s, timeout_s))
     after = _statistics(stats, model.name)
     window_start, window_end = started + warmup_s, started + warmup_s + window_s
     done = sum(1 for t in finished if window_start <= t <= window_end)
