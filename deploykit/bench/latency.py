@@ -23,6 +23,22 @@ class LatencyStats:
     min_ms: float
     throughput: float
 
+    @classmethod
+    def of(cls, seconds: list[float], batch: int, warmup: int, runs: int, throughput: float) -> LatencyStats:
+        """The statistics of per-call ``seconds``: ``runs`` calls, ``throughput`` samples per second."""
+        ms = np.asarray(seconds) * 1e3
+        return cls(
+            batch=batch,
+            runs=runs,
+            warmup=warmup,
+            mean_ms=float(ms.mean()),
+            p50_ms=float(np.percentile(ms, 50)),
+            p90_ms=float(np.percentile(ms, 90)),
+            p99_ms=float(np.percentile(ms, 99)),
+            min_ms=float(ms.min()),
+            throughput=throughput,
+        )
+
     def as_dict(self) -> dict:
         return asdict(self)
 
@@ -57,14 +73,4 @@ def measure_latency(
         if max_seconds is not None and len(times) >= min_runs and clock() - started > max_seconds:
             break
     ms = np.asarray(times) * 1e3
-    return LatencyStats(
-        batch=batch,
-        runs=len(ms),
-        warmup=warmup,
-        mean_ms=float(ms.mean()),
-        p50_ms=float(np.percentile(ms, 50)),
-        p90_ms=float(np.percentile(ms, 90)),
-        p99_ms=float(np.percentile(ms, 99)),
-        min_ms=float(ms.min()),
-        throughput=float(batch * 1e3 / ms.mean()),
-    )
+    return LatencyStats.of(times, batch, warmup, len(times), float(batch * 1e3 / ms.mean()))

@@ -86,15 +86,4 @@ def _in_parallel(calls: list, requests: int, warmup: int) -> tuple[float, list[f
 
 
 def _stats(batch: int, requests: int, warmup: int, seconds: float, latencies: list[float]) -> LatencyStats:
-    ms = np.asarray(latencies) * 1e3
-    return LatencyStats(
-        batch=batch,
-        runs=requests,
-        warmup=warmup,
-        mean_ms=float(ms.mean()),
-        p50_ms=float(np.percentile(ms, 50)),
-        p90_ms=float(np.percentile(ms, 90)),
-        p99_ms=float(np.percentile(ms, 99)),
-        min_ms=float(ms.min()),
-        throughput=float(batch * requests / seconds),
-    )
+    return LatencyStats.of(latencies, batch, warmup, requests, float(batch * requests / seconds))
